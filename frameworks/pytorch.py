@@ -1,0 +1,155 @@
+"""PyTorch adapter: `torch.nn` model, `torch.optim.SGD`, eager or `torch.compile`d step."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from frameworks.base import Adapter, DeviceUnavailable, Params, TrainConfig
+
+# --- Model --------------------------------------------------------------------------------------
+
+
+class LeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+MODELS = {"lenet": LeNet}
+
+# --- Adapter ------------------------------------------------------------------------------------
+
+
+def _configure_numerics(config: TrainConfig) -> None:
+    tf32 = config.precision == "tf32"  # cuDNN convolutions default to TF32: switch it off for fp32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+
+
+class PyTorchAdapter(Adapter):
+    framework = "pytorch"
+
+    def __init__(self, model: str, device: str, variant: str, config: TrainConfig):
+        super().__init__(model, device, variant, config)
+        if device == "cuda" and not torch.cuda.is_available():
+            raise DeviceUnavailable(f"PyTorch {torch.__version__} sees no CUDA device")
+        _configure_numerics(config)
+        self.torch_device = torch.device(device)
+        self.model = MODELS[model]().to(self.torch_device)
+        self._compiles = 0
+        self._build_optimizer()
+        step = self._step
+        if variant == "compile":
+            step = torch.compile(step)
+        self._compiled_step = step
+
+    def _build_optimizer(self) -> None:
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=self.config.learning_rate,
+            momentum=self.config.momentum,
+            weight_decay=self.config.weight_decay,
+        )
+        self.scheduler = None
+        if self.config.lr_schedule == "cosine":
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+                self.optimizer, lambda step: self.config.learning_rate_at(step) / self.config.learning_rate
+            )
+
+    def _to_device(self, images: np.ndarray, labels: np.ndarray):
+        x = torch.from_numpy(images).to(self.torch_device, non_blocking=True).permute(0, 3, 1, 2)
+        y = torch.from_numpy(labels).to(self.torch_device, non_blocking=True).long()
+        return x, y
+
+    # --- Weights --------------------------------------------------------------------------------
+
+    def set_params(self, params: Params) -> None:
+        state = {name: torch.from_numpy(value) for name, value in params.items()}
+        self.model.load_state_dict(state)
+        self._build_optimizer()
+
+    def get_params(self) -> Params:
+        return {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}
+
+    # --- Training -------------------------------------------------------------------------------
+
+    def _step(self, x, y):
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(x), y)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def train_step(self, images, labels):
+        self.model.train()
+        loss = self._compiled_step(*self._to_device(images, labels))
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return loss
+
+    def synchronize(self) -> None:
+        if self.torch_device.type == "cuda":
+            torch.cuda.synchronize(self.torch_device)
+
+    def losses_to_numpy(self, losses):
+        return torch.stack(losses).cpu().numpy().astype(np.float32)
+
+    def loss_and_grads(self, images, labels):
+        x, y = self._to_device(images, labels)
+        self.model.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(self.model(x), y)
+        loss.backward()
+        grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in self.model.named_parameters()}
+        self.model.zero_grad(set_to_none=True)
+        return loss.item(), grads
+
+    # --- Evaluation -----------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def logits(self, images):
+        self.model.eval()
+        x, _ = self._to_device(images, np.zeros(len(images), np.int32))
+        return self.model(x).cpu().numpy()
+
+    @torch.no_grad()
+    def evaluate(self, images, labels):
+        self.model.eval()
+        x, y = self._to_device(images, labels)
+        logits = self.model(x)
+        loss = F.cross_entropy(logits, y, reduction="sum")
+        correct = (logits.argmax(1) == y).sum()
+        return float(loss), int(correct)
+
+    # --- Introspection --------------------------------------------------------------------------
+
+    def compile_count(self) -> int:
+        if self.variant != "compile":
+            return 0
+        return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+
+    def peak_device_memory(self):
+        if self.torch_device.type != "cuda":
+            return None
+        return int(torch.cuda.max_memory_allocated(self.torch_device))
+
+    def applied_threads(self):
+        return torch.get_num_threads()
+
+
+ADAPTER = PyTorchAdapter
