@@ -1,0 +1,156 @@
+"""Command-line vocabulary shared by `benchmarks.run` and `benchmarks.parity`: argument types
+that reject bad values argparse-style (exit status 2, one line naming the accepted values), and
+the selection of frameworks, variants, model and device they both run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import pandas as pd
+from rich.console import Console
+
+from frameworks import REGISTRY, FrameworkEntry, UnknownFramework, resolve
+from frameworks.base import MODELS, PRECISIONS
+
+DEVICES = ("cpu", "cuda")
+
+
+@cache
+def console() -> Console:
+    return Console(highlight=False)
+
+
+def dataframe_to_text(table: pd.DataFrame) -> str:
+    return table.to_string(index=False, float_format=lambda x: f"{x:.3g}")
+
+
+# --- Argument types -----------------------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer (1 or more)")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def unique_list(text: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if any(not item for item in items):
+        raise argparse.ArgumentTypeError(f"{text!r} has an empty entry")
+    duplicates = sorted({item for item in items if items.count(item) > 1})
+    if duplicates:
+        raise argparse.ArgumentTypeError(f"{text!r} lists {', '.join(duplicates)} more than once")
+    return items
+
+
+def batch_sizes(text: str) -> list[int]:
+    return [positive_int(item) for item in unique_list(text)]
+
+
+# --- Selection ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What to run: (framework, variant) pairs in registry order, on one model and device."""
+
+    pairs: tuple[tuple[str, str], ...]
+    model: str
+    device: str
+    threads: int
+    precision: str
+    job_timeout: float
+
+    @property
+    def frameworks(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(framework for framework, _ in self.pairs))
+
+
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    names = ", ".join(REGISTRY)
+    parser.add_argument("--framework", default="all", type=unique_list,
+                        help=f"comma-separated: all, {names} (aliases torch, tf)")
+    parser.add_argument("--variant", default="default", type=unique_list,
+                        help="default (each framework's first), all, or framework:variant entries such as "
+                             "pytorch:compile,tensorflow:xla; a framework named here runs only the listed "
+                             "variants, the others their default")
+    parser.add_argument("--model", default="lenet", choices=sorted(MODELS))
+    parser.add_argument("--device", default="cpu", choices=DEVICES)
+    parser.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)),
+                        help="CPU cores each worker is pinned to and each framework's intra-op threads "
+                             "(default: all %(default)s)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="fp32 disables TF32 in all three frameworks; tf32 allows it on GPU")
+    parser.add_argument("--job-timeout", type=positive_float, default=3600.0, metavar="SECONDS",
+                        help="a job running longer is stopped and recorded as timeout (default %(default)s)")
+
+
+def _frameworks(parser, names: list[str]) -> list[FrameworkEntry]:
+    if names == ["all"]:
+        return list(REGISTRY.values())
+    try:
+        entries = [resolve(name) for name in names]
+    except UnknownFramework as error:
+        parser.error(f"argument --framework: {error}")
+    if len({entry.name for entry in entries}) != len(entries):
+        parser.error(f"argument --framework: {','.join(names)} names a framework twice (through an alias)")
+    return entries
+
+
+def _variants(parser, entries: list[FrameworkEntry], specs: list[str]) -> list[tuple[str, str]]:
+    if specs in (["default"], ["all"]):
+        return [(e.name, v) for e in entries for v in (e.variants if specs == ["all"] else e.variants[:1])]
+    chosen: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, variant = spec.partition(":")
+        if not sep:
+            parser.error(f"argument --variant: {spec!r} is not framework:variant (or 'all', 'default')")
+        try:
+            entry = resolve(name)
+        except UnknownFramework as error:
+            parser.error(f"argument --variant: {error}")
+        if entry.name not in {e.name for e in entries}:
+            parser.error(f"argument --variant: {spec!r} names {entry.name}, which --framework does not select")
+        if variant != "all" and variant not in entry.variants:
+            parser.error(f"argument --variant: unknown {entry.name} variant {variant!r} "
+                         f"(choose from: all, {', '.join(entry.variants)})")
+        chosen.setdefault(entry.name, []).extend(entry.variants if variant == "all" else [variant])
+    return [(e.name, v) for e in entries for v in dict.fromkeys(chosen.get(e.name, e.variants[:1]))]
+
+
+def selection_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Selection:
+    entries = _frameworks(parser, args.framework)
+    available = len(os.sched_getaffinity(0))
+    if args.threads > available:
+        parser.error(f"argument --threads: {args.threads} exceeds the {available} cores this process may use")
+    pairs = _variants(parser, entries, args.variant)
+    return Selection(tuple(pairs), args.model, args.device, args.threads, args.precision, args.job_timeout)
+
+

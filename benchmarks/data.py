@@ -1,0 +1,236 @@
+"""CIFAR-10 and a learnable synthetic stand-in as NumPy arrays: the checksum-verified download,
+a parser for the python batches that never runs pickled code, per-channel normalisation, and
+the seeded batch order that every framework is fed."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import shutil
+import tarfile
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+BATCHES_DIR = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILE = "test_batch"
+NUM_CLASSES = 10
+MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)  # per channel, of the training images in [0, 1]
+STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
+
+
+class DataError(RuntimeError):
+    """A data set that cannot be used, with the file and what was expected."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str  # "cifar10" or "synthetic"
+    source: str  # where it came from, for tables and the report
+    train_images: np.ndarray  # (N, 32, 32, 3) float32, normalised
+    train_labels: np.ndarray  # (N,) int32
+    test_images: np.ndarray
+    test_labels: np.ndarray
+
+    def subset(self, train_size: int | None, test_size: int | None) -> Dataset:
+        return Dataset(self.name, self.source, self.train_images[:train_size], self.train_labels[:train_size],
+                       self.test_images[:test_size], self.test_labels[:test_size])
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC -> float32, per-channel zero mean and unit variance."""
+    return ((images.astype(np.float32) / 255.0 - MEAN) / STD).astype(np.float32)
+
+
+# --- Locating and downloading CIFAR-10 ----------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "framework-bench"
+
+
+def batches_folder(data_dir: Path) -> Path:
+    """`data_dir` itself or its `cifar-10-batches-py/` child."""
+    return data_dir if data_dir.name == BATCHES_DIR else data_dir / BATCHES_DIR
+
+
+def find_cifar10(data_dir: Path | None = None) -> Path | None:
+    """The batches folder under `data_dir` (which must exist) or in the cache; None if absent."""
+    if data_dir is not None:
+        folder = batches_folder(Path(data_dir))
+        if not folder.is_dir():
+            raise DataError(f"--data-dir {data_dir}: no {BATCHES_DIR}/ folder there "
+                            f"(expected {folder} holding {', '.join(TRAIN_FILES)} and {TEST_FILE})")
+        return folder
+    folder = cache_dir() / BATCHES_DIR
+    return folder if folder.is_dir() else None
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_cifar10(url: str = CIFAR10_URL, md5: str = CIFAR10_MD5, target: Path | None = None) -> Path:
+    """Download the official archive into the cache, verify its MD5 (a mismatch is deleted and
+    fetched once more), extract it safely and return the batches folder."""
+    target = target or cache_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    archive = target / "cifar-10-python.tar.gz"
+    for attempt in (1, 2):
+        if not archive.exists():
+            partial = archive.with_suffix(".part")
+            try:
+                with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+                    shutil.copyfileobj(response, out)
+            except OSError as error:
+                partial.unlink(missing_ok=True)
+                raise DataError(f"could not download CIFAR-10 from {url} ({error}); use --data-dir "
+                                f"with a folder holding {BATCHES_DIR}/, or --data synthetic") from None
+            partial.rename(archive)
+        found = _md5(archive)
+        if found == md5:
+            break
+        archive.unlink()
+        if attempt == 2:
+            raise DataError(f"{archive}: MD5 {found} does not match the expected {md5} after a fresh "
+                            f"download; the file was deleted")
+    extract_archive(archive, target)
+    return target / BATCHES_DIR
+
+
+def extract_archive(archive: Path, target: Path) -> None:
+    """Extract a tar archive, refusing any member that would land outside `target`."""
+    root = target.resolve()
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            destination = (root / member.name).resolve()
+            if not destination.is_relative_to(root) or member.issym() or member.islnk():
+                raise DataError(f"{archive}: refuses member {member.name!r}, which points outside {target}")
+        tar.extractall(root, filter="data")
+
+
+# --- Parsing the python batches -----------------------------------------------------------------
+
+# The only globals the official batches (and NumPy re-pickles of them) need.
+ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def __init__(self, file, path: Path):
+        super().__init__(file, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module, name):
+        if (module, name) not in ALLOWED_GLOBALS:
+            raise DataError(f"{self.path}: refused to load, it asks for {module}.{name}; a CIFAR-10 "
+                            f"batch needs only NumPy's array reconstructors")
+        return super().find_class(module, name)
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One python batch file -> (uint8 images NHWC, int32 labels), with every field checked."""
+    try:
+        with open(path, "rb") as f:
+            batch = _BatchUnpickler(f, path).load()
+    except FileNotFoundError:
+        raise DataError(f"missing CIFAR-10 batch file {path}") from None
+    except DataError:
+        raise
+    except Exception as error:  # truncated or corrupted pickles raise many different types
+        raise DataError(f"{path}: not a readable CIFAR-10 batch ({type(error).__name__}: {error})") from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DataError(f"{path}: expected a dict with b'data' and b'labels'")
+    data, labels = batch[b"data"], np.asarray(batch[b"labels"])
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        raise DataError(f"{path}: expected b'data' as uint8 array of shape (N, 3072), got {shape}")
+    if labels.shape != (len(data),):
+        raise DataError(f"{path}: expected {len(data)} labels, got shape {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+        raise DataError(f"{path}: labels must lie in 0..{NUM_CLASSES - 1}, found {labels.min()}..{labels.max()}")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int32)
+
+
+def load_cifar10(folder: Path) -> Dataset:
+    train = [read_batch(folder / name) for name in TRAIN_FILES]
+    test_images, test_labels = read_batch(folder / TEST_FILE)
+    return Dataset(
+        "cifar10", str(folder),
+        normalise(np.concatenate([images for images, _ in train])), np.concatenate([labels for _, labels in train]),
+        normalise(test_images), test_labels,
+    )
+
+
+# --- Synthetic data -----------------------------------------------------------------------------
+
+SYNTHETIC_TRAIN, SYNTHETIC_TEST = 10_000, 2_000
+
+
+def synthetic(train_size: int = SYNTHETIC_TRAIN, test_size: int = SYNTHETIC_TEST) -> Dataset:
+    """A learnable CIFAR-shaped set: each class is a smooth random pattern, shown shifted by up
+    to 4 pixels under unit Gaussian noise. Fixed seed, so it is the same set on every machine."""
+    rng = np.random.default_rng(2024)
+    prototypes = np.kron(rng.standard_normal((NUM_CLASSES, 8, 8, 3)), np.ones((1, 4, 4, 1)))
+
+    def draw(n):
+        labels = rng.integers(0, NUM_CLASSES, n).astype(np.int32)
+        shifts = rng.integers(-4, 5, (n, 2))
+        images = np.stack([np.roll(prototypes[c], tuple(s), axis=(0, 1)) for c, s in zip(labels, shifts)])
+        images = 0.5 * images + rng.standard_normal(images.shape)
+        return images.astype(np.float32), labels
+
+    train, test = draw(train_size), draw(test_size)
+    return Dataset("synthetic", "synthetic (seeded class patterns + noise)", *train, *test)
+
+
+# --- Batch order --------------------------------------------------------------------------------
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffle of one epoch: a function of the run seed and the epoch only."""
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def train_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Fixed-size batches of one epoch (the last partial batch is dropped, so nothing retraces).
+    The epoch is permuted once up front, so each batch is a contiguous view, not a copy."""
+    order = epoch_order(len(dataset.train_labels), seed, epoch)
+    images, labels = dataset.train_images[order], dataset.train_labels[order]
+    for start in range(0, len(labels) - batch_size + 1, batch_size):
+        yield images[start:start + batch_size], labels[start:start + batch_size]
+
+
+def steps_per_epoch(dataset: Dataset, batch_size: int) -> int:
+    return len(dataset.train_labels) // batch_size
+
+
+def test_batches(dataset: Dataset, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    for start in range(0, len(dataset.test_labels), batch_size):
+        yield dataset.test_images[start:start + batch_size], dataset.test_labels[start:start + batch_size]
+
+
+def batch_digest(images: np.ndarray, labels: np.ndarray, digest=None):
+    """SHA-256 over a batch's bytes, to prove every framework was fed the same data."""
+    digest = digest or hashlib.sha256()
+    digest.update(np.ascontiguousarray(images).tobytes())
+    digest.update(np.ascontiguousarray(labels).tobytes())
+    return digest

@@ -1,0 +1,75 @@
+"""What a run is made of: the frozen job description a worker receives, and the columns of the
+three result tables every job writes into."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from frameworks.base import TrainConfig
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str  # "benchmark", or "parity" (compute the parity outputs into `output`)
+    framework: str
+    variant: str
+    model: str
+    device: str
+    batch_size: int
+    repeat: int  # 1..--repeats, each in its own process
+    seed: int  # initial weights and batch order
+    threads: int  # CPU cores the worker is pinned to, and each framework's intra-op threads
+    precision: str
+    epochs: int  # full passes with evaluation after each; 0 in timing-only runs
+    steps: int  # timed steps of a timing-only run; 0 when timing the epochs themselves
+    warmup_steps: int  # untimed steps after the first (compile) step
+    window: int  # steps per timed window; each window ends with a device sync
+    learning_rate: float
+    momentum: float
+    weight_decay: float
+    lr_schedule: str
+    data: str  # "cifar10" or "synthetic"
+    data_dir: str | None  # the cifar-10-batches-py folder
+    train_size: int | None  # leading subset of the training set, for quick runs
+    test_size: int | None
+    eval_batch_size: int = 1000
+    output: str | None = None  # parity jobs: where to write their arrays
+
+    @property
+    def job_id(self) -> str:
+        return f"{self.framework}-{self.variant}-bs{self.batch_size}-r{self.repeat}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.framework}:{self.variant} batch {self.batch_size}, repeat {self.repeat}"
+
+    def train_config(self, total_steps: int) -> TrainConfig:
+        return TrainConfig(self.learning_rate, self.momentum, self.weight_decay, self.lr_schedule,
+                           max(total_steps, 1), self.precision)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Job:
+        return cls(**json.loads(text))
+
+
+# --- Result tables ------------------------------------------------------------------------------
+
+IDENTITY = ["run_id", "job_id", "framework", "variant", "model", "device", "precision", "batch_size", "repeat",
+            "attempt"]  # attempt: 1, or the resumed invocation that produced the row
+
+SUMMARY_COLUMNS = IDENTITY + [
+    "threads", "data", "status", "error",
+    "framework_version", "import_s", "build_s", "compile_s", "warmup_steps", "recompiles",
+    "windows", "step_ms_median", "step_ms_q1", "step_ms_q3", "step_ms_iqr", "step_ms_p5", "step_ms_p95",
+    "images_per_s", "epochs", "epoch_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
+    "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "data_digest",
+]
+STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms"]
+EPOCHS_COLUMNS = IDENTITY + ["epoch", "train_loss", "test_loss", "test_accuracy", "epoch_s"]
+
+STATUSES = ("ok", "skipped", "unavailable", "error", "diverged", "timeout", "interrupted")

@@ -1,0 +1,50 @@
+"""The run folder: a fresh `results/<run-id>/` that never overwrites an earlier run, and the CSV
+tables, appended one job at a time so an interrupted run keeps everything it measured."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.jobs import EPOCHS_COLUMNS, STEPS_COLUMNS, SUMMARY_COLUMNS
+
+TABLES = {"summary": SUMMARY_COLUMNS, "steps": STEPS_COLUMNS, "epochs": EPOCHS_COLUMNS}
+
+
+def new_run_dir(out: Path) -> Path:
+    """`out/<UTC timestamp>`, with a numeric suffix if that folder already exists."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for suffix in ["", *(f"-{i}" for i in range(2, 1000))]:
+        run_dir = out / f"{stamp}{suffix}"
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free run folder name under {out}")
+
+
+def append_rows(run_dir: Path, table: str, rows: list[dict]) -> None:
+    """Append rows with the table's fixed columns in one write, flushed to disk, so the file
+    stays well-formed CSV whenever the process is stopped."""
+    if not rows:
+        return
+    path = run_dir / f"{table}.csv"
+    text = pd.DataFrame(rows, columns=TABLES[table]).to_csv(index=False, header=not path.exists())
+    with open(path, "a") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_table(run_dir: Path, table: str) -> pd.DataFrame:
+    path = run_dir / f"{table}.csv"
+    return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=TABLES[table])
+
+
+def latest_attempts(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per job: the last one recorded (a resumed run appends a new attempt)."""
+    return summary.drop_duplicates("job_id", keep="last")

@@ -1,0 +1,250 @@
+"""`python -m benchmarks.run`: plan the jobs, check parity, run every job in its own worker
+process under a progress display, append the result tables as each job ends, render the report.
+
+Exit status: 0 all jobs ran, 1 a job failed (error, timeout, divergence), 2 bad input,
+3 nothing could run on the device, 130 interrupted (what finished is kept)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from benchmarks import cli
+from benchmarks import data as datasets
+from benchmarks.environment import collect
+from benchmarks.jobs import Job
+from benchmarks.parity import ParityOutcome, run_parity_jobs
+from benchmarks.results import append_rows, latest_attempts, new_run_dir, read_table
+from benchmarks.spawn import PROJECT_ROOT, run_worker
+from frameworks.base import LR_SCHEDULES
+
+FAILED = ("error", "timeout", "diverged")
+
+
+def fraction(text: str) -> float:
+    value = float(text) if text.replace(".", "", 1).isdigit() else -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number in [0, 1)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    cli.add_selection_arguments(parser)
+    parser.add_argument("--batch-size", type=cli.batch_sizes, default=[128], metavar="N[,N...]",
+                        help="training batch size, or a comma-separated sweep such as 32,128,512")
+    parser.add_argument("--epochs", type=cli.non_negative_int, default=None,
+                        help="training epochs, each timed and evaluated (default 1, or 0 with --steps)")
+    parser.add_argument("--steps", type=cli.non_negative_int, default=0,
+                        help="timed steps of a timing-only run (no evaluation unless --epochs is given)")
+    parser.add_argument("--warmup", type=cli.non_negative_int, default=5, help="untimed steps after the first")
+    parser.add_argument("--window", type=cli.positive_int, default=20,
+                        help="steps per timed window; each window ends with a device sync")
+    parser.add_argument("--repeats", type=cli.positive_int, default=1, help="separate processes per job")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="initial weights and batch order")
+    parser.add_argument("--lr", type=cli.positive_float, default=0.01, help="SGD learning rate")
+    parser.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (PyTorch's form)")
+    parser.add_argument("--weight-decay", type=fraction, default=0.0, help="L2 added to the gradient")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
+                        help="cosine decays the learning rate to 0 over the run's steps")
+    parser.add_argument("--data", choices=("auto", "cifar10", "synthetic"), default="auto",
+                        help="auto: CIFAR-10 if cached, given or downloadable, else synthetic")
+    parser.add_argument("--data-dir", type=Path, help="a folder holding cifar-10-batches-py/")
+    parser.add_argument("--train-size", type=cli.positive_int, help="use only the first N training examples")
+    parser.add_argument("--test-size", type=cli.positive_int, help="use only the first N test examples")
+    parser.add_argument("--out", type=Path, default=Path("results"), help="runs are written to OUT/<run-id>/")
+    parser.add_argument("--no-parity", action="store_true", help="skip the parity check before the jobs")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="finish an earlier run: run only its jobs without an ok row (other options ignored)")
+    return parser
+
+
+# --- Planning -----------------------------------------------------------------------------------
+
+
+def resolve_data(args: argparse.Namespace, console) -> tuple[str, str | None]:
+    """('cifar10', batches folder) or ('synthetic', None); a fallback is announced loudly."""
+    if args.data == "synthetic":
+        return "synthetic", None
+    folder = datasets.find_cifar10(args.data_dir)
+    if folder is None:
+        try:
+            console.print("CIFAR-10 is not cached: downloading the official archive...")
+            folder = datasets.download_cifar10()
+        except datasets.DataError as error:
+            if args.data == "cifar10":
+                raise
+            console.print(f"[bold yellow]WARNING: {error}\nWARNING: falling back to SYNTHETIC data: "
+                          f"timings are valid, accuracies are not CIFAR-10's.[/]")
+            return "synthetic", None
+    for name in (*datasets.TRAIN_FILES, datasets.TEST_FILE):  # fail now, not in every worker
+        datasets.read_batch(folder / name)
+    return "cifar10", str(folder)
+
+
+def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, data_dir: str | None) -> list[Job]:
+    epochs = args.epochs if args.epochs is not None else (0 if args.steps else 1)
+    return [
+        Job("benchmark", framework, variant, selection.model, selection.device, batch_size, repeat, args.seed,
+            selection.threads, selection.precision, epochs, args.steps, args.warmup, args.window, args.lr,
+            args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size)
+        for repeat in range(1, args.repeats + 1)  # repeats outermost: slow drift spreads over all jobs
+        for framework, variant in selection.pairs
+        for batch_size in args.batch_size
+    ]
+
+
+# --- Running ------------------------------------------------------------------------------------
+
+
+class JobRecorder:
+    """Collects one job's streamed messages and appends its rows to the tables when it ends."""
+
+    def __init__(self, run_dir: Path, run_id: str, job: Job, attempt: int):
+        self.run_dir, self.job = run_dir, job
+        self.identity = {"run_id": run_id, "job_id": job.job_id, "framework": job.framework,
+                         "variant": job.variant, "model": job.model, "device": job.device,
+                         "precision": job.precision, "batch_size": job.batch_size, "repeat": job.repeat,
+                         "attempt": attempt}
+        self.epochs: list[dict] = []
+        self.windows: list[dict] = []
+
+    def on_message(self, message: dict) -> None:
+        if message["type"] == "epoch":
+            self.epochs.append(message["row"])
+        elif message["type"] == "windows":
+            self.windows = message["rows"]
+
+    def finish(self, result: dict) -> dict:
+        row = {**self.identity, "threads": self.job.threads, "data": self.job.data, **result}
+        append_rows(self.run_dir, "epochs", [{**self.identity, **epoch} for epoch in self.epochs])
+        append_rows(self.run_dir, "steps", [{**self.identity, **window} for window in self.windows])
+        append_rows(self.run_dir, "summary", [row])
+        return row
+
+
+def describe(row: dict) -> str:
+    if row["status"] != "ok":
+        return f"[bold red]{row['status']}[/]: {row.get('error')}"
+    text = f"{row['step_ms_median']:.2f} ms/step, {row['images_per_s']:,.0f} images/s" if row.get("windows") else ""
+    if row.get("test_accuracy") is not None:
+        text += f", test accuracy {row['test_accuracy']:.1%}"
+    return text
+
+
+def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, console) -> list[dict]:
+    run_id = run_dir.name
+    rows = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        overall = progress.add_task("jobs", total=len(jobs))
+        for job in jobs:
+            recorder = JobRecorder(run_dir, run_id, job, attempt)
+            if job.framework in unusable:
+                rows.append(recorder.finish(unusable[job.framework]))
+                progress.advance(overall)
+                continue
+            task = progress.add_task(job.label, total=None)
+
+            def on_message(message, recorder=recorder, task=task):
+                recorder.on_message(message)
+                if message["type"] == "started":
+                    progress.update(task, total=message["total_steps"])
+                elif message["type"] == "progress":
+                    progress.update(task, completed=message["step"])
+
+            try:
+                result = run_worker(job, run_dir / "logs" / f"{job.job_id}.log", job_timeout(run_dir), on_message)
+            except KeyboardInterrupt:
+                rows.append(recorder.finish({"status": "interrupted", "error": "stopped by Ctrl-C"}))
+                raise
+            finally:
+                progress.remove_task(task)
+            row = recorder.finish(result)
+            rows.append(row)
+            progress.console.print(f"{job.label}: {describe(row)}")
+            progress.advance(overall)
+    return rows
+
+
+def job_timeout(run_dir: Path) -> float:
+    return json.loads((run_dir / "plan.json").read_text())["job_timeout"]
+
+
+def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
+    """Check parity (which also probes each framework on the device), or only probe; return
+    the frameworks that cannot run, with the status and reason their rows will carry."""
+    selection = cli.Selection(**{**plan["selection"], "pairs": tuple(map(tuple, plan["selection"]["pairs"]))})
+    outcome: ParityOutcome = run_parity_jobs(selection, run_dir, console, probe_only=not plan["parity"])
+    if outcome.table is not None:
+        outcome.table.to_csv(run_dir / "parity.csv", index=False)
+    return outcome.unusable
+
+
+def execute(run_dir: Path, console) -> int:
+    from report.render import write_report
+
+    plan = json.loads((run_dir / "plan.json").read_text())
+    jobs = [Job(**job) for job in plan["jobs"]]
+    summary = latest_attempts(read_table(run_dir, "summary"))
+    finished = set(summary.loc[summary["status"] == "ok", "job_id"])
+    attempt = int(summary["attempt"].max()) + 1 if len(summary) else 1
+    pending = [job for job in jobs if job.job_id not in finished]
+    (run_dir / "logs").mkdir(exist_ok=True)
+    console.print(f"run folder: {run_dir}  ({len(pending)} of {len(jobs)} jobs to run)")
+    status = 0
+    try:
+        unusable = probe_or_parity(run_dir, plan, console)
+        if pending and {job.framework for job in pending} <= set(unusable):
+            for reason in unusable.values():
+                console.print(f"[bold red]{reason['error']}[/]")
+            console.print(f"[bold red]error: no framework can run on {plan['selection']['device']}; nothing was run[/]")
+            run_jobs(run_dir, pending, unusable, attempt, console)
+            return 3
+        rows = run_jobs(run_dir, pending, unusable, attempt, console)
+        if any(row["status"] in FAILED for row in rows):
+            status = 1
+    except KeyboardInterrupt:
+        console.print(f"[bold yellow]interrupted: finished jobs are kept in {run_dir}; "
+                      f"finish with: python -m benchmarks.run --resume {run_dir}[/]")
+        status = 130
+    report = write_report(run_dir)
+    console.print(f"report: {report}")
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    console = cli.console()
+    if args.resume:
+        if not (args.resume / "plan.json").is_file():
+            parser.error(f"argument --resume: {args.resume} is not a run folder (no plan.json)")
+        return execute(args.resume, console)
+    selection = cli.selection_from_args(parser, args)
+    if args.epochs == 0 and args.steps == 0:
+        parser.error("argument --epochs: with --epochs 0, give --steps N (a run needs something to time)")
+    try:
+        data, data_dir = resolve_data(args, console)
+    except datasets.DataError as error:
+        console.print(f"error: {error}", markup=False)
+        return 2
+    jobs = plan_jobs(args, selection, data, data_dir)
+    run_dir = new_run_dir(args.out)
+    env = {**collect(PROJECT_ROOT), "data": data, "data_source": data_dir or "synthetic", "threads": selection.threads}
+    (run_dir / "env.json").write_text(json.dumps(env, indent=2))
+    plan = {"selection": dataclasses.asdict(selection), "parity": not args.no_parity,
+            "job_timeout": selection.job_timeout, "jobs": [dataclasses.asdict(job) for job in jobs]}
+    (run_dir / "plan.json").write_text(json.dumps(plan, indent=2))
+    console.print(f"data: [bold]{'CIFAR-10 from ' + data_dir if data == 'cifar10' else 'SYNTHETIC'}[/]")
+    return execute(run_dir, console)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""One job in one fresh process: pin the threads, import exactly one framework, train and time
+it, and stream result messages (JSON lines) to the parent through an inherited pipe.
+
+Run by `benchmarks.run` as `python -m benchmarks.worker RESULT_FD` with the job on stdin."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import data as datasets
+from benchmarks.jobs import Job
+from benchmarks.stats import step_time_summary
+from frameworks import load_adapter
+from frameworks.base import Adapter, DeviceUnavailable, init_params
+
+
+class Channel:
+    """Messages to the parent, one JSON object per line, flushed as they happen."""
+
+    def __init__(self, fd: int):
+        self.stream = os.fdopen(fd, "w", buffering=1)
+
+    def send(self, kind: str, **fields) -> None:
+        self.stream.write(json.dumps({"type": kind, **fields}, default=float) + "\n")
+
+
+class Diverged(RuntimeError):
+    def __init__(self, step: int, loss: float):
+        super().__init__(f"loss became {loss} at step {step}")
+        self.step = step
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def load_dataset(job: Job) -> datasets.Dataset:
+    if job.data == "cifar10":
+        dataset = datasets.load_cifar10(Path(job.data_dir))
+    else:
+        dataset = datasets.synthetic()
+    return dataset.subset(job.train_size, job.test_size)
+
+
+def configure_threads(framework: str, threads: int) -> None:
+    """Each framework's own intra-op setting, before it starts its runtime. The process is
+    already pinned to `threads` cores, which is what bounds XLA's CPU thread pool in JAX."""
+    if framework == "pytorch":
+        import torch
+
+        torch.set_num_threads(threads)
+    elif framework == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def framework_version(framework: str) -> str:
+    module = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}.get(framework)
+    return sys.modules[module].__version__ if module in sys.modules else ""
+
+
+# --- Training and timing ------------------------------------------------------------------------
+
+
+class Trainer:
+    """Feeds batches to an adapter in timed windows. The job's first step is timed alone (it
+    compiles), the next `warmup_steps` are untimed, and every later window of `window` steps
+    ends with a device sync before its clock stops. Losses are read only between windows."""
+
+    def __init__(self, adapter: Adapter, job: Job, channel: Channel):
+        self.adapter, self.job, self.channel = adapter, job, channel
+        self.step = 0
+        self.compile_s = None
+        self.compiles_after_warmup = None
+        self.window_rows: list[dict] = []
+
+    def _check(self, losses: list, first_step: int) -> np.ndarray:
+        values = self.adapter.losses_to_numpy(losses)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise Diverged(first_step + int(bad[0]), float(values[bad[0]]))
+        return values
+
+    def run(self, batches, epoch: int) -> np.ndarray:
+        """Train on every batch of `batches`; return the step losses."""
+        adapter, job = self.adapter, self.job
+        losses = []
+        batches = iter(batches)
+        if self.step == 0:
+            images, labels = next(batches)
+            start = time.perf_counter()
+            loss = adapter.train_step(images, labels)
+            adapter.synchronize()
+            self.compile_s = time.perf_counter() - start
+            losses.extend(self._check([loss], 0))
+            self.step = 1
+            if job.warmup_steps == 0:
+                self.compiles_after_warmup = adapter.compile_count()
+        while True:
+            warm = self.step <= job.warmup_steps
+            size = job.warmup_steps + 1 - self.step if warm else job.window
+            window = [batch for _, batch in zip(range(size), batches)]
+            if not window:
+                return np.asarray(losses, np.float32)
+            start = time.perf_counter()
+            window_losses = [adapter.train_step(images, labels) for images, labels in window]
+            adapter.synchronize()
+            seconds = time.perf_counter() - start
+            losses.extend(self._check(window_losses, self.step))
+            if warm and self.step + len(window) > job.warmup_steps:
+                self.compiles_after_warmup = adapter.compile_count()
+            elif not warm and len(window) == job.window:  # a short tail window would skew the median
+                self.window_rows.append({"window": len(self.window_rows), "epoch": epoch, "first_step": self.step,
+                                         "steps": len(window), "seconds": seconds,
+                                         "step_ms": 1000 * seconds / len(window)})
+            self.step += len(window)
+            self.channel.send("progress", step=self.step)
+
+    def timing_summary(self) -> dict:
+        summary = step_time_summary(np.array([row["step_ms"] for row in self.window_rows]))
+        if "step_ms_median" in summary:
+            summary["images_per_s"] = self.job.batch_size / (summary["step_ms_median"] / 1000)
+        baseline = self.compiles_after_warmup
+        summary["recompiles"] = None if baseline is None else self.adapter.compile_count() - baseline
+        return summary
+
+
+def evaluate(adapter: Adapter, dataset: datasets.Dataset, batch_size: int) -> tuple[float, float]:
+    loss_sum, correct = 0.0, 0
+    for images, labels in datasets.test_batches(dataset, batch_size):
+        batch_loss, batch_correct = adapter.evaluate(images, labels)
+        loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
+    n = len(dataset.test_labels)
+    return loss_sum / n, correct / n
+
+
+def run_benchmark(job: Job, channel: Channel) -> dict:
+    dataset = load_dataset(job)
+    per_epoch = datasets.steps_per_epoch(dataset, job.batch_size)
+    if per_epoch == 0:
+        raise ValueError(f"batch size {job.batch_size} exceeds the {len(dataset.train_labels)} training examples")
+    total_steps = job.steps + job.warmup_steps + 1 if job.steps else job.epochs * per_epoch
+    baseline_rss = current_rss_mb()
+
+    start = time.perf_counter()
+    adapter_cls = load_adapter(job.framework)
+    configure_threads(job.framework, job.threads)
+    import_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    adapter = adapter_cls(job.model, job.device, job.variant, job.train_config(total_steps))
+    adapter.set_params(init_params(job.model, job.seed))
+    build_s = time.perf_counter() - start
+    channel.send("started", total_steps=total_steps)
+
+    trainer = Trainer(adapter, job, channel)
+    digest = None
+    result = {"framework_version": framework_version(job.framework), "import_s": import_s, "build_s": build_s,
+              "warmup_steps": job.warmup_steps, "epochs": job.epochs, "baseline_rss_mb": baseline_rss,
+              "threads": adapter.applied_threads() or len(os.sched_getaffinity(0))}
+    try:
+        if job.steps:
+            epoch = 0
+            while trainer.step < total_steps:
+                batches = datasets.train_batches(dataset, job.batch_size, job.seed, epoch)
+                trainer.run((batch for batch, _ in zip(batches, range(total_steps - trainer.step))), epoch)
+                epoch += 1
+        epoch_times = []
+        for epoch in range(job.epochs):
+            start = time.perf_counter()
+            batches = list(datasets.train_batches(dataset, job.batch_size, job.seed, epoch))
+            digest = datasets.batch_digest(*batches[0], digest)
+            losses = trainer.run(batches, epoch)
+            epoch_s = time.perf_counter() - start
+            epoch_times.append(epoch_s - (trainer.compile_s if epoch == 0 else 0.0))
+            test_loss, test_accuracy = evaluate(adapter, dataset, job.eval_batch_size)
+            row = {"epoch": epoch + 1, "train_loss": float(losses.mean()), "test_loss": test_loss,
+                   "test_accuracy": test_accuracy, "epoch_s": epoch_s}
+            channel.send("epoch", row=row)
+            result.update(train_loss=row["train_loss"], test_loss=test_loss, test_accuracy=test_accuracy,
+                          epoch_s=float(np.median(epoch_times)))
+        result["status"] = "ok"
+    except Diverged as diverged:
+        result.update(status="diverged", error=str(diverged), diverged_step=diverged.step)
+    channel.send("windows", rows=trainer.window_rows)
+    result.update(trainer.timing_summary(), compile_s=trainer.compile_s, peak_rss_mb=peak_rss_mb(),
+                  peak_device_mb=_mb(adapter.peak_device_memory()),
+                  data_digest=digest.hexdigest()[:16] if digest else None)
+    return result
+
+
+def _mb(value: int | None) -> float | None:
+    return None if value is None else value / 2**20
+
+
+# --- Entry point --------------------------------------------------------------------------------
+
+
+def run_parity(job: Job, channel: Channel) -> dict:
+    from benchmarks.parity import compute_outputs
+
+    adapter_cls = load_adapter(job.framework)
+    configure_threads(job.framework, job.threads)
+    outputs = compute_outputs(adapter_cls, job.model, job.device, job.variant, job.precision)
+    np.savez(job.output, **outputs)
+    return {"status": "ok", "framework_version": framework_version(job.framework)}
+
+
+def run_probe(job: Job, channel: Channel) -> dict:
+    adapter_cls = load_adapter(job.framework)
+    configure_threads(job.framework, job.threads)
+    adapter_cls(job.model, job.device, job.variant, job.train_config(1))
+    return {"status": "ok", "framework_version": framework_version(job.framework)}
+
+
+RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "probe": run_probe}
+
+
+def main() -> int:
+    channel = Channel(int(sys.argv[1]))
+    job = Job.from_json(sys.stdin.read())
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: job.threads])
+    try:
+        result = RUNNERS[job.kind](job, channel)
+    except DeviceUnavailable as error:
+        result = {"status": "skipped", "error": str(error)}
+    except ImportError as error:
+        result = {"status": "unavailable", "error": f"cannot import {job.framework}: {error}"}
+    except Exception as error:
+        traceback.print_exc()
+        result = {"status": "error", "error": f"{type(error).__name__}: {error}"}
+    channel.send("result", result=result)
+    return 0 if result["status"] in ("ok", "skipped", "unavailable", "diverged") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Turns a run folder's CSV tables into its Markdown report and charts."""

@@ -1,0 +1,178 @@
+"""Renders `report.md` (and its PNG charts) from a run folder's CSV files and env.json alone:
+what ran where, parity verdict, speed ranking, batch-size sweep, learning curves, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmarks.results import latest_attempts, read_table  # noqa: E402
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    return table.to_markdown(index=False, floatfmt=".4g")
+
+
+def _label(table: pd.DataFrame) -> pd.Series:
+    return table["framework"] + ":" + table["variant"]
+
+
+def _latest(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the attempt that produced each job's final summary row."""
+    keys = summary[["job_id", "attempt"]]
+    return table.merge(keys, on=["job_id", "attempt"])
+
+
+# --- Sections -----------------------------------------------------------------------------------
+
+
+def machine_section(env: dict) -> str:
+    packages = ", ".join(f"{name} {version}" for name, version in env.get("packages", {}).items() if version)
+    data = env.get("data", "?")
+    data_line = (f"**CIFAR-10** (`{env.get('data_source')}`)" if data == "cifar10" else
+                 "**SYNTHETIC** (CIFAR-10 was not available: accuracies are not CIFAR-10's)")
+    lines = [
+        f"- Command: `{env.get('command', '?')}`",
+        f"- Data: {data_line}",
+        f"- CPU: {env.get('cpu', '?')}, {env.get('usable_cores', '?')} usable cores; threads per worker: "
+        f"{env.get('threads', '?')}; memory {env.get('memory_gb', '?')} GB",
+        f"- GPU: {'; '.join(env.get('gpus') or []) or 'none'}",
+        f"- Python {env.get('python', '?')} on {env.get('platform', '?')}; git commit `{env.get('git_commit')}`",
+        f"- Packages: {packages}",
+    ]
+    return "\n".join(lines)
+
+
+def parity_section(run_dir: Path) -> str:
+    path = run_dir / "parity.csv"
+    if not path.exists():
+        return "Parity was not checked in this run (`--no-parity`, or no framework could run)."
+    table = pd.read_csv(path)
+    worst = table.loc[table.groupby(["pair", "check"], sort=False)["error"].idxmax()]
+    failed = int((~table["passed"]).sum())
+    verdict = ("**Passed**: every framework pair computes the same function, gradients and training "
+               "trajectory within tolerance." if failed == 0 else
+               f"**FAILED** in {failed} of {len(table)} comparisons: the frameworks below do not compute "
+               f"the same thing on this machine; do not trust their comparison.")
+    shown = worst[["pair", "check", "tensor", "error", "tolerance", "passed"]]
+    return f"{verdict}\n\nLargest relative error per check (`python -m benchmarks.parity` reruns this):\n\n{_markdown(shown)}"
+
+
+def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Jobs that measured steps, repeats merged (median of medians, spread across repeats),
+    ranked by throughput, with the ratio to the fastest at the same batch size."""
+    ok = summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)].copy()
+    if ok.empty:
+        return ok
+    ok["job"] = _label(ok)
+    grouped = ok.groupby(["job", "batch_size"], sort=False)
+    table = grouped.agg(
+        step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"), p5_ms=("step_ms_p5", "median"),
+        p95_ms=("step_ms_p95", "median"), windows=("windows", "sum"), repeats=("repeat", "nunique"),
+        images_per_s=("images_per_s", "median"), compile_s=("compile_s", "median"),
+        recompiles=("recompiles", "max"), peak_rss_mb=("peak_rss_mb", "max"),
+        framework_rss_mb=("baseline_rss_mb", "max"), device_mb=("peak_device_mb", "max"),
+        accuracy=("test_accuracy", "median"),
+    ).reset_index()
+    spread = grouped["step_ms_median"].agg(lambda s: (s.max() - s.min()) / s.median() if len(s) > 1 else float("nan"))
+    table["repeat_spread"] = spread.to_numpy()
+    table["framework_rss_mb"] = table["peak_rss_mb"] - table["framework_rss_mb"]
+    fastest = table.groupby("batch_size")["images_per_s"].transform("max")
+    table["vs_fastest"] = table["images_per_s"] / fastest
+    table = table.sort_values(["batch_size", "images_per_s"], ascending=[True, False])
+    return table[["job", "batch_size", "images_per_s", "vs_fastest", "step_ms", "iqr_ms", "p5_ms", "p95_ms",
+                  "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb",
+                  "framework_rss_mb", "device_mb", "accuracy"]]
+
+
+def sweep_section(table: pd.DataFrame, run_dir: Path) -> str:
+    if table["batch_size"].nunique() < 2:
+        return ""
+    pivot = table.pivot(index="job", columns="batch_size", values="images_per_s")
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for job, row in pivot.iterrows():
+        ax.plot(row.index, row.values, marker="o", label=job)
+    ax.set(xscale="log", xlabel="batch size", ylabel="images / s (median)", title="Training throughput")
+    ax.set_xticks(pivot.columns, [str(c) for c in pivot.columns])
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(run_dir / "throughput.png", dpi=120)
+    plt.close(fig)
+    pivot.columns = [f"batch {c}" for c in pivot.columns]
+    return ("## Throughput vs batch size\n\nImages per second (median of timed windows).\n\n"
+            f"{pivot.reset_index().to_markdown(index=False, floatfmt='.0f')}\n\n![throughput](throughput.png)\n")
+
+
+def epochs_section(epochs: pd.DataFrame, run_dir: Path) -> str:
+    if epochs.empty:
+        return ""
+    epochs = epochs.copy()
+    epochs["job"] = _label(epochs) + " bs" + epochs["batch_size"].astype(str)
+    curves = epochs.groupby(["job", "epoch"], sort=False)[["train_loss", "test_loss", "test_accuracy", "epoch_s"]].median()
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for job, curve in curves.groupby(level="job", sort=False):
+        curve = curve.droplevel("job")
+        loss_ax.plot(curve.index, curve["test_loss"], marker="o", label=job)
+        acc_ax.plot(curve.index, curve["test_accuracy"], marker="o", label=job)
+    loss_ax.set(xlabel="epoch", ylabel="test loss")
+    acc_ax.set(xlabel="epoch", ylabel="test accuracy")
+    acc_ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(run_dir / "curves.png", dpi=120)
+    plt.close(fig)
+    return ("## Learning curves\n\nSame initial weights and batches in every framework: the curves should "
+            "overlap. Epoch time includes the first (compile) step in epoch 1.\n\n"
+            f"{_markdown(curves.reset_index())}\n\n![curves](curves.png)\n")
+
+
+def problems_section(summary: pd.DataFrame) -> str:
+    problems = summary[summary["status"] != "ok"]
+    recompiled = summary[summary["recompiles"].fillna(0) > 0]
+    parts = []
+    if not problems.empty:
+        shown = problems.assign(job=_label(problems))[["job", "batch_size", "repeat", "status", "diverged_step", "error"]]
+        parts.append(f"Jobs that did not finish (failed, skipped, diverged or interrupted):\n\n{_markdown(shown)}")
+    if not recompiled.empty:
+        shown = recompiled.assign(job=_label(recompiled))[["job", "batch_size", "repeat", "recompiles"]]
+        parts.append(f"**Recompiled after warm-up** (their step times include compilation):\n\n{_markdown(shown)}")
+    return "## Failed, skipped and diverged jobs\n\n" + "\n\n".join(parts) + "\n" if parts else ""
+
+
+METHOD = """\
+## How this was measured
+
+Each job ran in a fresh process that imported one framework, pinned to the threads shown.
+All frameworks started from the same NumPy-drawn weights and were fed the same batches.
+The first training step is timed alone and reported as compile time; the next warm-up steps
+are untimed; then every window of steps ends with a device sync before its clock stops.
+Step time is the median over windows (IQR and p5/p95 show the spread); images/s is batch size
+over the median step time. With repeats, the median of the per-process medians is shown and
+`repeat_spread` is (max - min) / median across them. `framework_rss_mb` is peak RSS minus the
+RSS after loading the data set, before importing the framework.
+"""
+
+
+def write_report(run_dir: Path) -> Path:
+    env_path = run_dir / "env.json"
+    env = json.loads(env_path.read_text()) if env_path.exists() else {}
+    summary = latest_attempts(read_table(run_dir, "summary"))
+    epochs = _latest(read_table(run_dir, "epochs"), summary)
+    ranking = ranking_table(summary)
+    sections = [f"# Framework comparison: run {run_dir.name}\n", machine_section(env),
+                "## Parity\n", parity_section(run_dir)]
+    if ranking.empty:
+        sections.append("## Speed\n\nNo job finished its timed steps.")
+    else:
+        sections.append("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job at the same "
+                        f"batch size. Times in ms, memory in MiB.\n\n{_markdown(ranking)}")
+    sections += [sweep_section(ranking, run_dir) if not ranking.empty else "", epochs_section(epochs, run_dir),
+                 problems_section(summary), METHOD]
+    path = run_dir / "report.md"
+    path.write_text("\n\n".join(section for section in sections if section) + "\n")
+    return path
