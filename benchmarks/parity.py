@@ -7,6 +7,7 @@ worker process, and prints the largest error per check and framework pair."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import sys
 import tempfile
@@ -22,9 +23,15 @@ from frameworks.base import Adapter, TrainConfig, init_params
 PARITY_SEED = 1234
 PARITY_BATCH = 32
 TRAIN_STEPS = 20
-# Momentum, L2 weight decay and a changing learning rate: each exposes a different optimizer form.
-PARITY_TRAINING = dict(learning_rate=0.05, momentum=0.9, weight_decay=5e-4, lr_schedule="cosine",
-                       total_steps=TRAIN_STEPS)
+# Three optimizer settings, each exposing a different way optimizer forms differ: momentum alone
+# (constant lr), L2 weight decay (coupled vs decoupled), and a changing learning rate (where
+# Keras's `v = m*v - lr*g` form and PyTorch's `buf = m*buf + g; w -= lr*buf` part ways).
+TRAINING_CONFIGS = {
+    "momentum": TrainConfig(learning_rate=0.05, momentum=0.9),
+    "weight decay": TrainConfig(learning_rate=0.05, momentum=0.9, weight_decay=5e-3),
+    "cosine schedule": TrainConfig(learning_rate=0.05, momentum=0.9, weight_decay=5e-3, lr_schedule="cosine",
+                                   total_steps=TRAIN_STEPS),
+}
 
 # check -> relative tolerance over each whole tensor (0 = bit-identical)
 TOLERANCES = {"round trip": 0.0, "forward": 1e-5, "loss": 1e-4, "gradients": 1e-4,
@@ -40,21 +47,25 @@ def parity_batches(count: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 def compute_outputs(adapter_cls: type[Adapter], model: str, device: str, variant: str,
                     precision: str = "fp32") -> dict[str, np.ndarray]:
-    """Everything the checks compare, as a flat dict of arrays (saved as .npz by workers)."""
+    """Everything the checks compare, as a flat dict of "check/tensor" -> array (workers save
+    it as .npz). Weights and batches are random and non-zero, so no layout mistake hides."""
     params = init_params(model, PARITY_SEED)
     batches = parity_batches(TRAIN_STEPS)
     images, labels = batches[0]
-    adapter = adapter_cls(model, device, variant, TrainConfig(precision=precision, **PARITY_TRAINING))
-    adapter.set_params(params)
-    outputs = {f"round trip/{name}": value for name, value in adapter.get_params().items()}
-    outputs["forward/logits"] = adapter.logits(images)
-    loss, grads = adapter.loss_and_grads(images, labels)
-    outputs["loss/loss"] = np.float32(loss)
-    outputs.update({f"gradients/{name}": value for name, value in grads.items()})
-    losses = [adapter.train_step(x, y) for x, y in batches]
-    adapter.synchronize()
-    outputs["training losses/losses"] = adapter.losses_to_numpy(losses)
-    outputs.update({f"trained weights/{name}": value for name, value in adapter.get_params().items()})
+    outputs = {}
+    for name, config in TRAINING_CONFIGS.items():
+        adapter = adapter_cls(model, device, variant, dataclasses.replace(config, precision=precision))
+        adapter.set_params(params)
+        if not outputs:  # the untrained checks need only one adapter
+            outputs.update({f"round trip/{key}": value for key, value in adapter.get_params().items()})
+            outputs["forward/logits"] = adapter.logits(images)
+            loss, grads = adapter.loss_and_grads(images, labels)
+            outputs["loss/loss"] = np.float32(loss)
+            outputs.update({f"gradients/{key}": value for key, value in grads.items()})
+        losses = [adapter.train_step(x, y) for x, y in batches]
+        adapter.synchronize()
+        outputs[f"training losses/{name}"] = adapter.losses_to_numpy(losses)
+        outputs.update({f"trained weights/{name}: {key}": value for key, value in adapter.get_params().items()})
     return outputs
 
 
@@ -102,6 +113,8 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False) 
     """Run the parity computation (or, with `probe_only`, only the device check) for every
     selected framework and variant, each in its own worker, and compare the outputs. Parity
     is always checked in fp32: TF32 and bf16 change the numerics by design."""
+    from rich.markup import escape
+
     from benchmarks.jobs import Job
     from benchmarks.spawn import run_worker
 
@@ -117,7 +130,8 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False) 
             result = run_worker(job, folder / "logs" / f"parity-{framework}-{variant}.log",
                                 selection.job_timeout, lambda message: None)
         if result["status"] != "ok":
-            console.print(f"[bold red]{framework}:{variant}: {result['status']}: {result['error']}[/]")
+            error = escape(str(result["error"]))  # worker text, not console markup
+            console.print(f"[bold red]{framework}:{variant}: {result['status']}: {error}[/]")
             unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
         elif not probe_only:
             with np.load(output) as arrays:

@@ -1,0 +1,41 @@
+"""Each adapter on its own: training lowers the loss without recompiling after warm-up, and\nevaluation counts and sums what its logits say."""
+
+import numpy as np
+import pytest
+
+from benchmarks.parity import parity_batches
+from frameworks import REGISTRY
+from frameworks.base import TrainConfig, init_params
+from tests.conftest import VARIANTS, require
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_training_steps_lower_the_loss_on_a_fixed_batch(variant):
+    framework, name = variant.split(":")
+    adapter = require(framework)("lenet", "cpu", name, TrainConfig(learning_rate=0.01, momentum=0.9))
+    adapter.set_params(init_params("lenet", seed=0))
+    images, labels = parity_batches(1)[0]
+    before, _ = adapter.evaluate(images, labels)
+    losses = [adapter.train_step(images, labels) for _ in range(3)]  # warm-up: compiles
+    compiles = adapter.compile_count()
+    losses = adapter.losses_to_numpy(losses + [adapter.train_step(images, labels) for _ in range(7)])
+    after, _ = adapter.evaluate(images, labels)
+    assert np.isfinite(losses).all()
+    assert losses[-1] < losses[0] and after < before, f"{variant}: loss {before:.4f} -> {after:.4f}"
+    assert adapter.compile_count() == compiles, f"{variant} recompiled after warm-up on the same batch shape"
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
+def test_evaluate_counts_correct_predictions_from_the_logits(framework):
+    adapter_cls = require(framework)
+    adapter = adapter_cls("lenet", "cpu", REGISTRY[framework].default_variant, TrainConfig())
+    adapter.set_params(init_params("lenet", seed=1))
+    images, labels = parity_batches(1)[0]
+    logits = adapter.logits(images)
+    labels = logits.argmax(1).astype(np.int32)  # every prediction right...
+    labels[:5] = (labels[:5] + 1) % 10  # ...but five
+    loss_sum, correct = adapter.evaluate(images, labels)
+    assert correct == len(labels) - 5
+    shifted = logits - logits.max(1, keepdims=True)
+    expected = -(shifted[np.arange(len(labels)), labels] - np.log(np.exp(shifted).sum(1))).sum()
+    assert loss_sum == pytest.approx(expected, rel=1e-5)
