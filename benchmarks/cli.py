@@ -20,7 +20,8 @@ DEVICES = ("cpu", "cuda")
 
 @cache
 def console() -> Console:
-    return Console(highlight=False)
+    # No emoji codes: a label such as "faulty:ok: skipped" must not print as "faulty🆗 skipped".
+    return Console(highlight=False, emoji=False)
 
 
 def dataframe_to_text(table: pd.DataFrame) -> str:
@@ -115,6 +116,9 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
 def _frameworks(parser, names: list[str]) -> list[FrameworkEntry]:
     if names == ["all"]:
         return list(REGISTRY.values())
+    if "all" in names:
+        parser.error(f"argument --framework: {','.join(names)!r} combines 'all' with other names "
+                     f"(give one or the other)")
     try:
         entries = [resolve(name) for name in names]
     except UnknownFramework as error:
@@ -127,6 +131,10 @@ def _frameworks(parser, names: list[str]) -> list[FrameworkEntry]:
 def _variants(parser, entries: list[FrameworkEntry], specs: list[str]) -> list[tuple[str, str]]:
     if specs in (["default"], ["all"]):
         return [(e.name, v) for e in entries for v in (e.variants if specs == ["all"] else e.variants[:1])]
+    mixed = sorted({"all", "default"} & set(specs))
+    if mixed:
+        parser.error(f"argument --variant: {','.join(specs)!r} combines {mixed[0]!r} with framework:variant "
+                     f"entries (give one or the other)")
     chosen: dict[str, list[str]] = {}
     for spec in specs:
         name, sep, variant = spec.partition(":")

@@ -41,8 +41,12 @@ def append_rows(run_dir: Path, table: str, rows: list[dict]) -> None:
 
 
 def read_table(run_dir: Path, table: str) -> pd.DataFrame:
+    """The table as written: only an empty field is missing, so a variant or error text such as
+    "nan", "None" or "NA" stays a string (pandas' default would turn it into NaN)."""
     path = run_dir / f"{table}.csv"
-    return pd.read_csv(path) if path.exists() else pd.DataFrame(columns=TABLES[table])
+    if not path.exists():
+        return pd.DataFrame(columns=TABLES[table])
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
 def latest_attempts(summary: pd.DataFrame) -> pd.DataFrame:

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks import cli
@@ -131,7 +132,7 @@ class JobRecorder:
 
 def describe(row: dict) -> str:
     if row["status"] != "ok":
-        return f"[bold red]{row['status']}[/]: {row.get('error')}"
+        return f"[bold red]{row['status']}[/]: {escape(str(row.get('error')))}"  # worker text, not markup
     text = f"{row['step_ms_median']:.2f} ms/step, {row['images_per_s']:,.0f} images/s" if row.get("windows") else ""
     if row.get("test_accuracy") is not None:
         text += f", test accuracy {row['test_accuracy']:.1%}"
@@ -197,25 +198,26 @@ def execute(run_dir: Path, console) -> int:
     attempt = int(summary["attempt"].max()) + 1 if len(summary) else 1
     pending = [job for job in jobs if job.job_id not in finished]
     (run_dir / "logs").mkdir(exist_ok=True)
-    console.print(f"run folder: {run_dir}  ({len(pending)} of {len(jobs)} jobs to run)")
+    console.print(f"run folder: {run_dir}  ({len(pending)} of {len(jobs)} jobs to run)", markup=False, soft_wrap=True)
     status = 0
     try:
-        unusable = probe_or_parity(run_dir, plan, console)
-        if pending and {job.framework for job in pending} <= set(unusable):
-            for reason in unusable.values():
-                console.print(f"[bold red]{reason['error']}[/]")
+        unusable = probe_or_parity(run_dir, plan, console)  # prints each framework's reason once
+        nothing_runs = bool(pending) and {job.framework for job in pending} <= set(unusable)
+        if nothing_runs:
             console.print(f"[bold red]error: no framework can run on {plan['selection']['device']}; nothing was run[/]")
-            run_jobs(run_dir, pending, unusable, attempt, console)
-            return 3
-        rows = run_jobs(run_dir, pending, unusable, attempt, console)
-        if any(row["status"] in FAILED for row in rows):
+        rows = run_jobs(run_dir, pending, unusable, attempt, console)  # their skipped rows, for the report
+        if nothing_runs:
+            status = 3
+        elif any(row["status"] in FAILED for row in rows):
             status = 1
     except KeyboardInterrupt:
-        console.print(f"[bold yellow]interrupted: finished jobs are kept in {run_dir}; "
-                      f"finish with: python -m benchmarks.run --resume {run_dir}[/]")
+        # soft_wrap: the command must stay one line to copy, even when the output is a file or pipe
+        console.print(f"[bold yellow]interrupted: finished jobs are kept in {escape(str(run_dir))}; "
+                      f"finish with: python -m benchmarks.run --resume {escape(str(run_dir))}[/]", soft_wrap=True)
         status = 130
     report = write_report(run_dir)
-    console.print(f"report: {report}")
+    console.print(f"report{' of the jobs that finished' if status == 130 else ''}: {report}", markup=False,
+                  soft_wrap=True)
     return status
 
 
@@ -236,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"error: {error}", markup=False)
         return 2
     jobs = plan_jobs(args, selection, data, data_dir)
-    run_dir = new_run_dir(args.out)
+    try:
+        run_dir = new_run_dir(args.out)
+    except OSError as error:  # e.g. OUT is a file, or not writable
+        parser.error(f"argument --out: cannot create a run folder in {str(args.out)!r}: {error.strerror or error}")
     env = {**collect(PROJECT_ROOT), "data": data, "data_source": data_dir or "synthetic", "threads": selection.threads}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))
     plan = {"selection": dataclasses.asdict(selection), "parity": not args.no_parity,

@@ -1,0 +1,122 @@
+"""Bad command-line input to `python -m benchmarks.run`: every case exits with status 2 and one
+argparse-style error line that names the bad value and what would have been accepted, before
+any run folder is created or any worker is started."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from benchmarks import run
+from frameworks import EXTRA_ENV
+
+CORES = len(os.sched_getaffinity(0))
+
+# (id, arguments, the text the error line must contain: the bad value, then what is accepted)
+BAD_INPUT = [
+    ("unknown framework", ["--framework", "mxnet"],
+     ["argument --framework:", "'mxnet'", "choose from: all, jax, pytorch, tensorflow, tf, torch"]),
+    ("unknown framework in a list", ["--framework", "pytorch,caffe"],
+     ["argument --framework:", "'caffe'", "choose from: all, jax, pytorch, tensorflow, tf, torch"]),
+    ("all combined with a framework", ["--framework", "all,jax"],
+     ["argument --framework:", "'all,jax'", "combines 'all' with other names"]),
+    ("framework listed twice", ["--framework", "pytorch,jax,pytorch"],
+     ["argument --framework:", "'pytorch,jax,pytorch'", "lists pytorch more than once"]),
+    ("framework listed twice through an alias", ["--framework", "torch,pytorch"],
+     ["argument --framework:", "torch,pytorch", "names a framework twice (through an alias)"]),
+    ("empty framework list entry", ["--framework", "pytorch,,jax"],
+     ["argument --framework:", "'pytorch,,jax'", "has an empty entry"]),
+    ("unknown model", ["--model", "resnet50"],
+     ["argument --model:", "'resnet50'", "choose from 'lenet'"]),
+    ("unknown variant", ["--framework", "pytorch", "--variant", "pytorch:graph"],
+     ["argument --variant:", "'graph'", "choose from: all, eager, compile"]),
+    ("variant of an unknown framework", ["--variant", "mxnet:eager"],
+     ["argument --variant:", "'mxnet'", "choose from: all, jax, pytorch, tensorflow, tf, torch"]),
+    ("variant without its framework", ["--variant", "eager"],
+     ["argument --variant:", "'eager'", "is not framework:variant (or 'all', 'default')"]),
+    ("variant of a framework not selected", ["--framework", "jax", "--variant", "pytorch:eager"],
+     ["argument --variant:", "'pytorch:eager'", "which --framework does not select"]),
+    ("variant listed twice", ["--framework", "pytorch", "--variant", "pytorch:eager,pytorch:eager"],
+     ["argument --variant:", "'pytorch:eager,pytorch:eager'", "lists pytorch:eager more than once"]),
+    ("all variants combined with one", ["--variant", "all,pytorch:eager"],
+     ["argument --variant:", "'all,pytorch:eager'", "combines 'all' with framework:variant entries"]),
+    ("batch size zero", ["--batch-size", "0"],
+     ["argument --batch-size:", "'0'", "must be a positive integer (1 or more)"]),
+    ("batch size negative", ["--batch-size", "-32"],
+     ["argument --batch-size:", "'-32'", "must be a positive integer (1 or more)"]),
+    ("batch size zero in a sweep", ["--batch-size", "32,0,128"],
+     ["argument --batch-size:", "'0'", "must be a positive integer (1 or more)"]),
+    ("batch size not a number", ["--batch-size", "big"],
+     ["argument --batch-size:", "'big'", "is not an integer"]),
+    ("batch size listed twice", ["--batch-size", "32,128,32"],
+     ["argument --batch-size:", "'32,128,32'", "lists 32 more than once"]),
+    ("epochs negative", ["--epochs", "-1"],
+     ["argument --epochs:", "'-1'", "must be 0 or more"]),
+    ("steps negative", ["--steps", "-5"],
+     ["argument --steps:", "'-5'", "must be 0 or more"]),
+    ("zero epochs and no steps", ["--epochs", "0"],
+     ["argument --epochs:", "--epochs 0", "give --steps N"]),
+    ("threads zero", ["--threads", "0"],
+     ["argument --threads:", "'0'", "must be a positive integer (1 or more)"]),
+    ("more threads than cores", ["--threads", str(CORES + 1)],
+     ["argument --threads:", f"{CORES + 1} exceeds the {CORES} cores"]),
+    ("device tpu", ["--device", "tpu"],
+     ["argument --device:", "'tpu'", "choose from 'cpu', 'cuda'"]),
+    ("device in capitals", ["--device", "CUDA"],
+     ["argument --device:", "'CUDA'", "choose from 'cpu', 'cuda'"]),
+    ("job timeout zero", ["--job-timeout", "0"],
+     ["argument --job-timeout:", "'0'", "must be positive"]),
+]
+
+
+@pytest.fixture(autouse=True)
+def real_frameworks_only(monkeypatch):
+    """The accepted names in the messages are the three real frameworks, whatever the shell exports."""
+    monkeypatch.delenv(EXTRA_ENV, raising=False)
+
+
+def error_line(capsys, argv: list[str]) -> str:
+    """Run the CLI in-process, assert status 2 and a single error line, and return it."""
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert lines[0].startswith("usage: python -m benchmarks.run")
+    assert [line for line in lines if "error" in line] == [lines[-1]]  # one line, the last, says what is wrong
+    assert lines[-1].startswith("python -m benchmarks.run: error: ")
+    return lines[-1]
+
+
+@pytest.mark.parametrize("argv, expected", [case[1:] for case in BAD_INPUT], ids=[case[0] for case in BAD_INPUT])
+def test_bad_argument_exits_2_naming_value_and_choices(capsys, tmp_path, argv, expected):
+    out = tmp_path / "results"
+    line = error_line(capsys, [*argv, "--data", "synthetic", "--out", str(out)])
+    for text in expected:
+        assert text in line
+    assert not out.exists()  # nothing was started
+
+
+def test_out_that_is_a_file_exits_2_naming_it(capsys, tmp_path):
+    earlier = tmp_path / "results"
+    earlier.write_text("an earlier file that must survive\n")
+    line = error_line(capsys, ["--framework", "pytorch", "--data", "synthetic", "--out", str(earlier)])
+    assert f"argument --out: cannot create a run folder in '{earlier}'" in line
+    assert "Not a directory" in line
+    assert earlier.read_text() == "an earlier file that must survive\n"
+
+
+def test_resume_of_a_folder_that_is_not_a_run_exits_2(capsys, tmp_path):
+    (tmp_path / "summary.csv").write_text("kept\n")
+    line = error_line(capsys, ["--resume", str(tmp_path)])
+    assert f"argument --resume: {tmp_path} is not a run folder (no plan.json)" in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["summary.csv"]
+
+
+def test_extra_framework_is_accepted_once_registered(capsys, monkeypatch):
+    """The accepted names follow the registry: a registered extra framework is listed."""
+    monkeypatch.setenv(EXTRA_ENV, "faulty=tests.faulty_framework:ok")
+    line = error_line(capsys, ["--framework", "mxnet"])
+    assert "choose from: all, faulty, jax, pytorch, tensorflow, tf, torch" in line

@@ -1,0 +1,307 @@
+"""Faults during a run, provoked with the fault-injecting `faulty` framework: a worker that
+raises, exits, is killed, runs out of memory, hangs past --job-timeout or diverges; a device that
+is absent; Ctrl-C and SIGKILL of the runner. Each must leave a row with its status and reason,
+keep every earlier row, list the problem in the report and say so in the exit status."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks import results, run
+from benchmarks.results import TABLES, read_table
+from frameworks import EXTRA_ENV
+from tests.faulty_framework import DIVERGE_STEP, EXIT_STATUS, EXTRA_FRAMEWORKS, RAISE_MESSAGE
+
+pytestmark = pytest.mark.slow  # every test here starts worker processes
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = ["--framework", "faulty", "--data", "synthetic", "--train-size", "256", "--test-size", "64",
+         "--batch-size", "32", "--no-parity"]
+PROBLEMS = "## Failed, skipped and diverged jobs"
+
+
+# --- Helpers ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def faulty(monkeypatch):
+    """Register the fault-injecting framework for in-process runs and the workers they start."""
+    monkeypatch.setenv(EXTRA_ENV, EXTRA_FRAMEWORKS)
+
+
+def subprocess_env() -> dict[str, str]:
+    return {**os.environ, EXTRA_ENV: EXTRA_FRAMEWORKS}
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.run", *args]
+
+
+def flat(text: str) -> str:
+    """Console output with the line wrapping undone."""
+    return " ".join(text.split())
+
+
+def run_folder(out: Path) -> Path:
+    (folder,) = out.iterdir()
+    return folder
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def summary_rows(folder: Path) -> int:
+    path = folder / "summary.csv"
+    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+
+def live_workers(run_dir: Path) -> list[int]:
+    """Processes whose stdout is a log file of this run: its workers that are still alive."""
+    logs, pids = str(run_dir / "logs"), []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and os.readlink(entry / "fd" / "1").startswith(logs):
+                pids.append(int(entry.name))
+        except OSError:  # gone, or not ours to read
+            continue
+    return pids
+
+
+def problems_section(report: str) -> str:
+    assert PROBLEMS in report
+    return report.split(PROBLEMS, 1)[1].split("\n## ", 1)[0]
+
+
+def problem_line(report: str, job: str) -> str:
+    (line,) = [line for line in problems_section(report).splitlines() if line.startswith(f"| {job} ")]
+    return line
+
+
+# --- Worker faults and divergence ---------------------------------------------------------------
+
+JOB_TIMEOUT = 10  # seconds; far longer than any other job here takes, so only `hang` reaches it
+FAULT_ORDER = ["ok", "raise", "exit", "kill", "oom", "nan", "inf", "hang", "slow"]  # ok first, slow after all faults
+FAULTS = [
+    pytest.param("raise", "error", f"RuntimeError: {RAISE_MESSAGE}", id="adapter raises"),
+    pytest.param("exit", "error", f"worker exited with status {EXIT_STATUS} without a result",
+                 id="worker exits hard with os._exit"),
+    pytest.param("kill", "error", "worker killed by SIGKILL (out of memory?)",
+                 id="worker is killed as by the OOM killer"),
+    pytest.param("oom", "error", "MemoryError: Unable to allocate 2.00 PiB", id="allocation raises MemoryError"),
+    pytest.param("hang", "timeout", f"stopped after --job-timeout {JOB_TIMEOUT} s", id="worker exceeds job timeout"),
+    pytest.param("nan", "diverged", f"loss became nan at step {DIVERGE_STEP}", id="loss becomes nan"),
+    pytest.param("inf", "diverged", f"loss became inf at step {DIVERGE_STEP}", id="loss becomes infinite"),
+]
+
+
+@pytest.fixture(scope="module")
+def faulted_run(tmp_path_factory):
+    """One run of every fault in turn, between a good job before and a good job after them."""
+    out = tmp_path_factory.mktemp("faults") / "results"
+    variants = ",".join(f"faulty:{variant}" for variant in FAULT_ORDER)
+    completed = subprocess.run(
+        command(*SMALL, "--variant", variants, "--steps", "12", "--warmup", "1", "--window", "4",
+                "--job-timeout", str(JOB_TIMEOUT), "--out", str(out)),
+        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    folder = run_folder(out)
+    return completed, folder, read_table(folder, "summary").set_index("variant")
+
+
+@pytest.mark.parametrize("variant, status, reason", FAULTS)
+def test_fault_is_recorded_reported_and_printed(faulted_run, variant, status, reason):
+    completed, folder, summary = faulted_run
+    row = summary.loc[variant]
+    assert row["status"] == status
+    assert row["error"].startswith(reason)
+    assert f"faulty:{variant} batch 32, repeat 1: {status}: {reason}" in flat(completed.stdout)
+    line = problem_line((folder / "report.md").read_text(), f"faulty:{variant}")
+    assert f"| {status} " in line and reason in line
+    if status == "diverged":
+        assert row["diverged_step"] == DIVERGE_STEP
+        assert re.search(rf"\| +{DIVERGE_STEP} +\|", line)
+    else:
+        assert pd.isna(row["diverged_step"])
+
+
+def test_run_continues_after_faults_keeps_earlier_rows_and_exits_1(faulted_run):
+    completed, folder, summary = faulted_run
+    assert completed.returncode == 1, completed.stdout + completed.stderr
+    assert "Traceback" not in completed.stdout + completed.stderr
+    assert list(summary.index) == FAULT_ORDER  # one row per job, in the planned order
+    assert summary.loc[["ok", "slow"], "status"].tolist() == ["ok", "ok"]
+    # 14 steps over 8-batch epochs: compile step 0, warm-up step 1, windows 2-5 and 8-11 (6-7 and 12-13
+    # are short tails); the diverging jobs stop in the tail window 6-7 that holds step 7.
+    assert (summary.loc[["ok", "slow"], "windows"] == 2).all()
+    steps = read_table(folder, "steps")
+    assert steps.groupby("variant").size().to_dict() == {"ok": 2, "slow": 2, "nan": 1, "inf": 1}
+    report = (folder / "report.md").read_text()
+    ranked = report.split("## Speed, ranked by throughput", 1)[1].split("\n## ", 1)[0]
+    assert "| faulty:ok " in ranked and "| faulty:slow " in ranked
+    assert live_workers(folder) == []  # the hung worker was stopped, not left behind
+
+
+# --- Device -------------------------------------------------------------------------------------
+
+
+def test_cuda_without_gpu_skips_every_job_reports_them_and_exits_3(faulty, capsys, tmp_path):
+    status = run.main([*SMALL, "--variant", "faulty:nan,faulty:ok", "--device", "cuda", "--steps", "4",
+                       "--out", str(tmp_path)])
+    output = flat(capsys.readouterr().out)
+    assert status == 3
+    assert output.count("faulty sees no CUDA device") == 1  # one message per framework
+    assert "faulty:ok: skipped: faulty sees no CUDA device (it never does)" in output  # probed with its last variant
+    assert "error: no framework can run on cuda; nothing was run" in output
+    folder = run_folder(tmp_path)
+    summary = read_table(folder, "summary")
+    assert summary["status"].tolist() == ["skipped", "skipped"]
+    assert set(summary["error"]) == {"faulty sees no CUDA device (it never does)"}
+    report = (folder / "report.md").read_text()
+    for job in ("faulty:nan", "faulty:ok"):
+        assert "| skipped " in problem_line(report, job)
+
+
+@pytest.mark.skipif(Path("/dev/nvidiactl").exists(), reason="this machine has an NVIDIA GPU")
+def test_pytorch_on_cuda_without_gpu_says_so_once_and_exits_3(capsys, tmp_path):
+    status = run.main(["--framework", "pytorch", "--device", "cuda", "--data", "synthetic", "--steps", "4",
+                       "--no-parity", "--out", str(tmp_path)])
+    output = flat(capsys.readouterr().out)
+    assert status == 3
+    assert len(re.findall(r"pytorch:eager: skipped: PyTorch \S+ sees no CUDA device", output)) == 1
+    assert output.count("sees no CUDA device") == 1
+    assert "error: no framework can run on cuda; nothing was run" in output
+    summary = read_table(run_folder(tmp_path), "summary")
+    assert summary[["framework", "status"]].values.tolist() == [["pytorch", "skipped"]]
+    assert "| skipped " in problem_line((run_folder(tmp_path) / "report.md").read_text(), "pytorch:eager")
+
+
+# --- Interruption and resuming ------------------------------------------------------------------
+
+SLOW_JOBS = [*SMALL, "--variant", "faulty:slow", "--repeats", "3", "--epochs", "4", "--warmup", "0",
+             "--window", "4"]  # three jobs of 32 steps, 1.6 s of training each
+
+
+def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):
+    out = tmp_path / "results"
+    with open(tmp_path / "console.txt", "w") as console:
+        parent = subprocess.Popen(command(*SLOW_JOBS, "--out", str(out)), cwd=ROOT, env=subprocess_env(),
+                                  stdout=console, stderr=subprocess.STDOUT)
+        try:
+            folder = wait_for(lambda: out.exists() and any(out.iterdir()) and run_folder(out), what="the run folder")
+            wait_for(lambda: summary_rows(folder) == 1, what="the first job's row")
+            wait_for(lambda: (folder / "logs" / "faulty-slow-bs32-r2.log").exists() and live_workers(folder),
+                     what="the second job's worker")
+            parent.send_signal(signal.SIGINT)  # the parent only: workers run in their own session
+            status = parent.wait(timeout=60)
+        finally:
+            parent.kill()
+    output = flat((tmp_path / "console.txt").read_text())
+    assert status == 130, output
+    assert "Traceback" not in output
+    assert (f"interrupted: finished jobs are kept in {folder}; "
+            f"finish with: python -m benchmarks.run --resume {folder}") in output
+    assert f"report of the jobs that finished: {folder / 'report.md'}" in output
+    assert live_workers(folder) == []  # the current worker was stopped with the parent
+    summary = read_table(folder, "summary")
+    assert summary[["job_id", "status", "attempt"]].values.tolist() == [
+        ["faulty-slow-bs32-r1", "ok", 1], ["faulty-slow-bs32-r2", "interrupted", 1]]
+    first_job_steps = read_table(folder, "steps").query("repeat == 1")
+    assert len(first_job_steps) == 7  # 4 epochs of 8 steps in windows of 4, less epoch 1's compile step and tail
+    line = problem_line((folder / "report.md").read_text(), "faulty:slow")
+    assert "| interrupted " in line and "stopped by Ctrl-C" in line
+
+    resumed = subprocess.run(command("--resume", str(folder)), cwd=ROOT, env=subprocess_env(),
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"run folder: {folder} (2 of 3 jobs to run)" in flat(resumed.stdout)
+    summary = read_table(folder, "summary")
+    assert summary[["job_id", "status", "attempt"]].values.tolist() == [
+        ["faulty-slow-bs32-r1", "ok", 1], ["faulty-slow-bs32-r2", "interrupted", 1],
+        ["faulty-slow-bs32-r2", "ok", 2], ["faulty-slow-bs32-r3", "ok", 2]]
+    steps = read_table(folder, "steps")
+    assert steps.query("repeat == 1").equals(first_job_steps)  # the finished job was not run again
+    assert PROBLEMS not in (folder / "report.md").read_text()
+
+
+def test_resume_reruns_only_jobs_without_an_ok_row(faulty, capsys, tmp_path):
+    status = run.main([*SMALL, "--variant", "faulty:ok,faulty:raise", "--steps", "6", "--warmup", "1",
+                       "--window", "2", "--out", str(tmp_path)])
+    assert status == 1
+    folder = run_folder(tmp_path)
+    before = (folder / "summary.csv").read_text()
+    capsys.readouterr()
+
+    status = run.main(["--resume", str(folder)])
+    output = flat(capsys.readouterr().out)
+    assert status == 1  # the rerun failed again
+    assert f"run folder: {folder} (1 of 2 jobs to run)" in output
+    assert f"faulty:raise batch 32, repeat 1: error: RuntimeError: {RAISE_MESSAGE}" in output
+    assert "faulty:ok batch 32" not in output
+    after = (folder / "summary.csv").read_text()
+    assert after.startswith(before)  # earlier rows untouched, the new attempt appended
+    summary = read_table(folder, "summary")
+    assert summary[["variant", "status", "attempt"]].values.tolist() == [
+        ["ok", "ok", 1], ["raise", "error", 1], ["raise", "error", 2]]
+
+
+# --- Output safety ------------------------------------------------------------------------------
+
+
+def test_killed_parent_leaves_well_formed_csv_files_and_resume_finishes(tmp_path):
+    out = tmp_path / "results"
+    parent = subprocess.Popen(command(*SLOW_JOBS, "--out", str(out)), cwd=ROOT, env=subprocess_env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        folder = wait_for(lambda: out.exists() and any(out.iterdir()) and run_folder(out), what="the run folder")
+        wait_for(lambda: summary_rows(folder) >= 1, what="the first job's row")
+        parent.send_signal(signal.SIGKILL)  # no handler runs: whatever is on disk is what is left
+        assert parent.wait(timeout=30) == -signal.SIGKILL
+    finally:
+        parent.kill()
+    for table, columns in TABLES.items():
+        frame = pd.read_csv(folder / f"{table}.csv")
+        assert list(frame.columns) == columns
+        assert frame["job_id"].isin([f"faulty-slow-bs32-r{repeat}" for repeat in (1, 2, 3)]).all()
+    summary = pd.read_csv(folder / "summary.csv")
+    assert summary.loc[0, ["job_id", "status"]].tolist() == ["faulty-slow-bs32-r1", "ok"]
+    assert set(summary["status"]) == {"ok"}  # rows are whole jobs: none half-written
+    # An orphaned worker stops at its next message to the dead parent (broken pipe).
+    wait_for(lambda: not live_workers(folder), timeout=30, what="the orphaned worker to stop")
+
+    resumed = subprocess.run(command("--resume", str(folder)), cwd=ROOT, env=subprocess_env(),
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    summary = pd.read_csv(folder / "summary.csv")
+    assert sorted(summary["job_id"]) == [f"faulty-slow-bs32-r{repeat}" for repeat in (1, 2, 3)]
+    assert set(summary["status"]) == {"ok"}
+
+
+def test_a_second_run_in_the_same_second_never_touches_the_first(faulty, capsys, tmp_path, monkeypatch):
+    frozen = time.gmtime(1_700_000_000)
+    monkeypatch.setattr(results.time, "gmtime", lambda *args: frozen)  # both runs get the same run id
+    arguments = [*SMALL, "--variant", "faulty:ok", "--steps", "4", "--warmup", "0", "--window", "2",
+                 "--out", str(tmp_path)]
+    assert run.main(arguments) == 0
+    first = tmp_path / "20231114-221320"
+    snapshot = {path: path.read_bytes() for path in first.rglob("*") if path.is_file()}
+    assert first / "summary.csv" in snapshot
+
+    assert run.main(arguments) == 0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["20231114-221320", "20231114-221320-2"]
+    assert {path: path.read_bytes() for path in first.rglob("*") if path.is_file()} == snapshot
+    assert summary_rows(tmp_path / "20231114-221320-2") == 1
