@@ -58,7 +58,7 @@ def run_worker(job: Job, log_path: Path, timeout: float, on_message: Callable[[d
     read_fd, write_fd = os.pipe()
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker", str(write_fd)],
+            [sys.executable, "-m", "benchmarks.worker", str(write_fd), str(os.getpid())],
             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
             env=worker_env(job), cwd=PROJECT_ROOT,
             start_new_session=True,  # Ctrl-C reaches the parent, which stops the worker itself

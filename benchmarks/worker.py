@@ -1,13 +1,15 @@
 """One job in one fresh process: pin the threads, import exactly one framework, train and time
 it, and stream result messages (JSON lines) to the parent through an inherited pipe.
 
-Run by `benchmarks.run` as `python -m benchmarks.worker RESULT_FD` with the job on stdin."""
+Run by `benchmarks.spawn` as `python -m benchmarks.worker RESULT_FD PARENT_PID`, job on stdin."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -228,10 +230,49 @@ def run_probe(job: Job, channel: Channel) -> dict:
     return {"status": "ok", "framework_version": framework_version(job.framework)}
 
 
-RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "probe": run_probe}
+def run_overhead(job: Job, channel: Channel) -> dict:
+    """The harness's own cost: the same steps timed by the runner's `Trainer` (windows, syncs,
+    loss checks, progress messages) and by a bare loop with one sync at the end, alternating
+    in `OVERHEAD_ROUNDS` rounds so that drift of the machine affects both alike."""
+    dataset = load_dataset(job)
+    batches = list(datasets.train_batches(dataset, job.batch_size, job.seed, 0))[: job.steps]
+    adapter_cls = load_adapter(job.framework)
+    configure_threads(job.framework, job.threads)
+    adapter = adapter_cls(job.model, job.device, job.variant, job.train_config(1))
+    adapter.set_params(init_params(job.model, job.seed))
+    trainer = Trainer(adapter, job, channel)
+    trainer.run(batches[: job.warmup_steps + 1], epoch=0)  # compile and warm up
+    minimal_ms = []
+    for _ in range(OVERHEAD_ROUNDS):
+        start = time.perf_counter()
+        for images, labels in batches:
+            adapter.train_step(images, labels)
+        adapter.synchronize()
+        minimal_ms.append(1000 * (time.perf_counter() - start) / len(batches))
+        trainer.run(batches, epoch=0)
+    runner_ms = trainer.timing_summary()["step_ms_median"]
+    return {"status": "ok", "runner_ms": runner_ms, "minimal_ms": float(np.median(minimal_ms)),
+            "ratio": runner_ms / float(np.median(minimal_ms))}
+
+
+OVERHEAD_ROUNDS = 7
+RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "probe": run_probe, "overhead": run_overhead}
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Workers run in their own session (so Ctrl-C reaches only the parent): ask Linux to kill
+    this one if the parent dies, so that a killed run never leaves a worker holding a GPU."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def main() -> int:
+    die_with_parent(int(sys.argv[2]))
     channel = Channel(int(sys.argv[1]))
     job = Job.from_json(sys.stdin.read())
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: job.threads])

@@ -1,0 +1,48 @@
+"""`python -m benchmarks.overhead`: proves the harness costs nothing measurable. For each
+framework variant, in its own worker, the median step time the runner reports is compared with
+a bare loop of the same adapter steps (one sync at the end), alternating rounds in one process.
+A benchmark, not a test: it prints the ratios."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks import cli
+from benchmarks.jobs import Job
+from benchmarks.spawn import run_worker
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead", description=__doc__.split("\n\n")[0])
+    cli.add_selection_arguments(parser)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=128)
+    parser.add_argument("--steps", type=cli.positive_int, default=60, help="steps per round (synthetic data)")
+    parser.add_argument("--window", type=cli.positive_int, default=20)
+    args = parser.parse_args(argv)
+    selection = cli.selection_from_args(parser, args)
+    if args.steps * args.batch_size > 10_000:
+        parser.error("argument --steps: steps x batch size must fit the 10,000 synthetic training examples")
+    console = cli.console()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for framework, variant in selection.pairs:
+            job = Job("overhead", framework, variant, selection.model, selection.device, args.batch_size, 1, 0,
+                      selection.threads, selection.precision, 0, args.steps, 5, args.window, 0.01, 0.9, 0.0,
+                      "constant", "synthetic", None, None, None)
+            with console.status(f"measuring {framework}:{variant}"):
+                result = run_worker(job, Path(folder) / f"{framework}-{variant}.log", selection.job_timeout,
+                                    lambda message: None)
+            rows.append({"variant": f"{framework}:{variant}", "batch_size": args.batch_size, **result})
+    table = pd.DataFrame(rows)
+    console.print(cli.dataframe_to_text(table.drop(columns=["status"] if table["status"].eq("ok").all() else [])),
+                  markup=False)
+    return 0 if table["status"].eq("ok").all() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+"""The real runner end to end on all installed frameworks: the four tables and the report are
+written, the frameworks were fed the same bytes and learned the same thing, and the report
+renders again from the CSV files alone."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import FRAMEWORKS, ROOT, import_error
+
+INSTALLED = [name for name in FRAMEWORKS if import_error(name) is None]
+TEST_SIZE = 1000
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One short run of the real runner, as a user types it (synthetic data, 1 epoch, batch 32)."""
+    if len(INSTALLED) < 2:
+        pytest.skip(f"needs two installed frameworks, found {INSTALLED}")
+    out = tmp_path_factory.mktemp("results")
+    command = [sys.executable, "-m", "benchmarks.run", "--framework", ",".join(INSTALLED), "--data", "synthetic",
+               "--train-size", "1024", "--test-size", str(TEST_SIZE), "--batch-size", "32", "--epochs", "1",
+               "--window", "5", "--out", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    (run_dir,) = out.iterdir()
+    return run_dir, completed.stdout
+
+
+def test_runner_writes_the_four_tables_env_and_report(run):
+    run_dir, stdout = run
+    for name in ("summary.csv", "steps.csv", "epochs.csv", "env.json", "report.md", "parity.csv"):
+        assert (run_dir / name).is_file(), name
+    assert f"report: {run_dir / 'report.md'}" in stdout.replace("\n", "")
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert summary["framework"].tolist() == INSTALLED
+    assert (summary["status"] == "ok").all()
+    assert (summary["data"] == "synthetic").all()
+    assert (summary["windows"] > 0).all() and (summary["images_per_s"] > 0).all()
+    assert (summary["compile_s"] > 0).all() and (summary["recompiles"] == 0).all()
+    steps = pd.read_csv(run_dir / "steps.csv")
+    assert set(steps["job_id"]) == set(summary["job_id"])
+    assert (steps["steps"] == 5).all()
+
+
+def test_every_framework_was_fed_the_same_bytes(run):
+    summary = pd.read_csv(run[0] / "summary.csv")
+    assert summary["data_digest"].notna().all()
+    assert summary["data_digest"].nunique() == 1, summary[["framework", "data_digest"]]
+
+
+def test_per_epoch_losses_and_accuracies_agree_across_frameworks(run):
+    epochs = pd.read_csv(run[0] / "epochs.csv").set_index("framework")
+    reference = epochs.iloc[0]
+    for framework, row in epochs.iloc[1:].iterrows():
+        for column in ("train_loss", "test_loss"):
+            error = abs(row[column] - reference[column]) / abs(reference[column])
+            assert error <= 1e-3, f"{epochs.index[0]} vs {framework}: {column} differs by {error:.2e}"
+        examples = abs(row["test_accuracy"] - reference["test_accuracy"]) * TEST_SIZE
+        assert examples <= TEST_SIZE / 1000, f"{epochs.index[0]} vs {framework}: {examples:.0f} test examples differ"
+
+
+def test_synthetic_data_is_learned_beyond_chance(run):
+    summary = pd.read_csv(run[0] / "summary.csv")
+    assert (summary["test_accuracy"] > 0.15).all(), summary[["framework", "test_accuracy"]]
+
+
+def test_report_states_the_data_parity_and_ranks_every_framework(run):
+    report = (run[0] / "report.md").read_text()
+    assert "**SYNTHETIC**" in report
+    assert "**Passed**" in report
+    ranking = report.split("## Speed, ranked by throughput")[1].split("##")[0]
+    for framework in INSTALLED:
+        assert f"| {framework}:" in ranking
+
+
+def test_report_renders_from_the_csv_files_alone(run, tmp_path):
+    run_dir, _ = run
+    copy = tmp_path / run_dir.name
+    copy.mkdir()
+    for name in ("summary.csv", "steps.csv", "epochs.csv", "parity.csv", "env.json"):
+        shutil.copy(run_dir / name, copy / name)
+    completed = subprocess.run([sys.executable, "-m", "report", str(copy)], cwd=ROOT, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert (copy / "report.md").read_text() == (run_dir / "report.md").read_text()
+    assert (copy / "curves.png").stat().st_size > 0
+
+
+def test_report_command_rejects_a_folder_that_is_not_a_run(tmp_path):
+    completed = subprocess.run([sys.executable, "-m", "report", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert completed.returncode == 2
+    assert "holds no summary.csv: not a run folder" in completed.stderr.strip().splitlines()[-1]
+
+
+def test_step_times_are_per_step_and_positive(run):
+    steps = pd.read_csv(run[0] / "steps.csv")
+    assert np.allclose(steps["step_ms"], 1000 * steps["seconds"] / steps["steps"])
+    assert (steps["step_ms"] > 0).all()
