@@ -21,7 +21,7 @@ DEVICES = ("cpu", "cuda")
 @cache
 def console() -> Console:
     # No emoji codes: a label such as "faulty:ok: skipped" must not print as "faulty🆗 skipped".
-    return Console(highlight=False, emoji=False)
+    return Console(highlight=False, emoji=False, soft_wrap=True)  # a long line stays one line in logs
 
 
 def dataframe_to_text(table: pd.DataFrame) -> str:

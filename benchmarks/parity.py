@@ -109,10 +109,11 @@ class ParityOutcome:
         return self.table is not None and bool(self.table["passed"].all())
 
 
-def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False) -> ParityOutcome:
+def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False,
+                    precision: str = "fp32") -> ParityOutcome:
     """Run the parity computation (or, with `probe_only`, only the device check) for every
-    selected framework and variant, each in its own worker, and compare the outputs. Parity
-    is always checked in fp32: TF32 and bf16 change the numerics by design."""
+    selected framework and variant, each in its own worker, and compare the outputs. The
+    runner checks in fp32 whatever its own precision: TF32 changes the numerics by design."""
     from rich.markup import escape
 
     from benchmarks.jobs import Job
@@ -124,7 +125,7 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False) 
     for framework, variant in pairs:
         output = folder / "logs" / f"parity-{framework}-{variant}.npz"
         job = Job("probe" if probe_only else "parity", framework, variant, selection.model, selection.device,
-                  PARITY_BATCH, 1, PARITY_SEED, selection.threads, "fp32", 0, TRAIN_STEPS, 0, 1,
+                  PARITY_BATCH, 1, PARITY_SEED, selection.threads, precision, 0, TRAIN_STEPS, 0, 1,
                   0.0, 0.0, 0.0, "constant", "synthetic", None, None, None, output=str(output))
         with console.status(f"{'probing' if probe_only else 'parity check'}: {framework}:{variant}"):
             result = run_worker(job, folder / "logs" / f"parity-{framework}-{variant}.log",
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     selection = cli.selection_from_args(parser, args)
     with tempfile.TemporaryDirectory() as folder:
-        outcome = run_parity_jobs(selection, Path(folder), cli.console())
+        outcome = run_parity_jobs(selection, Path(folder), cli.console(), precision=selection.precision)
     if outcome.table is None:
         cli.console().print("error: no framework could run the parity checks")
         return 3

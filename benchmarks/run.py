@@ -133,10 +133,14 @@ class JobRecorder:
 def describe(row: dict) -> str:
     if row["status"] != "ok":
         return f"[bold red]{row['status']}[/]: {escape(str(row.get('error')))}"  # worker text, not markup
-    text = f"{row['step_ms_median']:.2f} ms/step, {row['images_per_s']:,.0f} images/s" if row.get("windows") else ""
+    parts = []
+    if row.get("windows"):
+        parts.append(f"{row['step_ms_median']:.2f} ms/step, {row['images_per_s']:,.0f} images/s")
+    else:
+        parts.append("[yellow]no complete timed window (give more steps or a smaller --window)[/]")
     if row.get("test_accuracy") is not None:
-        text += f", test accuracy {row['test_accuracy']:.1%}"
-    return text
+        parts.append(f"test accuracy {row['test_accuracy']:.1%}")
+    return ", ".join(parts)
 
 
 def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, console) -> list[dict]:

@@ -36,10 +36,14 @@ MODELS = {"lenet": LeNet}
 
 
 def _configure_numerics(config: TrainConfig) -> None:
-    tf32 = config.precision == "tf32"  # cuDNN convolutions default to TF32: switch it off for fp32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    """fp32 means IEEE float32 in matmuls and cuDNN convolutions, which default to TF32."""
+    precision = "tf32" if config.precision == "tf32" else "ieee"
+    if hasattr(torch.backends.cudnn, "conv"):  # PyTorch >= 2.9: the per-backend API, used alone
+        torch.backends.cuda.matmul.fp32_precision = precision
+        torch.backends.cudnn.conv.fp32_precision = precision
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = precision == "tf32"
 
 
 class PyTorchAdapter(Adapter):
