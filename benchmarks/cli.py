@@ -108,7 +108,8 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CPU cores each worker is pinned to and each framework's intra-op threads "
                              "(default: all %(default)s)")
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                        help="fp32 disables TF32 in all three frameworks; tf32 allows it on GPU")
+                        help="fp32 disables TF32 in all three frameworks; tf32 allows it on GPU; bf16 is "
+                             "mixed precision (float32 weights and loss, bfloat16 compute)")
     parser.add_argument("--job-timeout", type=positive_float, default=3600.0, metavar="SECONDS",
                         help="a job running longer is stopped and recorded as timeout (default %(default)s)")
 

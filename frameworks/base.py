@@ -54,7 +54,7 @@ def init_params(model: str, seed: int) -> Params:
 # --- Training configuration ---------------------------------------------------------------------
 
 LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("fp32", "tf32")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,8 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 added to the gradient, not decoupled
     lr_schedule: str = "constant"  # "cosine": lr_t = lr * (1 + cos(pi * t / total_steps)) / 2
     total_steps: int = 1  # length of the cosine schedule, in optimizer steps
-    precision: str = "fp32"  # "fp32": TF32 off everywhere; "tf32": allowed on GPU
+    precision: str = "fp32"  # "fp32": TF32 off everywhere; "tf32": allowed on GPU; "bf16": mixed
+    # precision, each framework's own way (float32 weights and loss, bfloat16 compute)
 
     def learning_rate_at(self, step: int) -> float:
         if self.lr_schedule == "constant":

@@ -16,12 +16,12 @@ from frameworks.base import Adapter, DeviceUnavailable, Params, TrainConfig, fro
 
 
 class LeNet(nnx.Module):
-    def __init__(self, rngs: nnx.Rngs):
-        self.conv1 = nnx.Conv(3, 6, (5, 5), padding="VALID", rngs=rngs)
-        self.conv2 = nnx.Conv(6, 16, (5, 5), padding="VALID", rngs=rngs)
-        self.fc1 = nnx.Linear(16 * 5 * 5, 120, rngs=rngs)
-        self.fc2 = nnx.Linear(120, 84, rngs=rngs)
-        self.fc3 = nnx.Linear(84, 10, rngs=rngs)
+    def __init__(self, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.conv1 = nnx.Conv(3, 6, (5, 5), padding="VALID", dtype=dtype, rngs=rngs)
+        self.conv2 = nnx.Conv(6, 16, (5, 5), padding="VALID", dtype=dtype, rngs=rngs)
+        self.fc1 = nnx.Linear(16 * 5 * 5, 120, dtype=dtype, rngs=rngs)
+        self.fc2 = nnx.Linear(120, 84, dtype=dtype, rngs=rngs)
+        self.fc3 = nnx.Linear(84, 10, dtype=dtype, rngs=rngs)
 
     def __call__(self, x):
         x = nnx.max_pool(nnx.relu(self.conv1(x)), (2, 2), strides=(2, 2))
@@ -29,7 +29,7 @@ class LeNet(nnx.Module):
         x = x.reshape(x.shape[0], -1)  # NHWC flatten: fc1's inputs are (row, column, channel)
         x = nnx.relu(self.fc1(x))
         x = nnx.relu(self.fc2(x))
-        return self.fc3(x)
+        return self.fc3(x).astype(jnp.float32)  # the loss is computed in float32
 
 
 MODELS = {"lenet": LeNet}
@@ -98,7 +98,7 @@ class FlaxAdapter(Adapter):
         if device == "cuda" and jax.default_backend() != "gpu":
             raise DeviceUnavailable(f"JAX {jax.__version__} sees no GPU (backend {jax.default_backend()!r})")
         jax.config.update("jax_default_matmul_precision", "tensorfloat32" if config.precision == "tf32" else "highest")
-        self.model = MODELS[model](nnx.Rngs(0))
+        self.model = MODELS[model](nnx.Rngs(0), jnp.bfloat16 if config.precision == "bf16" else jnp.float32)
         self._build_optimizer()
 
     def _build_optimizer(self) -> None:

@@ -93,9 +93,13 @@ class PyTorchAdapter(Adapter):
 
     # --- Training -------------------------------------------------------------------------------
 
+    def _autocast(self):
+        return torch.autocast(self.torch_device.type, torch.bfloat16, enabled=self.config.precision == "bf16")
+
     def _step(self, x, y):
         self.optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(x), y)
+        with self._autocast():
+            loss = F.cross_entropy(self.model(x), y)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
@@ -117,7 +121,8 @@ class PyTorchAdapter(Adapter):
     def loss_and_grads(self, images, labels):
         x, y = self._to_device(images, labels)
         self.model.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(self.model(x), y)
+        with self._autocast():
+            loss = F.cross_entropy(self.model(x), y)
         loss.backward()
         grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in self.model.named_parameters()}
         self.model.zero_grad(set_to_none=True)
@@ -129,13 +134,15 @@ class PyTorchAdapter(Adapter):
     def logits(self, images):
         self.model.eval()
         x, _ = self._to_device(images, np.zeros(len(images), np.int32))
-        return self.model(x).cpu().numpy()
+        with self._autocast():
+            return self.model(x).float().cpu().numpy()
 
     @torch.no_grad()
     def evaluate(self, images, labels):
         self.model.eval()
         x, y = self._to_device(images, labels)
-        logits = self.model(x)
+        with self._autocast():
+            logits = self.model(x).float()
         loss = F.cross_entropy(logits, y, reduction="sum")
         correct = (logits.argmax(1) == y).sum()
         return float(loss), int(correct)

@@ -14,13 +14,13 @@ from frameworks.base import Adapter, DeviceUnavailable, Params, TrainConfig, fro
 
 
 class LeNet(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = layers.Conv2D(6, 5)
-        self.conv2 = layers.Conv2D(16, 5)
-        self.fc1 = layers.Dense(120)
-        self.fc2 = layers.Dense(84)
-        self.fc3 = layers.Dense(10)
+    def __init__(self, dtype: str = "float32"):
+        super().__init__(dtype=dtype)
+        self.conv1 = layers.Conv2D(6, 5, dtype=dtype)
+        self.conv2 = layers.Conv2D(16, 5, dtype=dtype)
+        self.fc1 = layers.Dense(120, dtype=dtype)
+        self.fc2 = layers.Dense(84, dtype=dtype)
+        self.fc3 = layers.Dense(10, dtype=dtype)
 
     def call(self, x):
         x = ops.max_pool(ops.relu(self.conv1(x)), 2)
@@ -28,7 +28,7 @@ class LeNet(keras.Model):
         x = ops.reshape(x, (ops.shape(x)[0], -1))  # NHWC flatten: fc1's inputs are (row, column, channel)
         x = ops.relu(self.fc1(x))
         x = ops.relu(self.fc2(x))
-        return self.fc3(x)
+        return ops.cast(self.fc3(x), "float32")  # the loss is computed in float32
 
 
 MODELS = {"lenet": LeNet}
@@ -81,7 +81,7 @@ class KerasAdapter(Adapter):
         if device == "cuda" and not tf.config.list_physical_devices("GPU"):
             raise DeviceUnavailable(f"TensorFlow {tf.__version__} sees no GPU (is its CUDA build installed?)")
         tf.config.experimental.enable_tensor_float_32_execution(config.precision == "tf32")
-        self.model = MODELS[model]()
+        self.model = MODELS[model]("mixed_bfloat16" if config.precision == "bf16" else "float32")
         self.model(np.zeros((1, 32, 32, 3), np.float32))  # creates the weights
         self._build_optimizer()
         if variant == "eager":

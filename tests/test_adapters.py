@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from benchmarks.parity import parity_batches
+from benchmarks.stats import relative_error
 from frameworks import REGISTRY
 from frameworks.base import TrainConfig, init_params
 from tests.conftest import VARIANTS, require
@@ -39,3 +40,21 @@ def test_evaluate_counts_correct_predictions_from_the_logits(framework):
     shifted = logits - logits.max(1, keepdims=True)
     expected = -(shifted[np.arange(len(labels)), labels] - np.log(np.exp(shifted).sum(1))).sum()
     assert loss_sum == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
+def test_bf16_computes_the_same_function_in_lower_precision(framework):
+    adapter_cls = require(framework)
+    variant = REGISTRY[framework].default_variant
+    images, labels = parity_batches(1)[0]
+    logits = {}
+    for precision in ("fp32", "bf16"):
+        adapter = adapter_cls("lenet", "cpu", variant, TrainConfig(precision=precision))
+        adapter.set_params(init_params("lenet", seed=1))
+        logits[precision] = adapter.logits(images)
+        losses = adapter.losses_to_numpy([adapter.train_step(images, labels) for _ in range(5)])
+        assert losses[-1] < losses[0], f"{framework} {precision} did not learn"
+        assert {name: value.dtype for name, value in adapter.get_params().items()} == {
+            name: np.float32 for name in init_params("lenet", seed=1)}, "weights must stay float32"
+    error = relative_error(logits["fp32"], logits["bf16"])
+    assert 1e-5 < error < 5e-2, f"{framework}: bf16 logits differ from fp32 by {error:.1e}"
