@@ -85,6 +85,7 @@ def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
     table["framework_rss_mb"] = table["peak_rss_mb"] - table["framework_rss_mb"]
     fastest = table.groupby("batch_size")["images_per_s"].transform("max")
     table["vs_fastest"] = table["images_per_s"] / fastest
+    table["images_per_s"] = table["images_per_s"].round().astype(int)
     table = table.sort_values(["batch_size", "images_per_s"], ascending=[True, False])
     return table[["job", "batch_size", "images_per_s", "vs_fastest", "step_ms", "iqr_ms", "p5_ms", "p95_ms",
                   "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb",
@@ -137,6 +138,7 @@ def problems_section(summary: pd.DataFrame) -> str:
     parts = []
     if not problems.empty:
         shown = problems.assign(job=_label(problems))[["job", "batch_size", "repeat", "status", "diverged_step", "error"]]
+        shown = shown.astype({"diverged_step": "Int64"}).astype(str).replace({"<NA>": "", "nan": ""})
         parts.append(f"Jobs that did not finish (failed, skipped, diverged or interrupted):\n\n{_markdown(shown)}")
     if not recompiled.empty:
         shown = recompiled.assign(job=_label(recompiled))[["job", "batch_size", "repeat", "recompiles"]]

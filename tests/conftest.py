@@ -4,6 +4,7 @@ copy built from ../shared when this checkout has it."""
 from __future__ import annotations
 
 import functools
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,17 @@ VARIANTS = [f"{name}:{variant}" for name, entry in REGISTRY.items() for variant 
 
 
 @functools.cache
+def _torch_compiler_first() -> None:
+    """TensorFlow's native libraries and Triton's (loaded by torch._dynamo, which torch.optim and
+    torch.compile import lazily) clash when TensorFlow is loaded first: the process segfaults.
+    The suite never mixes frameworks in one process; tests that do load PyTorch's compiler first."""
+    if importlib.util.find_spec("torch") is not None:
+        import torch._dynamo  # noqa: F401
+
+
+@functools.cache
 def import_error(framework: str) -> str | None:
+    _torch_compiler_first()
     try:
         load_adapter(framework)
     except ImportError as error:

@@ -196,11 +196,17 @@ SLOW_JOBS = [*SMALL, "--variant", "faulty:slow", "--repeats", "3", "--epochs", "
              "--window", "4"]  # three jobs of 32 steps, 1.6 s of training each
 
 
+def interruptible() -> None:
+    """Ctrl-C in a terminal delivers SIGINT; a shell that starts pytest in the background makes
+    its children ignore it, and Python then installs no KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):
     out = tmp_path / "results"
     with open(tmp_path / "console.txt", "w") as console:
         parent = subprocess.Popen(command(*SLOW_JOBS, "--out", str(out)), cwd=ROOT, env=subprocess_env(),
-                                  stdout=console, stderr=subprocess.STDOUT)
+                                  stdout=console, stderr=subprocess.STDOUT, preexec_fn=interruptible)
         try:
             folder = wait_for(lambda: out.exists() and any(out.iterdir()) and run_folder(out), what="the run folder")
             wait_for(lambda: summary_rows(folder) == 1, what="the first job's row")

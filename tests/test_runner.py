@@ -14,17 +14,20 @@ import pytest
 
 from tests.conftest import FRAMEWORKS, ROOT, import_error
 
-INSTALLED = [name for name in FRAMEWORKS if import_error(name) is None]
 TEST_SIZE = 1000
+
+
+def installed() -> list[str]:
+    return [name for name in FRAMEWORKS if import_error(name) is None]
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """One short run of the real runner, as a user types it (synthetic data, 1 epoch, batch 32)."""
-    if len(INSTALLED) < 2:
-        pytest.skip(f"needs two installed frameworks, found {INSTALLED}")
+    if len(installed()) < 2:
+        pytest.skip(f"needs two installed frameworks, found {installed()}")
     out = tmp_path_factory.mktemp("results")
-    command = [sys.executable, "-m", "benchmarks.run", "--framework", ",".join(INSTALLED), "--data", "synthetic",
+    command = [sys.executable, "-m", "benchmarks.run", "--framework", ",".join(installed()), "--data", "synthetic",
                "--train-size", "1024", "--test-size", str(TEST_SIZE), "--batch-size", "32", "--epochs", "1",
                "--window", "5", "--out", str(out)]
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -39,7 +42,7 @@ def test_runner_writes_the_four_tables_env_and_report(run):
         assert (run_dir / name).is_file(), name
     assert f"report: {run_dir / 'report.md'}" in stdout.replace("\n", "")
     summary = pd.read_csv(run_dir / "summary.csv")
-    assert summary["framework"].tolist() == INSTALLED
+    assert summary["framework"].tolist() == installed()
     assert (summary["status"] == "ok").all()
     assert (summary["data"] == "synthetic").all()
     assert (summary["windows"] > 0).all() and (summary["images_per_s"] > 0).all()
@@ -76,7 +79,7 @@ def test_report_states_the_data_parity_and_ranks_every_framework(run):
     assert "**SYNTHETIC**" in report
     assert "**Passed**" in report
     ranking = report.split("## Speed, ranked by throughput")[1].split("##")[0]
-    for framework in INSTALLED:
+    for framework in installed():
         assert f"| {framework}:" in ranking
 
 
