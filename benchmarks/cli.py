@@ -31,24 +31,23 @@ def dataframe_to_text(table: pd.DataFrame) -> str:
 # --- Argument types -----------------------------------------------------------------------------
 
 
-def positive_int(text: str) -> int:
+def _integer(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
+
+
+def positive_int(text: str) -> int:
+    if _integer(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer (1 or more)")
-    return value
+    return int(text)
 
 
 def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
+    if _integer(text) < 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+    return int(text)
 
 
 def positive_float(text: str) -> float:

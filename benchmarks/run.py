@@ -28,7 +28,10 @@ FAILED = ("error", "timeout", "diverged")
 
 
 def fraction(text: str) -> float:
-    value = float(text) if text.replace(".", "", 1).isdigit() else -1.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a number in [0, 1)")
     return value

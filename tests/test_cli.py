@@ -51,6 +51,10 @@ BAD_INPUT = [
      ["argument --batch-size:", "'big'", "is not an integer"]),
     ("batch size listed twice", ["--batch-size", "32,128,32"],
      ["argument --batch-size:", "'32,128,32'", "lists 32 more than once"]),
+    ("weight decay of one", ["--weight-decay", "1"],
+     ["argument --weight-decay:", "'1'", "must be a number in [0, 1)"]),
+    ("momentum not a number", ["--momentum", "high"],
+     ["argument --momentum:", "'high'", "must be a number in [0, 1)"]),
     ("epochs negative", ["--epochs", "-1"],
      ["argument --epochs:", "'-1'", "must be 0 or more"]),
     ("steps negative", ["--steps", "-5"],
@@ -120,3 +124,8 @@ def test_extra_framework_is_accepted_once_registered(capsys, monkeypatch):
     monkeypatch.setenv(EXTRA_ENV, "faulty=tests.faulty_framework:ok")
     line = error_line(capsys, ["--framework", "mxnet"])
     assert "choose from: all, faulty, jax, pytorch, tensorflow, tf, torch" in line
+
+
+def test_optimizer_settings_accept_scientific_notation():
+    args = run.build_parser().parse_args(["--weight-decay", "5e-4", "--momentum", "0.9", "--lr", "1e-2"])
+    assert (args.weight_decay, args.momentum, args.lr) == (5e-4, 0.9, 1e-2)
