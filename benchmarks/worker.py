@@ -6,6 +6,7 @@ Run by `benchmarks.spawn` as `python -m benchmarks.worker RESULT_FD PARENT_PID`,
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import os
 import resource
@@ -176,12 +177,10 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
               "warmup_steps": job.warmup_steps, "epochs": job.epochs, "baseline_rss_mb": baseline_rss,
               "threads": adapter.applied_threads() or len(os.sched_getaffinity(0))}
     try:
-        if job.steps:
-            epoch = 0
-            while trainer.step < total_steps:
-                batches = datasets.train_batches(dataset, job.batch_size, job.seed, epoch)
-                trainer.run((batch for batch, _ in zip(batches, range(total_steps - trainer.step))), epoch)
-                epoch += 1
+        if job.steps:  # one stream across epochs, so a large batch still fills whole windows
+            stream = itertools.chain.from_iterable(
+                datasets.train_batches(dataset, job.batch_size, job.seed, epoch) for epoch in itertools.count())
+            trainer.run(itertools.islice(stream, total_steps), epoch=0)
         epoch_times = []
         for epoch in range(job.epochs):
             start = time.perf_counter()
