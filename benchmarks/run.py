@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -229,6 +230,9 @@ def execute(run_dir: Path, console) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Ctrl-C must stop the run cleanly even when a shell started it with SIGINT ignored (as
+    # non-interactive shells do for background commands): Python then installs no handler.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
     console = cli.console()
