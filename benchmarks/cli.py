@@ -88,10 +88,6 @@ class Selection:
     precision: str
     job_timeout: float
 
-    @property
-    def frameworks(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(framework for framework, _ in self.pairs))
-
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(REGISTRY)

@@ -71,5 +71,3 @@ SUMMARY_COLUMNS = IDENTITY + [
 ]
 STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms"]
 EPOCHS_COLUMNS = IDENTITY + ["epoch", "train_loss", "test_loss", "test_accuracy", "epoch_s"]
-
-STATUSES = ("ok", "skipped", "unavailable", "error", "diverged", "timeout", "interrupted")
