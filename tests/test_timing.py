@@ -31,6 +31,7 @@ def test_timing_only_run_times_whole_windows_after_warmup(tmp_path, train_size):
     assert steps["first_step"].tolist() == [4, 14, 24, 34]  # step 0 compiles, steps 1-3 warm up
     summary = read_table(run_folder(tmp_path), "summary")
     assert summary.loc[0, "windows"] == 4 and summary.loc[0, "epochs"] == 0
+    assert len(summary.loc[0, "data_digest"]) == 16  # timing-only runs prove their data order too
     assert summary.loc[0, "step_ms_median"] == pytest.approx(steps["step_ms"].median())
 
 
