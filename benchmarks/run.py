@@ -147,7 +147,8 @@ def describe(row: dict) -> str:
     return ", ".join(parts)
 
 
-def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, console) -> list[dict]:
+def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, timeout: float,
+             console) -> list[dict]:
     run_id = run_dir.name
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -169,7 +170,7 @@ def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt:
                     progress.update(task, completed=message["step"])
 
             try:
-                result = run_worker(job, run_dir / "logs" / f"{job.job_id}.log", job_timeout(run_dir), on_message)
+                result = run_worker(job, run_dir / "logs" / f"{job.job_id}.log", timeout, on_message)
             except KeyboardInterrupt:
                 rows.append(recorder.finish({"status": "interrupted", "error": "stopped by Ctrl-C"}))
                 raise
@@ -180,10 +181,6 @@ def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt:
             progress.console.print(f"{job.label}: {describe(row)}")
             progress.advance(overall)
     return rows
-
-
-def job_timeout(run_dir: Path) -> float:
-    return json.loads((run_dir / "plan.json").read_text())["job_timeout"]
 
 
 def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
@@ -213,7 +210,7 @@ def execute(run_dir: Path, console) -> int:
         nothing_runs = bool(pending) and {job.framework for job in pending} <= set(unusable)
         if nothing_runs:
             console.print(f"[bold red]error: no framework can run on {plan['selection']['device']}; nothing was run[/]")
-        rows = run_jobs(run_dir, pending, unusable, attempt, console)  # their skipped rows, for the report
+        rows = run_jobs(run_dir, pending, unusable, attempt, plan["job_timeout"], console)  # skipped rows too
         if nothing_runs:
             status = 3
         elif any(row["status"] in FAILED for row in rows):

@@ -84,16 +84,17 @@ class KerasAdapter(Adapter):
         self.model = MODELS[model]("mixed_bfloat16" if config.precision == "bf16" else "float32")
         self.model(np.zeros((1, 32, 32, 3), np.float32))  # creates the weights
         self._build_optimizer()
-        if variant == "eager":
-            self._compiled_step = self._step
-        elif variant in ("function", "xla"):
-            self._compiled_step = tf.function(self._step, jit_compile=variant == "xla")
 
     def _build_optimizer(self) -> None:
+        """A fresh optimizer, and the step that closes over its variables."""
         self.optimizer = TorchSGD(_learning_rate(self.config), self.config.momentum, self.config.weight_decay)
         self.optimizer.build(self.model.trainable_variables)
         if self.variant == "fit":
             self.model.compile(optimizer=self.optimizer, loss=loss_fn)
+        elif self.variant == "eager":
+            self._compiled_step = self._step
+        else:
+            self._compiled_step = tf.function(self._step, jit_compile=self.variant == "xla")
 
     # --- Weights --------------------------------------------------------------------------------
 
@@ -108,8 +109,6 @@ class KerasAdapter(Adapter):
         for name, variable in self._named_variables():
             variable.assign(converted[name])
         self._build_optimizer()
-        if self.variant in ("function", "xla"):  # the step closes over the new optimizer's variables
-            self._compiled_step = tf.function(self._step, jit_compile=self.variant == "xla")
 
     def get_params(self) -> Params:
         return from_nhwc_params({name: variable.numpy() for name, variable in self._named_variables()})
