@@ -39,7 +39,8 @@ def _version(package: str) -> str | None:
         return None
 
 
-def collect(root: Path) -> dict:
+def collect(root: Path, worker_env: dict[str, str]) -> dict:
+    """`worker_env`: the environment workers start from, for the flags they ran with."""
     gpus = _command(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
     commit = _command(["git", "rev-parse", "HEAD"], cwd=root)
     dirty = _command(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root)
@@ -54,5 +55,5 @@ def collect(root: Path) -> dict:
         "gpus": gpus.splitlines() if gpus else [],
         "git_commit": commit and (commit + ("-dirty" if dirty else "")),
         "packages": {package: _version(package) for package in PACKAGES},
-        "flags": {flag: os.environ[flag] for flag in FLAGS if flag in os.environ},
+        "flags": {flag: worker_env[flag] for flag in FLAGS if flag in worker_env},
     }

@@ -22,7 +22,7 @@ from benchmarks.environment import collect
 from benchmarks.jobs import Job
 from benchmarks.parity import ParityOutcome, run_parity_jobs
 from benchmarks.results import append_rows, latest_attempts, new_run_dir, read_table
-from benchmarks.spawn import PROJECT_ROOT, run_worker
+from benchmarks.spawn import PROJECT_ROOT, base_env, run_workers
 from frameworks.base import LR_SCHEDULES
 
 FAILED = ("error", "timeout", "diverged")
@@ -99,9 +99,9 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
         Job("benchmark", framework, variant, selection.model, selection.device, batch_size, repeat, args.seed,
             selection.threads, selection.precision, epochs, args.steps, args.warmup, args.window, args.lr,
             args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size)
-        for repeat in range(1, args.repeats + 1)  # repeats outermost: slow drift spreads over all jobs
         for framework, variant in selection.pairs
         for batch_size in args.batch_size
+        for repeat in range(1, args.repeats + 1)  # the repeats of a job run together, taking turns
     ]
 
 
@@ -147,6 +147,14 @@ def describe(row: dict) -> str:
     return ", ".join(parts)
 
 
+def repeat_groups(jobs: list[Job]) -> list[list[Job]]:
+    """The jobs in plan order, with the repeats of each job gathered to run taking turns."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(dataclasses.replace(job, repeat=0), []).append(job)
+    return list(groups.values())
+
+
 def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, timeout: float,
              console) -> list[dict]:
     run_id = run_dir.name
@@ -154,32 +162,38 @@ def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         overall = progress.add_task("jobs", total=len(jobs))
-        for job in jobs:
-            recorder = JobRecorder(run_dir, run_id, job, attempt)
-            if job.framework in unusable:
-                rows.append(recorder.finish(unusable[job.framework]))
-                progress.advance(overall)
+        for group in repeat_groups(jobs):
+            recorders = [JobRecorder(run_dir, run_id, job, attempt) for job in group]
+            if group[0].framework in unusable:
+                rows.extend(recorder.finish(unusable[job.framework]) for job, recorder in zip(group, recorders))
+                progress.advance(overall, len(group))
                 continue
-            task = progress.add_task(job.label, total=None)
+            tasks = [progress.add_task(job.label, total=None) for job in group]
+            finished = set()
 
-            def on_message(message, recorder=recorder, task=task):
-                recorder.on_message(message)
+            def on_message(index, message):
+                recorders[index].on_message(message)
                 if message["type"] == "started":
-                    progress.update(task, total=message["total_steps"])
+                    progress.update(tasks[index], total=message["total_steps"])
                 elif message["type"] == "progress":
-                    progress.update(task, completed=message["step"])
+                    progress.update(tasks[index], completed=message["step"])
+
+            def on_result(index, result):
+                finished.add(index)
+                progress.remove_task(tasks[index])
+                row = recorders[index].finish(result)
+                rows.append(row)
+                progress.console.print(f"{group[index].label}: {describe(row)}")
+                progress.advance(overall)
 
             try:
-                result = run_worker(job, run_dir / "logs" / f"{job.job_id}.log", timeout, on_message)
+                run_workers(group, [run_dir / "logs" / f"{job.job_id}.log" for job in group], timeout,
+                            on_message, on_result)
             except KeyboardInterrupt:
-                rows.append(recorder.finish({"status": "interrupted", "error": "stopped by Ctrl-C"}))
+                for index in sorted(set(range(len(group))) - finished):
+                    progress.remove_task(tasks[index])
+                    rows.append(recorders[index].finish({"status": "interrupted", "error": "stopped by Ctrl-C"}))
                 raise
-            finally:
-                progress.remove_task(task)
-            row = recorder.finish(result)
-            rows.append(row)
-            progress.console.print(f"{job.label}: {describe(row)}")
-            progress.advance(overall)
     return rows
 
 
@@ -250,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = new_run_dir(args.out)
     except OSError as error:  # e.g. OUT is a file, or not writable
         parser.error(f"argument --out: cannot create a run folder in {str(args.out)!r}: {error.strerror or error}")
-    env = {**collect(PROJECT_ROOT), "data": data, "data_source": data_dir or "synthetic", "threads": selection.threads}
+    env = {**collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic", "threads": selection.threads}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))
     plan = {"selection": dataclasses.asdict(selection), "parity": not args.no_parity,
             "job_timeout": selection.job_timeout, "jobs": [dataclasses.asdict(job) for job in jobs]}

@@ -17,9 +17,20 @@ from benchmarks.jobs import Job
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+# Defaults a user may override from the shell (env.json records the values workers ran with).
+# TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512/AMX features;
+# elsewhere (e.g. AVX2-only AMD EPYC) it falls back to Eigen kernels several times slower, while
+# PyTorch uses oneDNN on every x86 CPU. Turning them on gives both the same kernel library.
+OVERRIDABLE_DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "1"}
+
+
+def base_env() -> dict[str, str]:
+    """The environment every worker starts from, before the job's own settings."""
+    return {**OVERRIDABLE_DEFAULTS, **os.environ}
+
 
 def worker_env(job: Job) -> dict[str, str]:
-    env = dict(os.environ)
+    env = base_env()
     env.update(
         PYTHONUNBUFFERED="1",
         TF_CPP_MIN_LOG_LEVEL="2",  # TensorFlow's info and warning logs; errors still show
@@ -43,53 +54,119 @@ def _death_reason(returncode: int, log_path: Path) -> str:
     return f"{reason}; last log line: {lines[-1].strip()}" if lines else reason
 
 
-def _stop(process: subprocess.Popen) -> None:
+class _Worker:
+    """One worker process: its job goes down stdin as the first line; each later line there
+    gives it the turn. It streams its messages up a pipe and says "yield" to hand the turn back."""
+
+    def __init__(self, job: Job, log_path: Path):
+        self.log_path = log_path
+        read_fd, write_fd = os.pipe()
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "benchmarks.worker", str(write_fd), str(os.getpid())],
+                stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
+                env=worker_env(job), cwd=PROJECT_ROOT,
+                start_new_session=True,  # Ctrl-C reaches the parent, which stops the worker itself
+            )
+        os.close(write_fd)
+        self.messages = read_fd
+        self._partial = b""
+        self.process.stdin.write(job.to_json().encode() + b"\n")
+        self.process.stdin.flush()
+        self.turn_s = 0.0  # time it has held the turn, i.e. run
+
+    def read_messages(self) -> list[dict] | None:
+        """The messages that have arrived (call when its pipe is readable); None at its end."""
+        data = os.read(self.messages, 1 << 16)
+        if not data:
+            return None
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        return [json.loads(line) for line in lines]
+
+    def give_turn(self) -> None:
+        try:
+            self.process.stdin.write(b"go\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:  # it died waiting; its closed message stream says so next
+            pass
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        self.process.wait()
+        os.close(self.messages)
+        try:
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
+
+
+def run_workers(jobs: list[Job], log_paths: list[Path], timeout: float,
+                on_message: Callable[[int, dict], None], on_result: Callable[[int, dict], None]) -> None:
+    """Run `jobs` in one worker process each, all started at once but taking turns: one runs
+    while the others wait, and each hands the turn on after every window it times. Repeats of a
+    job run this way see the same slow and fast spells of a shared machine, so their spread
+    shows what differs between processes, not when each ran.
+
+    `on_message(i, message)` gets job i's progress/epoch/windows messages; `on_result(i, result)`
+    its result fields (status, error, measurements) as soon as it ends, so nothing measured is
+    lost if a later one fails. A worker that dies, or holds the turn for more than `timeout`
+    seconds in all, yields an error or timeout result. Ctrl-C stops every worker and propagates."""
+    workers = [_Worker(job, path) for job, path in zip(jobs, log_paths)]
+    waiting = list(range(len(workers)))  # in turn order; the first holds the turn
+    results: dict[int, dict] = {}
     try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
+        with selectors.DefaultSelector() as selector:
+            while waiting:
+                index = waiting[0]
+                worker = workers[index]
+                selector.register(worker.messages, selectors.EVENT_READ)
+                worker.give_turn()
+                turn_start = time.monotonic()
+                ended, result = False, None
+                while True:
+                    remaining = timeout - worker.turn_s - (time.monotonic() - turn_start)
+                    if remaining <= 0:
+                        worker.stop()
+                        ended, result = True, {"status": "timeout", "error": f"stopped after --job-timeout {timeout:g} s"}
+                        break
+                    if not selector.select(timeout=min(remaining, 1.0)):
+                        continue
+                    messages = worker.read_messages()
+                    if messages is None:
+                        worker.close()
+                        ended = True
+                        if result is None:
+                            result = {"status": "error", "error": _death_reason(worker.process.returncode, worker.log_path)}
+                        break
+                    for message in messages:  # a worker sends nothing after "yield" until its next turn
+                        if message["type"] == "result":
+                            result = message["result"]
+                        elif message["type"] != "yield":
+                            on_message(index, message)
+                    if messages and messages[-1]["type"] == "yield":
+                        break
+                selector.unregister(worker.messages)
+                worker.turn_s += time.monotonic() - turn_start
+                waiting.pop(0)
+                if ended:
+                    results[index] = result
+                    on_result(index, result)
+                else:
+                    waiting.append(index)
+    except BaseException:
+        for index in waiting:
+            workers[index].stop()
+        raise
 
 
 def run_worker(job: Job, log_path: Path, timeout: float, on_message: Callable[[dict], None]) -> dict:
-    """Run `job`; pass each progress/epoch/windows message to `on_message` and return the
-    worker's result fields (status, error, measurements). A worker that dies or runs past
-    `timeout` seconds yields an error or timeout result. Ctrl-C stops the worker and propagates."""
-    read_fd, write_fd = os.pipe()
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.worker", str(write_fd), str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-            env=worker_env(job), cwd=PROJECT_ROOT,
-            start_new_session=True,  # Ctrl-C reaches the parent, which stops the worker itself
-        )
-    os.close(write_fd)
-    process.stdin.write(job.to_json().encode())
-    process.stdin.close()
-    deadline = time.monotonic() + timeout
-    result = None
-    with os.fdopen(read_fd, "r") as messages, selectors.DefaultSelector() as selector:
-        selector.register(messages, selectors.EVENT_READ)
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    _stop(process)
-                    return {"status": "timeout", "error": f"stopped after --job-timeout {timeout:g} s"}
-                if not selector.select(timeout=min(remaining, 1.0)):
-                    continue
-                line = messages.readline()
-                if not line:
-                    break
-                message = json.loads(line)
-                if message["type"] == "result":
-                    result = message["result"]
-                else:
-                    on_message(message)
-        except BaseException:
-            _stop(process)
-            raise
-    process.wait()
-    if result is None:
-        return {"status": "error", "error": _death_reason(process.returncode, log_path)}
-    return result
+    """Run one job in its own worker process and return its result fields (see `run_workers`)."""
+    results = {}
+    run_workers([job], [log_path], timeout, lambda _, message: on_message(message), results.__setitem__)
+    return results[0]

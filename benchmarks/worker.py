@@ -1,7 +1,9 @@
 """One job in one fresh process: pin the threads, import exactly one framework, train and time
 it, and stream result messages (JSON lines) to the parent through an inherited pipe.
 
-Run by `benchmarks.spawn` as `python -m benchmarks.worker RESULT_FD PARENT_PID`, job on stdin."""
+Run by `benchmarks.spawn` as `python -m benchmarks.worker RESULT_FD PARENT_PID`, the job as the
+first line of stdin. The worker works only while it holds the turn: a later line on stdin gives
+it the turn, and it hands the turn back after each window of steps (see `spawn.run_workers`)."""
 
 from __future__ import annotations
 
@@ -26,13 +28,21 @@ from frameworks.base import Adapter, DeviceUnavailable, init_params
 
 
 class Channel:
-    """Messages to the parent, one JSON object per line, flushed as they happen."""
+    """Messages to the parent, one JSON object per line, flushed as they happen; and the turn."""
 
     def __init__(self, fd: int):
         self.stream = os.fdopen(fd, "w", buffering=1)
 
     def send(self, kind: str, **fields) -> None:
         self.stream.write(json.dumps({"type": kind, **fields}, default=float) + "\n")
+
+    @staticmethod
+    def wait_for_turn() -> None:
+        sys.stdin.readline()  # blocks until the parent gives the turn
+
+    def hand_on_turn(self) -> None:
+        self.send("yield")
+        self.wait_for_turn()
 
 
 class Diverged(RuntimeError):
@@ -133,6 +143,7 @@ class Trainer:
                                          "step_ms": 1000 * seconds / len(window)})
             self.step += len(window)
             self.channel.send("progress", step=self.step)
+            self.channel.hand_on_turn()  # outside the timed window: other workers run meanwhile
 
     def timing_summary(self) -> dict:
         summary = step_time_summary(np.array([row["step_ms"] for row in self.window_rows]))
@@ -275,8 +286,9 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 def main() -> int:
     die_with_parent(int(sys.argv[2]))
     channel = Channel(int(sys.argv[1]))
-    job = Job.from_json(sys.stdin.read())
+    job = Job.from_json(sys.stdin.readline())
     os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: job.threads])
+    channel.wait_for_turn()
     try:
         result = RUNNERS[job.kind](job, channel)
     except DeviceUnavailable as error:

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from benchmarks.spawn import base_env
 from frameworks import REGISTRY, load_adapter
+
+# In-process tests run the frameworks with the settings the suite's workers use (oneDNN for
+# TensorFlow), so parity covers the kernels that are benchmarked. No framework is imported yet.
+os.environ.update(base_env())
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -192,8 +192,11 @@ def test_pytorch_on_cuda_without_gpu_says_so_once_and_exits_3(capsys, tmp_path):
 
 # --- Interruption and resuming ------------------------------------------------------------------
 
-SLOW_JOBS = [*SMALL, "--variant", "faulty:slow", "--repeats", "3", "--epochs", "4", "--warmup", "0",
-             "--window", "4"]  # three jobs of 32 steps, 1.6 s of training each
+# Three jobs of 32 steps (8 per epoch), 1.6 s of training each, run one after the other (the
+# repeats of one job would run together, taking turns).
+SLOW_JOBS = [*SMALL, "--variant", "faulty:slow", "--batch-size", "32,31,30", "--epochs", "4", "--warmup", "0",
+             "--window", "4"]
+SLOW_JOB_IDS = [f"faulty-slow-bs{batch_size}-r1" for batch_size in (32, 31, 30)]
 
 
 def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):
@@ -204,7 +207,7 @@ def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):
         try:
             folder = wait_for(lambda: out.exists() and any(out.iterdir()) and run_folder(out), what="the run folder")
             wait_for(lambda: summary_rows(folder) == 1, what="the first job's row")
-            wait_for(lambda: (folder / "logs" / "faulty-slow-bs32-r2.log").exists() and live_workers(folder),
+            wait_for(lambda: (folder / "logs" / f"{SLOW_JOB_IDS[1]}.log").exists() and live_workers(folder),
                      what="the second job's worker")
             parent.send_signal(signal.SIGINT)  # the parent only: workers run in their own session
             status = parent.wait(timeout=60)
@@ -219,8 +222,8 @@ def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):
     assert live_workers(folder) == []  # the current worker was stopped with the parent
     summary = read_table(folder, "summary")
     assert summary[["job_id", "status", "attempt"]].values.tolist() == [
-        ["faulty-slow-bs32-r1", "ok", 1], ["faulty-slow-bs32-r2", "interrupted", 1]]
-    first_job_steps = read_table(folder, "steps").query("repeat == 1")
+        [SLOW_JOB_IDS[0], "ok", 1], [SLOW_JOB_IDS[1], "interrupted", 1]]
+    first_job_steps = read_table(folder, "steps").query("batch_size == 32")
     assert len(first_job_steps) == 7  # 4 epochs of 8 steps in windows of 4, less epoch 1's compile step and tail
     line = problem_line((folder / "report.md").read_text(), "faulty:slow")
     assert "| interrupted " in line and "stopped by Ctrl-C" in line
@@ -231,10 +234,10 @@ def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):
     assert f"run folder: {folder} (2 of 3 jobs to run)" in flat(resumed.stdout)
     summary = read_table(folder, "summary")
     assert summary[["job_id", "status", "attempt"]].values.tolist() == [
-        ["faulty-slow-bs32-r1", "ok", 1], ["faulty-slow-bs32-r2", "interrupted", 1],
-        ["faulty-slow-bs32-r2", "ok", 2], ["faulty-slow-bs32-r3", "ok", 2]]
+        [SLOW_JOB_IDS[0], "ok", 1], [SLOW_JOB_IDS[1], "interrupted", 1],
+        [SLOW_JOB_IDS[1], "ok", 2], [SLOW_JOB_IDS[2], "ok", 2]]
     steps = read_table(folder, "steps")
-    assert steps.query("repeat == 1").equals(first_job_steps)  # the finished job was not run again
+    assert steps.query("batch_size == 32").equals(first_job_steps)  # the finished job was not run again
     assert PROBLEMS not in (folder / "report.md").read_text()
 
 
@@ -276,9 +279,9 @@ def test_killed_parent_leaves_well_formed_csv_files_and_resume_finishes(tmp_path
     for table, columns in TABLES.items():
         frame = pd.read_csv(folder / f"{table}.csv")
         assert list(frame.columns) == columns
-        assert frame["job_id"].isin([f"faulty-slow-bs32-r{repeat}" for repeat in (1, 2, 3)]).all()
+        assert frame["job_id"].isin(SLOW_JOB_IDS).all()
     summary = pd.read_csv(folder / "summary.csv")
-    assert summary.loc[0, ["job_id", "status"]].tolist() == ["faulty-slow-bs32-r1", "ok"]
+    assert summary.loc[0, ["job_id", "status"]].tolist() == [SLOW_JOB_IDS[0], "ok"]
     assert set(summary["status"]) == {"ok"}  # rows are whole jobs: none half-written
     # An orphaned worker stops at its next message to the dead parent (broken pipe).
     wait_for(lambda: not live_workers(folder), timeout=30, what="the orphaned worker to stop")
@@ -287,7 +290,7 @@ def test_killed_parent_leaves_well_formed_csv_files_and_resume_finishes(tmp_path
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     summary = pd.read_csv(folder / "summary.csv")
-    assert sorted(summary["job_id"]) == [f"faulty-slow-bs32-r{repeat}" for repeat in (1, 2, 3)]
+    assert sorted(summary["job_id"]) == sorted(SLOW_JOB_IDS)
     assert set(summary["status"]) == {"ok"}
 
 
