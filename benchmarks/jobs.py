@@ -23,7 +23,7 @@ class Job:
     threads: int  # CPU cores the worker is pinned to, and each framework's intra-op threads
     precision: str
     epochs: int  # full passes with evaluation after each; 0 in timing-only runs
-    steps: int  # timed steps of a timing-only run; 0 when timing the epochs themselves
+    steps: int  # timed steps of a timing-only run; 0 when timing the epochs themselves (overhead: pairs)
     warmup_steps: int  # untimed steps after the first (compile) step
     window: int  # steps per timed window; each window ends with a device sync
     learning_rate: float

@@ -1,6 +1,6 @@
 """`python -m benchmarks.overhead`: proves the harness costs nothing measurable. For each
-framework variant, in its own worker, the median step time the runner reports is compared with
-a bare loop of the same adapter steps (one sync at the end), alternating rounds in one process.
+framework variant, in its own worker, each window the runner times is paired with a bare loop of
+the same adapter steps (one sync at the end) run just before it; the ratio is the median over the pairs.
 A benchmark, not a test: it prints the ratios."""
 
 from __future__ import annotations
@@ -21,18 +21,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead", description=__doc__.split("\n\n")[0])
     cli.add_selection_arguments(parser)
     parser.add_argument("--batch-size", type=cli.positive_int, default=128)
-    parser.add_argument("--steps", type=cli.positive_int, default=60, help="steps per round (synthetic data)")
-    parser.add_argument("--window", type=cli.positive_int, default=20)
+    parser.add_argument("--pairs", type=cli.positive_int, default=30,
+                        help="bare loops and runner windows, alternating (default %(default)s)")
+    parser.add_argument("--window", type=cli.positive_int, default=20,
+                        help="steps of each bare loop and runner window (default %(default)s)")
     args = parser.parse_args(argv)
     selection = cli.selection_from_args(parser, args)
-    if args.steps * args.batch_size > 10_000:
-        parser.error("argument --steps: steps x batch size must fit the 10,000 synthetic training examples")
+    if args.window * args.batch_size > 10_000:
+        parser.error("argument --window: window x batch size must fit the 10,000 synthetic training examples")
     console = cli.console()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for framework, variant in selection.pairs:
             job = Job("overhead", framework, variant, selection.model, selection.device, args.batch_size, 1, 0,
-                      selection.threads, selection.precision, 0, args.steps, 5, args.window, 0.01, 0.9, 0.0,
+                      selection.threads, selection.precision, 0, args.pairs, 5, args.window, 0.01, 0.9, 0.0,
                       "constant", "synthetic", None, None, None)
             with console.status(f"measuring {framework}:{variant}"):
                 result = run_worker(job, Path(folder) / f"{framework}-{variant}.log", selection.job_timeout,

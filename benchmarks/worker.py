@@ -243,11 +243,12 @@ def run_probe(job: Job, channel: Channel) -> dict:
 
 
 def run_overhead(job: Job, channel: Channel) -> dict:
-    """The harness's own cost: the same steps timed by the runner's `Trainer` (windows, syncs,
-    loss checks, progress messages) and by a bare loop with one sync at the end, alternating
-    in `OVERHEAD_ROUNDS` rounds so that drift of the machine affects both alike."""
+    """The harness's own cost: the same `job.window` steps timed as one of the runner's windows
+    (`Trainer`: loss checks, progress message, turn hand-off) and by a bare loop with one sync
+    at the end, in `job.steps` pairs back to back, so that the machine's drift falls on both
+    alike. The ratio is the median of the pairs' ratios."""
     dataset = load_dataset(job)
-    batches = list(datasets.train_batches(dataset, job.batch_size, job.seed, 0))[: job.steps]
+    batches = list(datasets.train_batches(dataset, job.batch_size, job.seed, 0))[: job.window]
     adapter_cls = load_adapter(job.framework)
     configure_threads(job.framework, job.threads)
     adapter = adapter_cls(job.model, job.device, job.variant, job.train_config(1))
@@ -255,19 +256,18 @@ def run_overhead(job: Job, channel: Channel) -> dict:
     trainer = Trainer(adapter, job, channel)
     trainer.run(batches[: job.warmup_steps + 1], epoch=0)  # compile and warm up
     minimal_ms = []
-    for _ in range(OVERHEAD_ROUNDS):
+    for _ in range(job.steps):
         start = time.perf_counter()
         for images, labels in batches:
             adapter.train_step(images, labels)
         adapter.synchronize()
         minimal_ms.append(1000 * (time.perf_counter() - start) / len(batches))
-        trainer.run(batches, epoch=0)
-    runner_ms = trainer.timing_summary()["step_ms_median"]
-    return {"status": "ok", "runner_ms": runner_ms, "minimal_ms": float(np.median(minimal_ms)),
-            "ratio": runner_ms / float(np.median(minimal_ms))}
+        trainer.run(batches, epoch=0)  # one timed window
+    runner_ms = np.array([row["step_ms"] for row in trainer.window_rows])
+    return {"status": "ok", "pairs": len(runner_ms), "runner_ms": float(np.median(runner_ms)),
+            "minimal_ms": float(np.median(minimal_ms)), "ratio": float(np.median(runner_ms / minimal_ms))}
 
 
-OVERHEAD_ROUNDS = 7
 RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "probe": run_probe, "overhead": run_overhead}
 
 
