@@ -149,7 +149,7 @@ def describe(row: dict) -> str:
 
 def repeat_groups(jobs: list[Job]) -> list[list[Job]]:
     """The jobs in plan order, with the repeats of each job gathered to run taking turns."""
-    groups: dict[tuple, list[Job]] = {}
+    groups: dict[Job, list[Job]] = {}
     for job in jobs:
         groups.setdefault(dataclasses.replace(job, repeat=0), []).append(job)
     return list(groups.values())
@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = new_run_dir(args.out)
     except OSError as error:  # e.g. OUT is a file, or not writable
         parser.error(f"argument --out: cannot create a run folder in {str(args.out)!r}: {error.strerror or error}")
-    env = {**collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic", "threads": selection.threads}
+    env = {**collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic",
+           "threads": selection.threads}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))
     plan = {"selection": dataclasses.asdict(selection), "parity": not args.no_parity,
             "job_timeout": selection.job_timeout, "jobs": [dataclasses.asdict(job) for job in jobs]}

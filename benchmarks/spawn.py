@@ -106,6 +106,37 @@ class _Worker:
             pass
 
 
+def _take_turn(worker: _Worker, index: int, timeout: float, on_message: Callable[[int, dict], None]) -> dict | None:
+    """Give `worker` the turn and relay its messages until it yields (None) or ends (its result)."""
+    worker.give_turn()
+    turn_start = time.monotonic()
+    result = None
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(worker.messages, selectors.EVENT_READ)
+            while True:
+                remaining = timeout - worker.turn_s - (time.monotonic() - turn_start)
+                if remaining <= 0:
+                    worker.stop()
+                    return {"status": "timeout", "error": f"stopped after --job-timeout {timeout:g} s"}
+                if not selector.select(timeout=min(remaining, 1.0)):
+                    continue
+                messages = worker.read_messages()
+                if messages is None:  # the worker has exited
+                    worker.close()
+                    return result or {"status": "error",
+                                      "error": _death_reason(worker.process.returncode, worker.log_path)}
+                for message in messages:  # a worker sends nothing after "yield" until its next turn
+                    if message["type"] == "result":
+                        result = message["result"]
+                    elif message["type"] == "yield":
+                        return None
+                    else:
+                        on_message(index, message)
+    finally:
+        worker.turn_s += time.monotonic() - turn_start
+
+
 def run_workers(jobs: list[Job], log_paths: list[Path], timeout: float,
                 on_message: Callable[[int, dict], None], on_result: Callable[[int, dict], None]) -> None:
     """Run `jobs` in one worker process each, all started at once but taking turns: one runs
@@ -119,46 +150,15 @@ def run_workers(jobs: list[Job], log_paths: list[Path], timeout: float,
     seconds in all, yields an error or timeout result. Ctrl-C stops every worker and propagates."""
     workers = [_Worker(job, path) for job, path in zip(jobs, log_paths)]
     waiting = list(range(len(workers)))  # in turn order; the first holds the turn
-    results: dict[int, dict] = {}
     try:
-        with selectors.DefaultSelector() as selector:
-            while waiting:
-                index = waiting[0]
-                worker = workers[index]
-                selector.register(worker.messages, selectors.EVENT_READ)
-                worker.give_turn()
-                turn_start = time.monotonic()
-                ended, result = False, None
-                while True:
-                    remaining = timeout - worker.turn_s - (time.monotonic() - turn_start)
-                    if remaining <= 0:
-                        worker.stop()
-                        ended, result = True, {"status": "timeout", "error": f"stopped after --job-timeout {timeout:g} s"}
-                        break
-                    if not selector.select(timeout=min(remaining, 1.0)):
-                        continue
-                    messages = worker.read_messages()
-                    if messages is None:
-                        worker.close()
-                        ended = True
-                        if result is None:
-                            result = {"status": "error", "error": _death_reason(worker.process.returncode, worker.log_path)}
-                        break
-                    for message in messages:  # a worker sends nothing after "yield" until its next turn
-                        if message["type"] == "result":
-                            result = message["result"]
-                        elif message["type"] != "yield":
-                            on_message(index, message)
-                    if messages and messages[-1]["type"] == "yield":
-                        break
-                selector.unregister(worker.messages)
-                worker.turn_s += time.monotonic() - turn_start
-                waiting.pop(0)
-                if ended:
-                    results[index] = result
-                    on_result(index, result)
-                else:
-                    waiting.append(index)
+        while waiting:
+            index = waiting[0]
+            result = _take_turn(workers[index], index, timeout, on_message)
+            waiting.pop(0)
+            if result is None:
+                waiting.append(index)
+            else:
+                on_result(index, result)
     except BaseException:
         for index in waiting:
             workers[index].stop()
