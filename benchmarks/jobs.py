@@ -36,6 +36,7 @@ class Job:
     test_size: int | None
     eval_batch_size: int = 1000
     output: str | None = None  # parity jobs: where to write their arrays
+    reference: str | None = None  # parity jobs: the float64 reference's outputs and common states (.npz)
 
     @property
     def job_id(self) -> str:

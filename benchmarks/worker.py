@@ -230,7 +230,9 @@ def run_parity(job: Job, channel: Channel) -> dict:
 
     adapter_cls = load_adapter(job.framework)
     configure_threads(job.framework, job.threads)
-    outputs = compute_outputs(adapter_cls, job.model, job.device, job.variant, job.precision)
+    with np.load(job.reference) as arrays:
+        common = dict(arrays)
+    outputs = compute_outputs(adapter_cls, job.model, job.device, job.variant, job.precision, common)
     np.savez(job.output, **outputs)
     return {"status": "ok", "framework_version": framework_version(job.framework)}
 

@@ -1,5 +1,6 @@
 """What the three adapters share: the adapter contract, the training configuration, the model
-catalogue with its canonical parameter layout, and the NumPy-drawn initial weights."""
+catalogue with its canonical parameter layout, the canonical training state, and the NumPy-drawn
+initial weights."""
 
 from __future__ import annotations
 
@@ -77,6 +78,29 @@ class TrainConfig:
         return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+# --- Canonical training state -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainingState:
+    """Everything a training step depends on, in canonical layout: the weights, PyTorch's
+    `momentum_buffer` of each weight (same name, same layout; zeros before the first step, which
+    PyTorch's lazily created buffer equals), and the number of optimizer steps taken (which sets
+    the scheduled learning rate). Any framework can continue from any other's exact state."""
+
+    params: Params
+    momentum: Params
+    step: int
+
+    @classmethod
+    def fresh(cls, params: Params) -> TrainingState:
+        return cls(params, {name: np.zeros_like(value) for name, value in params.items()}, 0)
+
+    def astype(self, dtype) -> TrainingState:
+        cast = lambda arrays: {name: np.asarray(value, dtype) for name, value in arrays.items()}  # noqa: E731
+        return TrainingState(cast(self.params), cast(self.momentum), self.step)
+
+
 # --- The adapter contract -----------------------------------------------------------------------
 
 
@@ -98,12 +122,20 @@ class Adapter(abc.ABC):
         self.config = config
 
     @abc.abstractmethod
-    def set_params(self, params: Params) -> None:
-        """Load canonical weights and reset the optimizer (momentum buffers, step count)."""
+    def set_state(self, state: TrainingState) -> None:
+        """Load a canonical training state into the model and the optimizer, in place (a compiled
+        step keeps running without retracing)."""
 
     @abc.abstractmethod
+    def get_state(self) -> TrainingState:
+        """Export the current weights, momentum buffers and step count in canonical layout."""
+
+    def set_params(self, params: Params) -> None:
+        """Load canonical weights and reset the optimizer (zero momentum, step 0)."""
+        self.set_state(TrainingState.fresh(params))
+
     def get_params(self) -> Params:
-        """Export the current weights in canonical layout."""
+        return self.get_state().params
 
     @abc.abstractmethod
     def train_step(self, images: np.ndarray, labels: np.ndarray):

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from frameworks.base import Adapter, DeviceUnavailable, Params, TrainConfig, from_nhwc_params, to_nhwc_params
+from frameworks.base import Adapter, DeviceUnavailable, Params, TrainConfig, TrainingState, from_nhwc_params, to_nhwc_params
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -105,23 +105,27 @@ class FlaxAdapter(Adapter):
         optimizer = nnx.Optimizer(self.model, make_optimizer(self.config), wrt=nnx.Param)
         self.graphdef, self.state = nnx.split((self.model, optimizer))
 
-    def _model(self):
-        model, _ = nnx.merge(self.graphdef, self.state)
-        return model
+    def _merged(self):
+        return nnx.merge(self.graphdef, self.state)
 
-    # --- Weights --------------------------------------------------------------------------------
+    # --- State ----------------------------------------------------------------------------------
 
-    def set_params(self, params: Params) -> None:
-        converted = to_nhwc_params(params)
-        pure = {layer: {"kernel": converted[f"{layer}.weight"], "bias": converted[f"{layer}.bias"]} for layer in LAYERS}
-        self.model = self._model()
-        state = nnx.state(self.model, nnx.Param)
-        nnx.replace_by_pure_dict(state, jax.tree.map(jnp.asarray, pure))
-        nnx.update(self.model, state)
-        self._build_optimizer()
+    def set_state(self, state: TrainingState) -> None:
+        model, optimizer = self._merged()
+        nnx.update(model, _flax_state(model, state.params))
+        trace = optax.tree_utils.tree_get(optimizer.opt_state, "trace")  # the momentum buffers
+        nnx.replace_by_pure_dict(trace, _flax_pure(state.momentum))
+        schedule_count = optax.tree_utils.tree_get(optimizer.opt_state, "count")  # absent without a schedule
+        for counter in (optimizer.step, schedule_count):
+            if counter is not None:
+                counter.value = jnp.asarray(state.step, counter.value.dtype)
+        self.graphdef, self.state = nnx.split((model, optimizer))
 
-    def get_params(self) -> Params:
-        return _canonical(nnx.to_pure_dict(nnx.state(self._model(), nnx.Param)))
+    def get_state(self) -> TrainingState:
+        model, optimizer = self._merged()
+        trace = optax.tree_utils.tree_get(optimizer.opt_state, "trace")
+        return TrainingState(_canonical(nnx.to_pure_dict(nnx.state(model, nnx.Param))),
+                             _canonical(nnx.to_pure_dict(trace)), int(optimizer.step.value))
 
     # --- Training -------------------------------------------------------------------------------
 
@@ -157,6 +161,19 @@ class FlaxAdapter(Adapter):
         if self.device != "cuda":
             return None
         return int(jax.devices()[0].memory_stats()["peak_bytes_in_use"])
+
+
+def _flax_pure(params: Params) -> dict:
+    """Canonical arrays -> Flax's nested {layer: {"kernel", "bias"}} in NHWC layout."""
+    converted = to_nhwc_params(params)
+    return {layer: {"kernel": jnp.asarray(converted[f"{layer}.weight"]), "bias": jnp.asarray(converted[f"{layer}.bias"])}
+            for layer in LAYERS}
+
+
+def _flax_state(model: nnx.Module, params: Params) -> nnx.State:
+    state = nnx.state(model, nnx.Param)
+    nnx.replace_by_pure_dict(state, _flax_pure(params))
+    return state
 
 
 def _canonical(pure: dict) -> Params:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from frameworks.base import Adapter, DeviceUnavailable, Params, TrainConfig
+from frameworks.base import Adapter, DeviceUnavailable, TrainConfig, TrainingState
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -70,26 +70,35 @@ class PyTorchAdapter(Adapter):
             momentum=self.config.momentum,
             weight_decay=self.config.weight_decay,
         )
-        self.scheduler = None
-        if self.config.lr_schedule == "cosine":
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-                self.optimizer, lambda step: self.config.learning_rate_at(step) / self.config.learning_rate
-            )
+        # The scheduler is also PyTorch's step counter (`last_epoch`), constant schedule included.
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: self.config.learning_rate_at(step) / self.config.learning_rate
+        )
 
     def _to_device(self, images: np.ndarray, labels: np.ndarray):
         x = torch.from_numpy(images).to(self.torch_device, non_blocking=True).permute(0, 3, 1, 2)
         y = torch.from_numpy(labels).to(self.torch_device, non_blocking=True).long()
         return x, y
 
-    # --- Weights --------------------------------------------------------------------------------
+    # --- State ----------------------------------------------------------------------------------
 
-    def set_params(self, params: Params) -> None:
-        state = {name: torch.from_numpy(value) for name, value in params.items()}
-        self.model.load_state_dict(state)
-        self._build_optimizer()
+    @torch.no_grad()
+    def set_state(self, state: TrainingState) -> None:
+        self.model.load_state_dict({name: torch.from_numpy(value) for name, value in state.params.items()})
+        for name, param in self.model.named_parameters():  # copied in place: a compiled step keeps its graph
+            buffer = self.optimizer.state[param].setdefault("momentum_buffer", torch.zeros_like(param))
+            buffer.copy_(torch.from_numpy(state.momentum[name]))
+        self.scheduler.last_epoch = state.step
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.learning_rate_at(state.step)
 
-    def get_params(self) -> Params:
-        return {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}
+    def get_state(self) -> TrainingState:
+        params = {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}
+        momentum = {}
+        for name, param in self.model.named_parameters():
+            buffer = self.optimizer.state[param].get("momentum_buffer")
+            momentum[name] = np.zeros_like(params[name]) if buffer is None else buffer.cpu().numpy().copy()
+        return TrainingState(params, momentum, self.scheduler.last_epoch)
 
     # --- Training -------------------------------------------------------------------------------
 
@@ -107,8 +116,7 @@ class PyTorchAdapter(Adapter):
     def train_step(self, images, labels):
         self.model.train()
         loss = self._compiled_step(*self._to_device(images, labels))
-        if self.scheduler is not None:
-            self.scheduler.step()
+        self.scheduler.step()
         return loss
 
     def synchronize(self) -> None:

@@ -8,7 +8,7 @@ import tensorflow as tf
 import keras
 from keras import layers, ops
 
-from frameworks.base import Adapter, DeviceUnavailable, Params, TrainConfig, from_nhwc_params, to_nhwc_params
+from frameworks.base import Adapter, DeviceUnavailable, TrainConfig, TrainingState, from_nhwc_params, to_nhwc_params
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -57,9 +57,13 @@ class TorchSGD(keras.optimizers.Optimizer):
         gradient = ops.cast(gradient, variable.dtype)
         if self.l2_weight_decay:
             gradient = ops.add(gradient, ops.multiply(variable, self.l2_weight_decay))
-        m = self.momentums[self._get_variable_index(variable)]
+        m = self.momentum_of(variable)
         self.assign(m, ops.add(ops.multiply(m, self.momentum), gradient))
         self.assign_sub(variable, ops.multiply(m, learning_rate))
+
+    def momentum_of(self, variable):
+        """The buffer of `variable`: PyTorch's `momentum_buffer`, in the variable's layout."""
+        return self.momentums[self._get_variable_index(variable)]
 
 
 def _learning_rate(config: TrainConfig):
@@ -96,7 +100,7 @@ class KerasAdapter(Adapter):
         else:
             self._compiled_step = tf.function(self._step, jit_compile=self.variant == "xla")
 
-    # --- Weights --------------------------------------------------------------------------------
+    # --- State ----------------------------------------------------------------------------------
 
     def _named_variables(self):
         for layer_name in ("conv1", "conv2", "fc1", "fc2", "fc3"):
@@ -104,14 +108,20 @@ class KerasAdapter(Adapter):
             yield f"{layer_name}.weight", layer.kernel
             yield f"{layer_name}.bias", layer.bias
 
-    def set_params(self, params: Params) -> None:
-        converted = to_nhwc_params(params)
+    def set_state(self, state: TrainingState) -> None:
+        params, momentum = to_nhwc_params(state.params), to_nhwc_params(state.momentum)
         for name, variable in self._named_variables():
-            variable.assign(converted[name])
-        self._build_optimizer()
+            variable.assign(params[name])
+            self.optimizer.momentum_of(variable).assign(momentum[name])
+        self.optimizer.iterations.assign(state.step)  # the schedule reads it
 
-    def get_params(self) -> Params:
-        return from_nhwc_params({name: variable.numpy() for name, variable in self._named_variables()})
+    def get_state(self) -> TrainingState:
+        variables = dict(self._named_variables())
+        return TrainingState(
+            from_nhwc_params({name: variable.numpy() for name, variable in variables.items()}),
+            from_nhwc_params({name: self.optimizer.momentum_of(variable).numpy() for name, variable in variables.items()}),
+            int(self.optimizer.iterations.numpy()),
+        )
 
     # --- Training -------------------------------------------------------------------------------
 

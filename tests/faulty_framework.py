@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from frameworks.base import Adapter, DeviceUnavailable, Params, TrainConfig
+from frameworks.base import Adapter, DeviceUnavailable, Params, TrainConfig, TrainingState
 
 VARIANTS = ("ok", "raise", "exit", "kill", "oom", "nan", "inf", "hang", "slow")
 EXTRA_FRAMEWORKS = f"faulty=tests.faulty_framework:{','.join(VARIANTS)}"  # the env variable's value
@@ -38,15 +38,17 @@ class FaultyAdapter(Adapter):
         super().__init__(model, device, variant, config)
         if device == "cuda":
             raise DeviceUnavailable("faulty sees no CUDA device (it never does)")
-        self.params: Params = {}
-        self.steps = 0
+        self.state = TrainingState({}, {}, 0)
 
-    def set_params(self, params: Params) -> None:
-        self.params = {name: np.array(value, np.float32) for name, value in params.items()}
-        self.steps = 0
+    def set_state(self, state: TrainingState) -> None:
+        self.state = state.astype(np.float32)
 
-    def get_params(self) -> Params:
-        return {name: value.copy() for name, value in self.params.items()}
+    def get_state(self) -> TrainingState:
+        return self.state.astype(np.float32)
+
+    @property
+    def steps(self) -> int:
+        return self.state.step
 
     def _inject(self) -> None:
         step, variant = self.steps, self.variant
@@ -71,7 +73,7 @@ class FaultyAdapter(Adapter):
     def train_step(self, images: np.ndarray, labels: np.ndarray):
         self._inject()
         loss = self._loss(self.steps)
-        self.steps += 1
+        self.state = TrainingState(self.state.params, self.state.momentum, self.steps + 1)
         return loss
 
     def synchronize(self) -> None:
@@ -81,7 +83,7 @@ class FaultyAdapter(Adapter):
         return np.asarray(losses, np.float32)
 
     def loss_and_grads(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, Params]:
-        return self._loss(self.steps), {name: np.zeros_like(value) for name, value in self.params.items()}
+        return self._loss(self.steps), {name: np.zeros_like(value) for name, value in self.state.params.items()}
 
     def logits(self, images: np.ndarray) -> np.ndarray:
         return np.zeros((len(images), 10), np.float32)
