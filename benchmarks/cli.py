@@ -79,10 +79,10 @@ def batch_sizes(text: str) -> list[int]:
 
 @dataclass(frozen=True)
 class Selection:
-    """What to run: (framework, variant) pairs in registry order, on one model and device."""
+    """What to run: (framework, variant) pairs in registry order, on each model, on one device."""
 
     pairs: tuple[tuple[str, str], ...]
-    model: str
+    models: tuple[str, ...]
     device: str
     threads: int
     precision: str
@@ -97,7 +97,8 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default (each framework's first), all, or framework:variant entries such as "
                              "pytorch:compile,tensorflow:xla; a framework named here runs only the listed "
                              "variants, the others their default")
-    parser.add_argument("--model", default="lenet", choices=sorted(MODELS))
+    parser.add_argument("--model", default=["lenet"], type=unique_list,
+                        help=f"comma-separated, each one run (a sweep): {', '.join(MODELS)} (default %(default)s)")
     parser.add_argument("--device", default="cpu", choices=DEVICES)
     parser.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)),
                         help="CPU cores each worker is pinned to and each framework's intra-op threads "
@@ -155,6 +156,9 @@ def selection_from_args(parser: argparse.ArgumentParser, args: argparse.Namespac
     if args.threads > available:
         parser.error(f"argument --threads: {args.threads} exceeds the {available} cores this process may use")
     pairs = _variants(parser, entries, args.variant)
-    return Selection(tuple(pairs), args.model, args.device, args.threads, args.precision, args.job_timeout)
+    unknown = [model for model in args.model if model not in MODELS]
+    if unknown:
+        parser.error(f"argument --model: unknown model {unknown[0]!r} (choose from: {', '.join(MODELS)})")
+    return Selection(tuple(pairs), tuple(args.model), args.device, args.threads, args.precision, args.job_timeout)
 
 

@@ -40,11 +40,11 @@ class Job:
 
     @property
     def job_id(self) -> str:
-        return f"{self.framework}-{self.variant}-bs{self.batch_size}-r{self.repeat}"
+        return f"{self.model}-{self.framework}-{self.variant}-bs{self.batch_size}-r{self.repeat}"
 
     @property
     def label(self) -> str:
-        return f"{self.framework}:{self.variant} batch {self.batch_size}, repeat {self.repeat}"
+        return f"{self.model} {self.framework}:{self.variant} batch {self.batch_size}, repeat {self.repeat}"
 
     def train_config(self, total_steps: int) -> TrainConfig:
         return TrainConfig(self.learning_rate, self.momentum, self.weight_decay, self.lr_schedule,

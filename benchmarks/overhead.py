@@ -6,6 +6,7 @@ A benchmark, not a test: it prints the ratios."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 from pathlib import Path
@@ -32,14 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     console = cli.console()
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for framework, variant in selection.pairs:
-            job = Job("overhead", framework, variant, selection.model, selection.device, args.batch_size, 1, 0,
+        for model, (framework, variant) in itertools.product(selection.models, selection.pairs):
+            job = Job("overhead", framework, variant, model, selection.device, args.batch_size, 1, 0,
                       selection.threads, selection.precision, 0, args.pairs, 5, args.window, 0.01, 0.9, 0.0,
                       "constant", "synthetic", None, None, None)
-            with console.status(f"measuring {framework}:{variant}"):
-                result = run_worker(job, Path(folder) / f"{framework}-{variant}.log", selection.job_timeout,
+            with console.status(f"measuring {model} {framework}:{variant}"):
+                result = run_worker(job, Path(folder) / f"{job.job_id}.log", selection.job_timeout,
                                     lambda message: None)
-            rows.append({"variant": f"{framework}:{variant}", "batch_size": args.batch_size, **result})
+            rows.append({"model": model, "variant": f"{framework}:{variant}", "batch_size": args.batch_size, **result})
     table = pd.DataFrame(rows)
     console.print(cli.dataframe_to_text(table.drop(columns=["status"] if table["status"].eq("ok").all() else [])),
                   markup=False)

@@ -96,9 +96,10 @@ def resolve_data(args: argparse.Namespace, console) -> tuple[str, str | None]:
 def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, data_dir: str | None) -> list[Job]:
     epochs = args.epochs if args.epochs is not None else (0 if args.steps else 1)
     return [
-        Job("benchmark", framework, variant, selection.model, selection.device, batch_size, repeat, args.seed,
+        Job("benchmark", framework, variant, model, selection.device, batch_size, repeat, args.seed,
             selection.threads, selection.precision, epochs, args.steps, args.warmup, args.window, args.lr,
             args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size)
+        for model in selection.models
         for framework, variant in selection.pairs
         for batch_size in args.batch_size
         for repeat in range(1, args.repeats + 1)  # the repeats of a job run together, taking turns

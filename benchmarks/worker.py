@@ -11,7 +11,6 @@ import ctypes
 import itertools
 import json
 import os
-import resource
 import signal
 import sys
 import time
@@ -52,7 +51,10 @@ class Diverged(RuntimeError):
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    """This process's own peak resident set (VmHWM). Not getrusage's ru_maxrss: Linux carries that
+    across fork and exec, so a worker would report its parent's peak whenever it was larger."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024  # kB
 
 
 def current_rss_mb() -> float:
@@ -226,13 +228,14 @@ def _mb(value: int | None) -> float | None:
 
 
 def run_parity(job: Job, channel: Channel) -> dict:
-    from benchmarks.parity import compute_outputs
+    from benchmarks.parity import PrecisionView, compute_all
 
     adapter_cls = load_adapter(job.framework)
     configure_threads(job.framework, job.threads)
     with np.load(job.reference) as arrays:
-        common = dict(arrays)
-    outputs = compute_outputs(adapter_cls, job.model, job.device, job.variant, job.precision, common)
+        view = PrecisionView(arrays, job.precision)  # the common states are the same in each
+        common = {name: view[name] for name in view if name.startswith("state|")}
+    outputs = compute_all(adapter_cls, job.model, job.device, job.variant, job.precision, common)
     np.savez(job.output, **outputs)
     return {"status": "ok", "framework_version": framework_version(job.framework)}
 

@@ -10,14 +10,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Params = dict[str, np.ndarray]  # canonical layout: PyTorch names and shapes, float32
+Params = dict[str, np.ndarray]  # canonical layout: PyTorch `state_dict` names and shapes, float32
+# (BatchNorm's `num_batches_tracked` stays an int64 scalar, as in PyTorch)
 
 # --- Models -------------------------------------------------------------------------------------
 
-# Canonical shapes, PyTorch layout: conv kernels OIHW, dense weights (out, in). `fc1`'s 400 inputs
-# are ordered as PyTorch flattens an NCHW tensor: (channel, row, column) of a 16x5x5 map.
-MODELS: dict[str, dict[str, tuple[int, ...]]] = {
-    "lenet": {
+BUFFERS = ("running_mean", "running_var", "num_batches_tracked")  # BatchNorm state, not trained
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model described once, as PyTorch's `state_dict` has it: names and shapes in order,
+    BatchNorm buffers included; conv kernels OIHW, dense weights (out, in). Each adapter maps these
+    names to its own variables by rule (see `to_nhwc` and the adapters' name tables)."""
+
+    shapes: dict[str, tuple[int, ...]]
+    # The dense layer fed by flattening a conv feature map, and that map's (channels, rows, columns):
+    # PyTorch flattens NCHW as (channel, row, column), NHWC frameworks as (row, column, channel).
+    flatten: tuple[str, tuple[int, int, int]] | None = None
+
+    @property
+    def trainable(self) -> list[str]:
+        return [name for name in self.shapes if not name.endswith(BUFFERS)]
+
+    @property
+    def buffers(self) -> list[str]:
+        return [name for name in self.shapes if name.endswith(BUFFERS)]
+
+
+def _conv_bn(prefix: str, channels_in: int, channels_out: int) -> dict[str, tuple[int, ...]]:
+    """A 3x3 convolution without bias, then BatchNorm (its ReLU has no state)."""
+    return {f"{prefix}.conv.weight": (channels_out, channels_in, 3, 3), f"{prefix}.bn.weight": (channels_out,),
+            f"{prefix}.bn.bias": (channels_out,), f"{prefix}.bn.running_mean": (channels_out,),
+            f"{prefix}.bn.running_var": (channels_out,), f"{prefix}.bn.num_batches_tracked": ()}
+
+
+MODELS: dict[str, ModelSpec] = {
+    # The seed's LeNet-style network: two 5x5 convolutions with max-pooling, three dense layers.
+    "lenet": ModelSpec({
         "conv1.weight": (6, 3, 5, 5),
         "conv1.bias": (6,),
         "conv2.weight": (16, 6, 5, 5),
@@ -28,9 +58,23 @@ MODELS: dict[str, dict[str, tuple[int, ...]]] = {
         "fc2.bias": (84,),
         "fc3.weight": (10, 84),
         "fc3.bias": (10,),
-    },
+    }, flatten=("fc1", (16, 5, 5))),
+    # The DAWNBench ResNet-9 ("How to train your ResNet", Myrtle.ai): conv-BN-ReLU blocks, two
+    # residual blocks, global max-pool, a bias-free linear layer, logits scaled by 0.125.
+    "resnet9": ModelSpec({
+        **_conv_bn("prep", 3, 64),
+        **_conv_bn("layer1", 64, 128), **_conv_bn("res1.a", 128, 128), **_conv_bn("res1.b", 128, 128),
+        **_conv_bn("layer2", 128, 256),
+        **_conv_bn("layer3", 256, 512), **_conv_bn("res3.a", 512, 512), **_conv_bn("res3.b", 512, 512),
+        "fc.weight": (10, 512),
+    }, flatten=("fc", (512, 1, 1))),
 }
-LENET_FLAT_CHW = (16, 5, 5)  # the feature map `fc1` flattens
+RESNET9_LOGIT_SCALE = 0.125
+# BatchNorm in PyTorch's terms, which every framework is aligned to: the running statistics move by
+# this fraction of the batch's (Keras and Flax state it as 1 - 0.1 = 0.9 of the old value), the
+# running variance takes the unbiased batch variance while normalisation uses the biased one.
+BATCHNORM_MOMENTUM = 0.1
+BATCHNORM_EPSILON = 1e-5
 
 
 def check_model(model: str) -> None:
@@ -40,22 +84,43 @@ def check_model(model: str) -> None:
 
 def init_params(model: str, seed: int) -> Params:
     """Initial weights drawn once in NumPy, as PyTorch's default initialisers would draw them:
-    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for every weight and bias of a layer."""
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for every conv and dense weight and bias; BatchNorm scale 1,
+    shift 0, running mean 0, running variance 1, no batches tracked."""
     check_model(model)
+    shapes = MODELS[model].shapes
     rng = np.random.default_rng(seed)
     params = {}
-    for name, shape in MODELS[model].items():
-        layer = name.rsplit(".", 1)[0]
-        fan_in = int(np.prod(MODELS[model][f"{layer}.weight"][1:]))
-        bound = 1.0 / math.sqrt(fan_in)
-        params[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
+    for name, shape in shapes.items():
+        layer, kind = name.rsplit(".", 1)
+        if f"{layer}.running_mean" in shapes:  # BatchNorm
+            fill = {"weight": 1, "bias": 0, "running_mean": 0, "running_var": 1}.get(kind)
+            params[name] = np.int64(0) if fill is None else np.full(shape, fill, np.float32)
+        else:
+            bound = 1.0 / math.sqrt(int(np.prod(shapes[f"{layer}.weight"][1:])))
+            params[name] = rng.uniform(-bound, bound, size=shape).astype(np.float32)
     return params
+
+
+def randomize_batchnorm(model: str, params: Params, seed: int) -> Params:
+    """`params` with random, non-trivial BatchNorm scales, shifts and running statistics, so that
+    parity checks cannot pass by a layout mistake that the defaults (1, 0, 0, 1) would hide."""
+    rng = np.random.default_rng(seed)
+    ranges = {"weight": (0.5, 1.5), "bias": (-0.5, 0.5), "running_mean": (-0.5, 0.5), "running_var": (0.5, 1.5)}
+    randomized = dict(params)
+    for name, shape in MODELS[model].shapes.items():
+        layer, kind = name.rsplit(".", 1)
+        if f"{layer}.running_mean" in MODELS[model].shapes and kind in ranges:
+            randomized[name] = rng.uniform(*ranges[kind], size=shape).astype(np.float32)
+    return randomized
 
 
 # --- Training configuration ---------------------------------------------------------------------
 
 LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("fp32", "tf32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")  # what a benchmark may run in
+# Parity also runs in float64, where no float32 rounding can flip a ReLU or max-pool decision: the
+# proof that the frameworks compute the same function, however many decisions a model makes.
+PARITY_PRECISIONS = ("fp64",)
 
 
 @dataclass(frozen=True)
@@ -69,7 +134,8 @@ class TrainConfig:
     lr_schedule: str = "constant"  # "cosine": lr_t = lr * (1 + cos(pi * t / total_steps)) / 2
     total_steps: int = 1  # length of the cosine schedule, in optimizer steps
     precision: str = "fp32"  # "fp32": TF32 off everywhere; "tf32": allowed on GPU; "bf16": mixed
-    # precision, each framework's own way (float32 weights and loss, bfloat16 compute)
+    # precision, each framework's own way (float32 weights and loss, bfloat16 compute); "fp64":
+    # float64 weights and compute, for parity only
 
     def learning_rate_at(self, step: int) -> float:
         if self.lr_schedule == "constant":
@@ -83,10 +149,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class TrainingState:
-    """Everything a training step depends on, in canonical layout: the weights, PyTorch's
-    `momentum_buffer` of each weight (same name, same layout; zeros before the first step, which
-    PyTorch's lazily created buffer equals), and the number of optimizer steps taken (which sets
-    the scheduled learning rate). Any framework can continue from any other's exact state."""
+    """Everything a training step depends on, in canonical layout: the weights and BatchNorm
+    buffers (`params`, a `state_dict`), PyTorch's `momentum_buffer` of each trainable weight (same
+    name, same layout; zeros before the first step, which PyTorch's lazily created buffer equals),
+    and the number of optimizer steps taken (which sets the scheduled learning rate). Any framework
+    can continue from any other's exact state."""
 
     params: Params
     momentum: Params
@@ -94,10 +161,14 @@ class TrainingState:
 
     @classmethod
     def fresh(cls, params: Params) -> TrainingState:
-        return cls(params, {name: np.zeros_like(value) for name, value in params.items()}, 0)
+        return cls(params, {name: np.zeros_like(value) for name, value in params.items()
+                            if not name.endswith(BUFFERS)}, 0)
 
     def astype(self, dtype) -> TrainingState:
-        cast = lambda arrays: {name: np.asarray(value, dtype) for name, value in arrays.items()}  # noqa: E731
+        """Floating-point arrays cast to `dtype`; counters stay integers."""
+        def cast(arrays: Params) -> Params:
+            return {name: np.asarray(value, dtype) if np.issubdtype(np.asarray(value).dtype, np.floating)
+                    else np.asarray(value) for name, value in arrays.items()}
         return TrainingState(cast(self.params), cast(self.momentum), self.step)
 
 
@@ -151,11 +222,12 @@ class Adapter(abc.ABC):
 
     @abc.abstractmethod
     def loss_and_grads(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, Params]:
-        """Batch-mean loss and its gradients in canonical layout, without updating anything."""
+        """Batch-mean loss and its gradients in canonical layout, in training mode (BatchNorm
+        normalises by the batch), leaving weights, optimizer and running statistics unchanged."""
 
     @abc.abstractmethod
     def logits(self, images: np.ndarray) -> np.ndarray:
-        """Forward pass in evaluation mode."""
+        """Forward pass in evaluation mode (BatchNorm normalises by its running statistics)."""
 
     @abc.abstractmethod
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
@@ -177,36 +249,31 @@ class Adapter(abc.ABC):
 # --- Layout conversions shared by the NHWC frameworks -------------------------------------------
 
 
-def oihw_to_hwio(kernel: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(kernel.transpose(2, 3, 1, 0))
-
-
-def hwio_to_oihw(kernel: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))
-
-
-def fc1_to_hwc_in_out(weight: np.ndarray) -> np.ndarray:
-    """PyTorch `fc1.weight` (out, c*h*w) -> NHWC dense kernel (h*w*c, out)."""
-    c, h, w = LENET_FLAT_CHW
+def _flatten_to_hwc(weight: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
+    """PyTorch dense weight (out, c*h*w) -> NHWC dense kernel (h*w*c, out)."""
+    c, h, w = chw
     out = weight.shape[0]
     return np.ascontiguousarray(weight.reshape(out, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, out))
 
 
-def fc1_from_hwc_in_out(kernel: np.ndarray) -> np.ndarray:
-    """Inverse of `fc1_to_hwc_in_out`."""
-    c, h, w = LENET_FLAT_CHW
+def _flatten_from_hwc(kernel: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
+    """Inverse of `_flatten_to_hwc`."""
+    c, h, w = chw
     out = kernel.shape[1]
     return np.ascontiguousarray(kernel.reshape(h, w, c, out).transpose(3, 2, 0, 1).reshape(out, c * h * w))
 
 
-def to_nhwc_params(params: Params) -> Params:
-    """Canonical weights in NHWC frameworks' layout: kernels HWIO, dense (in, out)."""
+def to_nhwc(model: str, arrays: Params) -> Params:
+    """Canonical arrays (weights, buffers, momentum or gradients) in NHWC frameworks' layout, by
+    rule: conv kernels OIHW -> HWIO, dense weights transposed to (in, out), the flattening dense
+    layer's inputs permuted to (row, column, channel); vectors and scalars unchanged."""
+    flatten = MODELS[model].flatten
     converted = {}
-    for name, value in params.items():
-        if name == "fc1.weight":
-            converted[name] = fc1_to_hwc_in_out(value)
+    for name, value in arrays.items():
+        if flatten and name == f"{flatten[0]}.weight":
+            converted[name] = _flatten_to_hwc(value, flatten[1])
         elif value.ndim == 4:
-            converted[name] = oihw_to_hwio(value)
+            converted[name] = np.ascontiguousarray(value.transpose(2, 3, 1, 0))
         elif value.ndim == 2:
             converted[name] = np.ascontiguousarray(value.T)
         else:
@@ -214,15 +281,16 @@ def to_nhwc_params(params: Params) -> Params:
     return converted
 
 
-def from_nhwc_params(params: Params) -> Params:
-    """Inverse of `to_nhwc_params`."""
+def from_nhwc(model: str, arrays: Params) -> Params:
+    """Inverse of `to_nhwc`."""
+    flatten = MODELS[model].flatten
     converted = {}
-    for name, value in params.items():
-        value = np.asarray(value, dtype=np.float32)
-        if name == "fc1.weight":
-            converted[name] = fc1_from_hwc_in_out(value)
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if flatten and name == f"{flatten[0]}.weight":
+            converted[name] = _flatten_from_hwc(value, flatten[1])
         elif value.ndim == 4:
-            converted[name] = hwio_to_oihw(value)
+            converted[name] = np.ascontiguousarray(value.transpose(3, 2, 0, 1))
         elif value.ndim == 2:
             converted[name] = np.ascontiguousarray(value.T)
         else:

@@ -10,9 +10,15 @@ import numpy as np
 import optax
 from flax import nnx
 
-from frameworks.base import Adapter, DeviceUnavailable, Params, TrainConfig, TrainingState, from_nhwc_params, to_nhwc_params
+from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, Adapter,
+                             DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc)
 
 # --- Model --------------------------------------------------------------------------------------
+
+
+def _loss_dtype(logits):
+    """The loss is computed in float32 (float64 in fp64 mode), whatever the compute dtype."""
+    return logits.astype(jnp.promote_types(logits.dtype, jnp.float32))
 
 
 class LeNet(nnx.Module):
@@ -29,11 +35,95 @@ class LeNet(nnx.Module):
         x = x.reshape(x.shape[0], -1)  # NHWC flatten: fc1's inputs are (row, column, channel)
         x = nnx.relu(self.fc1(x))
         x = nnx.relu(self.fc2(x))
-        return self.fc3(x).astype(jnp.float32)  # the loss is computed in float32
+        return _loss_dtype(self.fc3(x))
 
 
-MODELS = {"lenet": LeNet}
-LAYERS = ("conv1", "conv2", "fc1", "fc2", "fc3")
+class TorchBatchNorm(nnx.BatchNorm):
+    """BatchNorm as PyTorch computes it. Flax moves `var` towards the biased batch variance,
+    PyTorch towards the unbiased one (n / (n - 1) larger); both normalise by the biased one.
+    Momentum and epsilon are PyTorch's, restated in Flax's terms (weight of the old value)."""
+
+    def __init__(self, num_features: int, *, dtype, rngs: nnx.Rngs):
+        super().__init__(num_features, momentum=1.0 - BATCHNORM_MOMENTUM, epsilon=BATCHNORM_EPSILON, dtype=dtype,
+                         rngs=rngs)
+
+    def __call__(self, x):
+        if self.use_running_average:
+            return super().__call__(x)
+        x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))  # statistics in float32, as Flax keeps them
+        mean, var = x32.mean(axis=(0, 1, 2)), x32.var(axis=(0, 1, 2))
+        count = x.size // x.shape[-1]
+        self.mean.value = self.momentum * self.mean.value + (1.0 - self.momentum) * mean
+        self.var.value = self.momentum * self.var.value + (1.0 - self.momentum) * var * count / (count - 1)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * self.scale.value + self.bias.value
+        return y.astype(x.dtype)
+
+
+class ConvBN(nnx.Module):
+    def __init__(self, channels_in: int, channels_out: int, rngs: nnx.Rngs, dtype):
+        self.conv = nnx.Conv(channels_in, channels_out, (3, 3), padding=1, use_bias=False, dtype=dtype, rngs=rngs)
+        self.bn = TorchBatchNorm(channels_out, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        return nnx.relu(self.bn(self.conv(x)))
+
+
+class Residual(nnx.Module):
+    def __init__(self, channels: int, rngs: nnx.Rngs, dtype):
+        self.a = ConvBN(channels, channels, rngs, dtype)
+        self.b = ConvBN(channels, channels, rngs, dtype)
+
+    def __call__(self, x):
+        return x + self.b(self.a(x))
+
+
+class ResNet9(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs, dtype=jnp.float32):
+        self.prep = ConvBN(3, 64, rngs, dtype)
+        self.layer1 = ConvBN(64, 128, rngs, dtype)
+        self.res1 = Residual(128, rngs, dtype)
+        self.layer2 = ConvBN(128, 256, rngs, dtype)
+        self.layer3 = ConvBN(256, 512, rngs, dtype)
+        self.res3 = Residual(512, rngs, dtype)
+        self.fc = nnx.Linear(512, 10, use_bias=False, dtype=dtype, rngs=rngs)
+
+    def __call__(self, x):
+        x = self.prep(x)
+        x = self.res1(nnx.max_pool(self.layer1(x), (2, 2), strides=(2, 2)))
+        x = nnx.max_pool(self.layer2(x), (2, 2), strides=(2, 2))
+        x = self.res3(nnx.max_pool(self.layer3(x), (2, 2), strides=(2, 2)))
+        x = x.max(axis=(1, 2))  # global max-pool
+        return _loss_dtype(self.fc(x)) * RESNET9_LOGIT_SCALE
+
+
+MODELS = {"lenet": LeNet, "resnet9": ResNet9}
+# Canonical (PyTorch) leaf names -> each Flax module type's attribute, so a model maps by rule.
+VARIABLE_NAMES = {
+    nnx.Conv: {"weight": "kernel", "bias": "bias"},
+    nnx.Linear: {"weight": "kernel", "bias": "bias"},
+    nnx.BatchNorm: {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"},
+}
+
+
+def variable_paths(model: nnx.Module, model_name: str) -> dict[str, tuple[str, ...]]:
+    """Canonical name -> the path of its variable in the model's (and the optimizer's) state tree,
+    found by walking the canonical module path; `num_batches_tracked` has none in Flax."""
+    paths = {}
+    for name in SPECS[model_name].shapes:
+        path, leaf = name.rsplit(".", 1)
+        module = model
+        for part in path.split("."):
+            module = getattr(module, part)
+        attribute = next(names for kind, names in VARIABLE_NAMES.items() if isinstance(module, kind)).get(leaf)
+        if attribute is not None:
+            paths[name] = (*path.split("."), attribute)
+    return paths
+
+
+def lookup(tree, path: tuple[str, ...]):
+    for part in path:
+        tree = getattr(tree, part) if isinstance(tree, nnx.Module) else tree[part]
+    return tree
 
 # --- Optimizer ----------------------------------------------------------------------------------
 
@@ -77,6 +167,7 @@ def loss_and_grads(graphdef, state, images, labels):
 @partial(jax.jit, static_argnums=0)
 def forward(graphdef, state, images):
     model, _ = nnx.merge(graphdef, state)
+    model.eval()  # BatchNorm normalises by its running statistics
     return model(images)
 
 
@@ -98,12 +189,19 @@ class FlaxAdapter(Adapter):
         if device == "cuda" and jax.default_backend() != "gpu":
             raise DeviceUnavailable(f"JAX {jax.__version__} sees no GPU (backend {jax.default_backend()!r})")
         jax.config.update("jax_default_matmul_precision", "tensorfloat32" if config.precision == "tf32" else "highest")
-        self.model = MODELS[model](nnx.Rngs(0), jnp.bfloat16 if config.precision == "bf16" else jnp.float32)
+        if config.precision == "fp64":  # process-wide, so parity computes fp64 last
+            jax.config.update("jax_enable_x64", True)
+        dtype = {"bf16": jnp.bfloat16, "fp64": jnp.float64}.get(config.precision, jnp.float32)
+        self.model = MODELS[model](nnx.Rngs(0), dtype)
+        if config.precision == "fp64":  # float64 weights as well as compute
+            weights = nnx.state(self.model, nnx.Any(nnx.Param, nnx.BatchStat))
+            nnx.update(self.model, jax.tree.map(lambda value: value.astype(jnp.float64), weights))
         self._build_optimizer()
 
     def _build_optimizer(self) -> None:
         optimizer = nnx.Optimizer(self.model, make_optimizer(self.config), wrt=nnx.Param)
         self.graphdef, self.state = nnx.split((self.model, optimizer))
+        self.paths = variable_paths(self.model, self.model_name)
 
     def _merged(self):
         return nnx.merge(self.graphdef, self.state)
@@ -112,9 +210,13 @@ class FlaxAdapter(Adapter):
 
     def set_state(self, state: TrainingState) -> None:
         model, optimizer = self._merged()
-        nnx.update(model, _flax_state(model, state.params))
+        params, momentum = to_nhwc(self.model_name, state.params), to_nhwc(self.model_name, state.momentum)
         trace = optax.tree_utils.tree_get(optimizer.opt_state, "trace")  # the momentum buffers
-        nnx.replace_by_pure_dict(trace, _flax_pure(state.momentum))
+        for name, path in self.paths.items():
+            variable = lookup(model, path)
+            variable.value = jnp.asarray(params[name], variable.value.dtype)
+            if name in momentum:
+                lookup(trace, path).value = jnp.asarray(momentum[name], variable.value.dtype)
         schedule_count = optax.tree_utils.tree_get(optimizer.opt_state, "count")  # absent without a schedule
         for counter in (optimizer.step, schedule_count):
             if counter is not None:
@@ -124,8 +226,11 @@ class FlaxAdapter(Adapter):
     def get_state(self) -> TrainingState:
         model, optimizer = self._merged()
         trace = optax.tree_utils.tree_get(optimizer.opt_state, "trace")
-        return TrainingState(_canonical(nnx.to_pure_dict(nnx.state(model, nnx.Param))),
-                             _canonical(nnx.to_pure_dict(trace)), int(optimizer.step.value))
+        spec, step = SPECS[self.model_name], int(optimizer.step.value)
+        params = {name: np.asarray(lookup(model, self.paths[name]).value) if name in self.paths
+                  else np.int64(step) for name in spec.shapes}  # batches tracked: steps
+        momentum = {name: np.asarray(lookup(trace, self.paths[name]).value) for name in spec.trainable}
+        return TrainingState(from_nhwc(self.model_name, params), from_nhwc(self.model_name, momentum), step)
 
     # --- Training -------------------------------------------------------------------------------
 
@@ -137,11 +242,13 @@ class FlaxAdapter(Adapter):
         jax.block_until_ready(self.state)
 
     def losses_to_numpy(self, losses):
-        return np.asarray(jnp.stack(losses), dtype=np.float32)
+        return np.asarray(jnp.stack(losses))  # in the weights' dtype
 
     def loss_and_grads(self, images, labels):
         loss, grads = loss_and_grads(self.graphdef, self.state, images, labels)
-        return float(loss), _canonical(nnx.to_pure_dict(grads))
+        grads = nnx.to_pure_dict(grads)
+        return float(loss), from_nhwc(self.model_name, {name: np.asarray(lookup(grads, self.paths[name]))
+                                                        for name in SPECS[self.model_name].trainable})
 
     # --- Evaluation -----------------------------------------------------------------------------
 
@@ -161,25 +268,6 @@ class FlaxAdapter(Adapter):
         if self.device != "cuda":
             return None
         return int(jax.devices()[0].memory_stats()["peak_bytes_in_use"])
-
-
-def _flax_pure(params: Params) -> dict:
-    """Canonical arrays -> Flax's nested {layer: {"kernel", "bias"}} in NHWC layout."""
-    converted = to_nhwc_params(params)
-    return {layer: {"kernel": jnp.asarray(converted[f"{layer}.weight"]), "bias": jnp.asarray(converted[f"{layer}.bias"])}
-            for layer in LAYERS}
-
-
-def _flax_state(model: nnx.Module, params: Params) -> nnx.State:
-    state = nnx.state(model, nnx.Param)
-    nnx.replace_by_pure_dict(state, _flax_pure(params))
-    return state
-
-
-def _canonical(pure: dict) -> Params:
-    flat = {f"{layer}.{torch_name}": np.asarray(pure[layer][flax_name])
-            for layer in LAYERS for torch_name, flax_name in (("weight", "kernel"), ("bias", "bias"))}
-    return from_nhwc_params(flat)
 
 
 ADAPTER = FlaxAdapter

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from frameworks.base import Adapter, DeviceUnavailable, TrainConfig, TrainingState
+from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, RESNET9_LOGIT_SCALE, Adapter, DeviceUnavailable,
+                             TrainConfig, TrainingState)
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -30,7 +31,47 @@ class LeNet(nn.Module):
         return self.fc3(x)
 
 
-MODELS = {"lenet": LeNet}
+class ConvBN(nn.Module):
+    def __init__(self, channels_in: int, channels_out: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels_in, channels_out, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(channels_out, eps=BATCHNORM_EPSILON, momentum=BATCHNORM_MOMENTUM)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class Residual(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.a = ConvBN(channels, channels)
+        self.b = ConvBN(channels, channels)
+
+    def forward(self, x):
+        return x + self.b(self.a(x))
+
+
+class ResNet9(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.prep = ConvBN(3, 64)
+        self.layer1 = ConvBN(64, 128)
+        self.res1 = Residual(128)
+        self.layer2 = ConvBN(128, 256)
+        self.layer3 = ConvBN(256, 512)
+        self.res3 = Residual(512)
+        self.fc = nn.Linear(512, 10, bias=False)
+
+    def forward(self, x):
+        x = self.prep(x)
+        x = self.res1(F.max_pool2d(self.layer1(x), 2))
+        x = F.max_pool2d(self.layer2(x), 2)
+        x = self.res3(F.max_pool2d(self.layer3(x), 2))
+        x = torch.flatten(F.adaptive_max_pool2d(x, 1), 1)
+        return self.fc(x) * RESNET9_LOGIT_SCALE
+
+
+MODELS = {"lenet": LeNet, "resnet9": ResNet9}
 
 # --- Adapter ------------------------------------------------------------------------------------
 
@@ -55,7 +96,8 @@ class PyTorchAdapter(Adapter):
             raise DeviceUnavailable(f"PyTorch {torch.__version__} sees no CUDA device")
         _configure_numerics(config)
         self.torch_device = torch.device(device)
-        self.model = MODELS[model]().to(self.torch_device)
+        self.dtype = torch.float64 if config.precision == "fp64" else torch.float32  # of weights and loss
+        self.model = MODELS[model]().to(self.torch_device, self.dtype)
         self._compiles = 0
         self._build_optimizer()
         step = self._step
@@ -76,7 +118,7 @@ class PyTorchAdapter(Adapter):
         )
 
     def _to_device(self, images: np.ndarray, labels: np.ndarray):
-        x = torch.from_numpy(images).to(self.torch_device, non_blocking=True).permute(0, 3, 1, 2)
+        x = torch.from_numpy(images).to(self.torch_device, self.dtype, non_blocking=True).permute(0, 3, 1, 2)
         y = torch.from_numpy(labels).to(self.torch_device, non_blocking=True).long()
         return x, y
 
@@ -84,7 +126,7 @@ class PyTorchAdapter(Adapter):
 
     @torch.no_grad()
     def set_state(self, state: TrainingState) -> None:
-        self.model.load_state_dict({name: torch.from_numpy(value) for name, value in state.params.items()})
+        self.model.load_state_dict({name: torch.as_tensor(np.asarray(value)) for name, value in state.params.items()})
         for name, param in self.model.named_parameters():  # copied in place: a compiled step keeps its graph
             buffer = self.optimizer.state[param].setdefault("momentum_buffer", torch.zeros_like(param))
             buffer.copy_(torch.from_numpy(state.momentum[name]))
@@ -124,16 +166,19 @@ class PyTorchAdapter(Adapter):
             torch.cuda.synchronize(self.torch_device)
 
     def losses_to_numpy(self, losses):
-        return torch.stack(losses).cpu().numpy().astype(np.float32)
+        return torch.stack(losses).cpu().numpy()  # in the weights' dtype (autocast computes the loss in float32)
 
     def loss_and_grads(self, images, labels):
         x, y = self._to_device(images, labels)
+        buffers = {name: buffer.clone() for name, buffer in self.model.named_buffers()}
+        self.model.train()
         self.model.zero_grad(set_to_none=True)
         with self._autocast():
             loss = F.cross_entropy(self.model(x), y)
         loss.backward()
         grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in self.model.named_parameters()}
         self.model.zero_grad(set_to_none=True)
+        self.model.load_state_dict(buffers, strict=False)  # the forward pass moved BatchNorm's statistics
         return loss.item(), grads
 
     # --- Evaluation -----------------------------------------------------------------------------
@@ -143,14 +188,14 @@ class PyTorchAdapter(Adapter):
         self.model.eval()
         x, _ = self._to_device(images, np.zeros(len(images), np.int32))
         with self._autocast():
-            return self.model(x).float().cpu().numpy()
+            return self.model(x).to(self.dtype).cpu().numpy()
 
     @torch.no_grad()
     def evaluate(self, images, labels):
         self.model.eval()
         x, y = self._to_device(images, labels)
         with self._autocast():
-            logits = self.model(x).float()
+            logits = self.model(x).to(self.dtype)
         loss = F.cross_entropy(logits, y, reduction="sum")
         correct = (logits.argmax(1) == y).sum()
         return float(loss), int(correct)

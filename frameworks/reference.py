@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from frameworks.base import Params, TrainConfig, TrainingState
+from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS, RESNET9_LOGIT_SCALE, Params, TrainConfig,
+                             TrainingState)
 
 # --- A minimal reverse-mode tape ----------------------------------------------------------------
 
@@ -122,9 +123,50 @@ def flatten(x: Node) -> Node:
     return Node(x.value.reshape(shape[0], -1), (x,), lambda grad: (grad.reshape(shape),))
 
 
-def linear(x: Node, weight: Node, bias: Node) -> Node:
+def linear(x: Node, weight: Node, bias: Node | None = None) -> Node:
+    if bias is None:
+        return Node(x.value @ weight.value.T, (x, weight), lambda grad: (grad @ weight.value, grad.T @ x.value))
     out = x.value @ weight.value.T + bias.value
     return Node(out, (x, weight, bias), lambda grad: (grad @ weight.value, grad.T @ x.value, grad.sum(axis=0)))
+
+
+def add(a: Node, b: Node) -> Node:
+    return Node(a.value + b.value, (a, b), lambda grad: (grad, grad))
+
+
+def scale(x: Node, factor: float) -> Node:
+    return Node(x.value * factor, (x,), lambda grad: (grad * factor,))
+
+
+def batch_norm(x: Node, weight: Node, bias: Node, running_mean: np.ndarray, running_var: np.ndarray,
+               training: bool) -> tuple[Node, tuple[np.ndarray, np.ndarray]]:
+    """`torch.nn.BatchNorm2d` on NCHW: in training, normalise by the batch's mean and biased
+    variance and move the running statistics towards the batch's mean and *unbiased* variance;
+    in evaluation, normalise by the running statistics. Returns the output and the new running
+    statistics (unchanged in evaluation)."""
+    axes = (0, 2, 3)
+    per_channel = lambda v: v[None, :, None, None]  # noqa: E731
+    if training:
+        count = x.value.size // x.value.shape[1]
+        mean, var = x.value.mean(axis=axes), x.value.var(axis=axes)
+        running = ((1 - BATCHNORM_MOMENTUM) * running_mean + BATCHNORM_MOMENTUM * mean,
+                   (1 - BATCHNORM_MOMENTUM) * running_var + BATCHNORM_MOMENTUM * var * count / (count - 1))
+    else:
+        mean, var, running = running_mean, running_var, (running_mean, running_var)
+    inv_std = 1.0 / np.sqrt(var + BATCHNORM_EPSILON)
+    normalized = (x.value - per_channel(mean)) * per_channel(inv_std)
+    out = normalized * per_channel(weight.value) + per_channel(bias.value)
+
+    def vjp(grad):
+        grad_weight, grad_bias = (grad * normalized).sum(axis=axes), grad.sum(axis=axes)
+        if not training:  # statistics are constants
+            return grad * per_channel(weight.value * inv_std), grad_weight, grad_bias
+        count = x.value.size // x.value.shape[1]
+        grad_x = per_channel(weight.value * inv_std / count) * (
+            count * grad - per_channel(grad_bias) - normalized * per_channel(grad_weight))
+        return grad_x, grad_weight, grad_bias
+
+    return Node(out, (x, weight, bias), vjp), running
 
 
 def cross_entropy(logits: Node, labels: np.ndarray) -> Node:
@@ -145,53 +187,90 @@ def cross_entropy(logits: Node, labels: np.ndarray) -> Node:
 # --- Models -------------------------------------------------------------------------------------
 
 
-def lenet(p: dict[str, Node], x: Node) -> Node:
-    x = max_pool2d(relu(conv2d(x, p["conv1.weight"], p["conv1.bias"])))
-    x = max_pool2d(relu(conv2d(x, p["conv2.weight"], p["conv2.bias"])))
-    x = flatten(x)
-    x = relu(linear(x, p["fc1.weight"], p["fc1.bias"]))
-    x = relu(linear(x, p["fc2.weight"], p["fc2.bias"]))
-    return linear(x, p["fc3.weight"], p["fc3.bias"])
+class Net:
+    """A model's forward pass on the tape: `p` maps canonical names to parameter nodes and buffer
+    arrays; in training, BatchNorm's new running statistics collect in `updates`."""
 
+    def __init__(self, p: dict, training: bool):
+        self.p, self.training, self.updates = p, training, {}
 
-MODELS = {"lenet": lenet}
+    def conv_bn(self, prefix: str, x: Node) -> Node:
+        p = self.p
+        x = conv2d(x, p[f"{prefix}.conv.weight"], None, padding=1)
+        x, (mean, var) = batch_norm(x, p[f"{prefix}.bn.weight"], p[f"{prefix}.bn.bias"],
+                                    p[f"{prefix}.bn.running_mean"], p[f"{prefix}.bn.running_var"], self.training)
+        self.updates.update({f"{prefix}.bn.running_mean": mean, f"{prefix}.bn.running_var": var,
+                             f"{prefix}.bn.num_batches_tracked": p[f"{prefix}.bn.num_batches_tracked"] + self.training})
+        return relu(x)
+
+    def lenet(self, x: Node) -> Node:
+        p = self.p
+        x = max_pool2d(relu(conv2d(x, p["conv1.weight"], p["conv1.bias"])))
+        x = max_pool2d(relu(conv2d(x, p["conv2.weight"], p["conv2.bias"])))
+        x = flatten(x)
+        x = relu(linear(x, p["fc1.weight"], p["fc1.bias"]))
+        x = relu(linear(x, p["fc2.weight"], p["fc2.bias"]))
+        return linear(x, p["fc3.weight"], p["fc3.bias"])
+
+    def resnet9(self, x: Node) -> Node:
+        x = self.conv_bn("prep", x)
+        x = max_pool2d(self.conv_bn("layer1", x))
+        x = add(x, self.conv_bn("res1.b", self.conv_bn("res1.a", x)))
+        x = max_pool2d(self.conv_bn("layer2", x))
+        x = max_pool2d(self.conv_bn("layer3", x))
+        x = add(x, self.conv_bn("res3.b", self.conv_bn("res3.a", x)))
+        x = flatten(max_pool2d(x, size=x.value.shape[2]))  # global max-pool
+        return scale(linear(x, self.p["fc.weight"]), RESNET9_LOGIT_SCALE)
+
 
 # --- Forward, gradients and one training step ---------------------------------------------------
 
 
-def _forward(model: str, params: Params, images: np.ndarray) -> tuple[dict[str, Node], Node]:
-    nodes = {name: Node(np.asarray(value, np.float64)) for name, value in params.items()}
-    x = Node(np.asarray(images, np.float64).transpose(0, 3, 1, 2))  # NHWC batches, as every adapter gets
-    return nodes, MODELS[model](nodes, x)
+def _forward(model: str, params: Params, images: np.ndarray, training: bool) -> tuple[dict[str, Node], Net, Node]:
+    """Trainable weights become tape nodes, buffers stay arrays; images come NHWC, as every
+    adapter gets them."""
+    spec = MODELS[model]
+    nodes = {name: Node(np.asarray(params[name], np.float64)) for name in spec.trainable}
+    buffers = {name: np.asarray(params[name], np.float64 if name.endswith("running_mean") or
+                                name.endswith("running_var") else np.int64) for name in spec.buffers}
+    net = Net({**nodes, **buffers}, training)
+    return nodes, net, getattr(net, model)(Node(np.asarray(images, np.float64).transpose(0, 3, 1, 2)))
 
 
 def logits(model: str, params: Params, images: np.ndarray) -> np.ndarray:
-    return _forward(model, params, images)[1].value
+    """Evaluation mode: BatchNorm normalises by its running statistics."""
+    return _forward(model, params, images, training=False)[2].value
 
 
 def loss_and_grads(model: str, params: Params, images: np.ndarray, labels: np.ndarray) -> tuple[float, Params]:
-    nodes, out = _forward(model, params, images)
+    """Training mode, as the adapters' `loss_and_grads`."""
+    return _loss_grads_buffers(model, params, images, labels)[:2]
+
+
+def _loss_grads_buffers(model, params, images, labels) -> tuple[float, Params, Params]:
+    nodes, net, out = _forward(model, params, images, training=True)
     loss = cross_entropy(out, labels)
     backward(loss)
-    return float(loss.value), {name: node.grad for name, node in nodes.items()}
+    return float(loss.value), {name: node.grad for name, node in nodes.items()}, net.updates
 
 
 def decision_margin(model: str, params: Params, images: np.ndarray) -> float:
     """The smallest relative distance of any ReLU input from 0, or of any max-pool window's
     runner-up from its maximum, on this batch: below float32's resolution (about 1e-7), float32
     rounding may flip that decision and change one unit's gradient."""
-    return min(node.margin for node in _graph(_forward(model, params, images)[1]))
+    return min(node.margin for node in _graph(_forward(model, params, images, training=True)[2]))
 
 
 def train_step(model: str, state: TrainingState, images: np.ndarray, labels: np.ndarray,
                config: TrainConfig) -> tuple[float, TrainingState]:
     """One step of `torch.optim.SGD`: g += wd * w; buf = momentum * buf + g; w -= lr_t * buf,
-    with lr_t the schedule's value at the state's step count. Returns float64 arrays."""
-    loss, grads = loss_and_grads(model, state.params, images, labels)
+    with lr_t the schedule's value at the state's step count; BatchNorm buffers as the training-mode
+    forward pass left them. Returns float64 arrays."""
+    loss, grads, buffers = _loss_grads_buffers(model, state.params, images, labels)
     learning_rate = config.learning_rate_at(state.step)
-    params, momentum = {}, {}
-    for name, weight in state.params.items():
-        weight = np.asarray(weight, np.float64)
+    params, momentum = dict(buffers), {}
+    for name in MODELS[model].trainable:
+        weight = np.asarray(state.params[name], np.float64)
         grad = grads[name] + config.weight_decay * weight
         momentum[name] = config.momentum * np.asarray(state.momentum[name], np.float64) + grad
         params[name] = weight - learning_rate * momentum[name]

@@ -8,7 +8,8 @@ import tensorflow as tf
 import keras
 from keras import layers, ops
 
-from frameworks.base import Adapter, DeviceUnavailable, TrainConfig, TrainingState, from_nhwc_params, to_nhwc_params
+from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, Adapter,
+                             DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc)
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -28,10 +29,80 @@ class LeNet(keras.Model):
         x = ops.reshape(x, (ops.shape(x)[0], -1))  # NHWC flatten: fc1's inputs are (row, column, channel)
         x = ops.relu(self.fc1(x))
         x = ops.relu(self.fc2(x))
-        return ops.cast(self.fc3(x), "float32")  # the loss is computed in float32
+        return ops.cast(self.fc3(x), self.variable_dtype)  # the loss is computed in the weights' dtype
 
 
-MODELS = {"lenet": LeNet}
+class TorchBatchNorm(layers.BatchNormalization):
+    """BatchNorm as PyTorch computes it. Keras moves `moving_variance` towards the biased batch
+    variance, PyTorch towards the unbiased one (n / (n - 1) larger); both normalise by the biased
+    one. Momentum and epsilon are PyTorch's, restated in Keras's terms (weight of the old value)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(momentum=1.0 - BATCHNORM_MOMENTUM, epsilon=BATCHNORM_EPSILON, **kwargs)
+
+    def call(self, inputs, training=False):
+        if not training:
+            return super().call(inputs, training=False)
+        x = ops.cast(inputs, self.variable_dtype)  # statistics in float32 (or float64), as Keras keeps them
+        mean, variance = ops.moments(x, axes=(0, 1, 2))
+        shape = ops.shape(x)
+        count = ops.cast(shape[0] * shape[1] * shape[2], self.variable_dtype)
+        self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
+        self.moving_variance.assign(self.moving_variance * self.momentum
+                                    + variance * count / (count - 1.0) * (1.0 - self.momentum))
+        outputs = ops.batch_normalization(x, mean, variance, axis=-1, offset=self.beta, scale=self.gamma,
+                                          epsilon=self.epsilon)
+        return ops.cast(outputs, self.compute_dtype)
+
+
+class ConvBN(layers.Layer):
+    def __init__(self, channels: int, dtype: str):
+        super().__init__(dtype=dtype)
+        self.conv = layers.Conv2D(channels, 3, padding="same", use_bias=False, dtype=dtype)
+        self.bn = TorchBatchNorm(dtype=dtype)
+
+    def call(self, x, training=False):
+        return ops.relu(self.bn(self.conv(x), training=training))
+
+
+class Residual(layers.Layer):
+    def __init__(self, channels: int, dtype: str):
+        super().__init__(dtype=dtype)
+        self.a = ConvBN(channels, dtype)
+        self.b = ConvBN(channels, dtype)
+
+    def call(self, x, training=False):
+        return x + self.b(self.a(x, training=training), training=training)
+
+
+class ResNet9(keras.Model):
+    def __init__(self, dtype: str = "float32"):
+        super().__init__(dtype=dtype)
+        self.prep = ConvBN(64, dtype)
+        self.layer1 = ConvBN(128, dtype)
+        self.res1 = Residual(128, dtype)
+        self.layer2 = ConvBN(256, dtype)
+        self.layer3 = ConvBN(512, dtype)
+        self.res3 = Residual(512, dtype)
+        self.fc = layers.Dense(10, use_bias=False, dtype=dtype)
+
+    def call(self, x, training=False):
+        x = self.prep(x, training=training)
+        x = self.res1(ops.max_pool(self.layer1(x, training=training), 2), training=training)
+        x = ops.max_pool(self.layer2(x, training=training), 2)
+        x = self.res3(ops.max_pool(self.layer3(x, training=training), 2), training=training)
+        x = ops.max(x, axis=(1, 2))  # global max-pool
+        return ops.cast(self.fc(x), self.variable_dtype) * RESNET9_LOGIT_SCALE
+
+
+MODELS = {"lenet": LeNet, "resnet9": ResNet9}
+# Canonical (PyTorch) leaf names -> each Keras layer type's attribute, so a model maps by rule.
+VARIABLE_NAMES = {
+    layers.Conv2D: {"weight": "kernel", "bias": "bias"},
+    layers.Dense: {"weight": "kernel", "bias": "bias"},
+    layers.BatchNormalization: {"weight": "gamma", "bias": "beta", "running_mean": "moving_mean",
+                                "running_var": "moving_variance"},  # no num_batches_tracked
+}
 
 # --- Optimizer ----------------------------------------------------------------------------------
 
@@ -68,14 +139,13 @@ class TorchSGD(keras.optimizers.Optimizer):
 
 def _learning_rate(config: TrainConfig):
     if config.lr_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(config.learning_rate, config.total_steps)
+        # The schedule computes in its initial rate's dtype; a Python float would make it float32.
+        initial = ops.convert_to_tensor(config.learning_rate, keras.config.floatx())
+        return keras.optimizers.schedules.CosineDecay(initial, config.total_steps)
     return config.learning_rate
 
 
 # --- Adapter ------------------------------------------------------------------------------------
-
-loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
 
 class KerasAdapter(Adapter):
     framework = "tensorflow"
@@ -85,7 +155,11 @@ class KerasAdapter(Adapter):
         if device == "cuda" and not tf.config.list_physical_devices("GPU"):
             raise DeviceUnavailable(f"TensorFlow {tf.__version__} sees no GPU (is its CUDA build installed?)")
         tf.config.experimental.enable_tensor_float_32_execution(config.precision == "tf32")
-        self.model = MODELS[model]("mixed_bfloat16" if config.precision == "bf16" else "float32")
+        if config.precision == "fp64":  # float64 learning rates too; process-wide, so parity computes fp64 last
+            keras.config.set_floatx("float64")
+        policy = {"bf16": "mixed_bfloat16", "fp64": "float64"}.get(config.precision, "float32")
+        self.model = MODELS[model](policy)
+        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=self.model.variable_dtype)
         self.model(np.zeros((1, 32, 32, 3), np.float32))  # creates the weights
         self._build_optimizer()
 
@@ -94,7 +168,7 @@ class KerasAdapter(Adapter):
         self.optimizer = TorchSGD(_learning_rate(self.config), self.config.momentum, self.config.weight_decay)
         self.optimizer.build(self.model.trainable_variables)
         if self.variant == "fit":
-            self.model.compile(optimizer=self.optimizer, loss=loss_fn)
+            self.model.compile(optimizer=self.optimizer, loss=self.loss_fn)
         elif self.variant == "eager":
             self._compiled_step = self._step
         else:
@@ -102,32 +176,40 @@ class KerasAdapter(Adapter):
 
     # --- State ----------------------------------------------------------------------------------
 
-    def _named_variables(self):
-        for layer_name in ("conv1", "conv2", "fc1", "fc2", "fc3"):
-            layer = getattr(self.model, layer_name)
-            yield f"{layer_name}.weight", layer.kernel
-            yield f"{layer_name}.bias", layer.bias
+    def _variables(self) -> dict:
+        """Canonical name -> Keras variable, found by walking the canonical module path."""
+        variables = {}
+        for name in SPECS[self.model_name].shapes:
+            path, leaf = name.rsplit(".", 1)
+            layer = self.model
+            for part in path.split("."):
+                layer = getattr(layer, part)
+            attribute = next(names for kind, names in VARIABLE_NAMES.items() if isinstance(layer, kind)).get(leaf)
+            if attribute is not None:
+                variables[name] = getattr(layer, attribute)
+        return variables
 
     def set_state(self, state: TrainingState) -> None:
-        params, momentum = to_nhwc_params(state.params), to_nhwc_params(state.momentum)
-        for name, variable in self._named_variables():
+        params, momentum = to_nhwc(self.model_name, state.params), to_nhwc(self.model_name, state.momentum)
+        for name, variable in self._variables().items():
             variable.assign(params[name])
-            self.optimizer.momentum_of(variable).assign(momentum[name])
+            if name in momentum:
+                self.optimizer.momentum_of(variable).assign(momentum[name])
         self.optimizer.iterations.assign(state.step)  # the schedule reads it
 
     def get_state(self) -> TrainingState:
-        variables = dict(self._named_variables())
-        return TrainingState(
-            from_nhwc_params({name: variable.numpy() for name, variable in variables.items()}),
-            from_nhwc_params({name: self.optimizer.momentum_of(variable).numpy() for name, variable in variables.items()}),
-            int(self.optimizer.iterations.numpy()),
-        )
+        spec, variables = SPECS[self.model_name], self._variables()
+        step = int(self.optimizer.iterations.numpy())
+        params = {name: variables[name].numpy() if name in variables else np.int64(step)  # batches tracked: steps
+                  for name in spec.shapes}
+        momentum = {name: self.optimizer.momentum_of(variables[name]).numpy() for name in spec.trainable}
+        return TrainingState(from_nhwc(self.model_name, params), from_nhwc(self.model_name, momentum), step)
 
     # --- Training -------------------------------------------------------------------------------
 
     def _step(self, images, labels):
         with tf.GradientTape() as tape:
-            loss = loss_fn(labels, self.model(images, training=True))
+            loss = self.loss_fn(labels, self.model(images, training=True))
         grads = tape.gradient(loss, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return loss
@@ -142,14 +224,18 @@ class KerasAdapter(Adapter):
         self.optimizer.iterations.numpy()
 
     def losses_to_numpy(self, losses):
-        return np.array([float(loss) for loss in losses], dtype=np.float32)
+        return np.array([np.asarray(loss) for loss in losses])  # in the weights' dtype
 
     def loss_and_grads(self, images, labels):
+        trainable = {name: variable for name, variable in self._variables().items()
+                     if name in SPECS[self.model_name].trainable}
+        statistics = [variable.numpy() for variable in self.model.non_trainable_variables]
         with tf.GradientTape() as tape:
-            loss = loss_fn(labels, self.model(images, training=True))
-        grads = tape.gradient(loss, [variable for _, variable in self._named_variables()])
-        names = [name for name, _ in self._named_variables()]
-        return float(loss), from_nhwc_params({name: g.numpy() for name, g in zip(names, grads)})
+            loss = self.loss_fn(labels, self.model(images, training=True))
+        grads = tape.gradient(loss, list(trainable.values()))
+        for variable, value in zip(self.model.non_trainable_variables, statistics):
+            variable.assign(value)  # the forward pass moved BatchNorm's statistics
+        return float(loss), from_nhwc(self.model_name, {name: g.numpy() for name, g in zip(trainable, grads)})
 
     # --- Evaluation -----------------------------------------------------------------------------
 

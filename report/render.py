@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.parity import REFERENCE, TRAIN_STEPS, TRAINING_CONFIGS, failures, outliers, parity_summary  # noqa: E402
+from benchmarks.parity import REFERENCE, failures, outliers, parity_summary  # noqa: E402
 from benchmarks.results import latest_attempts, read_table  # noqa: E402
 
 
@@ -21,7 +21,9 @@ def _markdown(table: pd.DataFrame) -> str:
 
 
 def _label(table: pd.DataFrame) -> pd.Series:
-    return table["framework"] + ":" + table["variant"]
+    """framework:variant, after the model's name when the run compared several models."""
+    label = table["framework"] + ":" + table["variant"]
+    return table["model"] + " " + label if table["model"].nunique() > 1 else label
 
 
 def _latest(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
@@ -63,40 +65,53 @@ def parity_section(run_dir: Path) -> str:
                f"pairs below before trusting their comparison.")
     round_trip = table[table["check"] == "round trip"]
     exact = "exact" if round_trip["passed"].all() else "NOT exact"
-    lines = [verdict, f"Training state (weights, momentum buffers, step count) round trips through every "
-                      f"adapter: {exact}. `python -m benchmarks.parity` reruns these checks."]
+    lines = [verdict, f"Training state (weights, BatchNorm statistics, momentum buffers, step count) round trips "
+                      f"through every adapter: {exact}. `python -m benchmarks.parity` reruns these checks."]
     notes = [f"- failed: {line}" for line in failed[:20]] + [f"- tolerated outlier: {line}" for line in outliers(table)]
     if notes:
         lines.append("\n".join(notes))
-    pairs = table[table["check"] != "round trip"]
+    for (model, precision), rows in table[table["check"] != "round trip"].groupby(["model", "precision"], sort=False):
+        lines += _parity_tables(model, precision, rows)
+    return "\n\n".join(lines)
+
+
+def _parity_tables(model: str, precision: str, pairs: pd.DataFrame) -> list[str]:
+    """Between variants, and each against the float64 reference, for one model and precision."""
     tolerances = ", ".join(f"{check} {value:g}" for check, value in
                            pairs.groupby("check", sort=False)["tolerance"].first().items())
+    steps = int(pairs.loc[pairs["check"] == "per-step", "step"].max()) + 1
+    settings = pairs.loc[pairs["check"] == "per-step", "setting"].nunique()
+    unasserted = sorted(set(pairs.loc[~pairs["asserted"] & (pairs["check"] != "free-running"), "check"]))
     worst = parity_summary(pairs)
     between = worst[~worst.index.str.endswith(f" vs {REFERENCE}")]
     against = worst[worst.index.str.endswith(f" vs {REFERENCE}")].rename(index=lambda pair: pair.split(" vs ")[0])
-    lines += [
-        f"Largest relative error per pair and check (tolerances: {tolerances}). *Per-step*: one step from the "
-        f"common state, worst over {len(TRAINING_CONFIGS)} optimizer settings and {TRAIN_STEPS} steps, with the "
-        f"step, and the one-step outlier tolerated per pair and setting, if any; *free-running*: {TRAIN_STEPS} steps without resets, reported, not asserted, with the first "
-        f"step at which the losses part (README, *Parity*).",
+    heading = {"fp64": "in float64, where no rounding can flip a ReLU or max-pool decision (the proof of the same "
+                       "computation)", "fp32": "in float32, as the benchmark runs"}.get(precision, f"in {precision}")
+    heading = f"{model}, {heading}"
+    return [
+        f"**{heading}.** Largest relative error per pair and check (tolerances: {tolerances}). *Per-step*: one "
+        f"step from the common state, worst over {settings} optimizer setting(s) and {steps} steps, with the step, "
+        f"and the one-step outlier tolerated per pair and setting, if any; *free-running*: {steps} steps without "
+        f"resets, reported, not asserted, with the first step at which the losses part (README, *Parity*)."
+        + (f" Reported, not asserted here: the gradient-derived parts of {', '.join(unasserted)} (README)."
+           if unasserted else ""),
         between.reset_index().to_markdown(index=False, disable_numparse=True),
-        f"Error against the float64 reference, per variant (what float32 costs; README gives the ranges "
-        f"for `--precision tf32` and `bf16`):",
+        "Error against the float64 reference, per variant:",
         against.reset_index().rename(columns={"pair": "variant"}).to_markdown(index=False, disable_numparse=True),
     ]
-    return "\n\n".join(lines)
 
 
 def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Jobs that measured steps, repeats merged (median of medians, spread across repeats),
-    ranked by throughput, with the ratio to the fastest at the same batch size."""
+    ranked by throughput, with the ratio to the fastest of the same model at the same batch size."""
     ok = summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)].copy()
     if ok.empty:
         return ok
     ok["job"] = _label(ok)
     grouped = ok.groupby(["job", "batch_size"], sort=False)
     table = grouped.agg(
-        step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"), p5_ms=("step_ms_p5", "median"),
+        model=("model", "first"), step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"),
+        p5_ms=("step_ms_p5", "median"),
         p95_ms=("step_ms_p95", "median"), windows=("windows", "sum"), repeats=("repeat", "nunique"),
         images_per_s=("images_per_s", "median"), compile_s=("compile_s", "median"),
         recompiles=("recompiles", "max"), peak_rss_mb=("peak_rss_mb", "max"),
@@ -106,11 +121,11 @@ def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
     spread = grouped["step_ms_median"].agg(lambda s: (s.max() - s.min()) / s.median() if len(s) > 1 else float("nan"))
     table["repeat_spread"] = spread.to_numpy()
     table["framework_rss_mb"] = table["peak_rss_mb"] - table["framework_rss_mb"]
-    fastest = table.groupby("batch_size")["images_per_s"].transform("max")
+    fastest = table.groupby(["model", "batch_size"])["images_per_s"].transform("max")
     table["vs_fastest"] = table["images_per_s"] / fastest
     table["images_per_s"] = table["images_per_s"].round().astype(int)
-    table = table.sort_values(["batch_size", "images_per_s"], ascending=[True, False])
-    table = table[["job", "batch_size", "images_per_s", "vs_fastest", "step_ms", "iqr_ms", "p5_ms", "p95_ms",
+    table = table.sort_values(["model", "batch_size", "images_per_s"], ascending=[True, True, False])
+    table = table[["job", "model", "batch_size", "images_per_s", "vs_fastest", "step_ms", "iqr_ms", "p5_ms", "p95_ms",
                    "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb",
                    "framework_rss_mb", "device_mb", "accuracy"]]
     return table.dropna(axis="columns", how="all")  # e.g. device memory on CPU, accuracy of timing-only runs
@@ -200,8 +215,8 @@ def write_report(run_dir: Path) -> Path:
     if ranking.empty:
         sections.append("## Speed\n\nNo job finished its timed steps.")
     else:
-        sections.append("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job at the same "
-                        f"batch size. Times in ms, memory in MiB.\n\n{_markdown(ranking)}")
+        sections.append("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model "
+                        f"at the same batch size. Times in ms, memory in MiB.\n\n{_markdown(ranking)}")
     sections += [sweep_section(ranking, run_dir) if not ranking.empty else "", epochs_section(epochs, run_dir),
                  problems_section(summary), METHOD]
     path = run_dir / "report.md"

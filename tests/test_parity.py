@@ -1,52 +1,73 @@
 """Cross-framework parity: every framework and variant, from the same random non-zero weights
-and batches, must compute the same logits, loss and gradients, and the same training step from a
-common state (weights, momentum buffers, step count) under three optimizer settings (momentum, L2
-weight decay, a cosine schedule); and each must match a float64 NumPy reference. Compared in
-PyTorch's canonical layout."""
+(and BatchNorm statistics) and batches, must compute the same logits, loss and gradients, and the
+same training step from a common state (weights, BatchNorm statistics, momentum buffers, step
+count) under the model's optimizer settings, in float32 and in float64; and each must match a
+float64 NumPy reference. The checks run as `python -m benchmarks.parity` runs them: one worker
+process per variant, all variants of a model at once, compared in PyTorch's canonical layout."""
 
 from __future__ import annotations
 
 import functools
+import io
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from rich.console import Console
 
-from benchmarks.parity import (PARITY_SEED, REFERENCE, TOLERANCES, TRAIN_STEPS, TRAINING_CONFIGS, compare,
-                               compute_outputs, failures, key, outliers, reference_outputs, round_trip_state,
-                               worst_by_check)
-from frameworks.base import MODELS, init_params
-from tests.conftest import VARIANTS, require
+from benchmarks.cli import Selection
+from benchmarks.parity import (PARITY_SEED, PLANS, PROOF, REFERENCE, TOLERANCES, TRAIN_STEPS, compare, failures,
+                               key, outliers, reference_outputs, round_trip_state, run_parity_jobs, worst_by_check)
+from frameworks import REGISTRY
+from frameworks.base import MODELS, TrainConfig, init_params
+from tests.conftest import VARIANTS, import_error, require
 
-PAIRS = [pytest.param(a, b, model, id=f"{a}-vs-{b}-{model}")
-         for a, b in itertools.combinations(VARIANTS, 2) for model in MODELS]
-AGAINST_REFERENCE = [pytest.param(variant, REFERENCE, model, id=f"{variant}-vs-float64-{model}")
-                     for variant in VARIANTS for model in MODELS]
+PRECISIONS = ["fp32", PROOF]
+PAIRS = [pytest.param(a, b, model, precision, id=f"{a}-vs-{b}-{model}-{precision}")
+         for a, b in itertools.combinations(VARIANTS, 2) for model in MODELS for precision in PRECISIONS]
+AGAINST_REFERENCE = [pytest.param(variant, REFERENCE, model, precision, id=f"{variant}-vs-float64-{model}-{precision}")
+                     for variant in VARIANTS for model in MODELS for precision in PRECISIONS]
+STEPS = [pytest.param(a, b, model, precision, setting, id=f"{a}-vs-{b}-{model}-{precision}-{setting}")
+         for a, b in [*itertools.combinations(VARIANTS, 2), *((variant, REFERENCE) for variant in VARIANTS)]
+         for model in MODELS for precision in PRECISIONS for setting in PLANS[model].settings]
 
 
 @functools.cache
-def outputs(variant: str, model: str) -> dict[str, np.ndarray]:
-    if variant == REFERENCE:
-        return reference_outputs(model)
-    framework, name = variant.split(":")
-    return compute_outputs(require(framework), model, "cpu", name)
+def parity_table(model: str, tmp_root: str) -> pd.DataFrame:
+    """Every installed variant's checks for `model`, run in worker processes as users run them."""
+    pairs = tuple(tuple(variant.split(":")) for variant in VARIANTS if import_error(variant.split(":")[0]) is None)
+    if not pairs:
+        pytest.skip("no framework is installed")
+    selection = Selection(pairs, (model,), "cpu", 2, "fp32", 1800.0)
+    console = Console(file=io.StringIO())
+    outcome = run_parity_jobs(selection, Path(tmp_root) / model, console)
+    assert not outcome.unusable, f"parity workers failed: {outcome.unusable}\n{console.file.getvalue()}"
+    return outcome.table
 
 
-def comparison(a: str, b: str, model: str, *checks: str, setting: str | None = None) -> pd.DataFrame:
+@pytest.fixture
+def table(tmp_path_factory):
+    root = str(tmp_path_factory.getbasetemp() / "parity")
+    return lambda model: parity_table(model, root)
+
+
+def comparison(table, a: str, b: str, model: str, precision: str, *checks: str,
+               setting: str | None = None) -> pd.DataFrame:
     for variant in (a, b):
         if variant != REFERENCE:
             require(variant.split(":")[0])
-    table = compare({a: outputs(a, model), b: outputs(b, model)}, model)
-    table = table[table["pair"].eq(f"{a} vs {b}") & table["check"].isin(checks)]
+    rows = table(model)
+    rows = rows[rows["pair"].eq(f"{a} vs {b}") & rows["check"].isin(checks) & rows["precision"].eq(precision)]
     if setting is not None:
-        table = table[table["setting"] == setting]
-    assert len(table) > 0, "nothing was compared"
-    return table
+        rows = rows[rows["setting"] == setting]
+    assert len(rows) > 0, "nothing was compared"
+    return rows
 
 
-def assert_agree(a: str, b: str, model: str, *checks: str, setting: str | None = None) -> None:
-    problems = failures(comparison(a, b, model, *checks, setting=setting))
+def assert_agree(table, a, b, model, precision, *checks, setting=None) -> None:
+    problems = failures(comparison(table, a, b, model, precision, *checks, setting=setting))
     assert not problems, "\n".join(problems)
 
 
@@ -55,59 +76,68 @@ def assert_agree(a: str, b: str, model: str, *checks: str, setting: str | None =
 
 @pytest.mark.parametrize("model", list(MODELS), ids=str)
 @pytest.mark.parametrize("variant", VARIANTS, ids=str)
-def test_training_state_survives_a_round_trip_exactly(variant, model):
-    exported = {parse.split("|")[-1]: value for parse, value in outputs(variant, model).items()
-                if parse.startswith("round trip|")}
+def test_training_state_survives_a_round_trip_exactly(table, variant, model):
+    require(variant.split(":")[0])
+    rows = table(model)
+    rows = rows[(rows["pair"] == f"{variant} vs canonical") & (rows["check"] == "round trip")]
     given = round_trip_state(model)
-    expected = {**given.params, **{f"momentum {name}": value for name, value in given.momentum.items()}}
-    assert exported.keys() == {*expected, "step count"}
-    for name, value in expected.items():
-        assert exported[name].dtype == np.float32 and exported[name].shape == value.shape, name
-        assert np.array_equal(exported[name], value), f"{variant}: {name} changed in set_state/get_state"
-    assert int(exported["step count"]) == given.step, f"{variant}: step count changed in set_state/get_state"
+    assert set(rows["tensor"]) == {*given.params, *(f"momentum {name}" for name in given.momentum), "step count"}
+    problems = failures(rows)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("model", list(MODELS), ids=str)
+@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
+def test_exported_state_has_canonical_names_shapes_and_dtypes(framework, model):
+    adapter_cls = require(framework)
+    adapter = adapter_cls(model, "cpu", REGISTRY[framework].default_variant, TrainConfig())
+    given = round_trip_state(model)
+    adapter.set_state(given)
+    exported = adapter.get_state()
+    for arrays, expected in ((exported.params, given.params), (exported.momentum, given.momentum)):
+        assert {name: (np.asarray(value).shape, np.asarray(value).dtype) for name, value in arrays.items()} == {
+            name: (np.asarray(value).shape, np.asarray(value).dtype) for name, value in expected.items()}
+    assert exported.step == given.step
 
 
 def test_parity_weights_and_momentum_are_random_not_zero():
-    state = round_trip_state("lenet")
-    for arrays in (state.params, state.momentum):
-        assert all(np.count_nonzero(value) == value.size for value in arrays.values())
-    assert state.params.keys() == init_params("lenet", PARITY_SEED).keys() and state.step > 0
+    for model in MODELS:
+        state = round_trip_state(model)
+        for arrays in (state.params, state.momentum):
+            floating = [value for value in arrays.values() if np.issubdtype(np.asarray(value).dtype, np.floating)]
+            assert all(np.count_nonzero(value) == value.size for value in floating), model
+        batchnorm = [value for name, value in state.params.items() if name.endswith(("bn.weight", "running_var"))]
+        assert all(value.std() > 0.1 for value in batchnorm), "BatchNorm scales and variances must not be all ones"
+        assert state.params.keys() == init_params(model, PARITY_SEED).keys() and state.step > 0
 
 
 # --- Pairs of variants --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("a, b, model", PAIRS)
-def test_forward_logits_match(a, b, model):
-    assert_agree(a, b, model, "forward")
+@pytest.mark.parametrize("a, b, model, precision", PAIRS)
+def test_forward_logits_match(table, a, b, model, precision):
+    assert_agree(table, a, b, model, precision, "forward")
 
 
-@pytest.mark.parametrize("a, b, model", PAIRS)
-def test_loss_and_gradients_match(a, b, model):
-    assert_agree(a, b, model, "loss", "gradients")
+@pytest.mark.parametrize("a, b, model, precision", PAIRS)
+def test_loss_and_gradients_match(table, a, b, model, precision):
+    assert_agree(table, a, b, model, precision, "loss", "gradients")
 
 
-@pytest.mark.parametrize("setting", list(TRAINING_CONFIGS), ids=str)
-@pytest.mark.parametrize("a, b, model", PAIRS)
-def test_each_training_step_from_a_common_state_matches(a, b, model, setting):
-    table = comparison(a, b, model, "per-step", "step count", setting=setting)
-    assert set(table["step"]) == set(range(TRAIN_STEPS))
-    problems = failures(table)
+@pytest.mark.parametrize("a, b, model, precision, setting", STEPS)
+def test_each_training_step_from_a_common_state_matches(table, a, b, model, precision, setting):
+    rows = comparison(table, a, b, model, precision, "per-step", "step count", setting=setting)
+    assert set(rows["step"]) == set(range(PLANS[model].steps))
+    problems = failures(rows)
     assert not problems, "\n".join(problems)
 
 
 # --- Each variant against the float64 reference -------------------------------------------------
 
 
-@pytest.mark.parametrize("a, b, model", AGAINST_REFERENCE)
-def test_forward_loss_and_gradients_match_float64(a, b, model):
-    assert_agree(a, b, model, "forward", "loss", "gradients")
-
-
-@pytest.mark.parametrize("setting", list(TRAINING_CONFIGS), ids=str)
-@pytest.mark.parametrize("a, b, model", AGAINST_REFERENCE)
-def test_each_training_step_matches_float64(a, b, model, setting):
-    assert_agree(a, b, model, "per-step", "step count", setting=setting)
+@pytest.mark.parametrize("a, b, model, precision", AGAINST_REFERENCE)
+def test_forward_loss_and_gradients_match_float64(table, a, b, model, precision):
+    assert_agree(table, a, b, model, precision, "forward", "loss", "gradients")
 
 
 # --- How the table judges -----------------------------------------------------------------------
@@ -155,8 +185,8 @@ def test_per_step_differences_that_are_no_single_flip_fail_and_name_step_and_ten
     problems = failures(_per_step_table(errors, margin))
     assert problems
     for (step, tensor), change in errors.items():
-        assert any(f"a vs b: per-step [momentum, step {step}] {tensor}: relative error {_relative(change):.2e}" in line
-                   and "> tolerance 1e-04" in line for line in problems), problems
+        expected = f"a vs b, fp32: per-step [momentum, step {step}] {tensor}: relative error {_relative(change):.2e}"
+        assert any(expected in line and "> tolerance 1e-04" in line for line in problems), problems
 
 
 def test_free_running_trajectories_report_where_they_part():
