@@ -130,9 +130,10 @@ class PyTorchAdapter(Adapter):
         for name, param in self.model.named_parameters():  # copied in place: a compiled step keeps its graph
             buffer = self.optimizer.state[param].setdefault("momentum_buffer", torch.zeros_like(param))
             buffer.copy_(torch.from_numpy(state.momentum[name]))
-        self.scheduler.last_epoch = state.step
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.config.learning_rate_at(state.step)
+        self.scheduler.last_epoch = state.step  # and the rate the scheduler's own lambda gives there
+        for group, base_lr, lr_lambda in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                             self.scheduler.lr_lambdas):
+            group["lr"] = base_lr * lr_lambda(state.step)
 
     def get_state(self) -> TrainingState:
         params = {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}

@@ -31,7 +31,7 @@ class Node:
         self.margin = np.inf  # decisions (ReLU, max-pool): how far the closest one is from flipping
 
 
-def _graph(output: Node) -> list[Node]:
+def graph(output: Node) -> list[Node]:
     """Every node `output` depends on, in an order where each comes after its parents."""
     order, seen = [], set()
 
@@ -49,7 +49,7 @@ def _graph(output: Node) -> list[Node]:
 def backward(output: Node) -> None:
     """Accumulate d(output)/d(node) into `node.grad` for every node `output` depends on."""
     output.grad = np.ones_like(output.value)
-    for node in reversed(_graph(output)):
+    for node in reversed(graph(output)):
         if node.vjp is None:
             continue
         for parent, grad in zip(node.parents, node.vjp(node.grad)):
@@ -226,9 +226,10 @@ class Net:
 # --- Forward, gradients and one training step ---------------------------------------------------
 
 
-def _forward(model: str, params: Params, images: np.ndarray, training: bool) -> tuple[dict[str, Node], Net, Node]:
-    """Trainable weights become tape nodes, buffers stay arrays; images come NHWC, as every
-    adapter gets them."""
+def forward_graph(model: str, params: Params, images: np.ndarray,
+                  training: bool = False) -> tuple[dict[str, Node], Net, Node]:
+    """The forward pass on the tape: the trainable weights' nodes, the network (with its BatchNorm
+    updates), and the logits' node. Buffers stay arrays; images come NHWC, as every adapter gets them."""
     spec = MODELS[model]
     nodes = {name: Node(np.asarray(params[name], np.float64)) for name in spec.trainable}
     buffers = {name: np.asarray(params[name], np.float64 if name.endswith("running_mean") or
@@ -239,7 +240,7 @@ def _forward(model: str, params: Params, images: np.ndarray, training: bool) -> 
 
 def logits(model: str, params: Params, images: np.ndarray) -> np.ndarray:
     """Evaluation mode: BatchNorm normalises by its running statistics."""
-    return _forward(model, params, images, training=False)[2].value
+    return forward_graph(model, params, images, training=False)[2].value
 
 
 def loss_and_grads(model: str, params: Params, images: np.ndarray, labels: np.ndarray) -> tuple[float, Params]:
@@ -248,7 +249,7 @@ def loss_and_grads(model: str, params: Params, images: np.ndarray, labels: np.nd
 
 
 def _loss_grads_buffers(model, params, images, labels) -> tuple[float, Params, Params]:
-    nodes, net, out = _forward(model, params, images, training=True)
+    nodes, net, out = forward_graph(model, params, images, training=True)
     loss = cross_entropy(out, labels)
     backward(loss)
     return float(loss.value), {name: node.grad for name, node in nodes.items()}, net.updates
@@ -258,7 +259,7 @@ def decision_margin(model: str, params: Params, images: np.ndarray) -> float:
     """The smallest relative distance of any ReLU input from 0, or of any max-pool window's
     runner-up from its maximum, on this batch: below float32's resolution (about 1e-7), float32
     rounding may flip that decision and change one unit's gradient."""
-    return min(node.margin for node in _graph(_forward(model, params, images, training=True)[2]))
+    return min(node.margin for node in graph(forward_graph(model, params, images, training=True)[2]))
 
 
 def train_step(model: str, state: TrainingState, images: np.ndarray, labels: np.ndarray,

@@ -28,7 +28,7 @@ BAD_INPUT = [
     ("empty framework list entry", ["--framework", "pytorch,,jax"],
      ["argument --framework:", "'pytorch,,jax'", "has an empty entry"]),
     ("unknown model", ["--model", "resnet50"],
-     ["argument --model:", "'resnet50'", "choose from 'lenet'"]),
+     ["argument --model:", "'resnet50'", "choose from: lenet, resnet9"]),
     ("unknown variant", ["--framework", "pytorch", "--variant", "pytorch:graph"],
      ["argument --variant:", "'graph'", "choose from: all, eager, compile"]),
     ("variant of an unknown framework", ["--variant", "mxnet:eager"],
