@@ -29,6 +29,10 @@ BAD_INPUT = [
      ["argument --framework:", "'pytorch,,jax'", "has an empty entry"]),
     ("unknown model", ["--model", "resnet50"],
      ["argument --model:", "'resnet50'", "choose from: lenet, resnet9"]),
+    ("unknown model in a list", ["--model", "lenet,vgg"],
+     ["argument --model:", "'vgg'", "choose from: lenet, resnet9"]),
+    ("model twice", ["--model", "resnet9,resnet9"],
+     ["argument --model:", "'resnet9,resnet9'", "lists resnet9 more than once"]),
     ("unknown variant", ["--framework", "pytorch", "--variant", "pytorch:graph"],
      ["argument --variant:", "'graph'", "choose from: all, eager, compile"]),
     ("variant of an unknown framework", ["--variant", "mxnet:eager"],
@@ -129,3 +133,13 @@ def test_extra_framework_is_accepted_once_registered(capsys, monkeypatch):
 def test_optimizer_settings_accept_scientific_notation():
     args = run.build_parser().parse_args(["--weight-decay", "5e-4", "--momentum", "0.9", "--lr", "1e-2"])
     assert (args.weight_decay, args.momentum, args.lr) == (5e-4, 0.9, 1e-2)
+
+
+def test_a_model_list_plans_every_job_for_each_model():
+    parser = run.build_parser()
+    args = parser.parse_args(["--model", "resnet9,lenet", "--framework", "pytorch", "--batch-size", "8,16"])
+    selection = run.cli.selection_from_args(parser, args)
+    jobs = run.plan_jobs(args, selection, "synthetic", None)
+    assert selection.models == ("resnet9", "lenet")
+    assert [(job.model, job.batch_size) for job in jobs] == [("resnet9", 8), ("resnet9", 16), ("lenet", 8), ("lenet", 16)]
+    assert len({job.job_id for job in jobs}) == len(jobs), "job ids must differ between models"
