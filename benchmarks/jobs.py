@@ -35,6 +35,7 @@ class Job:
     train_size: int | None  # leading subset of the training set, for quick runs
     test_size: int | None
     eval_batch_size: int = 1000
+    target_accuracy: float | None = None  # stop after the first evaluation that reaches it
     output: str | None = None  # parity jobs: where to write their arrays
     reference: str | None = None  # parity jobs: the float64 reference's outputs and common states (.npz)
 
@@ -68,7 +69,9 @@ SUMMARY_COLUMNS = IDENTITY + [
     "framework_version", "import_s", "build_s", "compile_s", "warmup_steps", "recompiles",
     "windows", "step_ms_median", "step_ms_q1", "step_ms_q3", "step_ms_iqr", "step_ms_p5", "step_ms_p95",
     "images_per_s", "epochs", "epoch_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
+    "target_accuracy", "target_reached", "epochs_to_target", "steps_to_target", "train_s_to_target",
+    "wall_s_to_target", "best_accuracy",
     "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "data_digest",
 ]
 STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms"]
-EPOCHS_COLUMNS = IDENTITY + ["epoch", "train_loss", "test_loss", "test_accuracy", "epoch_s"]
+EPOCHS_COLUMNS = IDENTITY + ["epoch", "train_loss", "test_loss", "test_accuracy", "epoch_s", "eval_s"]

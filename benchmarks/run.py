@@ -38,6 +38,16 @@ def fraction(text: str) -> float:
     return value
 
 
+def accuracy(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an accuracy in (0, 1]")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -46,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="training batch size, or a comma-separated sweep such as 32,128,512")
     parser.add_argument("--epochs", type=cli.non_negative_int, default=None,
                         help="training epochs, each timed and evaluated (default 1, or 0 with --steps)")
+    parser.add_argument("--target-accuracy", type=accuracy, default=None, metavar="A",
+                        help="time to accuracy: evaluate after every epoch and stop a job when its test accuracy "
+                             "first reaches A (--epochs is then the most it may take)")
     parser.add_argument("--steps", type=cli.non_negative_int, default=0,
                         help="timed steps of a timing-only run (no evaluation unless --epochs is given)")
     parser.add_argument("--warmup", type=cli.non_negative_int, default=5, help="untimed steps after the first")
@@ -98,7 +111,8 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
     return [
         Job("benchmark", framework, variant, model, selection.device, batch_size, repeat, args.seed,
             selection.threads, selection.precision, epochs, args.steps, args.warmup, args.window, args.lr,
-            args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size)
+            args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size,
+            target_accuracy=args.target_accuracy)
         for model in selection.models
         for framework, variant in selection.pairs
         for batch_size in args.batch_size
@@ -145,6 +159,11 @@ def describe(row: dict) -> str:
         parts.append("[yellow]no complete timed window (give more steps or a smaller --window)[/]")
     if row.get("test_accuracy") is not None:
         parts.append(f"test accuracy {row['test_accuracy']:.1%}")
+    if row.get("target_reached"):
+        parts.append(f"reached {row['target_accuracy']:.1%} in epoch {row['epochs_to_target']}, "
+                     f"{row['train_s_to_target']:.1f} s of training ({row['wall_s_to_target']:.1f} s with evaluation)")
+    elif row.get("target_reached") is False:
+        parts.append(f"[yellow]did not reach {row['target_accuracy']:.1%} (best {row['best_accuracy']:.1%})[/]")
     return ", ".join(parts)
 
 
@@ -255,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     selection = cli.selection_from_args(parser, args)
     if args.epochs == 0 and args.steps == 0:
         parser.error("argument --epochs: with --epochs 0, give --steps N (a run needs something to time)")
+    if args.target_accuracy is not None and (args.epochs == 0 or (args.epochs is None and args.steps)):
+        parser.error("argument --target-accuracy: needs epochs to evaluate after (give --epochs N)")
     try:
         data, data_dir = resolve_data(args, console)
     except datasets.DataError as error:

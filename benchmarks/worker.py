@@ -156,6 +156,31 @@ class Trainer:
         return summary
 
 
+class TimeToAccuracy:
+    """Time to a target test accuracy, MLPerf-style: training time to the first evaluation that
+    reaches it (compile included, evaluation excluded) and wall time (evaluation included)."""
+
+    def __init__(self, target: float | None):
+        self.target, self.train_s, self.wall_s, self.best = target, 0.0, 0.0, 0.0
+        self.reached: dict | None = None
+
+    def record(self, epoch: int, steps: int, train_s: float, eval_s: float, accuracy: float) -> bool:
+        """Account one epoch and its evaluation; True when the job should stop here."""
+        self.train_s += train_s
+        self.wall_s += train_s + eval_s
+        self.best = max(self.best, accuracy)
+        if self.target is not None and self.reached is None and accuracy >= self.target:
+            self.reached = {"epochs_to_target": epoch, "steps_to_target": steps, "train_s_to_target": self.train_s,
+                            "wall_s_to_target": self.wall_s}
+        return self.reached is not None
+
+    def summary(self) -> dict:
+        if self.target is None:
+            return {}
+        return {"target_accuracy": self.target, "target_reached": self.reached is not None,
+                "best_accuracy": self.best, **(self.reached or {})}
+
+
 def evaluate(adapter: Adapter, dataset: datasets.Dataset, batch_size: int) -> tuple[float, float]:
     loss_sum, correct = 0.0, 0
     for images, labels in datasets.test_batches(dataset, batch_size):
@@ -196,6 +221,7 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
                 datasets.train_batches(dataset, job.batch_size, job.seed, epoch) for epoch in itertools.count())
             trainer.run(itertools.islice(stream, total_steps), epoch=0)
         epoch_times = []
+        race = TimeToAccuracy(job.target_accuracy)
         for epoch in range(job.epochs):
             compiles_here = trainer.step == 0
             start = time.perf_counter()
@@ -204,12 +230,17 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
             losses = trainer.run(batches, epoch)
             epoch_s = time.perf_counter() - start
             epoch_times.append(epoch_s - (trainer.compile_s if compiles_here else 0.0))
+            start = time.perf_counter()
             test_loss, test_accuracy = evaluate(adapter, dataset, job.eval_batch_size)
+            eval_s = time.perf_counter() - start
             row = {"epoch": epoch + 1, "train_loss": float(losses.mean()), "test_loss": test_loss,
-                   "test_accuracy": test_accuracy, "epoch_s": epoch_s}
+                   "test_accuracy": test_accuracy, "epoch_s": epoch_s, "eval_s": eval_s}
             channel.send("epoch", row=row)
             result.update(train_loss=row["train_loss"], test_loss=test_loss, test_accuracy=test_accuracy,
                           epoch_s=float(np.median(epoch_times)))
+            if race.record(epoch + 1, trainer.step, epoch_s, eval_s, test_accuracy):
+                break
+        result.update(race.summary())
         result["status"] = "ok"
     except Diverged as diverged:
         result.update(status="diverged", error=str(diverged), diverged_step=diverged.step)

@@ -3,6 +3,7 @@ what ran where, parity verdict, speed ranking, batch-size sweep, learning curves
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -178,6 +179,34 @@ def epochs_section(epochs: pd.DataFrame, run_dir: Path) -> str:
             f"{_markdown(curves.reset_index())}\n\n![curves](curves.png)\n")
 
 
+def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_dir: Path) -> str:
+    """Jobs ranked by training time to the target accuracy (those that missed it last, with their
+    best), and every job's test accuracy against its cumulative training time in one chart."""
+    if "target_accuracy" not in summary or summary["target_accuracy"].isna().all():
+        return ""
+    jobs = summary[summary["target_accuracy"].notna()].copy()
+    jobs["job"] = _label(jobs) + " bs" + jobs["batch_size"].astype(str) + " r" + jobs["repeat"].astype(str)
+    jobs["reached"] = jobs["target_reached"].astype(str).eq("True")
+    jobs = jobs.sort_values(["reached", "train_s_to_target", "best_accuracy"], ascending=[False, True, False])
+    table = jobs[["job", "reached", "epochs_to_target", "steps_to_target", "train_s_to_target", "wall_s_to_target",
+                  "best_accuracy"]]
+    target = jobs["target_accuracy"].iloc[0]
+    curves = epochs.merge(jobs[["job_id", "attempt", "job"]], on=["job_id", "attempt"]).sort_values("epoch")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for (job, curve), marker in zip(curves.groupby("job", sort=False), itertools.cycle("osD^v<>p*")):
+        ax.plot(curve["epoch_s"].cumsum(), curve["test_accuracy"], marker=marker, label=job)
+    ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.0%}")
+    ax.set(xlabel="training time, s (evaluation excluded)", ylabel="test accuracy", title="Accuracy against time")
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.tight_layout()
+    fig.savefig(run_dir / "accuracy_time.png", dpi=120)
+    plt.close(fig)
+    return (f"## Time to {target:.1%} test accuracy\n\nEvaluated after every epoch; a job stops at the first "
+            f"evaluation that reaches the target. `train_s_to_target` counts training only (compilation included), "
+            f"`wall_s_to_target` adds the evaluations, as MLPerf counts time to quality.\n\n{_markdown(table)}\n\n"
+            f"![accuracy against time](accuracy_time.png)\n")
+
+
 def problems_section(summary: pd.DataFrame) -> str:
     problems = summary[summary["status"] != "ok"]
     recompiled = summary[summary["recompiles"].fillna(0) > 0]
@@ -222,7 +251,8 @@ def write_report(run_dir: Path) -> Path:
     else:
         sections.append("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model "
                         f"at the same batch size. Times in ms, memory in MiB.\n\n{_markdown(ranking)}")
-    sections += [sweep_section(ranking, run_dir) if not ranking.empty else "", epochs_section(epochs, run_dir),
+    sections += [time_to_accuracy_section(summary, epochs, run_dir),
+                 sweep_section(ranking, run_dir) if not ranking.empty else "", epochs_section(epochs, run_dir),
                  problems_section(summary), METHOD]
     path = run_dir / "report.md"
     path.write_text("\n\n".join(section for section in sections if section) + "\n")

@@ -1,0 +1,47 @@
+"""Time to accuracy (`--target-accuracy`): a job stops at the first evaluation that reaches the
+target and records when; a job that never reaches it runs all its epochs and records its best.
+Run with the fault-injecting stand-in framework, whose test accuracy is a fixed fraction."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pandas as pd
+import pytest
+
+from tests.test_faults import ROOT, command, flat, run_folder, subprocess_env
+
+pytestmark = pytest.mark.slow  # starts worker processes
+
+SMALL = ["--framework", "faulty", "--variant", "faulty:ok", "--data", "synthetic", "--train-size", "256",
+         "--test-size", "64", "--batch-size", "32", "--epochs", "3", "--no-parity"]
+
+
+def run(tmp_path, target: str) -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
+    completed = subprocess.run(command(*SMALL, "--target-accuracy", target, "--out", str(tmp_path)), cwd=ROOT,
+                               env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    folder = run_folder(tmp_path)
+    return (pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "epochs.csv"), flat(completed.stdout),
+            (folder / "report.md").read_text())
+
+
+def test_a_reached_target_stops_the_job_and_records_when(tmp_path):
+    summary, epochs, stdout, report = run(tmp_path, "0.05")  # the stand-in scores 7 of 64 (10.9%)
+    row = summary.iloc[0]
+    assert bool(row["target_reached"]) and row["epochs_to_target"] == 1 and row["steps_to_target"] == 8
+    assert len(epochs) == 1, "the job must stop at the first evaluation that reaches the target"
+    assert row["train_s_to_target"] == pytest.approx(epochs["epoch_s"].iloc[0])
+    assert row["wall_s_to_target"] == pytest.approx(epochs["epoch_s"].iloc[0] + epochs["eval_s"].iloc[0])
+    assert "reached 5.0% in epoch 1" in stdout
+    assert "## Time to 5.0% test accuracy" in report and "| faulty:ok bs32 r1 | True" in report
+    assert (run_folder(tmp_path) / "accuracy_time.png").stat().st_size > 0
+
+
+def test_a_missed_target_runs_every_epoch_and_records_the_best(tmp_path):
+    summary, epochs, stdout, report = run(tmp_path, "0.5")
+    row = summary.iloc[0]
+    assert not bool(row["target_reached"]) and pd.isna(row["train_s_to_target"])
+    assert len(epochs) == 3 and row["best_accuracy"] == pytest.approx(7 / 64)
+    assert "did not reach 50.0% (best 10.9%)" in stdout
+    assert "| faulty:ok bs32 r1 | False" in report
