@@ -28,21 +28,23 @@ from frameworks.base import LR_SCHEDULES
 FAILED = ("error", "timeout", "diverged")
 
 
-def fraction(text: str) -> float:
+def _number(text: str) -> float:
+    """The value, or NaN (which every range check below rejects) when `text` is not a number."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = float("nan")
+        return float("nan")
+
+
+def fraction(text: str) -> float:
+    value = _number(text)
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} must be a number in [0, 1)")
     return value
 
 
 def accuracy(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
+    value = _number(text)
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} must be an accuracy in (0, 1]")
     return value

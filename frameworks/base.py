@@ -117,10 +117,7 @@ def randomize_batchnorm(model: str, params: Params, seed: int) -> Params:
 # --- Training configuration ---------------------------------------------------------------------
 
 LR_SCHEDULES = ("constant", "cosine")
-PRECISIONS = ("fp32", "tf32", "bf16")  # what a benchmark may run in
-# Parity also runs in float64, where no float32 rounding can flip a ReLU or max-pool decision: the
-# proof that the frameworks compute the same function, however many decisions a model makes.
-PARITY_PRECISIONS = ("fp64",)
+PRECISIONS = ("fp32", "tf32", "bf16")  # what a benchmark may run in; parity also runs "fp64"
 
 
 @dataclass(frozen=True)
