@@ -35,6 +35,9 @@ class Job:
     train_size: int | None  # leading subset of the training set, for quick runs
     test_size: int | None
     eval_batch_size: int = 1000
+    nesterov: bool = False
+    label_smoothing: float = 0.0
+    warmup_fraction: float = 0.25  # of the one-cycle schedule
     target_accuracy: float | None = None  # stop after the first evaluation that reaches it
     output: str | None = None  # parity jobs: where to write their arrays
     reference: str | None = None  # parity jobs: the float64 reference's outputs and common states (.npz)
@@ -49,7 +52,8 @@ class Job:
 
     def train_config(self, total_steps: int) -> TrainConfig:
         return TrainConfig(self.learning_rate, self.momentum, self.weight_decay, self.lr_schedule,
-                           max(total_steps, 1), self.precision)
+                           max(total_steps, 1), self.precision, self.nesterov, self.label_smoothing,
+                           self.warmup_fraction)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))

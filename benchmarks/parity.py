@@ -36,14 +36,21 @@ from frameworks.base import MODELS, Adapter, Params, TrainConfig, TrainingState,
 PARITY_SEED = 1234
 PARITY_BATCH = 32
 TRAIN_STEPS = 20
-# Three optimizer settings, each exposing a different way optimizer forms differ: momentum alone
-# (constant lr), L2 weight decay (coupled vs decoupled), and a changing learning rate (where
-# Keras's `v = m*v - lr*g` form and PyTorch's `buf = m*buf + g; w -= lr*buf` part ways).
+# Optimizer settings, each exposing a different way the frameworks' forms differ: momentum alone
+# (constant lr), L2 weight decay (coupled vs decoupled), a changing learning rate (where Keras's
+# `v = m*v - lr*g` form and PyTorch's `buf = m*buf + g; w -= lr*buf` part ways), Nesterov momentum
+# (three different spellings of the look-ahead), label smoothing (Keras smooths one-hot labels only),
+# the one-cycle schedule (each framework builds its own), and all of them at once, as ResNet-9's
+# recipe trains. A schedule spans the plan's steps.
 TRAINING_CONFIGS = {
     "momentum": TrainConfig(learning_rate=0.05, momentum=0.9),
     "weight decay": TrainConfig(learning_rate=0.05, momentum=0.9, weight_decay=5e-3),
-    "cosine schedule": TrainConfig(learning_rate=0.05, momentum=0.9, weight_decay=5e-3, lr_schedule="cosine",
-                                   total_steps=TRAIN_STEPS),
+    "cosine schedule": TrainConfig(learning_rate=0.05, momentum=0.9, weight_decay=5e-3, lr_schedule="cosine"),
+    "nesterov": TrainConfig(learning_rate=0.05, momentum=0.9, nesterov=True),
+    "label smoothing": TrainConfig(learning_rate=0.05, momentum=0.9, label_smoothing=0.2),
+    "one-cycle schedule": TrainConfig(learning_rate=0.05, momentum=0.9, lr_schedule="onecycle", warmup_fraction=0.3),
+    "recipe": TrainConfig(learning_rate=0.05, momentum=0.9, weight_decay=5e-3, nesterov=True, label_smoothing=0.2,
+                          lr_schedule="onecycle", warmup_fraction=0.3),
 }
 REFERENCE = "float64"  # the reference's name in the outputs and in the pairs
 PROOF = "fp64"  # the precision every variant is also checked in, where no decision can flip
@@ -62,15 +69,22 @@ class ParityPlan:
 
 
 PLANS = {
-    "lenet": ParityPlan(PARITY_BATCH, 32, TRAIN_STEPS, tuple(TRAINING_CONFIGS), True),
+    "lenet": ParityPlan(PARITY_BATCH, 32, TRAIN_STEPS, tuple(setting for setting in TRAINING_CONFIGS
+                                                             if setting != "recipe"), True),
     # ResNet-9 makes 3 M ReLU and max-pool decisions per 32x32 batch of 8: in float32 one of them
     # flips in most steps (gradients 4e-4 to 2e-3 off float64 in 3 of 4 batches; 8e-3 on 16x16
     # images, where each decision weighs more in a 2x2 BatchNorm), so its float32 gradients are
-    # reported and float64 proves them. The optimizer's settings are LeNet's business; ResNet-9
-    # takes the richest one (weight decay and a schedule), on 16x16 images that the same network
-    # (fully convolutional, global max-pool) maps to 2x2 at its last BatchNorm, and a batch of 4.
-    "resnet9": ParityPlan(4, 16, 4, ("cosine schedule",), False),
+    # reported and float64 proves them. The optimizer's settings one by one are LeNet's business;
+    # ResNet-9 takes them all at once (its recipe), on 16x16 images that the same network (fully
+    # convolutional, global max-pool) maps to 2x2 at its last BatchNorm, and a batch of 4.
+    "resnet9": ParityPlan(4, 16, 4, ("recipe",), False),
 }
+
+
+def training_config(model: str, setting: str, precision: str = "fp32") -> TrainConfig:
+    """A setting's optimizer, its schedule spanning the model's parity steps."""
+    return dataclasses.replace(TRAINING_CONFIGS[setting], total_steps=PLANS[model].steps, precision=precision)
+
 
 # check -> relative tolerance over each whole tensor (0 = exact), in float32
 TOLERANCES = {"round trip": 0.0, "forward": 1e-5, "loss": 1e-4, "gradients": 1e-4,
@@ -168,12 +182,13 @@ def reference_outputs(model: str, precision: str = "fp32") -> dict[str, np.ndarr
     params = parity_params(model)
     batches = model_batches(model)
     images, labels = batches[0]
-    loss, grads = reference.loss_and_grads(model, params, images, labels)
+    first = training_config(model, PLANS[model].settings[0])  # the untrained checks' loss is its
+    loss, grads = reference.loss_and_grads(model, params, images, labels, first.label_smoothing)
     outputs = {key("forward", "logits"): reference.logits(model, params, images), key("loss", "loss"): np.float64(loss)}
     outputs.update({key("gradients", name): grad for name, grad in grads.items()})
     rounded = precision != PROOF
     for setting in PLANS[model].settings:
-        config = TRAINING_CONFIGS[setting]
+        config = training_config(model, setting)
         state = free = TrainingState.fresh(params)
         for step, (x, y) in enumerate(batches):
             outputs.update(_state_arrays(setting, step, state))
@@ -212,14 +227,15 @@ def compute_outputs(adapter_cls: type[Adapter], model: str, device: str, variant
     """Everything the checks compare in `precision`, as a flat dict of "check|setting|step|tensor"
     -> array (workers save it as .npz). `common` holds the reference's states for the per-step
     check (computed here when not given). Weights and batches are random and non-zero. The round
-    trip is checked outside fp64, whose weights are float64 by design."""
+    trip is checked outside fp64, whose weights are float64 by design. The untrained checks (forward,
+    loss, gradients) use the first setting's adapter, and so its loss (label smoothing)."""
     common = reference_outputs(model) if common is None else common
     params = parity_params(model)
     batches = model_batches(model)
     images, labels = batches[0]
     outputs = {}
     for setting in PLANS[model].settings:
-        config = dataclasses.replace(TRAINING_CONFIGS[setting], precision=precision)
+        config = training_config(model, setting, precision)
         adapter = adapter_cls(model, device, variant, config)
         if not outputs:  # the untrained checks need only one adapter
             if precision != PROOF:

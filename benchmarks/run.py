@@ -50,6 +50,19 @@ def accuracy(text: str) -> float:
     return value
 
 
+# Published training settings, applied as defaults that explicit options override.
+RECIPES = {
+    # Myrtle.ai's DAWNBench ResNet-9 (D. Page, "How to train your ResNet", 2018; cifar10-fast's
+    # dawn.py): batch 512, 24 epochs, a piecewise-linear learning rate 0 -> 0.4 at epoch 5 -> 0 at
+    # epoch 24, Nesterov momentum 0.9, weight decay 5e-4 (dawn.py sums the loss over the batch and
+    # divides the rate by 512 and multiplies the decay by 512: the same steps as these on the mean
+    # loss), padded-crop and flip augmentation; label smoothing 0.2 from part 8 ("bag of tricks").
+    "resnet9-94": {"model": ["resnet9"], "batch_size": [512], "epochs": 24, "lr": 0.4, "momentum": 0.9,
+                   "nesterov": True, "weight_decay": 5e-4, "label_smoothing": 0.2, "lr_schedule": "onecycle",
+                   "lr_warmup": 5 / 24},
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -71,8 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=cli.positive_float, default=0.01, help="SGD learning rate")
     parser.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (PyTorch's form)")
     parser.add_argument("--weight-decay", type=fraction, default=0.0, help="L2 added to the gradient")
+    parser.add_argument("--nesterov", action="store_true", help="Nesterov momentum (PyTorch's form)")
+    parser.add_argument("--label-smoothing", type=fraction, default=0.0, metavar="S",
+                        help="cross-entropy against (1 - S) on the true class plus S / 10 on every class")
     parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, default="constant",
-                        help="cosine decays the learning rate to 0 over the run's steps")
+                        help="cosine decays the learning rate to 0 over the run's steps; onecycle rises linearly "
+                             "from 0 to --lr over the warm-up and falls linearly to 0 at the last step")
+    parser.add_argument("--lr-warmup", type=fraction, default=0.25, metavar="F",
+                        help="fraction of the run's steps over which the onecycle schedule rises")
+    parser.add_argument("--recipe", choices=RECIPES,
+                        help="published training settings as defaults (explicit options override them): "
+                             "resnet9-94 is the DAWNBench ResNet-9 recipe (see README)")
     parser.add_argument("--data", choices=("auto", "cifar10", "synthetic"), default="auto",
                         help="auto: CIFAR-10 if cached, given or downloadable, else synthetic")
     parser.add_argument("--data-dir", type=Path, help="a folder holding cifar-10-batches-py/")
@@ -83,6 +105,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="finish an earlier run: run only its jobs without an ok row (other options ignored)")
     return parser
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The options, a --recipe's settings standing in for any not given (a timing-only run, with
+    --steps, keeps its own epochs)."""
+    args = parser.parse_args(argv)
+    if args.recipe:
+        recipe = {name: value for name, value in RECIPES[args.recipe].items() if not (name == "epochs" and args.steps)}
+        own = {name: parser.get_default(name) for name in recipe}
+        parser.set_defaults(**recipe)
+        args = parser.parse_args(argv)
+        parser.set_defaults(**own)
+    return args
 
 
 # --- Planning -----------------------------------------------------------------------------------
@@ -108,13 +143,24 @@ def resolve_data(args: argparse.Namespace, console) -> tuple[str, str | None]:
     return "cifar10", str(folder)
 
 
+def training_settings(args: argparse.Namespace) -> dict:
+    """The optimizer and schedule every job of the run trains with, for env.json and the report."""
+    settings = {"recipe": args.recipe, "learning_rate": args.lr, "momentum": args.momentum, "nesterov": args.nesterov,
+                "weight_decay": args.weight_decay, "label_smoothing": args.label_smoothing,
+                "lr_schedule": args.lr_schedule}
+    if args.lr_schedule == "onecycle":
+        settings["warmup_fraction"] = args.lr_warmup
+    return settings
+
+
 def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, data_dir: str | None) -> list[Job]:
     epochs = args.epochs if args.epochs is not None else (0 if args.steps else 1)
     return [
         Job("benchmark", framework, variant, model, selection.device, batch_size, repeat, args.seed,
             selection.threads, selection.precision, epochs, args.steps, args.warmup, args.window, args.lr,
             args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size,
-            target_accuracy=args.target_accuracy)
+            target_accuracy=args.target_accuracy, nesterov=args.nesterov, label_smoothing=args.label_smoothing,
+            warmup_fraction=args.lr_warmup)
         for model in selection.models
         for framework, variant in selection.pairs
         for batch_size in args.batch_size
@@ -267,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     # non-interactive shells do for background commands): Python then installs no handler.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_arguments(parser, argv)
     console = cli.console()
     if args.resume:
         if not (args.resume / "plan.json").is_file():
@@ -276,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     selection = cli.selection_from_args(parser, args)
     if args.epochs == 0 and args.steps == 0:
         parser.error("argument --epochs: with --epochs 0, give --steps N (a run needs something to time)")
+    if args.nesterov and args.momentum == 0:
+        parser.error("argument --nesterov: needs a momentum above 0 (give --momentum)")
     if args.target_accuracy is not None and (args.epochs == 0 or (args.epochs is None and args.steps)):
         parser.error("argument --target-accuracy: needs epochs to evaluate after (give --epochs N)")
     try:
@@ -289,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # e.g. OUT is a file, or not writable
         parser.error(f"argument --out: cannot create a run folder in {str(args.out)!r}: {error.strerror or error}")
     env = {**collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic",
-           "threads": selection.threads}
+           "threads": selection.threads, "training": training_settings(args)}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))
     plan = {"selection": dataclasses.asdict(selection), "parity": not args.no_parity,
             "job_timeout": selection.job_timeout, "jobs": [dataclasses.asdict(job) for job in jobs]}

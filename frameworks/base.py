@@ -116,29 +116,48 @@ def randomize_batchnorm(model: str, params: Params, seed: int) -> Params:
 
 # --- Training configuration ---------------------------------------------------------------------
 
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "onecycle")
 PRECISIONS = ("fp32", "tf32", "bf16")  # what a benchmark may run in; parity also runs "fp64"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """SGD with momentum in PyTorch's form: buf = momentum * buf + (grad + weight_decay * w);
-    w -= lr_t * buf. The same mathematics is spelled out explicitly in every framework."""
+    """SGD with momentum in PyTorch's form: buf = momentum * buf + (grad + weight_decay * w), then
+    w -= lr_t * buf, or with Nesterov momentum w -= lr_t * (grad + weight_decay * w + momentum * buf);
+    the loss is the batch-mean cross-entropy against labels smoothed as PyTorch's `label_smoothing`
+    does ((1 - s) on the true class plus s / classes on every class). The same mathematics is
+    spelled out explicitly in every framework."""
 
-    learning_rate: float = 0.01  # per step, on the batch-mean cross-entropy
+    learning_rate: float = 0.01  # per step (the peak of the one-cycle schedule)
     momentum: float = 0.9
     weight_decay: float = 0.0  # L2 added to the gradient, not decoupled
-    lr_schedule: str = "constant"  # "cosine": lr_t = lr * (1 + cos(pi * t / total_steps)) / 2
-    total_steps: int = 1  # length of the cosine schedule, in optimizer steps
+    lr_schedule: str = "constant"  # "cosine": lr_t = lr * (1 + cos(pi * t / total_steps)) / 2; "onecycle":
+    # piecewise linear from 0 at step 0 up to lr at warmup_fraction * total_steps, down to 0 at total_steps
+    total_steps: int = 1  # length of the schedule, in optimizer steps
     precision: str = "fp32"  # "fp32": TF32 off everywhere; "tf32": allowed on GPU; "bf16": mixed
     # precision, each framework's own way (float32 weights and loss, bfloat16 compute); "fp64":
     # float64 weights and compute, for parity only
+    nesterov: bool = False
+    label_smoothing: float = 0.0
+    warmup_fraction: float = 0.25  # of the one-cycle schedule
+
+    @property
+    def warmup_steps(self) -> float:
+        """Where the one-cycle schedule peaks, in optimizer steps (need not be whole)."""
+        return self.warmup_fraction * self.total_steps
+
+    def schedule_factor(self, step: int) -> float:
+        """The schedule's multiple of `learning_rate` after `step` optimizer steps."""
+        step = min(step, self.total_steps)
+        if self.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * step / self.total_steps))
+        if self.lr_schedule == "onecycle":
+            peak = self.warmup_steps
+            return step / peak if step < peak else (self.total_steps - step) / (self.total_steps - peak)
+        return 1.0
 
     def learning_rate_at(self, step: int) -> float:
-        if self.lr_schedule == "constant":
-            return self.learning_rate
-        progress = min(step, self.total_steps) / self.total_steps
-        return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.learning_rate * self.schedule_factor(step)
 
 
 # --- Canonical training state -------------------------------------------------------------------
@@ -219,8 +238,8 @@ class Adapter(abc.ABC):
 
     @abc.abstractmethod
     def loss_and_grads(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, Params]:
-        """Batch-mean loss and its gradients in canonical layout, in training mode (BatchNorm
-        normalises by the batch), leaving weights, optimizer and running statistics unchanged."""
+        """The training loss (label-smoothed as configured) and its gradients in canonical layout, in
+        training mode (BatchNorm normalises by the batch), leaving weights, optimizer and running statistics unchanged."""
 
     @abc.abstractmethod
     def logits(self, images: np.ndarray) -> np.ndarray:

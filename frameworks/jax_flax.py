@@ -128,14 +128,23 @@ def lookup(tree, path: tuple[str, ...]):
 # --- Optimizer ----------------------------------------------------------------------------------
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """PyTorch's SGD: L2 decay added to the gradient, then `trace` (buf = m*buf + g), then -lr."""
-    learning_rate = config.learning_rate
+def make_schedule(config: TrainConfig) -> optax.ScalarOrSchedule:
     if config.lr_schedule == "cosine":
-        learning_rate = optax.cosine_decay_schedule(config.learning_rate, config.total_steps)
+        return optax.cosine_decay_schedule(config.learning_rate, config.total_steps)
+    if config.lr_schedule == "onecycle":  # piecewise linear: 0 -> peak at the warm-up's end -> 0
+        warmup = config.warmup_steps
+        return optax.join_schedules([optax.linear_schedule(0.0, config.learning_rate, warmup),
+                                     optax.linear_schedule(config.learning_rate, 0.0, config.total_steps - warmup)],
+                                    [warmup])
+    return config.learning_rate
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """PyTorch's SGD: L2 decay added to the gradient, then `trace` (buf = m*buf + g; Nesterov:
+    g + m*buf), then -lr."""
     return optax.chain(
         optax.add_decayed_weights(config.weight_decay),
-        optax.sgd(learning_rate, momentum=config.momentum),
+        optax.sgd(make_schedule(config), momentum=config.momentum, nesterov=config.nesterov),
     )
 
 
@@ -144,24 +153,28 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 _traces = {"train_step": 0}  # incremented while tracing, so it counts compilations
 
 
-def loss_fn(model, images, labels):
+def loss_fn(model, images, labels, label_smoothing: float = 0.0):
+    """The training loss: batch-mean cross-entropy, label-smoothed as configured."""
     logits = model(images)
+    if label_smoothing:
+        targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype), label_smoothing)
+        return optax.softmax_cross_entropy(logits, targets).mean()
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-@partial(jax.jit, static_argnums=0, donate_argnums=1)
-def train_step(graphdef, state, images, labels):
+@partial(jax.jit, static_argnums=(0, 4), donate_argnums=1)
+def train_step(graphdef, state, images, labels, label_smoothing):
     _traces["train_step"] += 1
     model, optimizer = nnx.merge(graphdef, state)
-    loss, grads = nnx.value_and_grad(loss_fn)(model, images, labels)
+    loss, grads = nnx.value_and_grad(loss_fn)(model, images, labels, label_smoothing)
     optimizer.update(model, grads)
     return nnx.state((model, optimizer)), loss
 
 
-@partial(jax.jit, static_argnums=0)
-def loss_and_grads(graphdef, state, images, labels):
+@partial(jax.jit, static_argnums=(0, 4))
+def loss_and_grads(graphdef, state, images, labels, label_smoothing):
     model, _ = nnx.merge(graphdef, state)
-    return nnx.value_and_grad(loss_fn)(model, images, labels)
+    return nnx.value_and_grad(loss_fn)(model, images, labels, label_smoothing)
 
 
 @partial(jax.jit, static_argnums=0)
@@ -235,7 +248,7 @@ class FlaxAdapter(Adapter):
     # --- Training -------------------------------------------------------------------------------
 
     def train_step(self, images, labels):
-        self.state, loss = train_step(self.graphdef, self.state, images, labels)
+        self.state, loss = train_step(self.graphdef, self.state, images, labels, self.config.label_smoothing)
         return loss
 
     def synchronize(self) -> None:
@@ -245,7 +258,7 @@ class FlaxAdapter(Adapter):
         return np.asarray(jnp.stack(losses))  # in the weights' dtype
 
     def loss_and_grads(self, images, labels):
-        loss, grads = loss_and_grads(self.graphdef, self.state, images, labels)
+        loss, grads = loss_and_grads(self.graphdef, self.state, images, labels, self.config.label_smoothing)
         grads = nnx.to_pure_dict(grads)
         return float(loss), from_nhwc(self.model_name, {name: np.asarray(lookup(grads, self.paths[name]))
                                                         for name in SPECS[self.model_name].trainable})

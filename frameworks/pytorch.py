@@ -111,11 +111,10 @@ class PyTorchAdapter(Adapter):
             lr=self.config.learning_rate,
             momentum=self.config.momentum,
             weight_decay=self.config.weight_decay,
+            nesterov=self.config.nesterov,
         )
         # The scheduler is also PyTorch's step counter (`last_epoch`), constant schedule included.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: self.config.learning_rate_at(step) / self.config.learning_rate
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.config.schedule_factor)
 
     def _to_device(self, images: np.ndarray, labels: np.ndarray):
         x = torch.from_numpy(images).to(self.torch_device, self.dtype, non_blocking=True).permute(0, 3, 1, 2)
@@ -148,10 +147,14 @@ class PyTorchAdapter(Adapter):
     def _autocast(self):
         return torch.autocast(self.torch_device.type, torch.bfloat16, enabled=self.config.precision == "bf16")
 
+    def _loss(self, x, y):
+        """The training loss: batch-mean cross-entropy, label-smoothed as configured."""
+        with self._autocast():
+            return F.cross_entropy(self.model(x), y, label_smoothing=self.config.label_smoothing)
+
     def _step(self, x, y):
         self.optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss = F.cross_entropy(self.model(x), y)
+        loss = self._loss(x, y)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
@@ -174,8 +177,7 @@ class PyTorchAdapter(Adapter):
         buffers = {name: buffer.clone() for name, buffer in self.model.named_buffers()}
         self.model.train()
         self.model.zero_grad(set_to_none=True)
-        with self._autocast():
-            loss = F.cross_entropy(self.model(x), y)
+        loss = self._loss(x, y)
         loss.backward()
         grads = {name: p.grad.detach().cpu().numpy().copy() for name, p in self.model.named_parameters()}
         self.model.zero_grad(set_to_none=True)

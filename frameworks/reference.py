@@ -169,17 +169,17 @@ def batch_norm(x: Node, weight: Node, bias: Node, running_mean: np.ndarray, runn
     return Node(out, (x, weight, bias), vjp), running
 
 
-def cross_entropy(logits: Node, labels: np.ndarray) -> Node:
-    """Batch-mean softmax cross-entropy from logits and integer labels."""
+def cross_entropy(logits: Node, labels: np.ndarray, label_smoothing: float = 0.0) -> Node:
+    """Batch-mean softmax cross-entropy from logits and integer labels, against targets smoothed
+    as PyTorch's `label_smoothing` smooths them: (1 - s) on the true class plus s / classes on each."""
     shifted = logits.value - logits.value.max(axis=1, keepdims=True)
     log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    rows = np.arange(len(labels))
-    loss = -log_probs[rows, labels].mean()
+    targets = np.full(log_probs.shape, label_smoothing / log_probs.shape[1])
+    targets[np.arange(len(labels)), labels] += 1.0 - label_smoothing
+    loss = -(targets * log_probs).sum(axis=1).mean()
 
     def vjp(grad):
-        grad_logits = np.exp(log_probs)
-        grad_logits[rows, labels] -= 1.0
-        return (grad * grad_logits / len(labels),)
+        return (grad * (np.exp(log_probs) - targets) / len(labels),)
 
     return Node(np.asarray(loss), (logits,), vjp)
 
@@ -243,14 +243,15 @@ def logits(model: str, params: Params, images: np.ndarray) -> np.ndarray:
     return forward_graph(model, params, images, training=False)[2].value
 
 
-def loss_and_grads(model: str, params: Params, images: np.ndarray, labels: np.ndarray) -> tuple[float, Params]:
+def loss_and_grads(model: str, params: Params, images: np.ndarray, labels: np.ndarray,
+                   label_smoothing: float = 0.0) -> tuple[float, Params]:
     """Training mode, as the adapters' `loss_and_grads`."""
-    return _loss_grads_buffers(model, params, images, labels)[:2]
+    return _loss_grads_buffers(model, params, images, labels, label_smoothing)[:2]
 
 
-def _loss_grads_buffers(model, params, images, labels) -> tuple[float, Params, Params]:
+def _loss_grads_buffers(model, params, images, labels, label_smoothing=0.0) -> tuple[float, Params, Params]:
     nodes, net, out = forward_graph(model, params, images, training=True)
-    loss = cross_entropy(out, labels)
+    loss = cross_entropy(out, labels, label_smoothing)
     backward(loss)
     return float(loss.value), {name: node.grad for name, node in nodes.items()}, net.updates
 
@@ -264,15 +265,17 @@ def decision_margin(model: str, params: Params, images: np.ndarray) -> float:
 
 def train_step(model: str, state: TrainingState, images: np.ndarray, labels: np.ndarray,
                config: TrainConfig) -> tuple[float, TrainingState]:
-    """One step of `torch.optim.SGD`: g += wd * w; buf = momentum * buf + g; w -= lr_t * buf,
-    with lr_t the schedule's value at the state's step count; BatchNorm buffers as the training-mode
-    forward pass left them. Returns float64 arrays."""
-    loss, grads, buffers = _loss_grads_buffers(model, state.params, images, labels)
+    """One step of `torch.optim.SGD`: g += wd * w; buf = momentum * buf + g; w -= lr_t * buf, or
+    with Nesterov w -= lr_t * (g + momentum * buf); lr_t the schedule's value at the state's step
+    count, the loss label-smoothed as configured; BatchNorm buffers as the training-mode forward
+    pass left them. Returns float64 arrays."""
+    loss, grads, buffers = _loss_grads_buffers(model, state.params, images, labels, config.label_smoothing)
     learning_rate = config.learning_rate_at(state.step)
     params, momentum = dict(buffers), {}
     for name in MODELS[model].trainable:
         weight = np.asarray(state.params[name], np.float64)
         grad = grads[name] + config.weight_decay * weight
         momentum[name] = config.momentum * np.asarray(state.momentum[name], np.float64) + grad
-        params[name] = weight - learning_rate * momentum[name]
+        step = grad + config.momentum * momentum[name] if config.nesterov else momentum[name]
+        params[name] = weight - learning_rate * step
     return loss, TrainingState(params, momentum, state.step + 1)

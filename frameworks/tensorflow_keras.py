@@ -108,14 +108,16 @@ VARIABLE_NAMES = {
 
 
 class TorchSGD(keras.optimizers.Optimizer):
-    """SGD with momentum in PyTorch's form. Keras's own SGD keeps `v = m*v - lr*g; w += v`,
-    which differs as soon as the learning rate changes, and its `weight_decay` is decoupled;
-    here the buffer holds gradients and L2 decay is added to the gradient, as in torch.optim."""
+    """SGD with momentum in PyTorch's form. Keras's own SGD keeps `v = m*v - lr*g; w += v` (with
+    Nesterov `w += m*v - lr*g`), which differs as soon as the learning rate changes, and its
+    `weight_decay` is decoupled; here the buffer holds gradients and L2 decay is added to the
+    gradient, as in torch.optim (Nesterov: `w -= lr * (g + m*buf)`)."""
 
-    def __init__(self, learning_rate, momentum, l2_weight_decay, name="torch_sgd", **kwargs):
+    def __init__(self, learning_rate, momentum, l2_weight_decay, nesterov=False, name="torch_sgd", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
         self.momentum = momentum
         self.l2_weight_decay = l2_weight_decay
+        self.nesterov = nesterov
 
     def build(self, variables):
         if self.built:
@@ -130,19 +132,58 @@ class TorchSGD(keras.optimizers.Optimizer):
             gradient = ops.add(gradient, ops.multiply(variable, self.l2_weight_decay))
         m = self.momentum_of(variable)
         self.assign(m, ops.add(ops.multiply(m, self.momentum), gradient))
-        self.assign_sub(variable, ops.multiply(m, learning_rate))
+        step = ops.add(gradient, ops.multiply(m, self.momentum)) if self.nesterov else m
+        self.assign_sub(variable, ops.multiply(step, learning_rate))
 
     def momentum_of(self, variable):
         """The buffer of `variable`: PyTorch's `momentum_buffer`, in the variable's layout."""
         return self.momentums[self._get_variable_index(variable)]
 
 
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """Piecewise linear: 0 at step 0, `peak` at `warmup_steps`, 0 at `total_steps` and after."""
+
+    def __init__(self, peak, warmup_steps: float, total_steps: int):
+        self.peak, self.warmup_steps, self.total_steps = peak, warmup_steps, total_steps
+
+    def __call__(self, step):
+        step = ops.minimum(ops.cast(step, self.peak.dtype), self.total_steps)
+        rising = self.peak * step / self.warmup_steps if self.warmup_steps else self.peak
+        falling = self.peak * (self.total_steps - step) / (self.total_steps - self.warmup_steps)
+        return ops.where(step < self.warmup_steps, rising, falling)
+
+    def get_config(self):
+        return {"peak": float(self.peak), "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+
+
 def _learning_rate(config: TrainConfig):
+    # A schedule computes in its initial rate's dtype; a Python float would make it float32.
+    rate = ops.convert_to_tensor(config.learning_rate, keras.config.floatx())
     if config.lr_schedule == "cosine":
-        # The schedule computes in its initial rate's dtype; a Python float would make it float32.
-        initial = ops.convert_to_tensor(config.learning_rate, keras.config.floatx())
-        return keras.optimizers.schedules.CosineDecay(initial, config.total_steps)
+        return keras.optimizers.schedules.CosineDecay(rate, config.total_steps)
+    if config.lr_schedule == "onecycle":
+        return OneCycle(rate, config.warmup_steps, config.total_steps)
     return config.learning_rate
+
+
+class SmoothedCrossentropy(keras.losses.Loss):
+    """Cross-entropy from logits and integer labels with label smoothing, which Keras offers only
+    for one-hot labels (`CategoricalCrossentropy`): the same targets as PyTorch's."""
+
+    def __init__(self, label_smoothing: float, classes: int = 10, **kwargs):
+        super().__init__(**kwargs)
+        self.label_smoothing, self.classes = label_smoothing, classes
+
+    def call(self, y_true, y_pred):
+        targets = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), self.classes, dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(targets, y_pred, from_logits=True,
+                                                     label_smoothing=self.label_smoothing)
+
+
+def _loss(config: TrainConfig, dtype: str) -> keras.losses.Loss:
+    if config.label_smoothing:
+        return SmoothedCrossentropy(config.label_smoothing, dtype=dtype)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
 
 
 # --- Adapter ------------------------------------------------------------------------------------
@@ -159,13 +200,14 @@ class KerasAdapter(Adapter):
             keras.config.set_floatx("float64")
         policy = {"bf16": "mixed_bfloat16", "fp64": "float64"}.get(config.precision, "float32")
         self.model = MODELS[model](policy)
-        self.loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=self.model.variable_dtype)
+        self.loss_fn = _loss(config, self.model.variable_dtype)
         self.model(np.zeros((1, 32, 32, 3), np.float32))  # creates the weights
         self._build_optimizer()
 
     def _build_optimizer(self) -> None:
         """A fresh optimizer, and the step that closes over its variables."""
-        self.optimizer = TorchSGD(_learning_rate(self.config), self.config.momentum, self.config.weight_decay)
+        self.optimizer = TorchSGD(_learning_rate(self.config), self.config.momentum, self.config.weight_decay,
+                                  self.config.nesterov)
         self.optimizer.build(self.model.trainable_variables)
         if self.variant == "fit":
             self.model.compile(optimizer=self.optimizer, loss=self.loss_fn)

@@ -36,6 +36,18 @@ def _latest(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
 # --- Sections -----------------------------------------------------------------------------------
 
 
+def training_line(settings: dict) -> str:
+    """The run's optimizer in words, e.g. 'SGD lr 0.4, Nesterov momentum 0.9, ...'."""
+    momentum = f"{'Nesterov ' if settings.get('nesterov') else ''}momentum {settings.get('momentum')}"
+    schedule = settings.get("lr_schedule", "constant")
+    if schedule == "onecycle":
+        schedule = f"one-cycle (linear up over the first {settings.get('warmup_fraction', 0):.1%} of the steps, then down)"
+    parts = [f"SGD lr {settings.get('learning_rate')} ({schedule})", momentum,
+             f"L2 weight decay {settings.get('weight_decay')}", f"label smoothing {settings.get('label_smoothing')}"]
+    recipe = settings.get("recipe")
+    return ", ".join(parts) + (f"; recipe `{recipe}`" if recipe else "")
+
+
 def machine_section(env: dict) -> str:
     packages = ", ".join(f"{name} {version}" for name, version in env.get("packages", {}).items() if version)
     data = env.get("data", "?")
@@ -44,6 +56,7 @@ def machine_section(env: dict) -> str:
     lines = [
         f"- Command: `{env.get('command', '?')}`",
         f"- Data: {data_line}",
+        *([f"- Training: {training_line(env['training'])}"] if env.get("training") else []),
         f"- CPU: {env.get('cpu', '?')}, {env.get('usable_cores', '?')} usable cores; threads per worker: "
         f"{env.get('threads', '?')}; memory {env.get('memory_gb', '?')} GB",
         f"- GPU: {'; '.join(env.get('gpus') or []) or 'none'}",

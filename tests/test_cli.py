@@ -79,6 +79,18 @@ BAD_INPUT = [
      ["argument --device:", "'CUDA'", "choose from 'cpu', 'cuda'"]),
     ("job timeout zero", ["--job-timeout", "0"],
      ["argument --job-timeout:", "'0'", "must be positive"]),
+    ("label smoothing of one", ["--label-smoothing", "1"],
+     ["argument --label-smoothing:", "'1'", "must be a number in [0, 1)"]),
+    ("warm-up of the whole run", ["--lr-schedule", "onecycle", "--lr-warmup", "1.0"],
+     ["argument --lr-warmup:", "'1.0'", "must be a number in [0, 1)"]),
+    ("unknown schedule", ["--lr-schedule", "step"],
+     ["argument --lr-schedule:", "'step'", "choose from 'constant', 'cosine', 'onecycle'"]),
+    ("nesterov without momentum", ["--nesterov", "--momentum", "0"],
+     ["argument --nesterov:", "needs a momentum above 0"]),
+    ("unknown recipe", ["--recipe", "resnet18"],
+     ["argument --recipe:", "'resnet18'", "choose from 'resnet9-94'"]),
+    ("recipe's nesterov without momentum", ["--recipe", "resnet9-94", "--momentum", "0"],
+     ["argument --nesterov:", "needs a momentum above 0"]),
 ]
 
 
@@ -137,6 +149,22 @@ def test_extra_framework_is_accepted_once_registered(capsys, monkeypatch):
 def test_optimizer_settings_accept_scientific_notation():
     args = run.build_parser().parse_args(["--weight-decay", "5e-4", "--momentum", "0.9", "--lr", "1e-2"])
     assert (args.weight_decay, args.momentum, args.lr) == (5e-4, 0.9, 1e-2)
+
+
+def test_recipe_settings_are_defaults_that_explicit_options_override():
+    parser = run.build_parser()
+    args = run.parse_arguments(parser, ["--recipe", "resnet9-94", "--batch-size", "64", "--framework", "jax"])
+    jobs = run.plan_jobs(args, run.cli.selection_from_args(parser, args), "synthetic", None)
+    assert len(jobs) == 1
+    job = jobs[0]
+    assert (job.model, job.batch_size, job.epochs) == ("resnet9", 64, 24)
+    config = job.train_config(total_steps=2400)
+    assert (config.learning_rate, config.momentum, config.nesterov, config.weight_decay, config.label_smoothing,
+            config.lr_schedule) == (0.4, 0.9, True, 5e-4, 0.2, "onecycle")
+    assert config.learning_rate_at(500) == pytest.approx(0.4)  # the peak at epoch 5 of 24
+    timing = run.parse_arguments(parser, ["--recipe", "resnet9-94", "--steps", "30"])
+    assert timing.epochs is None, "a timing-only run keeps its own epochs"
+    assert run.parse_arguments(parser, []).nesterov is False, "a recipe must not stick to the parser"
 
 
 def test_a_model_list_plans_every_job_for_each_model():

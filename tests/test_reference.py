@@ -57,6 +57,48 @@ def test_training_step_is_pytorch_sgd_with_l2_decay_and_the_scheduled_rate():
         np.testing.assert_allclose(after.params[name], weight - lr * buffer, rtol=1e-12)
 
 
+def test_nesterov_step_adds_the_momentum_look_ahead_to_the_gradient():
+    config = TrainConfig(learning_rate=0.1, momentum=0.9, weight_decay=0.01, nesterov=True)
+    params = init_params("lenet", seed=3)
+    rng = np.random.default_rng(1)
+    momentum = {name: rng.standard_normal(value.shape) for name, value in params.items()}
+    images, labels = parity_batches(1)[0]
+    _, after = reference.train_step("lenet", TrainingState(params, momentum, 4), images, labels, config)
+    _, grads = reference.loss_and_grads("lenet", params, images, labels)
+    for name, weight in params.items():
+        grad = grads[name] + 0.01 * weight.astype(np.float64)
+        buffer = 0.9 * momentum[name] + grad
+        np.testing.assert_allclose(after.momentum[name], buffer, rtol=1e-12)
+        np.testing.assert_allclose(after.params[name], weight - 0.1 * (grad + 0.9 * buffer), rtol=1e-12)
+
+
+def test_label_smoothing_mixes_the_true_class_loss_with_the_mean_over_classes():
+    """PyTorch's definition: (1 - s) * cross-entropy + s * mean over classes of -log p; its
+    gradient against central differences."""
+    logits = np.random.default_rng(0).standard_normal((5, 10))
+    labels = np.array([0, 3, 9, 3, 1])
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    plain = -log_probs[np.arange(5), labels].mean()
+    expected = 0.8 * plain + 0.2 * (-log_probs.mean(axis=1)).mean()
+    node = reference.Node(logits)
+    loss = reference.cross_entropy(node, labels, label_smoothing=0.2)
+    reference.backward(loss)
+    assert float(loss.value) == pytest.approx(expected, rel=1e-14)
+    direction = np.random.default_rng(1).standard_normal(logits.shape)
+    loss_at = lambda eps: float(  # noqa: E731
+        reference.cross_entropy(reference.Node(logits + eps * direction), labels, 0.2).value)
+    numeric = (loss_at(1e-6) - loss_at(-1e-6)) / 2e-6
+    assert np.sum(node.grad * direction) == pytest.approx(numeric, rel=1e-7)
+
+
+def test_one_cycle_schedule_rises_linearly_from_zero_to_the_peak_and_falls_to_zero():
+    config = TrainConfig(learning_rate=0.4, lr_schedule="onecycle", total_steps=24, warmup_fraction=5 / 24)
+    rates = [config.learning_rate_at(step) for step in range(30)]
+    assert rates[0] == 0.0 and rates[5] == pytest.approx(0.4) and rates[24:] == [0.0] * 6
+    np.testing.assert_allclose(np.diff(rates[:6]), 0.4 / 5)
+    np.testing.assert_allclose(np.diff(rates[5:25]), -0.4 / 19)
+
+
 def test_max_pool_routes_the_gradient_to_the_first_maximum_as_pytorch_does():
     x = reference.Node(np.array([[[[1.0, 3.0], [3.0, 2.0]]]]))
     out = reference.max_pool2d(x)

@@ -105,3 +105,25 @@ def test_step_times_are_per_step_and_positive(run):
     steps = pd.read_csv(run[0] / "steps.csv")
     assert np.allclose(steps["step_ms"], 1000 * steps["seconds"] / steps["steps"])
     assert (steps["step_ms"] > 0).all()
+
+
+def test_a_recipe_trains_every_framework_alike_and_the_report_states_it(tmp_path):
+    """The ResNet-9 recipe's optimizer (Nesterov, L2 decay, label smoothing, one-cycle schedule) on
+    LeNet, without the parity phase: every framework runs and follows the same loss curve."""
+    if len(installed()) < 2:
+        pytest.skip(f"needs two installed frameworks, found {installed()}")
+    command = [sys.executable, "-m", "benchmarks.run", "--recipe", "resnet9-94", "--model", "lenet", "--lr", "0.05",
+               "--framework", ",".join(installed()), "--data", "synthetic", "--train-size", "256", "--test-size",
+               "256", "--batch-size", "32", "--epochs", "2", "--window", "4", "--no-parity", "--out", str(tmp_path)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    (run_dir,) = tmp_path.iterdir()
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert (summary["status"] == "ok").all(), summary[["framework", "status", "error"]]
+    epochs = pd.read_csv(run_dir / "epochs.csv").pivot(index="epoch", columns="framework", values="train_loss")
+    assert epochs.shape == (2, len(installed()))
+    spread = (epochs.max(axis=1) - epochs.min(axis=1)) / epochs.mean(axis=1)
+    assert (spread < 1e-4).all(), epochs
+    report = (run_dir / "report.md").read_text()
+    assert ("- Training: SGD lr 0.05 (one-cycle (linear up over the first 20.8% of the steps, then down)), Nesterov "
+            "momentum 0.9, L2 weight decay 0.0005, label smoothing 0.2; recipe `resnet9-94`") in report
