@@ -239,7 +239,8 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def loss_and_grads(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, Params]:
         """The training loss (label-smoothed as configured) and its gradients in canonical layout, in
-        training mode (BatchNorm normalises by the batch), leaving weights, optimizer and running statistics unchanged."""
+        training mode (BatchNorm normalises by the batch), leaving weights, optimizer and running
+        statistics unchanged."""
 
     @abc.abstractmethod
     def logits(self, images: np.ndarray) -> np.ndarray:

@@ -41,7 +41,8 @@ def training_line(settings: dict) -> str:
     momentum = f"{'Nesterov ' if settings.get('nesterov') else ''}momentum {settings.get('momentum')}"
     schedule = settings.get("lr_schedule", "constant")
     if schedule == "onecycle":
-        schedule = f"one-cycle (linear up over the first {settings.get('warmup_fraction', 0):.1%} of the steps, then down)"
+        warmup = settings.get("warmup_fraction", 0)
+        schedule = f"one-cycle (linear up over the first {warmup:.1%} of the steps, then down)"
     parts = [f"SGD lr {settings.get('learning_rate')} ({schedule})", momentum,
              f"L2 weight decay {settings.get('weight_decay')}", f"label smoothing {settings.get('label_smoothing')}"]
     recipe = settings.get("recipe")
