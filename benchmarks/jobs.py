@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from frameworks.base import TrainConfig
 
 
+INPUTS = ("prefetch", "resident", "step")  # input paths, see `benchmarks.worker.Trainer`
+
+
 @dataclass(frozen=True)
 class Job:
     kind: str  # "benchmark", or "parity" (compute the parity outputs into `output`)
@@ -38,6 +41,7 @@ class Job:
     nesterov: bool = False
     label_smoothing: float = 0.0
     warmup_fraction: float = 0.25  # of the one-cycle schedule
+    input: str = "prefetch"  # where the host-to-device copy falls: "prefetch", "resident" or "step" (see Trainer)
     target_accuracy: float | None = None  # stop after the first evaluation that reaches it
     output: str | None = None  # parity jobs: where to write their arrays
     reference: str | None = None  # parity jobs: the float64 reference's outputs and common states (.npz)
@@ -75,7 +79,7 @@ SUMMARY_COLUMNS = IDENTITY + [
     "images_per_s", "epochs", "epoch_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
     "target_accuracy", "target_reached", "epochs_to_target", "steps_to_target", "train_s_to_target",
     "wall_s_to_target", "best_accuracy",
-    "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "data_digest",
+    "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "input", "copy_ms", "data_digest",
 ]
 STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms"]
 EPOCHS_COLUMNS = IDENTITY + ["epoch", "train_loss", "test_loss", "test_accuracy", "epoch_s", "eval_s"]

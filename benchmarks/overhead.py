@@ -1,6 +1,7 @@
 """`python -m benchmarks.overhead`: proves the harness costs nothing measurable. For each
 framework variant, in its own worker, each window the runner times is paired with a bare loop of
-the same adapter steps (one sync at the end) run just before it; the ratio is the median over the pairs.
+the same adapter steps on batches already on the device (one sync at the end) run just before it;
+the ratio is the median over the pairs. It covers the runner's bookkeeping and its input path.
 A benchmark, not a test: it prints the ratios."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import cli
-from benchmarks.jobs import Job
+from benchmarks.jobs import INPUTS, Job
 from benchmarks.spawn import run_worker
 
 
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="bare loops and runner windows, alternating (default %(default)s)")
     parser.add_argument("--window", type=cli.positive_int, default=20,
                         help="steps of each bare loop and runner window (default %(default)s)")
+    parser.add_argument("--input", choices=INPUTS, default="prefetch",
+                        help="the runner's input path, as in benchmarks.run (default %(default)s)")
     args = parser.parse_args(argv)
     selection = cli.selection_from_args(parser, args)
     if args.window * args.batch_size > 10_000:
@@ -36,11 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         for model, (framework, variant) in itertools.product(selection.models, selection.pairs):
             job = Job("overhead", framework, variant, model, selection.device, args.batch_size, 1, 0,
                       selection.threads, selection.precision, 0, args.pairs, 5, args.window, 0.01, 0.9, 0.0,
-                      "constant", "synthetic", None, None, None)
+                      "constant", "synthetic", None, None, None, input=args.input)
             with console.status(f"measuring {model} {framework}:{variant}"):
                 result = run_worker(job, Path(folder) / f"{job.job_id}.log", selection.job_timeout,
                                     lambda message: None)
-            rows.append({"model": model, "variant": f"{framework}:{variant}", "batch_size": args.batch_size, **result})
+            rows.append({"model": model, "variant": f"{framework}:{variant}", "batch_size": args.batch_size,
+                         "input": args.input, **result})
     table = pd.DataFrame(rows)
     console.print(cli.dataframe_to_text(table.drop(columns=["status"] if table["status"].eq("ok").all() else [])),
                   markup=False)

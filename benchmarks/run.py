@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from benchmarks import cli
 from benchmarks import data as datasets
 from benchmarks.environment import collect
-from benchmarks.jobs import Job
+from benchmarks.jobs import INPUTS, Job
 from benchmarks.parity import ParityOutcome, run_parity_jobs
 from benchmarks.results import append_rows, latest_attempts, new_run_dir, read_table
 from benchmarks.spawn import PROJECT_ROOT, base_env, run_workers
@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=cli.non_negative_int, default=5, help="untimed steps after the first")
     parser.add_argument("--window", type=cli.positive_int, default=20,
                         help="steps per timed window; each window ends with a device sync")
+    parser.add_argument("--input", choices=INPUTS, default="prefetch",
+                        help="where each batch's host-to-device copy falls: prefetch places the next batch while "
+                             "the current step runs; resident places a window's batches before its clock starts "
+                             "(as if the data lived on the device); step copies inside the timed step")
     parser.add_argument("--repeats", type=cli.positive_int, default=1, help="separate processes per job")
     parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="initial weights and batch order")
     parser.add_argument("--lr", type=cli.positive_float, default=0.01, help="SGD learning rate")
@@ -160,7 +164,7 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
             selection.threads, selection.precision, epochs, args.steps, args.warmup, args.window, args.lr,
             args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size,
             target_accuracy=args.target_accuracy, nesterov=args.nesterov, label_smoothing=args.label_smoothing,
-            warmup_fraction=args.lr_warmup)
+            warmup_fraction=args.lr_warmup, input=args.input)
         for model in selection.models
         for framework, variant in selection.pairs
         for batch_size in args.batch_size

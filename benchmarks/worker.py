@@ -95,7 +95,13 @@ def framework_version(framework: str) -> str:
 class Trainer:
     """Feeds batches to an adapter in timed windows. The job's first step is timed alone (it
     compiles), the next `warmup_steps` are untimed, and every later window of `window` steps
-    ends with a device sync before its clock stops. Losses are read only between windows."""
+    ends with a device sync before its clock stops. Losses are read only between windows.
+
+    The input path (`job.input`) decides where each batch's host-to-device copy falls: `step`
+    hands NumPy arrays to the step, which copies inside the timed window; `prefetch` places the
+    next batch on the device right after the current step is dispatched, as a prefetching loader
+    does (the window's first batch is placed before its clock starts); `resident` places all of a
+    window's batches before its clock starts, as if the data set lived on the device."""
 
     def __init__(self, adapter: Adapter, job: Job, channel: Channel):
         self.adapter, self.job, self.channel = adapter, job, channel
@@ -111,29 +117,47 @@ class Trainer:
             raise Diverged(first_step + int(bad[0]), float(values[bad[0]]))
         return values
 
+    def _before_clock(self, window: list) -> list:
+        """The window's batches as its steps will take them, placed as far as the input path
+        places them before the clock starts."""
+        ahead = {"step": 0, "prefetch": 1, "resident": len(window)}[self.job.input]
+        placed = [self.adapter.place(*batch) for batch in window[:ahead]]
+        if placed:
+            self.adapter.wait(placed[-1])
+        return placed + window[ahead:]
+
+    def _steps(self, window: list) -> list:
+        """The window's steps, inside its clock; `prefetch` places each next batch meanwhile."""
+        adapter, losses = self.adapter, []
+        for index, batch in enumerate(window):
+            losses.append(adapter.train_step(*batch))
+            if self.job.input == "prefetch" and index + 1 < len(window):
+                window[index + 1] = adapter.place(*window[index + 1])
+        return losses
+
     def run(self, batches, epoch: int) -> np.ndarray:
         """Train on every batch of `batches`; return the step losses."""
         adapter, job = self.adapter, self.job
         losses = []
         batches = iter(batches)
         if self.step == 0:
-            images, labels = next(batches)
+            first = self._before_clock([next(batches)])
             start = time.perf_counter()
-            loss = adapter.train_step(images, labels)
+            loss = self._steps(first)
             adapter.synchronize()
             self.compile_s = time.perf_counter() - start
-            losses.extend(self._check([loss], 0))
+            losses.extend(self._check(loss, 0))
             self.step = 1
             if job.warmup_steps == 0:
                 self.compiles_after_warmup = adapter.compile_count()
         while True:
             warm = self.step <= job.warmup_steps
             size = job.warmup_steps + 1 - self.step if warm else job.window
-            window = [batch for _, batch in zip(range(size), batches)]
+            window = self._before_clock([batch for _, batch in zip(range(size), batches)])
             if not window:
                 return np.asarray(losses, np.float32)
             start = time.perf_counter()
-            window_losses = [adapter.train_step(images, labels) for images, labels in window]
+            window_losses = self._steps(window)
             adapter.synchronize()
             seconds = time.perf_counter() - start
             losses.extend(self._check(window_losses, self.step))
@@ -181,6 +205,17 @@ class TimeToAccuracy:
                 "best_accuracy": self.best, **(self.reached or {})}
 
 
+def copy_ms(adapter: Adapter, images: np.ndarray, labels: np.ndarray, repeats: int = 5) -> float:
+    """What one batch's host-to-device copy costs, whatever the input path: the median of
+    `repeats` placements, each waited for."""
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        adapter.wait(adapter.place(images, labels))
+        seconds.append(time.perf_counter() - start)
+    return 1000 * float(np.median(seconds))
+
+
 def evaluate(adapter: Adapter, dataset: datasets.Dataset, batch_size: int) -> tuple[float, float]:
     loss_sum, correct = 0.0, 0
     for images, labels in datasets.test_batches(dataset, batch_size):
@@ -209,11 +244,13 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     build_s = time.perf_counter() - start
     channel.send("started", total_steps=total_steps)
 
+    copy = copy_ms(adapter, dataset.train_images[:job.batch_size], dataset.train_labels[:job.batch_size])
     trainer = Trainer(adapter, job, channel)
     digest = None
     result = {"framework_version": framework_version(job.framework), "import_s": import_s, "build_s": build_s,
               "warmup_steps": job.warmup_steps, "epochs": job.epochs, "baseline_rss_mb": baseline_rss,
-              "threads": adapter.applied_threads() or len(os.sched_getaffinity(0))}
+              "threads": adapter.applied_threads() or len(os.sched_getaffinity(0)), "input": job.input,
+              "copy_ms": copy}
     try:
         if job.steps:  # one stream across epochs, so a large batch still fills whole windows
             digest = datasets.batch_digest(*next(datasets.train_batches(dataset, job.batch_size, job.seed, 0)))
@@ -280,9 +317,10 @@ def run_probe(job: Job, channel: Channel) -> dict:
 
 def run_overhead(job: Job, channel: Channel) -> dict:
     """The harness's own cost: the same `job.window` steps timed as one of the runner's windows
-    (`Trainer`: loss checks, progress message, turn hand-off) and by a bare loop with one sync
-    at the end, in `job.steps` pairs back to back, so that the machine's drift falls on both
-    alike. The ratio is the median of the pairs' ratios."""
+    (`Trainer`: loss checks, progress message, turn hand-off, the job's input path) and by a bare
+    loop over batches already on the device with one sync at the end, in `job.steps` pairs back to
+    back, so that the machine's drift falls on both alike. The ratio is the median of the pairs'
+    ratios."""
     dataset = load_dataset(job)
     batches = list(datasets.train_batches(dataset, job.batch_size, job.seed, 0))[: job.window]
     adapter_cls = load_adapter(job.framework)
@@ -291,10 +329,12 @@ def run_overhead(job: Job, channel: Channel) -> dict:
     adapter.set_params(init_params(job.model, job.seed))
     trainer = Trainer(adapter, job, channel)
     trainer.run(batches[: job.warmup_steps + 1], epoch=0)  # compile and warm up
+    placed = [adapter.place(*batch) for batch in batches]
+    adapter.wait(placed[-1])
     minimal_ms = []
     for _ in range(job.steps):
         start = time.perf_counter()
-        for images, labels in batches:
+        for images, labels in placed:
             adapter.train_step(images, labels)
         adapter.synchronize()
         minimal_ms.append(1000 * (time.perf_counter() - start) / len(batches))

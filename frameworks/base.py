@@ -224,9 +224,20 @@ class Adapter(abc.ABC):
     def get_params(self) -> Params:
         return self.get_state().params
 
+    def place(self, images: np.ndarray, labels: np.ndarray) -> tuple:
+        """The batch in the framework's own tensors on the device, the copy started without
+        waiting for it (`train_step` takes the result as it takes NumPy arrays). The default hands
+        the arrays back unchanged: the copy then happens inside `train_step`."""
+        return images, labels
+
+    def wait(self, placed: tuple) -> None:
+        """Block until a `place`d batch is on the device."""
+        self.synchronize()
+
     @abc.abstractmethod
-    def train_step(self, images: np.ndarray, labels: np.ndarray):
-        """One optimizer step; returns the batch loss as a device value (no host sync)."""
+    def train_step(self, images, labels):
+        """One optimizer step on NumPy arrays or a `place`d batch; returns the batch loss as a
+        device value (no host sync)."""
 
     @abc.abstractmethod
     def synchronize(self) -> None:

@@ -201,6 +201,7 @@ class FlaxAdapter(Adapter):
         super().__init__(model, device, variant, config)
         if device == "cuda" and jax.default_backend() != "gpu":
             raise DeviceUnavailable(f"JAX {jax.__version__} sees no GPU (backend {jax.default_backend()!r})")
+        self.jax_device = jax.devices("gpu" if device == "cuda" else "cpu")[0]
         jax.config.update("jax_default_matmul_precision", "tensorfloat32" if config.precision == "tf32" else "highest")
         if config.precision == "fp64":  # process-wide, so parity computes fp64 last
             jax.config.update("jax_enable_x64", True)
@@ -246,6 +247,12 @@ class FlaxAdapter(Adapter):
         return TrainingState(from_nhwc(self.model_name, params), from_nhwc(self.model_name, momentum), step)
 
     # --- Training -------------------------------------------------------------------------------
+
+    def place(self, images, labels):
+        return jax.device_put((images, labels), self.jax_device)
+
+    def wait(self, placed):
+        jax.block_until_ready(placed)
 
     def train_step(self, images, labels):
         self.state, loss = train_step(self.graphdef, self.state, images, labels, self.config.label_smoothing)

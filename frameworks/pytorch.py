@@ -116,10 +116,19 @@ class PyTorchAdapter(Adapter):
         # The scheduler is also PyTorch's step counter (`last_epoch`), constant schedule included.
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.config.schedule_factor)
 
-    def _to_device(self, images: np.ndarray, labels: np.ndarray):
-        x = torch.from_numpy(images).to(self.torch_device, self.dtype, non_blocking=True).permute(0, 3, 1, 2)
-        y = torch.from_numpy(labels).to(self.torch_device, non_blocking=True).long()
-        return x, y
+    def _to_device(self, images, labels):
+        """NCHW images in the weights' dtype and int64 labels on the device; NumPy arrays are copied,
+        a `place`d batch passes through."""
+        if isinstance(images, torch.Tensor):
+            return images, labels
+        images, labels = torch.from_numpy(images), torch.from_numpy(labels)
+        if self.torch_device.type == "cuda":  # page-locked host memory: the copy runs asynchronously
+            images, labels = images.pin_memory(), labels.pin_memory()
+        x = images.to(self.torch_device, self.dtype, non_blocking=True).permute(0, 3, 1, 2)
+        return x, labels.to(self.torch_device, non_blocking=True).long()
+
+    def place(self, images, labels):
+        return self._to_device(images, labels)
 
     # --- State ----------------------------------------------------------------------------------
 

@@ -256,6 +256,14 @@ class KerasAdapter(Adapter):
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return loss
 
+    def place(self, images, labels):
+        with tf.device("/GPU:0" if self.device == "cuda" else "/CPU:0"):
+            return tf.identity(images), tf.identity(labels)
+
+    def wait(self, placed):
+        for tensor in placed:  # reading one element waits for the copy that produces the tensor
+            tf.reshape(tensor, [-1])[0].numpy()
+
     def train_step(self, images, labels):
         if self.variant == "fit":
             return self.model.train_on_batch(images, labels)

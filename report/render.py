@@ -137,6 +137,7 @@ def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
         recompiles=("recompiles", "max"), peak_rss_mb=("peak_rss_mb", "max"),
         framework_rss_mb=("baseline_rss_mb", "max"), device_mb=("peak_device_mb", "max"),
         accuracy=("test_accuracy", "median"),
+        **({"input": ("input", "first"), "copy_ms": ("copy_ms", "median")} if "input" in ok else {}),
     ).reset_index()
     spread = grouped["step_ms_median"].agg(lambda s: (s.max() - s.min()) / s.median() if len(s) > 1 else float("nan"))
     table["repeat_spread"] = spread.to_numpy()
@@ -145,9 +146,10 @@ def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
     table["vs_fastest"] = table["images_per_s"] / fastest
     table["images_per_s"] = table["images_per_s"].round().astype(int)
     table = table.sort_values(["model", "batch_size", "images_per_s"], ascending=[True, True, False])
-    table = table[["job", "model", "batch_size", "images_per_s", "vs_fastest", "step_ms", "iqr_ms", "p5_ms", "p95_ms",
-                   "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb",
-                   "framework_rss_mb", "device_mb", "accuracy"]]
+    columns = ["job", "model", "batch_size", "images_per_s", "vs_fastest", "step_ms", "iqr_ms", "p5_ms", "p95_ms",
+               "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb", "framework_rss_mb",
+               "device_mb", "accuracy", "input", "copy_ms"]
+    table = table[[column for column in columns if column in table]]  # older runs lack the input path
     return table.dropna(axis="columns", how="all")  # e.g. device memory on CPU, accuracy of timing-only runs
 
 

@@ -26,6 +26,28 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(variant):
     assert adapter.compile_count() == compiles, f"{variant} recompiled after warm-up on the same batch shape"
 
 
+@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+def test_a_placed_batch_trains_exactly_as_its_numpy_arrays_without_retracing(variant):
+    """`place` (the prefetching and resident input paths) hands the step the same bytes, in the
+    framework's own tensors, and the step takes them without compiling again."""
+    framework, name = variant.split(":")
+    adapter_cls = require(framework)
+    batches = parity_batches(4)
+    losses = {}
+    for placed in (False, True):
+        adapter = adapter_cls("lenet", "cpu", name, TrainConfig(learning_rate=0.01, momentum=0.9))
+        adapter.set_params(init_params("lenet", seed=0))
+        adapter.train_step(*batches[0])  # compiles on NumPy arrays
+        compiles = adapter.compile_count()
+        feed = [adapter.place(*batch) for batch in batches[1:]] if placed else batches[1:]
+        if placed:
+            assert not isinstance(feed[0][0], np.ndarray), f"{variant}: place returned NumPy arrays"
+            adapter.wait(feed[-1])
+        losses[placed] = adapter.losses_to_numpy([adapter.train_step(*batch) for batch in feed])
+        assert adapter.compile_count() == compiles, f"{variant} recompiled for a placed batch"
+    np.testing.assert_array_equal(losses[True], losses[False])
+
+
 @pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
 def test_evaluate_counts_correct_predictions_from_the_logits(framework):
     adapter_cls = require(framework)

@@ -2,9 +2,12 @@
 the compile step and warm-up stay out of the windows, every window is whole, and a timing-only
 run fills its windows across epoch boundaries, however few batches an epoch holds."""
 
+import numpy as np
 import pytest
 
 from benchmarks import run
+from benchmarks.jobs import Job
+from benchmarks import worker
 from benchmarks.results import read_table
 from frameworks import EXTRA_ENV
 from tests.faulty_framework import EXTRA_FRAMEWORKS
@@ -45,3 +48,61 @@ def test_epoch_run_times_each_epoch_in_whole_windows(tmp_path):
     # 1-step tail; epoch 2 holds 4 whole windows.
     assert steps.groupby("epoch")["steps"].apply(list).to_dict() == {0: [4, 4, 4], 1: [4, 4, 4, 4]}
     assert len(read_table(run_folder(tmp_path), "epochs")) == 2
+
+
+class RecordingAdapter:
+    """Logs what the trainer asks of it, and when relative to the window's clock."""
+
+    def __init__(self):
+        self.calls = []
+
+    def place(self, images, labels):
+        self.calls.append(("place", int(images[0])))
+        return ("placed", images), labels
+
+    def wait(self, placed):
+        self.calls.append(("wait", int(placed[0][1][0])))
+
+    def train_step(self, images, labels):
+        placed = isinstance(images, tuple)
+        self.calls.append(("step", int((images[1] if placed else images)[0]), placed))
+        return 0.0
+
+    def synchronize(self):
+        self.calls.append(("sync",))
+
+    def losses_to_numpy(self, losses):
+        return np.asarray(losses)
+
+    def compile_count(self):
+        return 0
+
+
+class SilentChannel:
+    def send(self, *args, **fields):
+        pass
+
+    def hand_on_turn(self):
+        pass
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("step", [("clock",), ("step", 1, False), ("step", 2, False), ("step", 3, False), ("sync",), ("clock",)]),
+    ("prefetch", [("place", 1), ("wait", 1), ("clock",), ("step", 1, True), ("place", 2), ("step", 2, True),
+                  ("place", 3), ("step", 3, True), ("sync",), ("clock",)]),
+    ("resident", [("place", 1), ("place", 2), ("place", 3), ("wait", 3), ("clock",), ("step", 1, True),
+                  ("step", 2, True), ("step", 3, True), ("sync",), ("clock",)]),
+])
+def test_input_paths_place_batches_where_they_promise(monkeypatch, path, expected):
+    """`prefetch` places each next batch after the current step is dispatched (the window's first
+    before its clock starts), `resident` every batch before the clock, `step` none."""
+    job = Job("benchmark", "faulty", "ok", "lenet", "cpu", 1, 1, 0, 1, "fp32", 0, 4, 0, 3, 0.01, 0.9, 0.0, "constant",
+              "synthetic", None, None, None, input=path)
+    adapter = RecordingAdapter()
+    ticks = iter(range(1000))
+    monkeypatch.setattr(worker.time, "perf_counter", lambda: adapter.calls.append(("clock",)) or next(ticks))
+    trainer = worker.Trainer(adapter, job, SilentChannel())
+    trainer.run([(np.array([index]), np.array([index])) for index in range(4)], epoch=0)
+    compile_step = adapter.calls.index(("sync",)) + 2  # the first step's sync and its clock reading
+    assert adapter.calls[compile_step:] == expected
+    assert len(trainer.window_rows) == 1
