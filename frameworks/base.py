@@ -134,11 +134,15 @@ class TrainConfig:
     # precision, each framework's own way (float32 weights and loss, bfloat16 compute); "fp64":
     # float64 weights and compute, for parity only
 
+    def schedule_factor(self, step: int) -> float:
+        """The schedule's multiple of `learning_rate` after `step` optimizer steps."""
+        step = min(step, self.total_steps)
+        if self.lr_schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * step / self.total_steps))
+        return 1.0
+
     def learning_rate_at(self, step: int) -> float:
-        if self.lr_schedule == "constant":
-            return self.learning_rate
-        progress = min(step, self.total_steps) / self.total_steps
-        return self.learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.learning_rate * self.schedule_factor(step)
 
 
 # --- Canonical training state -------------------------------------------------------------------

@@ -113,9 +113,7 @@ class PyTorchAdapter(Adapter):
             weight_decay=self.config.weight_decay,
         )
         # The scheduler is also PyTorch's step counter (`last_epoch`), constant schedule included.
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda step: self.config.learning_rate_at(step) / self.config.learning_rate
-        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.config.schedule_factor)
 
     def _to_device(self, images: np.ndarray, labels: np.ndarray):
         x = torch.from_numpy(images).to(self.torch_device, self.dtype, non_blocking=True).permute(0, 3, 1, 2)
