@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", choices=("auto", "cifar10", "synthetic"), default="auto",
                         help="auto: CIFAR-10 if cached, given or downloadable, else synthetic")
     parser.add_argument("--data-dir", type=Path, help="a folder holding cifar-10-batches-py/")
+    parser.add_argument("--augment", choices=datasets.AUGMENTATIONS, default="none",
+                        help="crop-flip: 4-pixel reflect padding, a random 32x32 crop and a random horizontal flip "
+                             "per image, drawn from the seed and epoch; its cost is reported as augment_s, outside "
+                             "the timed windows")
     parser.add_argument("--train-size", type=cli.positive_int, help="use only the first N training examples")
     parser.add_argument("--test-size", type=cli.positive_int, help="use only the first N test examples")
     parser.add_argument("--out", type=Path, default=Path("results"), help="runs are written to OUT/<run-id>/")
@@ -114,7 +118,7 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
         Job("benchmark", framework, variant, model, selection.device, batch_size, repeat, args.seed,
             selection.threads, selection.precision, epochs, args.steps, args.warmup, args.window, args.lr,
             args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size,
-            target_accuracy=args.target_accuracy)
+            target_accuracy=args.target_accuracy, augment=args.augment)
         for model in selection.models
         for framework, variant in selection.pairs
         for batch_size in args.batch_size
@@ -144,7 +148,8 @@ class JobRecorder:
             self.windows = message["rows"]
 
     def finish(self, result: dict) -> dict:
-        row = {**self.identity, "threads": self.job.threads, "data": self.job.data, **result}
+        row = {**self.identity, "threads": self.job.threads, "data": self.job.data, "augment": self.job.augment,
+               **result}
         append_rows(self.run_dir, "epochs", [{**self.identity, **epoch} for epoch in self.epochs])
         append_rows(self.run_dir, "steps", [{**self.identity, **window} for window in self.windows])
         append_rows(self.run_dir, "summary", [row])

@@ -79,6 +79,8 @@ BAD_INPUT = [
      ["argument --device:", "'CUDA'", "choose from 'cpu', 'cuda'"]),
     ("job timeout zero", ["--job-timeout", "0"],
      ["argument --job-timeout:", "'0'", "must be positive"]),
+    ("unknown augmentation", ["--augment", "cutout"],
+     ["argument --augment:", "'cutout'", "choose from 'none', 'crop-flip'"]),
 ]
 
 
@@ -147,3 +149,12 @@ def test_a_model_list_plans_every_job_for_each_model():
     assert selection.models == ("resnet9", "lenet")
     assert [(job.model, job.batch_size) for job in jobs] == [("resnet9", 8), ("resnet9", 16), ("lenet", 8), ("lenet", 16)]
     assert len({job.job_id for job in jobs}) == len(jobs), "job ids must differ between models"
+
+
+@pytest.mark.parametrize("argv, augment", [([], "none"), (["--augment", "crop-flip"], "crop-flip")],
+                         ids=["by default none", "crop-flip"])
+def test_every_job_carries_the_augmentation(argv, augment):
+    parser = run.build_parser()
+    args = parser.parse_args(["--framework", "pytorch,jax", "--batch-size", "8,16", *argv])
+    jobs = run.plan_jobs(args, run.cli.selection_from_args(parser, args), "synthetic", None)
+    assert len(jobs) == 4 and {job.augment for job in jobs} == {augment}
