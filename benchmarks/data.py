@@ -1,20 +1,23 @@
 """CIFAR-10 and a learnable synthetic stand-in as NumPy arrays: the checksum-verified download,
 a parser for the python batches that never runs pickled code, per-channel normalisation, and
-the seeded batch order that every framework is fed."""
+the seeded batch order and augmentation that every framework is fed."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
 import shutil
 import tarfile
+import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -202,7 +205,12 @@ def synthetic(train_size: int = SYNTHETIC_TRAIN, test_size: int = SYNTHETIC_TEST
     return Dataset("synthetic", "synthetic (seeded class patterns + noise)", *train, *test)
 
 
-# --- Batch order --------------------------------------------------------------------------------
+# --- Batch order and augmentation ---------------------------------------------------------------
+
+AUGMENTATIONS = ("none", "crop-flip")
+PAD = 4  # pixels reflected onto each side before the crop, as in Myrtle.ai's cifar10-fast (DAWNBench ResNet-9)
+AUGMENT_STREAM = 1  # spawn key of the augmentation's draws: a stream of the epoch's seed apart from its shuffle
+AUGMENT_CHUNK = 1024  # images padded at a time: the padded copy stays in cache, never a whole padded epoch
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
@@ -210,11 +218,64 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
-def train_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def augmentation_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The augmentation's draws for one epoch, a function of the run seed and the epoch only. A
+    spawn key, not a third entropy word: `default_rng([seed, epoch, 0])` is `default_rng([seed,
+    epoch])`, because SeedSequence pads short entropy with zeros."""
+    return np.random.default_rng(np.random.SeedSequence([seed, epoch], spawn_key=(AUGMENT_STREAM,)))
+
+
+def crop_flip(images: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None) -> np.ndarray:
+    """Each NHWC image reflect-padded by `PAD` pixels, cut to a random window of its own size
+    (offsets 0..2*PAD per axis) and mirrored left to right with probability 1/2.
+
+    Reflect padding copies pixels, so padding normalised images equals normalising padded ones
+    (normalisation is per channel); zero padding would not. All draws are made up front, so the
+    result depends on `rng` alone, not on the chunking. `out` may be `images` itself: each chunk
+    is padded into a copy before its windows are written back."""
+    n, height, width = images.shape[:3]
+    offsets = rng.integers(0, 2 * PAD + 1, (n, 2))
+    flips = rng.random(n) < 0.5
+    out = np.empty_like(images) if out is None else out
+    for start in range(0, n, AUGMENT_CHUNK):
+        chunk = slice(start, start + AUGMENT_CHUNK)
+        padded = np.pad(images[chunk], ((0, 0), (PAD, PAD), (PAD, PAD), (0, 0)), mode="reflect")
+        # windows[i, dy, dx] is the (height, width, channels) window at offset (dy, dx) of image i, a view
+        windows = sliding_window_view(padded, (height, width), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
+        cropped = out[chunk]
+        cropped[...] = windows[np.arange(len(padded)), offsets[chunk, 0], offsets[chunk, 1]]
+        flipped = flips[chunk]
+        cropped[flipped] = cropped[flipped, :, ::-1]
+    return out
+
+
+class Stopwatch:
+    """Seconds accumulated over its `with` blocks: the pipeline's cost, kept apart from the timed
+    windows of the training it feeds."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.seconds += time.perf_counter() - self._start
+
+
+def train_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int, augment: str = "none",
+                  stopwatch: Stopwatch | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Fixed-size batches of one epoch (the last partial batch is dropped, so nothing retraces).
-    The epoch is permuted once up front, so each batch is a contiguous view, not a copy."""
+    The epoch is permuted and augmented once up front, when the first batch is drawn, so each
+    batch is a contiguous view, not a copy; `stopwatch` accumulates the augmentation's seconds."""
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {augment!r} (choose from: {', '.join(AUGMENTATIONS)})")
     order = epoch_order(len(dataset.train_labels), seed, epoch)
     images, labels = dataset.train_images[order], dataset.train_labels[order]
+    if augment == "crop-flip":
+        with stopwatch or contextlib.nullcontext():
+            crop_flip(images, augmentation_rng(seed, epoch), out=images)  # the permuted copy is ours
     for start in range(0, len(labels) - batch_size + 1, batch_size):
         yield images[start:start + batch_size], labels[start:start + batch_size]
 

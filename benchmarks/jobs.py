@@ -45,6 +45,7 @@ class Job:
     target_accuracy: float | None = None  # stop after the first evaluation that reaches it
     output: str | None = None  # parity jobs: where to write their arrays
     reference: str | None = None  # parity jobs: the float64 reference's outputs and common states (.npz)
+    augment: str = "none"  # one of data.AUGMENTATIONS, drawn from `seed` and the epoch
 
     @property
     def job_id(self) -> str:
@@ -73,10 +74,10 @@ IDENTITY = ["run_id", "job_id", "framework", "variant", "model", "device", "prec
             "attempt"]  # attempt: 1, or the resumed invocation that produced the row
 
 SUMMARY_COLUMNS = IDENTITY + [
-    "threads", "data", "status", "error",
+    "threads", "data", "augment", "status", "error",
     "framework_version", "import_s", "build_s", "compile_s", "warmup_steps", "recompiles",
     "windows", "step_ms_median", "step_ms_q1", "step_ms_q3", "step_ms_iqr", "step_ms_p5", "step_ms_p95",
-    "images_per_s", "epochs", "epoch_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
+    "images_per_s", "epochs", "epoch_s", "augment_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
     "target_accuracy", "target_reached", "epochs_to_target", "steps_to_target", "train_s_to_target",
     "wall_s_to_target", "best_accuracy",
     "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "input", "copy_ms", "data_digest",

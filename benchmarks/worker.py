@@ -8,6 +8,7 @@ it the turn, and it hands the turn back after each window of steps (see `spawn.r
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import itertools
 import json
 import os
@@ -15,6 +16,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +92,35 @@ def framework_version(framework: str) -> str:
 
 
 # --- Training and timing ------------------------------------------------------------------------
+
+
+class Feed:
+    """The batches of one job, from the shared NumPy pipeline. Every batch handed out is hashed,
+    so equal digests across frameworks prove equal bytes for the whole run, and the augmentation
+    is timed apart. Both happen as a batch is drawn, and `Trainer.run` draws a window's batches
+    before its clock starts, so neither falls into a timed window."""
+
+    def __init__(self, dataset: datasets.Dataset, job: Job):
+        self.dataset, self.job = dataset, job
+        self.digest = hashlib.sha256()
+        self.batches = 0
+        self.augmenting = datasets.Stopwatch()
+
+    def epoch(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        job = self.job
+        for batch in datasets.train_batches(self.dataset, job.batch_size, job.seed, epoch, job.augment,
+                                            self.augmenting):
+            datasets.batch_digest(*batch, self.digest)
+            self.batches += 1
+            yield batch
+
+    def stream(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Epoch after epoch without end, so a large batch still fills whole windows."""
+        return itertools.chain.from_iterable(self.epoch(epoch) for epoch in itertools.count())
+
+    def summary(self) -> dict:
+        return {"augment_s": self.augmenting.seconds,
+                "data_digest": self.digest.hexdigest()[:16] if self.batches else None}
 
 
 class Trainer:
@@ -246,26 +277,22 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
 
     copy = copy_ms(adapter, dataset.train_images[:job.batch_size], dataset.train_labels[:job.batch_size])
     trainer = Trainer(adapter, job, channel)
-    digest = None
+    feed = Feed(dataset, job)
     result = {"framework_version": framework_version(job.framework), "import_s": import_s, "build_s": build_s,
               "warmup_steps": job.warmup_steps, "epochs": job.epochs, "baseline_rss_mb": baseline_rss,
               "threads": adapter.applied_threads() or len(os.sched_getaffinity(0)), "input": job.input,
               "copy_ms": copy}
     try:
-        if job.steps:  # one stream across epochs, so a large batch still fills whole windows
-            digest = datasets.batch_digest(*next(datasets.train_batches(dataset, job.batch_size, job.seed, 0)))
-            stream = itertools.chain.from_iterable(
-                datasets.train_batches(dataset, job.batch_size, job.seed, epoch) for epoch in itertools.count())
-            trainer.run(itertools.islice(stream, total_steps), epoch=0)
+        if job.steps:
+            trainer.run(itertools.islice(feed.stream(), total_steps), epoch=0)
         epoch_times = []
         race = TimeToAccuracy(job.target_accuracy)
         for epoch in range(job.epochs):
             compiles_here = trainer.step == 0
+            batches = list(feed.epoch(epoch))  # shuffled, augmented and hashed before the epoch's clock starts
             start = time.perf_counter()
-            batches = list(datasets.train_batches(dataset, job.batch_size, job.seed, epoch))
-            digest = datasets.batch_digest(*batches[0], digest)
             losses = trainer.run(batches, epoch)
-            epoch_s = time.perf_counter() - start
+            epoch_s = time.perf_counter() - start  # the epoch's training steps and the hand-offs between windows
             epoch_times.append(epoch_s - (trainer.compile_s if compiles_here else 0.0))
             start = time.perf_counter()
             test_loss, test_accuracy = evaluate(adapter, dataset, job.eval_batch_size)
@@ -282,9 +309,8 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     except Diverged as diverged:
         result.update(status="diverged", error=str(diverged), diverged_step=diverged.step)
     channel.send("windows", rows=trainer.window_rows)
-    result.update(trainer.timing_summary(), compile_s=trainer.compile_s, peak_rss_mb=peak_rss_mb(),
-                  peak_device_mb=_mb(adapter.peak_device_memory()),
-                  data_digest=digest.hexdigest()[:16] if digest else None)
+    result.update(trainer.timing_summary(), **feed.summary(), compile_s=trainer.compile_s,
+                  peak_rss_mb=peak_rss_mb(), peak_device_mb=_mb(adapter.peak_device_memory()))
     return result
 
 

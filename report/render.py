@@ -49,7 +49,7 @@ def training_line(settings: dict) -> str:
     return ", ".join(parts) + (f"; recipe `{recipe}`" if recipe else "")
 
 
-def machine_section(env: dict) -> str:
+def machine_section(env: dict, summary: pd.DataFrame) -> str:
     packages = ", ".join(f"{name} {version}" for name, version in env.get("packages", {}).items() if version)
     data = env.get("data", "?")
     data_line = (f"**CIFAR-10** (`{env.get('data_source')}`)" if data == "cifar10" else
@@ -58,6 +58,7 @@ def machine_section(env: dict) -> str:
         f"- Command: `{env.get('command', '?')}`",
         f"- Data: {data_line}",
         *([f"- Training: {training_line(env['training'])}"] if env.get("training") else []),
+        f"- Augmentation: {augmentation_text(summary)}",
         f"- CPU: {env.get('cpu', '?')}, {env.get('usable_cores', '?')} usable cores; threads per worker: "
         f"{env.get('threads', '?')}; memory {env.get('memory_gb', '?')} GB",
         f"- GPU: {'; '.join(env.get('gpus') or []) or 'none'}",
@@ -65,6 +66,27 @@ def machine_section(env: dict) -> str:
         f"- Packages: {packages}",
     ]
     return "\n".join(lines)
+
+
+AUGMENTATIONS = {"crop-flip": "4-pixel reflect padding, a random 32x32 crop and a random horizontal flip per image, "
+                              "drawn from the seed and epoch"}
+
+
+def augmentation_text(summary: pd.DataFrame) -> str:
+    """Each augmentation the jobs used and its median cost per job. Tables written before the
+    option existed have no `augment` column: their jobs were not augmented."""
+    if "augment" not in summary or summary["augment"].isna().all():
+        return "none"
+    parts = []
+    for augment, rows in summary.groupby("augment", sort=False):
+        if augment == "none":
+            parts.append("none")
+            continue
+        cost = rows["augment_s"].dropna()
+        spent = (f", {cost.median():.3g} s per job (median of {len(cost)}, `augment_s`), spent outside every timed "
+                 f"window and epoch time" if len(cost) else "")
+        parts.append(f"**{augment}** ({AUGMENTATIONS.get(augment, augment)}){spent}")
+    return "; ".join(parts)
 
 
 def parity_section(run_dir: Path) -> str:
@@ -173,7 +195,9 @@ def sweep_section(table: pd.DataFrame, run_dir: Path) -> str:
             f"{pivot.reset_index().to_markdown(index=False, floatfmt='.0f')}\n\n![throughput](throughput.png)\n")
 
 
-def epochs_section(epochs: pd.DataFrame, run_dir: Path) -> str:
+def epochs_section(epochs: pd.DataFrame, run_dir: Path, preparation_timed: bool) -> str:
+    """`preparation_timed`: tables written before `augment_s` existed counted the shuffling of an
+    epoch's batches into its epoch time."""
     if epochs.empty:
         return ""
     epochs = epochs.copy()
@@ -191,7 +215,8 @@ def epochs_section(epochs: pd.DataFrame, run_dir: Path) -> str:
     fig.savefig(run_dir / "curves.png", dpi=120)
     plt.close(fig)
     return ("## Learning curves\n\nSame initial weights and batches in every framework: the curves should "
-            "overlap. Epoch time includes the first (compile) step in epoch 1.\n\n"
+            "overlap. Epoch time counts the epoch's training steps, the first (compile) step in epoch 1 included"
+            f"{', and the shuffling of its batches' if preparation_timed else ''}.\n\n"
             f"{_markdown(curves.reset_index())}\n\n![curves](curves.png)\n")
 
 
@@ -241,7 +266,8 @@ METHOD = """\
 ## How this was measured
 
 Each job ran in a fresh process that imported one framework, pinned to the threads shown.
-All frameworks started from the same NumPy-drawn weights and were fed the same batches.
+All frameworks started from the same NumPy-drawn weights and were fed the same batches,
+prepared (shuffled, and augmented if shown above) by one NumPy pipeline outside every timed window.
 The first training step is timed alone and reported as compile time; the next warm-up steps
 are untimed; then every window of steps ends with a device sync before its clock stops.
 Step time is the median over windows (IQR and p5/p95 show the spread); images/s is batch size
@@ -260,7 +286,7 @@ def write_report(run_dir: Path) -> Path:
     epochs = _latest(read_table(run_dir, "epochs"), summary)
     ranking = ranking_table(summary)
     run_id = summary["run_id"].iloc[0] if len(summary) else run_dir.name
-    sections = [f"# Framework comparison: run {run_id}\n", machine_section(env),
+    sections = [f"# Framework comparison: run {run_id}\n", machine_section(env, summary),
                 "## Parity\n", parity_section(run_dir)]
     if ranking.empty:
         sections.append("## Speed\n\nNo job finished its timed steps.")
@@ -268,7 +294,8 @@ def write_report(run_dir: Path) -> Path:
         sections.append("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model "
                         f"at the same batch size. Times in ms, memory in MiB.\n\n{_markdown(ranking)}")
     sections += [time_to_accuracy_section(summary, epochs, run_dir),
-                 sweep_section(ranking, run_dir) if not ranking.empty else "", epochs_section(epochs, run_dir),
+                 sweep_section(ranking, run_dir) if not ranking.empty else "",
+                 epochs_section(epochs, run_dir, preparation_timed="augment_s" not in summary),
                  problems_section(summary), METHOD]
     path = run_dir / "report.md"
     path.write_text("\n\n".join(section for section in sections if section) + "\n")

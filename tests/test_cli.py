@@ -91,6 +91,8 @@ BAD_INPUT = [
      ["argument --recipe:", "'resnet18'", "choose from 'resnet9-94'"]),
     ("recipe's nesterov without momentum", ["--recipe", "resnet9-94", "--momentum", "0"],
      ["argument --nesterov:", "needs a momentum above 0"]),
+    ("unknown augmentation", ["--augment", "cutout"],
+     ["argument --augment:", "'cutout'", "choose from 'none', 'crop-flip'"]),
 ]
 
 
@@ -157,11 +159,12 @@ def test_recipe_settings_are_defaults_that_explicit_options_override():
     jobs = run.plan_jobs(args, run.cli.selection_from_args(parser, args), "synthetic", None)
     assert len(jobs) == 1
     job = jobs[0]
-    assert (job.model, job.batch_size, job.epochs) == ("resnet9", 64, 24)
+    assert (job.model, job.batch_size, job.epochs, job.augment) == ("resnet9", 64, 24, "crop-flip")
     config = job.train_config(total_steps=2400)
     assert (config.learning_rate, config.momentum, config.nesterov, config.weight_decay, config.label_smoothing,
             config.lr_schedule) == (0.4, 0.9, True, 5e-4, 0.2, "onecycle")
     assert config.learning_rate_at(500) == pytest.approx(0.4)  # the peak at epoch 5 of 24
+    assert config.learning_rate_at(250) == pytest.approx(0.2) and config.learning_rate_at(1450) == pytest.approx(0.2)
     timing = run.parse_arguments(parser, ["--recipe", "resnet9-94", "--steps", "30"])
     assert timing.epochs is None, "a timing-only run keeps its own epochs"
     assert run.parse_arguments(parser, []).nesterov is False, "a recipe must not stick to the parser"
@@ -175,3 +178,12 @@ def test_a_model_list_plans_every_job_for_each_model():
     assert selection.models == ("resnet9", "lenet")
     assert [(job.model, job.batch_size) for job in jobs] == [("resnet9", 8), ("resnet9", 16), ("lenet", 8), ("lenet", 16)]
     assert len({job.job_id for job in jobs}) == len(jobs), "job ids must differ between models"
+
+
+@pytest.mark.parametrize("argv, augment", [([], "none"), (["--augment", "crop-flip"], "crop-flip")],
+                         ids=["by default none", "crop-flip"])
+def test_every_job_carries_the_augmentation(argv, augment):
+    parser = run.build_parser()
+    args = parser.parse_args(["--framework", "pytorch,jax", "--batch-size", "8,16", *argv])
+    jobs = run.plan_jobs(args, run.cli.selection_from_args(parser, args), "synthetic", None)
+    assert len(jobs) == 4 and {job.augment for job in jobs} == {augment}

@@ -208,3 +208,71 @@ def test_synthetic_set_is_deterministic_and_learnable():
     test = dataset.test_images.reshape(len(dataset.test_labels), -1)
     predictions = np.argmin(((test[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
     assert (predictions == dataset.test_labels).mean() > 0.5
+
+
+# --- Augmentation -------------------------------------------------------------------------------
+
+
+def padded_windows(image: np.ndarray):
+    """Every window of `image` reflect-padded by 4 that crop-flip may return, one at a time, with
+    its (row offset, column offset, flipped): the per-image definition it must agree with."""
+    padded = np.pad(image, ((4, 4), (4, 4), (0, 0)), mode="reflect")
+    for dy in range(9):
+        for dx in range(9):
+            window = padded[dy:dy + 32, dx:dx + 32]
+            yield (dy, dx, False), window
+            yield (dy, dx, True), window[:, ::-1]
+
+
+def matching_window(augmented: np.ndarray, image: np.ndarray) -> tuple[int, int, bool]:
+    (match,) = [key for key, window in padded_windows(image) if np.array_equal(window, augmented)]
+    return match
+
+
+def test_crop_flip_returns_a_reflect_padded_window_of_each_image_mirrored_about_half_the_time():
+    images = np.random.default_rng(0).standard_normal((400, 32, 32, 3)).astype(np.float32)
+    augmented = datasets.crop_flip(images, datasets.augmentation_rng(seed=0, epoch=0))
+    assert augmented.shape == images.shape and augmented.dtype == np.float32
+    dys, dxs, flips = zip(*(matching_window(out, image) for out, image in zip(augmented, images)))
+    assert set(dys) == set(dxs) == set(range(9)), "every offset from 0 to 8 occurs in each axis"
+    assert 0.4 < np.mean(flips) < 0.6
+
+
+def test_crop_flip_in_place_equals_a_fresh_copy():
+    images = np.random.default_rng(1).standard_normal((2500, 32, 32, 3)).astype(np.float32)  # several chunks
+    fresh = datasets.crop_flip(images, datasets.augmentation_rng(3, 1))
+    in_place = images.copy()
+    assert datasets.crop_flip(in_place, datasets.augmentation_rng(3, 1), out=in_place) is in_place
+    assert np.array_equal(in_place, fresh)
+
+
+def epoch_bytes(dataset, seed: int, epoch: int, augment: str) -> bytes:
+    return b"".join(images.tobytes() + labels.tobytes()
+                    for images, labels in datasets.train_batches(dataset, 64, seed, epoch, augment))
+
+
+def test_augmented_epochs_are_a_function_of_seed_and_epoch():
+    dataset = datasets.synthetic(train_size=512, test_size=10)
+    first = epoch_bytes(dataset, 7, 0, "crop-flip")
+    assert first == epoch_bytes(dataset, 7, 0, "crop-flip")
+    assert first != epoch_bytes(dataset, 8, 0, "crop-flip")
+    assert first != epoch_bytes(dataset, 7, 1, "crop-flip")
+    assert first != epoch_bytes(dataset, 7, 0, "none")
+
+
+def test_augmentation_keeps_the_shuffle_and_labels_and_times_itself():
+    dataset = datasets.synthetic(train_size=512, test_size=10)
+    stopwatch = datasets.Stopwatch()
+    plain = list(datasets.train_batches(dataset, 64, 5, 2))
+    augmented = list(datasets.train_batches(dataset, 64, 5, 2, "crop-flip", stopwatch))
+    assert len(augmented) == len(plain)
+    for (images, labels), (plain_images, plain_labels) in zip(augmented, plain):
+        assert images.shape == plain_images.shape and np.array_equal(labels, plain_labels)
+    matching_window(augmented[0][0][0], plain[0][0][0])
+    assert stopwatch.seconds > 0
+
+
+def test_unknown_augmentation_is_refused():
+    dataset = datasets.synthetic(train_size=64, test_size=10)
+    with pytest.raises(ValueError, match=r"unknown augmentation 'cutout' \(choose from: none, crop-flip\)"):
+        next(datasets.train_batches(dataset, 32, 0, 0, "cutout"))

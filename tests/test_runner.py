@@ -1,9 +1,12 @@
 """The real runner end to end on all installed frameworks: the four tables and the report are
-written, the frameworks were fed the same bytes and learned the same thing, and the report
-renders again from the CSV files alone."""
+written, the frameworks were fed the same bytes (augmented or not) and learned the same thing,
+and the report renders again from the CSV files alone."""
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import itertools
 import shutil
 import subprocess
 import sys
@@ -12,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks import data as datasets
+from report.render import write_report
 from tests.conftest import FRAMEWORKS, ROOT, import_error
 
 TEST_SIZE = 1000
@@ -127,3 +132,67 @@ def test_a_recipe_trains_every_framework_alike_and_the_report_states_it(tmp_path
     report = (run_dir / "report.md").read_text()
     assert ("- Training: SGD lr 0.05 (one-cycle (linear up over the first 20.8% of the steps, then down)), Nesterov "
             "momentum 0.9, L2 weight decay 0.0005, label smoothing 0.2; recipe `resnet9-94`") in report
+
+
+# --- Augmentation -------------------------------------------------------------------------------
+
+AUGMENTED_TRAIN_SIZE, AUGMENTED_BATCH = 256, 32
+AUGMENTED_STEPS = 1 + 2 + 10  # the compile step, --warmup 2, --steps 10: into the second of 8-batch epochs
+
+
+@pytest.fixture(scope="module")
+def augmented_run(tmp_path_factory):
+    """A short timing-only run with --augment crop-flip (no parity check: the run above has one)."""
+    if len(installed()) < 2:
+        pytest.skip(f"needs two installed frameworks, found {installed()}")
+    out = tmp_path_factory.mktemp("augmented")
+    command = [sys.executable, "-m", "benchmarks.run", "--framework", ",".join(installed()), "--augment", "crop-flip",
+               "--data", "synthetic", "--train-size", str(AUGMENTED_TRAIN_SIZE), "--batch-size", str(AUGMENTED_BATCH),
+               "--steps", "10", "--warmup", "2", "--window", "5", "--no-parity", "--out", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    (run_dir,) = out.iterdir()
+    return run_dir, pd.read_csv(run_dir / "summary.csv", dtype={"data_digest": str})
+
+
+@functools.cache
+def fed_digest(augment: str) -> str:
+    """The digest of the batches such a run trains on, computed here from the pipeline itself."""
+    stream = itertools.chain.from_iterable(datasets.train_batches(small_synthetic(), AUGMENTED_BATCH, 0, epoch, augment)
+                                           for epoch in itertools.count())
+    digest = hashlib.sha256()
+    for images, labels in itertools.islice(stream, AUGMENTED_STEPS):
+        digest.update(images.tobytes())
+        digest.update(labels.tobytes())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def small_synthetic() -> datasets.Dataset:
+    return datasets.synthetic().subset(AUGMENTED_TRAIN_SIZE, None)  # as the worker loads it
+
+
+def test_augmented_batches_are_identical_for_every_framework_and_all_hashed(augmented_run):
+    _, summary = augmented_run
+    assert summary["framework"].tolist() == installed() and (summary["status"] == "ok").all()
+    assert summary["data_digest"].tolist() == [fed_digest("crop-flip")] * len(summary)
+    assert fed_digest("crop-flip") != fed_digest("none")
+
+
+def test_augmentation_and_its_cost_are_recorded_and_reported(augmented_run):
+    run_dir, summary = augmented_run
+    assert (summary["augment"] == "crop-flip").all()
+    assert (summary["augment_s"] > 0).all()
+    report = (run_dir / "report.md").read_text()
+    assert "- Augmentation: **crop-flip** (4-pixel reflect padding" in report
+    assert "s per job (median of " in report
+
+
+def test_a_run_written_before_augmentation_still_renders(tmp_path):
+    """The committed CIFAR-10 reference run has no augment or augment_s columns."""
+    copy = tmp_path / "reference-cifar10"
+    shutil.copytree(ROOT / "results" / "reference-cifar10", copy)
+    assert "augment" not in pd.read_csv(copy / "summary.csv").columns
+    report = write_report(copy).read_text()
+    assert "- Augmentation: none" in report
+    assert "the first (compile) step in epoch 1 included, and the shuffling of its batches." in report
