@@ -41,6 +41,7 @@ class Job:
     nesterov: bool = False
     label_smoothing: float = 0.0
     warmup_fraction: float = 0.25  # of the one-cycle schedule
+    eval_every: int = 0  # evaluate after every this many steps (and the last); 0: after every epoch
     input: str = "prefetch"  # where the host-to-device copy falls: "prefetch", "resident" or "step" (see Trainer)
     target_accuracy: float | None = None  # stop after the first evaluation that reaches it
     output: str | None = None  # parity jobs: where to write their arrays
@@ -83,4 +84,6 @@ SUMMARY_COLUMNS = IDENTITY + [
     "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "input", "copy_ms", "data_digest",
 ]
 STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms"]
-EPOCHS_COLUMNS = IDENTITY + ["epoch", "train_loss", "test_loss", "test_accuracy", "epoch_s", "eval_s"]
+# One row per evaluation: after each epoch, or every --eval-every steps (`epoch` then fractional,
+# `epoch_s` the training time since the previous evaluation).
+EPOCHS_COLUMNS = IDENTITY + ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "epoch_s", "eval_s"]

@@ -75,6 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target-accuracy", type=accuracy, default=None, metavar="A",
                         help="time to accuracy: evaluate after every epoch and stop a job when its test accuracy "
                              "first reaches A (--epochs is then the most it may take)")
+    parser.add_argument("--eval-every", type=cli.positive_int, default=None, metavar="N",
+                        help="evaluate the test set after every N training steps (and the last) instead of after "
+                             "every epoch; timed windows restart after each evaluation, so make N a multiple of "
+                             "--window")
     parser.add_argument("--steps", type=cli.non_negative_int, default=0,
                         help="timed steps of a timing-only run (no evaluation unless --epochs is given)")
     parser.add_argument("--warmup", type=cli.non_negative_int, default=5, help="untimed steps after the first")
@@ -170,7 +174,7 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
             args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size,
             target_accuracy=args.target_accuracy, nesterov=args.nesterov, label_smoothing=args.label_smoothing,
             warmup_fraction=args.lr_warmup, input=args.input,
-            augment=args.augment)
+            augment=args.augment, eval_every=args.eval_every or 0)
         for model in selection.models
         for framework, variant in selection.pairs
         for batch_size in args.batch_size
@@ -333,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     selection = cli.selection_from_args(parser, args)
     if args.epochs == 0 and args.steps == 0:
         parser.error("argument --epochs: with --epochs 0, give --steps N (a run needs something to time)")
+    if args.eval_every and (args.epochs == 0 or (args.epochs is None and args.steps)):
+        parser.error("argument --eval-every: needs epochs to evaluate in (give --epochs N)")
     if args.nesterov and args.momentum == 0:
         parser.error("argument --nesterov: needs a momentum above 0 (give --momentum)")
     if args.target_accuracy is not None and (args.epochs == 0 or (args.epochs is None and args.steps)):

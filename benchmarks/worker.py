@@ -236,6 +236,20 @@ class TimeToAccuracy:
                 "best_accuracy": self.best, **(self.reached or {})}
 
 
+def evaluation_segments(step: int, batches: int, every: int, last_epoch: bool) -> list[tuple[slice, bool]]:
+    """An epoch's batches cut where the test set is evaluated, each piece with whether an
+    evaluation follows it: after the epoch when `every` is 0, else after every `every`-th step of
+    the run (`step`: the steps taken before this epoch) and after the run's last step."""
+    if not every:
+        return [(slice(0, batches), True)]
+    ends = [end for end in range(1, batches + 1) if (step + end) % every == 0]
+    if last_epoch and ends[-1:] != [batches]:
+        ends.append(batches)
+    starts = [0, *ends]
+    pieces = [(slice(a, b), True) for a, b in zip(starts, ends)]
+    return pieces + ([(slice(starts[-1], batches), False)] if starts[-1] < batches else [])
+
+
 def copy_ms(adapter: Adapter, images: np.ndarray, labels: np.ndarray, repeats: int = 5) -> float:
     """What one batch's host-to-device copy costs, whatever the input path: the median of
     `repeats` placements, each waited for."""
@@ -287,22 +301,36 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
             trainer.run(itertools.islice(feed.stream(), total_steps), epoch=0)
         epoch_times = []
         race = TimeToAccuracy(job.target_accuracy)
+        pending_losses, pending_s = [], 0.0  # training since the last evaluation
         for epoch in range(job.epochs):
             compiles_here = trainer.step == 0
             batches = list(feed.epoch(epoch))  # shuffled, augmented and hashed before the epoch's clock starts
-            start = time.perf_counter()
-            losses = trainer.run(batches, epoch)
-            epoch_s = time.perf_counter() - start  # the epoch's training steps and the hand-offs between windows
-            epoch_times.append(epoch_s - (trainer.compile_s if compiles_here else 0.0))
-            start = time.perf_counter()
-            test_loss, test_accuracy = evaluate(adapter, dataset, job.eval_batch_size)
-            eval_s = time.perf_counter() - start
-            row = {"epoch": epoch + 1, "train_loss": float(losses.mean()), "test_loss": test_loss,
-                   "test_accuracy": test_accuracy, "epoch_s": epoch_s, "eval_s": eval_s}
-            channel.send("epoch", row=row)
-            result.update(train_loss=row["train_loss"], test_loss=test_loss, test_accuracy=test_accuracy,
-                          epoch_s=float(np.median(epoch_times)))
-            if race.record(epoch + 1, trainer.step, epoch_s, eval_s, test_accuracy):
+            epoch_s, stop = 0.0, False
+            for segment, evaluated in evaluation_segments(trainer.step, len(batches), job.eval_every,
+                                                          epoch == job.epochs - 1):
+                start = time.perf_counter()
+                pending_losses.extend(trainer.run(batches[segment], epoch))
+                train_s = time.perf_counter() - start  # the steps and the hand-offs between windows
+                epoch_s, pending_s = epoch_s + train_s, pending_s + train_s
+                if not evaluated:
+                    continue
+                start = time.perf_counter()
+                test_loss, test_accuracy = evaluate(adapter, dataset, job.eval_batch_size)
+                eval_s = time.perf_counter() - start
+                done = trainer.step / per_epoch  # epochs, fractional between epochs' ends
+                row = {"epoch": int(done) if done.is_integer() else round(done, 4), "step": trainer.step,
+                       "train_loss": float(np.mean(pending_losses)), "test_loss": test_loss,
+                       "test_accuracy": test_accuracy, "epoch_s": pending_s, "eval_s": eval_s}
+                channel.send("epoch", row=row)
+                result.update(train_loss=row["train_loss"], test_loss=test_loss, test_accuracy=test_accuracy)
+                stop = race.record(row["epoch"], trainer.step, pending_s, eval_s, test_accuracy)
+                pending_losses, pending_s = [], 0.0
+                if stop:
+                    break
+            if segment.stop == len(batches):  # a whole epoch: its training time counts in the median
+                epoch_times.append(epoch_s - (trainer.compile_s if compiles_here else 0.0))
+                result["epoch_s"] = float(np.median(epoch_times))
+            if stop:
                 break
         result.update(race.summary())
         result["status"] = "ok"

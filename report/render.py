@@ -242,7 +242,9 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_di
     fig.tight_layout()
     fig.savefig(run_dir / "accuracy_time.png", dpi=120)
     plt.close(fig)
-    return (f"## Time to {target:.1%} test accuracy\n\nEvaluated after every epoch; a job stops at the first "
+    fractional = "step" in curves and not curves["epoch"].astype(float).apply(float.is_integer).all()
+    when = f"every {int(curves['step'].min())} training steps" if fractional else "after every epoch"  # --eval-every
+    return (f"## Time to {target:.1%} test accuracy\n\nEvaluated {when}; a job stops at the first "
             f"evaluation that reaches the target. `train_s_to_target` counts training only (compilation included), "
             f"`wall_s_to_target` adds the evaluations, as MLPerf counts time to quality.\n\n{_markdown(table)}\n\n"
             f"![accuracy against time](accuracy_time.png)\n")

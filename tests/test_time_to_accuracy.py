@@ -45,3 +45,45 @@ def test_a_missed_target_runs_every_epoch_and_records_the_best(tmp_path):
     assert len(epochs) == 3 and row["best_accuracy"] == pytest.approx(7 / 64)
     assert "did not reach 50.0% (best 10.9%)" in stdout
     assert "| faulty:ok bs32 r1 | False" in report
+
+
+def test_eval_every_evaluates_between_epochs_and_stops_at_the_first_hit(tmp_path):
+    completed = subprocess.run(command(*SMALL, "--eval-every", "3", "--target-accuracy", "0.05", "--out",
+                                       str(tmp_path)), cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    folder = run_folder(tmp_path)
+    summary, epochs = pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "epochs.csv")
+    row = summary.iloc[0]
+    assert bool(row["target_reached"]) and row["steps_to_target"] == 3 and row["epochs_to_target"] == 0.375
+    assert epochs[["epoch", "step"]].values.tolist() == [[0.375, 3]]
+    assert "Evaluated every 3 training steps" in (folder / "report.md").read_text()
+
+
+def test_eval_every_missing_the_target_evaluates_every_n_steps_and_after_the_last(tmp_path):
+    completed = subprocess.run(command(*SMALL, "--eval-every", "5", "--target-accuracy", "0.5", "--out",
+                                       str(tmp_path)), cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    folder = run_folder(tmp_path)
+    summary, epochs = pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "epochs.csv")
+    assert epochs["step"].tolist() == [5, 10, 15, 20, 24]  # 8 steps an epoch, 3 epochs
+    assert epochs["epoch"].tolist() == pytest.approx([0.625, 1.25, 1.875, 2.5, 3])
+    row = summary.iloc[0]
+    assert not bool(row["target_reached"]) and row["epochs"] == 3
+    assert row["epoch_s"] > 0  # the median over the whole epochs
+    assert row["train_loss"] == pytest.approx(epochs["train_loss"].iloc[-1])
+
+
+@pytest.mark.parametrize("step, batches, every, last, expected", [
+    (0, 8, 0, False, [(0, 8, True)]),
+    (0, 8, 3, False, [(0, 3, True), (3, 6, True), (6, 8, False)]),
+    (8, 8, 3, True, [(0, 1, True), (1, 4, True), (4, 7, True), (7, 8, True)]),
+    (0, 8, 4, True, [(0, 4, True), (4, 8, True)]),
+    (0, 8, 20, False, [(0, 8, False)]),
+])
+def test_evaluation_segments_cut_an_epoch_where_the_test_set_is_evaluated(step, batches, every, last, expected):
+    from benchmarks.worker import evaluation_segments
+
+    segments = evaluation_segments(step, batches, every, last)
+    assert [(piece.start, piece.stop, evaluated) for piece, evaluated in segments] == expected
