@@ -77,13 +77,17 @@ IDENTITY = ["run_id", "job_id", "framework", "variant", "model", "device", "prec
 SUMMARY_COLUMNS = IDENTITY + [
     "threads", "data", "augment", "status", "error",
     "framework_version", "import_s", "build_s", "compile_s", "warmup_steps", "recompiles",
-    "windows", "step_ms_median", "step_ms_q1", "step_ms_q3", "step_ms_iqr", "step_ms_p5", "step_ms_p95",
+    "windows", "contention", "busy_windows", "busy",
+    "step_ms_median", "step_ms_q1", "step_ms_q3", "step_ms_iqr", "step_ms_p5", "step_ms_p95",
     "images_per_s", "epochs", "epoch_s", "augment_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
     "target_accuracy", "target_reached", "epochs_to_target", "steps_to_target", "train_s_to_target",
     "wall_s_to_target", "best_accuracy",
     "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "input", "copy_ms", "data_digest",
 ]
-STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms"]
+# others_cpu: the share of the worker's cores' time other processes used during the window; steal:
+# the share a hypervisor gave to other machines; load: the one-minute load average at its end.
+STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms", "others_cpu", "steal",
+                            "load"]
 # One row per evaluation: after each epoch, or every --eval-every steps (`epoch` then fractional,
 # `epoch_s` the training time since the previous evaluation).
 EPOCHS_COLUMNS = IDENTITY + ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "epoch_s", "eval_s"]

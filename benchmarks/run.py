@@ -2,7 +2,8 @@
 process under a progress display, append the result tables as each job ends, render the report.
 
 Exit status: 0 all jobs ran, 1 a job failed (error, timeout, divergence), 2 bad input,
-3 nothing could run on the device, 130 interrupted (what finished is kept)."""
+3 nothing could run on the device, 4 the machine was busy and --require-quiet refused to start,
+130 interrupted (what finished is kept)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks import cli
+from benchmarks.contention import BUSY_THRESHOLD, machine_check
 from benchmarks import data as datasets
 from benchmarks.environment import collect
 from benchmarks.jobs import INPUTS, Job
@@ -114,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--train-size", type=cli.positive_int, help="use only the first N training examples")
     parser.add_argument("--test-size", type=cli.positive_int, help="use only the first N test examples")
     parser.add_argument("--out", type=Path, default=Path("results"), help="runs are written to OUT/<run-id>/")
+    parser.add_argument("--require-quiet", action="store_true",
+                        help="refuse to start (exit status 4) when other processes use more than "
+                             f"{BUSY_THRESHOLD:.0%} of the cores during a one-second look before the run")
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check before the jobs")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="finish an earlier run: run only its jobs without an ok row (other options ignored)")
@@ -218,6 +223,9 @@ def describe(row: dict) -> str:
     parts = []
     if row.get("windows"):
         parts.append(f"{row['step_ms_median']:.2f} ms/step, {row['images_per_s']:,.0f} images/s")
+        if row.get("busy"):
+            parts.append(f"[bold yellow]measured on a busy machine (other processes took {row['contention']:.0%} "
+                         f"of its cores)[/]")
     else:
         parts.append("[yellow]no complete timed window (give more steps or a smaller --window)[/]")
     if row.get("test_accuracy") is not None:
@@ -280,6 +288,35 @@ def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt:
     return rows
 
 
+def look_at_machine(console, require_quiet: bool) -> dict | None:
+    """One second's look at the machine before the first job: loud when other processes are
+    using the cores (naming the busiest); None when --require-quiet refuses to start."""
+    check = machine_check()
+    if check["others_cpu"] is None:
+        console.print("machine check: not measured on this platform (no per-core CPU times)")
+        return check
+    if check["others_cpu"] <= BUSY_THRESHOLD:
+        console.print(f"machine check: quiet (other processes took {check['others_cpu']:.1%} of the cores)")
+        return check
+    busiest = ", ".join(f"{row['name']} (pid {row['pid']}, {row['cpu_percent']:.0f}% CPU)" for row in check["top"])
+    console.print(f"[bold yellow]WARNING: the machine is busy: other processes took {check['others_cpu']:.0%} of "
+                  f"the cores over one second ({escape(busiest)}). Timings measured now are not comparable; "
+                  f"windows measured under contention are flagged.[/]")
+    if require_quiet:
+        console.print("[bold red]error: --require-quiet: not starting on a busy machine[/]")
+        return None
+    return check
+
+
+def warn_if_busy(rows: list[dict], console) -> None:
+    busy = [row for row in rows if row.get("busy")]
+    if busy:
+        names = ", ".join(f"{row['model']} {row['framework']}:{row['variant']} bs{row['batch_size']}" for row in busy)
+        console.print(f"[bold yellow]WARNING: {len(busy)} job(s) measured on a busy machine, where other processes "
+                      f"took more than {BUSY_THRESHOLD:.0%} of the worker's cores in at least half of the timed "
+                      f"windows: {escape(names)}. The report marks them and does not rank them.[/]")
+
+
 def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
     """Check parity (which also probes each framework on the device), or only probe; return
     the frameworks that cannot run, with the status and reason their rows will carry."""
@@ -308,6 +345,7 @@ def execute(run_dir: Path, console) -> int:
         if nothing_runs:
             console.print(f"[bold red]error: no framework can run on {plan['selection']['device']}; nothing was run[/]")
         rows = run_jobs(run_dir, pending, unusable, attempt, plan["job_timeout"], console)  # skipped rows too
+        warn_if_busy(rows, console)
         if nothing_runs:
             status = 3
         elif any(row["status"] in FAILED for row in rows):
@@ -333,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.resume:
         if not (args.resume / "plan.json").is_file():
             parser.error(f"argument --resume: {args.resume} is not a run folder (no plan.json)")
+        if look_at_machine(console, args.require_quiet) is None:
+            return 4
         return execute(args.resume, console)
     selection = cli.selection_from_args(parser, args)
     if args.epochs == 0 and args.steps == 0:
@@ -349,12 +389,15 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"error: {error}", markup=False)
         return 2
     jobs = plan_jobs(args, selection, data, data_dir)
+    check = look_at_machine(console, args.require_quiet)
+    if check is None:
+        return 4
     try:
         run_dir = new_run_dir(args.out)
     except OSError as error:  # e.g. OUT is a file, or not writable
         parser.error(f"argument --out: cannot create a run folder in {str(args.out)!r}: {error.strerror or error}")
     env = {**collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic",
-           "threads": selection.threads, "training": training_settings(args)}
+           "threads": selection.threads, "training": training_settings(args), "machine_check": check}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))
     plan = {"selection": dataclasses.asdict(selection), "parity": not args.no_parity,
             "job_timeout": selection.job_timeout, "jobs": [dataclasses.asdict(job) for job in jobs]}

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import data as datasets
+from benchmarks.contention import BUSY_SHARE, BUSY_THRESHOLD, CoreMonitor
 from benchmarks.jobs import Job
 from benchmarks.stats import step_time_summary
 from frameworks import load_adapter
@@ -140,6 +141,7 @@ class Trainer:
         self.compile_s = None
         self.compiles_after_warmup = None
         self.window_rows: list[dict] = []
+        self.monitor = CoreMonitor()  # what else ran on the worker's cores during each window
 
     def _check(self, losses: list, first_step: int) -> np.ndarray:
         values = self.adapter.losses_to_numpy(losses)
@@ -187,17 +189,20 @@ class Trainer:
             window = self._before_clock([batch for _, batch in zip(range(size), batches)])
             if not window:
                 return np.asarray(losses, np.float32)
+            before = self.monitor.sample()
             start = time.perf_counter()
             window_losses = self._steps(window)
             adapter.synchronize()
             seconds = time.perf_counter() - start
+            after = self.monitor.sample()
             losses.extend(self._check(window_losses, self.step))
             if warm and self.step + len(window) > job.warmup_steps:
                 self.compiles_after_warmup = adapter.compile_count()
             elif not warm and len(window) == job.window:  # a short tail window would skew the median
                 self.window_rows.append({"window": len(self.window_rows), "epoch": epoch, "first_step": self.step,
                                          "steps": len(window), "seconds": seconds,
-                                         "step_ms": 1000 * seconds / len(window)})
+                                         "step_ms": 1000 * seconds / len(window),
+                                         **self.monitor.between(before, after)})
             self.step += len(window)
             self.channel.send("progress", step=self.step)
             self.channel.hand_on_turn()  # outside the timed window: other workers run meanwhile
@@ -208,7 +213,17 @@ class Trainer:
             summary["images_per_s"] = self.job.batch_size / (summary["step_ms_median"] / 1000)
         baseline = self.compiles_after_warmup
         summary["recompiles"] = None if baseline is None else self.adapter.compile_count() - baseline
-        return summary
+        return {**summary, **self.contention_summary()}
+
+    def contention_summary(self) -> dict:
+        """The median share of the worker's cores that other processes took, the windows above
+        BUSY_THRESHOLD, and whether the job's median rests on them (BUSY_SHARE of its windows)."""
+        shares = np.array([row["others_cpu"] for row in self.window_rows if row.get("others_cpu") is not None])
+        if not len(shares):
+            return {"contention": None, "busy_windows": None, "busy": None}
+        flagged = int((shares > BUSY_THRESHOLD).sum())
+        return {"contention": float(np.median(shares)), "busy_windows": flagged,
+                "busy": bool(flagged >= BUSY_SHARE * len(shares))}
 
 
 class TimeToAccuracy:

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from benchmarks.contention import BUSY_THRESHOLD  # noqa: E402
 from benchmarks.parity import REFERENCE, failures, outliers, parity_summary  # noqa: E402
 from benchmarks.results import latest_attempts, read_table  # noqa: E402
 
@@ -49,6 +50,15 @@ def training_line(settings: dict) -> str:
     return ", ".join(parts) + (f"; recipe `{recipe}`" if recipe else "")
 
 
+def check_text(check: dict) -> str:
+    if check.get("others_cpu") is None:
+        return "not measured on this platform"
+    verdict = "**busy**" if check["others_cpu"] > BUSY_THRESHOLD else "quiet"
+    busiest = ", ".join(f"{row['name']} {row['cpu_percent']:.0f}%" for row in check.get("top", [])[:3])
+    return f"{verdict}, other processes took {check['others_cpu']:.1%} of the cores" + (
+        f" (busiest: {busiest})" if busiest and verdict != "quiet" else "")
+
+
 def machine_section(env: dict, summary: pd.DataFrame) -> str:
     packages = ", ".join(f"{name} {version}" for name, version in env.get("packages", {}).items() if version)
     data = env.get("data", "?")
@@ -62,6 +72,7 @@ def machine_section(env: dict, summary: pd.DataFrame) -> str:
         f"- CPU: {env.get('cpu', '?')}, {env.get('usable_cores', '?')} usable cores; threads per worker: "
         f"{env.get('threads', '?')}; memory {env.get('memory_gb', '?')} GB",
         f"- GPU: {'; '.join(env.get('gpus') or []) or 'none'}",
+        *([f"- Machine check before the run: {check_text(env['machine_check'])}"] if env.get("machine_check") else []),
         f"- Python {env.get('python', '?')} on {env.get('platform', '?')}; git commit `{env.get('git_commit')}`",
         f"- Packages: {packages}",
     ]
@@ -143,6 +154,10 @@ def _parity_tables(model: str, precision: str, pairs: pd.DataFrame) -> list[str]
     ]
 
 
+def _any_true(values: pd.Series) -> bool:
+    return bool(values.astype(str).eq("True").any())  # CSV booleans read back as bool, or object with NaN
+
+
 def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Jobs that measured steps, repeats merged (median of medians, spread across repeats),
     ranked by throughput, with the ratio to the fastest of the same model at the same batch size."""
@@ -160,19 +175,34 @@ def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
         framework_rss_mb=("baseline_rss_mb", "max"), device_mb=("peak_device_mb", "max"),
         accuracy=("test_accuracy", "median"),
         **({"input": ("input", "first"), "copy_ms": ("copy_ms", "median")} if "input" in ok else {}),
+        **({"busy": ("busy", _any_true), "contention": ("contention", "median")} if "busy" in ok else {}),
     ).reset_index()
     spread = grouped["step_ms_median"].agg(lambda s: (s.max() - s.min()) / s.median() if len(s) > 1 else float("nan"))
     table["repeat_spread"] = spread.to_numpy()
     table["framework_rss_mb"] = table["peak_rss_mb"] - table["framework_rss_mb"]
-    fastest = table.groupby(["model", "batch_size"])["images_per_s"].transform("max")
-    table["vs_fastest"] = table["images_per_s"] / fastest
+    busy = table["busy"] if "busy" in table else pd.Series(False, index=table.index)
+    clean = table["images_per_s"].where(~busy)  # a row measured on a busy machine is not compared
+    table["vs_fastest"] = clean / clean.groupby([table["model"], table["batch_size"]]).transform("max")
     table["images_per_s"] = table["images_per_s"].round().astype(int)
-    table = table.sort_values(["model", "batch_size", "images_per_s"], ascending=[True, True, False])
+    table["job"] = table["job"] + busy.map({True: " (busy)", False: ""})
+    table = table.assign(_busy=busy).sort_values(["model", "batch_size", "_busy", "images_per_s"],
+                                                 ascending=[True, True, True, False])
     columns = ["job", "model", "batch_size", "images_per_s", "vs_fastest", "step_ms", "iqr_ms", "p5_ms", "p95_ms",
                "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb", "framework_rss_mb",
-               "device_mb", "accuracy", "input", "copy_ms"]
+               "device_mb", "accuracy", "input", "copy_ms", "contention"]
     table = table[[column for column in columns if column in table]]  # older runs lack the input path
     return table.dropna(axis="columns", how="all")  # e.g. device memory on CPU, accuracy of timing-only runs
+
+
+def busy_note(ranking: pd.DataFrame) -> str:
+    busy = ranking[ranking["job"].str.endswith(" (busy)")]
+    if busy.empty:
+        return ""
+    return (f"\n\n**{len(busy)} row(s) marked (busy) were measured on a busy machine**: other processes took more "
+            f"than {BUSY_THRESHOLD:.0%} of the worker's cores in at least half of their timed windows (`contention` "
+            f"is the median share). Their speed says more about the machine than about the framework: they are "
+            f"listed after the clean rows and not compared (`vs_fastest` left empty). Rerun them on a quiet "
+            f"machine (`--require-quiet` refuses to start on a busy one).")
 
 
 def sweep_section(table: pd.DataFrame, run_dir: Path) -> str:
@@ -294,7 +324,8 @@ def write_report(run_dir: Path) -> Path:
         sections.append("## Speed\n\nNo job finished its timed steps.")
     else:
         sections.append("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model "
-                        f"at the same batch size. Times in ms, memory in MiB.\n\n{_markdown(ranking)}")
+                        f"at the same batch size. Times in ms, memory in MiB.{busy_note(ranking)}\n\n"
+                        f"{_markdown(ranking)}")
     sections += [time_to_accuracy_section(summary, epochs, run_dir),
                  sweep_section(ranking, run_dir) if not ranking.empty else "",
                  epochs_section(epochs, run_dir, preparation_timed="augment_s" not in summary),
