@@ -389,13 +389,14 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"error: {error}", markup=False)
         return 2
     jobs = plan_jobs(args, selection, data, data_dir)
-    check = look_at_machine(console, args.require_quiet)
-    if check is None:
-        return 4
     try:
         run_dir = new_run_dir(args.out)
     except OSError as error:  # e.g. OUT is a file, or not writable
         parser.error(f"argument --out: cannot create a run folder in {str(args.out)!r}: {error.strerror or error}")
+    check = look_at_machine(console, args.require_quiet)  # after every check of the input
+    if check is None:
+        run_dir.rmdir()  # still empty: a refused run leaves nothing behind
+        return 4
     env = {**collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic",
            "threads": selection.threads, "training": training_settings(args), "machine_check": check}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import psutil
 import pytest
 
 from benchmarks import run
@@ -114,3 +115,18 @@ def test_the_same_run_on_an_idle_machine_is_not_flagged(tmp_path, capsys):
     assert not bool(row["busy"]) and row["contention"] < BUSY_THRESHOLD, row
     assert "busy" not in output.replace("--require-quiet", "")
     assert "(busy)" not in report and "- Machine check before the run: quiet" in report
+
+
+def test_without_per_core_times_contention_is_not_measured_rather_than_guessed(monkeypatch):
+    """macOS has no CPU affinity: every value is None, the job is neither busy nor clean."""
+    def no_affinity(self):
+        raise AttributeError("cpu_affinity")
+
+    monkeypatch.setattr(psutil.Process, "cpu_affinity", no_affinity)
+    monitor = CoreMonitor()
+    assert monitor.cores is None and monitor.sample() is None
+    assert monitor.between(monitor.sample(), monitor.sample()) == {"others_cpu": None, "steal": None, "load": None}
+    assert machine_check(seconds=0.01)["others_cpu"] is None
+    trainer = Trainer.__new__(Trainer)
+    trainer.window_rows = [{"window": 0, **monitor.between(None, None)}]
+    assert trainer.contention_summary() == {"contention": None, "busy_windows": None, "busy": None}
