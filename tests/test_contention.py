@@ -109,6 +109,9 @@ def test_require_quiet_refuses_to_start_on_a_busy_machine(tmp_path, capsys, hog)
 
 @pytest.mark.slow
 def test_the_same_run_on_an_idle_machine_is_not_flagged(tmp_path, capsys):
+    before = machine_check()["others_cpu"]
+    if before is not None and before > BUSY_THRESHOLD:
+        pytest.skip(f"the machine is not idle (other processes use {before:.0%} of its cores)")
     status, output, summary, report = run_short(tmp_path, capsys, "--require-quiet")
     assert status == 0, output
     row = summary.iloc[0]
