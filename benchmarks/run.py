@@ -24,7 +24,7 @@ from benchmarks.environment import collect
 from benchmarks.jobs import INPUTS, Job
 from benchmarks.parity import ParityOutcome, run_parity_jobs
 from benchmarks.results import append_rows, latest_attempts, new_run_dir, read_table
-from benchmarks.spawn import PROJECT_ROOT, base_env, run_workers
+from benchmarks.spawn import PROJECT_ROOT, base_env, run_worker, run_workers
 from frameworks.base import LR_SCHEDULES
 
 FAILED = ("error", "timeout", "diverged")
@@ -317,6 +317,26 @@ def warn_if_busy(rows: list[dict], console) -> None:
                       f"windows: {escape(names)}. The report marks them and does not rank them.[/]")
 
 
+def measure_peak(run_dir: Path, plan: dict, console) -> None:
+    """The machine's peak on the run's device and cores, once per run, into env.json (a resumed
+    run keeps the first measurement)."""
+    env_path = run_dir / "env.json"
+    env = json.loads(env_path.read_text()) if env_path.exists() else {}
+    if "peak_gflops" in env:
+        return
+    selection = plan["selection"]
+    job = Job("peak", "numpy", "matmul", "", selection["device"], 0, 1, 0, selection["threads"],
+              selection["precision"], 0, 0, 0, 1, 0.0, 0.0, 0.0, "constant", "synthetic", None, None, None)
+    with console.status("measuring the machine's peak (a large matrix product)"):
+        result = run_worker(job, run_dir / "logs" / "peak.log", 300.0, lambda message: None)
+    if result.get("status") != "ok":
+        console.print(f"[yellow]machine peak not measured: {escape(str(result.get('error')))}[/]")
+        return
+    console.print(f"machine peak: {result['peak_gflops']:,.0f} GFLOP/s ({result['peak_how']})", markup=False)
+    env.update(peak_gflops=result["peak_gflops"], peak_how=result["peak_how"])
+    env_path.write_text(json.dumps(env, indent=2))
+
+
 def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
     """Check parity (which also probes each framework on the device), or only probe; return
     the frameworks that cannot run, with the status and reason their rows will carry."""
@@ -340,6 +360,7 @@ def execute(run_dir: Path, console) -> int:
     console.print(f"run folder: {run_dir}  ({len(pending)} of {len(jobs)} jobs to run)", markup=False, soft_wrap=True)
     status = 0
     try:
+        measure_peak(run_dir, plan, console)
         unusable = probe_or_parity(run_dir, plan, console)  # prints each framework's reason once
         nothing_runs = bool(pending) and {job.framework for job in pending} <= set(unusable)
         if nothing_runs:

@@ -413,7 +413,15 @@ def run_overhead(job: Job, channel: Channel) -> dict:
             "minimal_ms": float(np.median(minimal_ms)), "ratio": float(np.median(runner_ms / minimal_ms))}
 
 
-RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "probe": run_probe, "overhead": run_overhead}
+def run_peak(job: Job, channel: Channel) -> dict:
+    """The machine's peak on the run's device and cores (see `benchmarks.efficiency`)."""
+    from benchmarks.efficiency import matmul_peak
+
+    return {"status": "ok", **matmul_peak(job.device, job.precision)}
+
+
+RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "probe": run_probe, "overhead": run_overhead,
+           "peak": run_peak}
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.contention import BUSY_THRESHOLD  # noqa: E402
+from benchmarks.efficiency import step_flops  # noqa: E402
 from benchmarks.parity import REFERENCE, failures, outliers, parity_summary  # noqa: E402
 from benchmarks.results import latest_attempts, read_table  # noqa: E402
 
@@ -158,7 +159,7 @@ def _any_true(values: pd.Series) -> bool:
     return bool(values.astype(str).eq("True").any())  # CSV booleans read back as bool, or object with NaN
 
 
-def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
+def ranking_table(summary: pd.DataFrame, peak_gflops: float | None = None) -> pd.DataFrame:
     """Jobs that measured steps, repeats merged (median of medians, spread across repeats),
     ranked by throughput, with the ratio to the fastest of the same model at the same batch size."""
     ok = summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)].copy()
@@ -183,15 +184,33 @@ def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
     busy = table["busy"] if "busy" in table else pd.Series(False, index=table.index)
     clean = table["images_per_s"].where(~busy)  # a row measured on a busy machine is not compared
     table["vs_fastest"] = clean / clean.groupby([table["model"], table["batch_size"]]).transform("max")
+    table["gflops"] = [step_flops(model, int(batch)) / (ms / 1000) / 1e9
+                       for model, batch, ms in zip(table["model"], table["batch_size"], table["step_ms"])]
+    if peak_gflops:
+        table["of_peak"] = table["gflops"] / peak_gflops
     table["images_per_s"] = table["images_per_s"].round().astype(int)
     table["job"] = table["job"] + busy.map({True: " (busy)", False: ""})
     table = table.assign(_busy=busy).sort_values(["model", "batch_size", "_busy", "images_per_s"],
                                                  ascending=[True, True, True, False])
-    columns = ["job", "model", "batch_size", "images_per_s", "vs_fastest", "step_ms", "iqr_ms", "p5_ms", "p95_ms",
+    columns = ["job", "model", "batch_size", "images_per_s", "vs_fastest", "gflops", "of_peak", "step_ms", "iqr_ms", "p5_ms", "p95_ms",
                "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb", "framework_rss_mb",
                "device_mb", "accuracy", "input", "copy_ms", "contention"]
     table = table[[column for column in columns if column in table]]  # older runs lack the input path
     return table.dropna(axis="columns", how="all")  # e.g. device memory on CPU, accuracy of timing-only runs
+
+
+def efficiency_note(ranking: pd.DataFrame, env: dict) -> str:
+    """How far the best row is from the machine's measured peak, and the FLOP convention."""
+    text = (" `gflops`: training FLOPs per step (2 per multiply-add of the convolutions and dense layers, three "
+            "forward passes' worth per step) over the median step time.")
+    clean = ranking[~ranking["job"].str.endswith(" (busy)")]
+    if not env.get("peak_gflops") or clean.empty:
+        return text
+    best = clean.loc[clean["gflops"].idxmax()]
+    return (text + f" The machine's measured peak is {env['peak_gflops']:,.0f} GFLOP/s ({env.get('peak_how')}); "
+            f"`of_peak` is the share of it. The most efficient row, {best['job']} ({best['model']}, batch "
+            f"{best['batch_size']}), reaches {best['gflops']:,.1f} GFLOP/s, {best['gflops'] / env['peak_gflops']:.0%} "
+            f"of the peak.")
 
 
 def busy_note(ranking: pd.DataFrame) -> str:
@@ -316,7 +335,7 @@ def write_report(run_dir: Path) -> Path:
     env = json.loads(env_path.read_text()) if env_path.exists() else {}
     summary = latest_attempts(read_table(run_dir, "summary"))
     epochs = _latest(read_table(run_dir, "epochs"), summary)
-    ranking = ranking_table(summary)
+    ranking = ranking_table(summary, env.get("peak_gflops"))
     run_id = summary["run_id"].iloc[0] if len(summary) else run_dir.name
     sections = [f"# Framework comparison: run {run_id}\n", machine_section(env, summary),
                 "## Parity\n", parity_section(run_dir)]
@@ -324,7 +343,8 @@ def write_report(run_dir: Path) -> Path:
         sections.append("## Speed\n\nNo job finished its timed steps.")
     else:
         sections.append("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model "
-                        f"at the same batch size. Times in ms, memory in MiB.{busy_note(ranking)}\n\n"
+                        f"at the same batch size. Times in ms, memory in MiB.{efficiency_note(ranking, env)}"
+                        f"{busy_note(ranking)}\n\n"
                         f"{_markdown(ranking)}")
     sections += [time_to_accuracy_section(summary, epochs, run_dir),
                  sweep_section(ranking, run_dir) if not ranking.empty else "",

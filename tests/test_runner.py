@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import json
 import shutil
 import subprocess
 import sys
@@ -98,6 +99,17 @@ def test_report_renders_from_the_csv_files_alone(run, tmp_path):
     assert completed.returncode == 0, completed.stderr
     assert (copy / "report.md").read_text() == (run_dir / "report.md").read_text()
     assert (copy / "curves.png").stat().st_size > 0
+
+
+def test_the_machine_peak_is_measured_once_and_every_row_gets_its_share(run):
+    run_dir, stdout = run
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["peak_gflops"] > 1.0 and "matmul" in env["peak_how"]
+    assert "machine peak: " in stdout
+    report = (run_dir / "report.md").read_text()
+    assert "The machine's measured peak is" in report
+    header = next(line for line in report.splitlines() if line.startswith("| job "))
+    assert "gflops" in header and "of_peak" in header
 
 
 def test_report_command_rejects_a_folder_that_is_not_a_run(tmp_path):

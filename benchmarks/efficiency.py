@@ -1,0 +1,68 @@
+"""Efficiency against the machine: the floating-point work of one training step, computed from the
+model's definition, and the machine's float32 peak, measured once per run on the run's device and
+cores by a large matrix product.
+
+Convention: 2 FLOPs per multiply-add; a training step costs three forward passes (the backward
+pass computes gradients for the inputs and for the weights, each as much work as the forward).
+Only convolutions and dense layers are counted (BatchNorm, ReLU, pooling and the optimizer add
+well under 1% of the work in both models)."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import numpy as np
+
+from benchmarks.models import multiply_adds
+
+FLOPS_PER_MULTIPLY_ADD = 2
+FORWARD_PASSES_PER_STEP = 3
+
+
+@functools.cache
+def step_flops(model: str, batch_size: int) -> int:
+    """FLOPs of one training step at `batch_size` (see the module's convention)."""
+    return FORWARD_PASSES_PER_STEP * FLOPS_PER_MULTIPLY_ADD * multiply_adds(model) * batch_size
+
+
+def matmul_peak(device: str, precision: str, seconds: float = 1.0) -> dict:
+    """GFLOP/s of repeated square matrix products on this process's cores (NumPy's BLAS) or on the
+    GPU (PyTorch, else JAX), in float32, or bfloat16 on a GPU with --precision bf16; the best of
+    three timed rounds."""
+    if device == "cpu":
+        size, name = 2048, f"NumPy {np.__version__} float32 matmul"
+        a, b = (np.random.default_rng(seed).standard_normal((size, size), np.float32) for seed in (0, 1))
+        multiply, wait = (lambda: a @ b), (lambda result: None)
+    else:
+        multiply, wait, name, size = _gpu_matmul(precision)
+    best = 0.0
+    wait(multiply())  # warm-up: libraries load, kernels are chosen
+    for _ in range(3):
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 3:
+            result = multiply()
+            count += 1
+        wait(result)
+        best = max(best, 2 * size**3 * count / (time.perf_counter() - start) / 1e9)
+    return {"peak_gflops": best, "peak_how": f"{name}, {size}x{size}, best of 3 rounds"}
+
+
+def _gpu_matmul(precision: str):
+    size = 8192
+    bf16 = precision == "bf16"
+    try:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        a, b = (torch.randn(size, size, device="cuda", dtype=dtype) for _ in range(2))
+        return (lambda: a @ b), (lambda result: torch.cuda.synchronize()), f"PyTorch {torch.__version__} {dtype}", size
+    except ImportError:
+        import jax
+        import jax.numpy as jnp
+
+        dtype = jnp.bfloat16 if bf16 else jnp.float32
+        a, b = (jax.random.normal(jax.random.key(seed), (size, size), dtype) for seed in (0, 1))
+        matmul = jax.jit(lambda x, y: jnp.matmul(x, y, precision="highest" if not bf16 else None))
+        return (lambda: matmul(a, b)), jax.block_until_ready, f"JAX {jax.__version__} {jnp.dtype(dtype).name}", size
