@@ -192,9 +192,9 @@ def ranking_table(summary: pd.DataFrame, peak_gflops: float | None = None) -> pd
     table["job"] = table["job"] + busy.map({True: " (busy)", False: ""})
     table = table.assign(_busy=busy).sort_values(["model", "batch_size", "_busy", "images_per_s"],
                                                  ascending=[True, True, True, False])
-    columns = ["job", "model", "batch_size", "images_per_s", "vs_fastest", "gflops", "of_peak", "step_ms", "iqr_ms", "p5_ms", "p95_ms",
-               "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb", "framework_rss_mb",
-               "device_mb", "accuracy", "input", "copy_ms", "contention"]
+    columns = ["job", "model", "batch_size", "images_per_s", "vs_fastest", "gflops", "of_peak", "step_ms", "iqr_ms",
+               "p5_ms", "p95_ms", "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb",
+               "framework_rss_mb", "device_mb", "accuracy", "input", "copy_ms", "contention"]
     table = table[[column for column in columns if column in table]]  # older runs lack the input path
     return table.dropna(axis="columns", how="all")  # e.g. device memory on CPU, accuracy of timing-only runs
 
