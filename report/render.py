@@ -20,7 +20,8 @@ from benchmarks.results import latest_attempts, read_table  # noqa: E402
 
 
 def _markdown(table: pd.DataFrame) -> str:
-    return table.to_markdown(index=False, floatfmt=".4g")
+    return table.astype(object).where(table.notna(), None).to_markdown(index=False, floatfmt=".4g",
+                                                                         missingval="")  # an empty cell, not "nan"
 
 
 def _label(table: pd.DataFrame) -> pd.Series:
