@@ -225,6 +225,35 @@ def busy_note(ranking: pd.DataFrame) -> str:
             f"machine (`--require-quiet` refuses to start on a busy one).")
 
 
+def speed_chart(ranking: pd.DataFrame, run_dir: Path) -> str:
+    """Images/s (whiskers: the p5-p95 window step times), peak memory and compile time per ranked
+    row, side by side, values printed on the bars and busy rows hatched: readable without colour."""
+    rows = ranking.iloc[::-1]  # matplotlib draws the first bar at the bottom
+    labels = rows["job"] + " bs" + rows["batch_size"].astype(str)
+    low = rows["batch_size"] / (rows["p95_ms"] / 1000)
+    high = rows["batch_size"] / (rows["p5_ms"] / 1000)
+    whiskers = [(rows["images_per_s"] - low).clip(lower=0), (high - rows["images_per_s"]).clip(lower=0)]
+    hatches = ["//" if job.endswith(" (busy)") else "" for job in rows["job"]]
+    panels = [("images / s (p5-p95 whiskers)", rows["images_per_s"], whiskers, "{:,.0f}"),
+              ("peak RSS, MiB", rows["peak_rss_mb"], None, "{:,.0f}"),
+              ("compile (first step), s", rows["compile_s"], None, "{:.2g}")]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(rows) + 1.5), sharey=True)
+    for ax, (title, values, errors, fmt) in zip(axes, panels):
+        bars = ax.barh(labels, values, xerr=errors, capsize=3, color="0.75", edgecolor="black", hatch=None)
+        for bar, hatch in zip(bars, hatches):
+            bar.set_hatch(hatch)
+        ax.bar_label(bars, [fmt.format(value) for value in values], padding=3, fontsize="small")
+        ax.set_title(title, fontsize="medium")
+        if values.min() > 0 and values.max() / values.min() > 20:  # e.g. two models: a log axis keeps both legible
+            ax.set_xscale("log")
+            ax.set_title(title + ", log scale", fontsize="medium")
+        ax.margins(x=0.25)
+    fig.tight_layout()
+    fig.savefig(run_dir / "speed.png", dpi=120)
+    plt.close(fig)
+    return "![speed, memory and compile time per job](speed.png)"
+
+
 def sweep_section(table: pd.DataFrame, run_dir: Path) -> str:
     if table["batch_size"].nunique() < 2:
         return ""
@@ -346,7 +375,7 @@ def write_report(run_dir: Path) -> Path:
         sections.append("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model "
                         f"at the same batch size. Times in ms, memory in MiB.{efficiency_note(ranking, env)}"
                         f"{busy_note(ranking)}\n\n"
-                        f"{_markdown(ranking)}")
+                        f"{_markdown(ranking)}\n\n{speed_chart(ranking, run_dir)}")
     sections += [time_to_accuracy_section(summary, epochs, run_dir),
                  sweep_section(ranking, run_dir) if not ranking.empty else "",
                  epochs_section(epochs, run_dir, preparation_timed="augment_s" not in summary),

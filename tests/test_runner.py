@@ -110,6 +110,8 @@ def test_the_machine_peak_is_measured_once_and_every_row_gets_its_share(run):
     assert "The machine's measured peak is" in report
     header = next(line for line in report.splitlines() if line.startswith("| job "))
     assert "gflops" in header and "of_peak" in header
+    assert "![speed, memory and compile time per job](speed.png)" in report
+    assert (run_dir / "speed.png").stat().st_size > 0
 
 
 def test_report_command_rejects_a_folder_that_is_not_a_run(tmp_path):
