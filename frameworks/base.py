@@ -277,6 +277,23 @@ class Adapter(abc.ABC):
 # --- Layout conversions shared by the NHWC frameworks -------------------------------------------
 
 
+def variable_paths(model: str, root, attribute_names: dict[type, dict[str, str]]) -> dict[str, tuple[str, ...]]:
+    """Canonical name -> the attribute path of its variable in a framework's module tree (`root`),
+    found by walking the canonical module path and naming the leaf as `attribute_names` does for
+    that module's type; names the framework keeps no variable for (`num_batches_tracked`) are
+    left out."""
+    paths = {}
+    for name in MODELS[model].shapes:
+        path, leaf = name.rsplit(".", 1)
+        module = root
+        for part in path.split("."):
+            module = getattr(module, part)
+        attribute = next(names for kind, names in attribute_names.items() if isinstance(module, kind)).get(leaf)
+        if attribute is not None:
+            paths[name] = (*path.split("."), attribute)
+    return paths
+
+
 def _flatten_to_hwc(weight: np.ndarray, chw: tuple[int, int, int]) -> np.ndarray:
     """PyTorch dense weight (out, c*h*w) -> NHWC dense kernel (h*w*c, out)."""
     c, h, w = chw

@@ -11,7 +11,7 @@ import optax
 from flax import nnx
 
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, Adapter,
-                             DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc)
+                             DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc, variable_paths)
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -103,21 +103,6 @@ VARIABLE_NAMES = {
     nnx.Linear: {"weight": "kernel", "bias": "bias"},
     nnx.BatchNorm: {"weight": "scale", "bias": "bias", "running_mean": "mean", "running_var": "var"},
 }
-
-
-def variable_paths(model: nnx.Module, model_name: str) -> dict[str, tuple[str, ...]]:
-    """Canonical name -> the path of its variable in the model's (and the optimizer's) state tree,
-    found by walking the canonical module path; `num_batches_tracked` has none in Flax."""
-    paths = {}
-    for name in SPECS[model_name].shapes:
-        path, leaf = name.rsplit(".", 1)
-        module = model
-        for part in path.split("."):
-            module = getattr(module, part)
-        attribute = next(names for kind, names in VARIABLE_NAMES.items() if isinstance(module, kind)).get(leaf)
-        if attribute is not None:
-            paths[name] = (*path.split("."), attribute)
-    return paths
 
 
 def lookup(tree, path: tuple[str, ...]):
@@ -215,7 +200,7 @@ class FlaxAdapter(Adapter):
     def _build_optimizer(self) -> None:
         optimizer = nnx.Optimizer(self.model, make_optimizer(self.config), wrt=nnx.Param)
         self.graphdef, self.state = nnx.split((self.model, optimizer))
-        self.paths = variable_paths(self.model, self.model_name)
+        self.paths = variable_paths(self.model_name, self.model, VARIABLE_NAMES)
 
     def _merged(self):
         return nnx.merge(self.graphdef, self.state)

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 import keras
 from keras import layers, ops
 
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, Adapter,
-                             DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc)
+                             DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc, variable_paths)
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -219,17 +221,9 @@ class KerasAdapter(Adapter):
     # --- State ----------------------------------------------------------------------------------
 
     def _variables(self) -> dict:
-        """Canonical name -> Keras variable, found by walking the canonical module path."""
-        variables = {}
-        for name in SPECS[self.model_name].shapes:
-            path, leaf = name.rsplit(".", 1)
-            layer = self.model
-            for part in path.split("."):
-                layer = getattr(layer, part)
-            attribute = next(names for kind, names in VARIABLE_NAMES.items() if isinstance(layer, kind)).get(leaf)
-            if attribute is not None:
-                variables[name] = getattr(layer, attribute)
-        return variables
+        """Canonical name -> Keras variable."""
+        return {name: functools.reduce(getattr, path, self.model)
+                for name, path in variable_paths(self.model_name, self.model, VARIABLE_NAMES).items()}
 
     def set_state(self, state: TrainingState) -> None:
         params, momentum = to_nhwc(self.model_name, state.params), to_nhwc(self.model_name, state.momentum)
