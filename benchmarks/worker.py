@@ -235,7 +235,8 @@ class TimeToAccuracy:
         self.reached: dict | None = None
 
     def record(self, epoch: int, steps: int, train_s: float, eval_s: float, accuracy: float) -> bool:
-        """Account one epoch and its evaluation; True when the job should stop here."""
+        """Account the training since the previous evaluation (an epoch, or --eval-every steps) and
+        this evaluation; True when the job should stop here."""
         self.train_s += train_s
         self.wall_s += train_s + eval_s
         self.best = max(self.best, accuracy)

@@ -40,14 +40,20 @@ def test_gradients_have_the_canonical_names_and_shapes(model):
     assert all(grad.dtype == np.float64 and np.count_nonzero(grad) for grad in grads.values())
 
 
-def test_training_step_is_pytorch_sgd_with_l2_decay_and_the_scheduled_rate():
-    config = TrainConfig(learning_rate=0.1, momentum=0.9, weight_decay=0.01, lr_schedule="cosine", total_steps=10)
+def one_step(config: TrainConfig):
+    """LeNet's weights and random momentum buffers at step 4, the reference's step from there under
+    `config`, and the loss and gradients that step saw."""
     params = init_params("lenet", seed=3)
     rng = np.random.default_rng(1)
     momentum = {name: rng.standard_normal(value.shape) for name, value in params.items()}
     images, labels = parity_batches(1)[0]
     loss, after = reference.train_step("lenet", TrainingState(params, momentum, 4), images, labels, config)
-    expected_loss, grads = reference.loss_and_grads("lenet", params, images, labels)
+    return params, momentum, (loss, after), reference.loss_and_grads("lenet", params, images, labels)
+
+
+def test_training_step_is_pytorch_sgd_with_l2_decay_and_the_scheduled_rate():
+    config = TrainConfig(learning_rate=0.1, momentum=0.9, weight_decay=0.01, lr_schedule="cosine", total_steps=10)
+    params, momentum, (loss, after), (expected_loss, grads) = one_step(config)
     lr = 0.1 * 0.5 * (1 + np.cos(np.pi * 4 / 10))
     assert loss == expected_loss and after.step == 5
     for name, weight in params.items():
@@ -59,12 +65,7 @@ def test_training_step_is_pytorch_sgd_with_l2_decay_and_the_scheduled_rate():
 
 def test_nesterov_step_adds_the_momentum_look_ahead_to_the_gradient():
     config = TrainConfig(learning_rate=0.1, momentum=0.9, weight_decay=0.01, nesterov=True)
-    params = init_params("lenet", seed=3)
-    rng = np.random.default_rng(1)
-    momentum = {name: rng.standard_normal(value.shape) for name, value in params.items()}
-    images, labels = parity_batches(1)[0]
-    _, after = reference.train_step("lenet", TrainingState(params, momentum, 4), images, labels, config)
-    _, grads = reference.loss_and_grads("lenet", params, images, labels)
+    params, momentum, (_, after), (_, grads) = one_step(config)
     for name, weight in params.items():
         grad = grads[name] + 0.01 * weight.astype(np.float64)
         buffer = 0.9 * momentum[name] + grad

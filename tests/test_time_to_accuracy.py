@@ -17,8 +17,8 @@ SMALL = ["--framework", "faulty", "--variant", "faulty:ok", "--data", "synthetic
          "--test-size", "64", "--batch-size", "32", "--epochs", "3", "--no-parity"]
 
 
-def run(tmp_path, target: str) -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
-    completed = subprocess.run(command(*SMALL, "--target-accuracy", target, "--out", str(tmp_path)), cwd=ROOT,
+def run(tmp_path, target: str, *extra: str) -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
+    completed = subprocess.run(command(*SMALL, *extra, "--target-accuracy", target, "--out", str(tmp_path)), cwd=ROOT,
                                env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     folder = run_folder(tmp_path)
@@ -48,25 +48,15 @@ def test_a_missed_target_runs_every_epoch_and_records_the_best(tmp_path):
 
 
 def test_eval_every_evaluates_between_epochs_and_stops_at_the_first_hit(tmp_path):
-    completed = subprocess.run(command(*SMALL, "--eval-every", "3", "--target-accuracy", "0.05", "--out",
-                                       str(tmp_path)), cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                               timeout=300)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    folder = run_folder(tmp_path)
-    summary, epochs = pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "epochs.csv")
+    summary, epochs, _, report = run(tmp_path, "0.05", "--eval-every", "3")
     row = summary.iloc[0]
     assert bool(row["target_reached"]) and row["steps_to_target"] == 3 and row["epochs_to_target"] == 0.375
     assert epochs[["epoch", "step"]].values.tolist() == [[0.375, 3]]
-    assert "Evaluated every 3 training steps" in (folder / "report.md").read_text()
+    assert "Evaluated every 3 training steps" in report
 
 
 def test_eval_every_missing_the_target_evaluates_every_n_steps_and_after_the_last(tmp_path):
-    completed = subprocess.run(command(*SMALL, "--eval-every", "5", "--target-accuracy", "0.5", "--out",
-                                       str(tmp_path)), cwd=ROOT, env=subprocess_env(), capture_output=True, text=True,
-                               timeout=300)
-    assert completed.returncode == 0, completed.stdout + completed.stderr
-    folder = run_folder(tmp_path)
-    summary, epochs = pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "epochs.csv")
+    summary, epochs, _, _ = run(tmp_path, "0.5", "--eval-every", "5")
     assert epochs["step"].tolist() == [5, 10, 15, 20, 24]  # 8 steps an epoch, 3 epochs
     assert epochs["epoch"].tolist() == pytest.approx([0.625, 1.25, 1.875, 2.5, 3])
     row = summary.iloc[0]
