@@ -16,6 +16,9 @@ class FrameworkEntry:
     module: str  # imported lazily by `load_adapter`
     variants: tuple[str, ...]  # the first is the default
     aliases: tuple[str, ...] = ()
+    # Data parallelism: one process per device (PyTorch DDP), or one process per machine driving
+    # all its devices (tf.distribute, JAX sharding).
+    process_per_device: bool = False
 
     @property
     def default_variant(self) -> str:
@@ -23,7 +26,8 @@ class FrameworkEntry:
 
 
 REGISTRY: dict[str, FrameworkEntry] = {
-    "pytorch": FrameworkEntry("pytorch", "frameworks.pytorch", ("eager", "compile"), ("torch",)),
+    "pytorch": FrameworkEntry("pytorch", "frameworks.pytorch", ("eager", "compile"), ("torch",),
+                              process_per_device=True),
     "tensorflow": FrameworkEntry(
         "tensorflow", "frameworks.tensorflow_keras", ("function", "eager", "xla", "fit"), ("tf",)
     ),

@@ -188,6 +188,51 @@ class TrainingState:
         return TrainingState(cast(self.params), cast(self.momentum), self.step)
 
 
+# --- Data parallelism ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """Where one process stands in a data-parallel group: it drives `devices` devices (replicas),
+    and is process `rank` of `processes` that meet at `coordinator` (HOST:PORT of rank 0). Every
+    replica takes an equal, consecutive shard of the global batch, in rank order, and the
+    frameworks' own engines average the gradients, so the group computes what one device computes
+    on the whole global batch: the loss is its mean and BatchNorm normalises by its statistics
+    (synchronised across replicas in every framework). `hosts`: each process's host, where an
+    engine needs every member's address (TensorFlow's multi-worker cluster)."""
+
+    devices: int = 1
+    processes: int = 1
+    rank: int = 0
+    coordinator: str | None = None
+    hosts: tuple[str, ...] = ()
+
+    @property
+    def replicas(self) -> int:
+        return self.devices * self.processes
+
+    @property
+    def active(self) -> bool:
+        return self.replicas > 1
+
+    def shard(self, arrays: np.ndarray, index: int) -> np.ndarray:
+        """The part of `arrays` (a batch along axis 0) that shard `index` of `replicas` takes."""
+        size = len(arrays) // self.replicas
+        return arrays[index * size:(index + 1) * size]
+
+    def local(self, arrays: np.ndarray) -> np.ndarray:
+        """This process's part of a global batch: its devices' shards, side by side."""
+        size = len(arrays) // self.processes
+        return arrays[self.rank * size:(self.rank + 1) * size]
+
+    def address(self, offset: int = 0) -> tuple[str, int]:
+        host, port = self.coordinator.rsplit(":", 1)
+        return host, int(port) + offset
+
+
+SINGLE = DataParallel()
+
+
 # --- The adapter contract -----------------------------------------------------------------------
 
 
@@ -197,16 +242,23 @@ class DeviceUnavailable(RuntimeError):
 
 class Adapter(abc.ABC):
     """One framework running one model. NumPy arrays at the boundary: images float32 NHWC,
-    labels int32. `train_step` queues work and returns the loss without a host sync."""
+    labels int32. `train_step` queues work and returns the loss without a host sync.
+
+    With `parallel` active, the adapter is one process of a data-parallel group: `train_step`
+    takes this process's part of the global batch (`DataParallel.local`) and returns the loss of
+    the whole global batch; states load and export identically on every process; evaluation and
+    `loss_and_grads` stay on one device."""
 
     framework: str
 
-    def __init__(self, model: str, device: str, variant: str, config: TrainConfig):
+    def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
+                 parallel: DataParallel = SINGLE):
         check_model(model)
         self.model_name = model
         self.device = device
         self.variant = variant
         self.config = config
+        self.parallel = parallel
 
     @abc.abstractmethod
     def set_state(self, state: TrainingState) -> None:

@@ -1,4 +1,6 @@
-"""JAX adapter: Flax NNX model, Optax SGD, one `jax.jit`-compiled step with donated state."""
+"""JAX adapter: Flax NNX model, Optax SGD, one `jax.jit`-compiled step with donated state; over
+several devices, the same step on a device mesh, the batch sharded and the state replicated
+(`NamedSharding`), across processes through `jax.distributed`."""
 
 from __future__ import annotations
 
@@ -9,9 +11,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, Adapter,
-                             DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc, variable_paths)
+from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
+                             Adapter, DataParallel, DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc,
+                             variable_paths)
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -179,14 +183,33 @@ def evaluate(graphdef, state, images, labels):
 # --- Adapter ------------------------------------------------------------------------------------
 
 
+def _mesh(parallel: DataParallel, device: str) -> Mesh:
+    """The data-parallel mesh: `parallel.devices` devices of each process, in process order. Must
+    run before JAX starts its runtime: CPUs become that many host devices, and several processes
+    meet at the coordinator (their CPU collectives through gloo)."""
+    if device == "cpu":
+        jax.config.update("jax_num_cpu_devices", parallel.devices)
+    if parallel.processes > 1:
+        jax.distributed.initialize(parallel.coordinator, parallel.processes, parallel.rank,
+                                   local_device_ids=list(range(parallel.devices)) if device == "cuda" else None)
+    platform = "gpu" if device == "cuda" else "cpu"
+    devices = [d for process in range(parallel.processes)
+               for d in [d for d in jax.devices(platform) if d.process_index == process][:parallel.devices]]
+    if len(devices) < parallel.replicas:
+        raise DeviceUnavailable(f"JAX sees {len(devices)} {platform} devices, not the {parallel.replicas} asked for")
+    return Mesh(np.array(devices), ("batch",))
+
+
 class FlaxAdapter(Adapter):
     framework = "jax"
 
-    def __init__(self, model: str, device: str, variant: str, config: TrainConfig):
-        super().__init__(model, device, variant, config)
+    def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
+                 parallel: DataParallel = SINGLE):
+        super().__init__(model, device, variant, config, parallel)
+        self.mesh = _mesh(parallel, device) if parallel.active else None
         if device == "cuda" and jax.default_backend() != "gpu":
             raise DeviceUnavailable(f"JAX {jax.__version__} sees no GPU (backend {jax.default_backend()!r})")
-        self.jax_device = jax.devices("gpu" if device == "cuda" else "cpu")[0]
+        self.jax_device = jax.local_devices(backend="gpu" if device == "cuda" else "cpu")[0]
         jax.config.update("jax_default_matmul_precision", "tensorfloat32" if config.precision == "tf32" else "highest")
         if config.precision == "fp64":  # process-wide, so parity computes fp64 last
             jax.config.update("jax_enable_x64", True)
@@ -201,6 +224,23 @@ class FlaxAdapter(Adapter):
         optimizer = nnx.Optimizer(self.model, make_optimizer(self.config), wrt=nnx.Param)
         self.graphdef, self.state = nnx.split((self.model, optimizer))
         self.paths = variable_paths(self.model_name, self.model, VARIABLE_NAMES)
+        self._replicate()
+
+    def _replicate(self) -> None:
+        """Over several devices, a copy of the whole state on each (the same on every process)."""
+        if self.mesh is not None:
+            replicated = NamedSharding(self.mesh, PartitionSpec())
+            self.state = jax.tree.map(
+                lambda x: jax.make_array_from_callback(x.shape, replicated, lambda index: np.asarray(x)[index]),
+                self.state)
+
+    def _host(self, value) -> np.ndarray:
+        """A replicated or single-device value on the host, from this process's own copy."""
+        return np.asarray(value if self.mesh is None else value.addressable_data(0))
+
+    def _local_state(self):
+        """The state on this process's first device (evaluation runs there, as on one device)."""
+        return self.state if self.mesh is None else jax.tree.map(lambda x: x.addressable_data(0), self.state)
 
     def _merged(self):
         return nnx.merge(self.graphdef, self.state)
@@ -221,9 +261,10 @@ class FlaxAdapter(Adapter):
             if counter is not None:
                 counter.value = jnp.asarray(state.step, counter.value.dtype)
         self.graphdef, self.state = nnx.split((model, optimizer))
+        self._replicate()
 
     def get_state(self) -> TrainingState:
-        model, optimizer = self._merged()
+        model, optimizer = nnx.merge(self.graphdef, self._local_state())
         trace = optax.tree_utils.tree_get(optimizer.opt_state, "trace")
         spec, step = SPECS[self.model_name], int(optimizer.step.value)
         params = {name: np.asarray(lookup(model, self.paths[name]).value) if name in self.paths
@@ -234,12 +275,18 @@ class FlaxAdapter(Adapter):
     # --- Training -------------------------------------------------------------------------------
 
     def place(self, images, labels):
-        return jax.device_put((images, labels), self.jax_device)
+        if self.mesh is None:
+            return jax.device_put((images, labels), self.jax_device)
+        # This process's part of the global batch, split over its devices along the batch axis.
+        batch = NamedSharding(self.mesh, PartitionSpec("batch"))
+        return jax.make_array_from_process_local_data(batch, images), jax.make_array_from_process_local_data(batch, labels)
 
     def wait(self, placed):
         jax.block_until_ready(placed)
 
     def train_step(self, images, labels):
+        if self.mesh is not None and isinstance(images, np.ndarray):
+            images, labels = self.place(images, labels)
         self.state, loss = train_step(self.graphdef, self.state, images, labels, self.config.label_smoothing)
         return loss
 
@@ -247,10 +294,10 @@ class FlaxAdapter(Adapter):
         jax.block_until_ready(self.state)
 
     def losses_to_numpy(self, losses):
-        return np.asarray(jnp.stack(losses))  # in the weights' dtype
+        return self._host(jnp.stack(losses))  # in the weights' dtype
 
     def loss_and_grads(self, images, labels):
-        loss, grads = loss_and_grads(self.graphdef, self.state, images, labels, self.config.label_smoothing)
+        loss, grads = loss_and_grads(self.graphdef, self._local_state(), images, labels, self.config.label_smoothing)
         grads = nnx.to_pure_dict(grads)
         return float(loss), from_nhwc(self.model_name, {name: np.asarray(lookup(grads, self.paths[name]))
                                                         for name in SPECS[self.model_name].trainable})
@@ -258,10 +305,10 @@ class FlaxAdapter(Adapter):
     # --- Evaluation -----------------------------------------------------------------------------
 
     def logits(self, images):
-        return np.asarray(forward(self.graphdef, self.state, images))
+        return np.asarray(forward(self.graphdef, self._local_state(), images))
 
     def evaluate(self, images, labels):
-        loss, correct = evaluate(self.graphdef, self.state, images, labels)
+        loss, correct = evaluate(self.graphdef, self._local_state(), images, labels)
         return float(loss), int(correct)
 
     # --- Introspection --------------------------------------------------------------------------

@@ -1,14 +1,17 @@
-"""PyTorch adapter: `torch.nn` model, `torch.optim.SGD`, eager or `torch.compile`d step."""
+"""PyTorch adapter: `torch.nn` model, `torch.optim.SGD`, eager or `torch.compile`d step; over
+several devices, one process per device under `DistributedDataParallel`."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, RESNET9_LOGIT_SCALE, Adapter, DeviceUnavailable,
-                             TrainConfig, TrainingState)
+from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
+                             Adapter, DataParallel, DeviceUnavailable, TrainConfig, TrainingState)
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -87,17 +90,34 @@ def _configure_numerics(config: TrainConfig) -> None:
         torch.backends.cudnn.allow_tf32 = precision == "tf32"
 
 
+def _join_group(parallel: DataParallel, device: str) -> None:
+    """The process group DDP communicates through: NCCL between GPUs, gloo between CPU processes,
+    meeting at the coordinator (what torchrun passes as MASTER_ADDR:MASTER_PORT)."""
+    host, port = parallel.address()
+    dist.init_process_group("nccl" if device == "cuda" else "gloo", init_method=f"tcp://{host}:{port}",
+                            rank=parallel.rank, world_size=parallel.processes)
+
+
 class PyTorchAdapter(Adapter):
     framework = "pytorch"
 
-    def __init__(self, model: str, device: str, variant: str, config: TrainConfig):
-        super().__init__(model, device, variant, config)
+    def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
+                 parallel: DataParallel = SINGLE):
+        super().__init__(model, device, variant, config, parallel)
         if device == "cuda" and not torch.cuda.is_available():
             raise DeviceUnavailable(f"PyTorch {torch.__version__} sees no CUDA device")
+        if parallel.active and SPECS[model].buffers and device != "cuda":
+            raise DeviceUnavailable("PyTorch synchronises BatchNorm across replicas (SyncBatchNorm) on GPUs only, "
+                                    "so a BatchNorm model trains data-parallel on CPU in the other frameworks only")
         _configure_numerics(config)
         self.torch_device = torch.device(device)
         self.dtype = torch.float64 if config.precision == "fp64" else torch.float32  # of weights and loss
         self.model = MODELS[model]().to(self.torch_device, self.dtype)
+        self.network = self.model  # what the training step runs: the model, or its DDP wrapper
+        if parallel.active:  # one device per process: the launcher shows each process its own GPU
+            _join_group(parallel, device)
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.network = DistributedDataParallel(self.model)
         self._compiles = 0
         self._build_optimizer()
         step = self._step
@@ -159,7 +179,7 @@ class PyTorchAdapter(Adapter):
     def _loss(self, x, y):
         """The training loss: batch-mean cross-entropy, label-smoothed as configured."""
         with self._autocast():
-            return F.cross_entropy(self.model(x), y, label_smoothing=self.config.label_smoothing)
+            return F.cross_entropy(self.network(x), y, label_smoothing=self.config.label_smoothing)
 
     def _step(self, x, y):
         self.optimizer.zero_grad(set_to_none=True)
@@ -177,9 +197,15 @@ class PyTorchAdapter(Adapter):
     def synchronize(self) -> None:
         if self.torch_device.type == "cuda":
             torch.cuda.synchronize(self.torch_device)
+        if self.parallel.active:  # the group's time: until the slowest replica is done
+            dist.barrier()
 
     def losses_to_numpy(self, losses):
-        return torch.stack(losses).cpu().numpy()  # in the weights' dtype (autocast computes the loss in float32)
+        losses = torch.stack(losses)  # in the weights' dtype (autocast computes the loss in float32)
+        if self.parallel.active:  # each replica's loss is its shard's mean; the global batch's is their mean
+            dist.all_reduce(losses)
+            losses /= self.parallel.replicas
+        return losses.cpu().numpy()
 
     def loss_and_grads(self, images, labels):
         x, y = self._to_device(images, labels)

@@ -1,17 +1,21 @@
 """TensorFlow adapter: Keras 3 model on the TensorFlow backend, trained eagerly, in a
-`tf.function`, XLA-compiled, or through Keras's own `train_on_batch`."""
+`tf.function`, XLA-compiled, or through Keras's own `train_on_batch`; over several devices, under
+`tf.distribute` (`MirroredStrategy` in one process, `MultiWorkerMirroredStrategy` across several)."""
 
 from __future__ import annotations
 
 import functools
+import json
+import os
 
 import numpy as np
 import tensorflow as tf
 import keras
 from keras import layers, ops
 
-from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, Adapter,
-                             DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc, variable_paths)
+from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
+                             Adapter, DataParallel, DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc,
+                             variable_paths)
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -46,9 +50,11 @@ class TorchBatchNorm(layers.BatchNormalization):
         if not training:
             return super().call(inputs, training=False)
         x = ops.cast(inputs, self.variable_dtype)  # statistics in float32 (or float64), as Keras keeps them
-        mean, variance = ops.moments(x, axes=(0, 1, 2))
+        # Over several replicas, of the whole global batch (as PyTorch's SyncBatchNorm computes them).
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        mean, variance = ops.moments(x, axes=(0, 1, 2), synchronized=replicas > 1)
         shape = ops.shape(x)
-        count = ops.cast(shape[0] * shape[1] * shape[2], self.variable_dtype)
+        count = ops.cast(shape[0] * shape[1] * shape[2] * replicas, self.variable_dtype)
         self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
         self.moving_variance.assign(self.moving_variance * self.momentum
                                     + variance * count / (count - 1.0) * (1.0 - self.momentum))
@@ -190,33 +196,69 @@ def _loss(config: TrainConfig, dtype: str) -> keras.losses.Loss:
 
 # --- Adapter ------------------------------------------------------------------------------------
 
+DATA_PARALLEL_VARIANTS = ("function", "eager")  # `strategy.run` in a tf.function, or eagerly
+
+
+def _strategy(parallel: DataParallel, device: str) -> tf.distribute.Strategy:
+    """The strategy that replicates the model over `parallel`'s devices; before TensorFlow starts
+    its runtime. One process mirrors over its GPUs, or over as many logical CPU devices; several
+    processes form a multi-worker cluster, worker i listening at coordinator port + 1 + i on its
+    host (or as the environment's own TF_CONFIG says), each with its devices."""
+    kind = "GPU" if device == "cuda" else "CPU"
+    physical = tf.config.list_physical_devices(kind)
+    if device == "cuda":
+        if len(physical) < parallel.devices:
+            raise DeviceUnavailable(f"TensorFlow sees {len(physical)} GPUs, not the {parallel.devices} asked for")
+        tf.config.set_visible_devices(physical[:parallel.devices], "GPU")
+    if parallel.processes == 1:
+        if device == "cpu":
+            tf.config.set_logical_device_configuration(physical[0], [tf.config.LogicalDeviceConfiguration()]
+                                                       * parallel.devices)
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(kind)])
+    if device == "cpu" and parallel.devices > 1:
+        raise DeviceUnavailable("TensorFlow's multi-worker strategy drives one CPU device per worker")
+    if "TF_CONFIG" not in os.environ:
+        host, port = parallel.address(1)
+        hosts = parallel.hosts or (host,) * parallel.processes
+        os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"{h}:{port + i}" for i, h in enumerate(hosts)]},
+                                              "task": {"type": "worker", "index": parallel.rank}})
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
 class KerasAdapter(Adapter):
     framework = "tensorflow"
 
-    def __init__(self, model: str, device: str, variant: str, config: TrainConfig):
-        super().__init__(model, device, variant, config)
+    def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
+                 parallel: DataParallel = SINGLE):
+        super().__init__(model, device, variant, config, parallel)
         if device == "cuda" and not tf.config.list_physical_devices("GPU"):
             raise DeviceUnavailable(f"TensorFlow {tf.__version__} sees no GPU (is its CUDA build installed?)")
+        if parallel.active and variant not in DATA_PARALLEL_VARIANTS:
+            raise DeviceUnavailable(f"tensorflow:{variant} trains on one device here; over several, use "
+                                    f"{' or '.join(DATA_PARALLEL_VARIANTS)}")
+        self.strategy = _strategy(parallel, device) if parallel.active else tf.distribute.get_strategy()
         tf.config.experimental.enable_tensor_float_32_execution(config.precision == "tf32")
         if config.precision == "fp64":  # float64 learning rates too; process-wide, so parity computes fp64 last
             keras.config.set_floatx("float64")
         policy = {"bf16": "mixed_bfloat16", "fp64": "float64"}.get(config.precision, "float32")
-        self.model = MODELS[model](policy)
-        self.loss_fn = _loss(config, self.model.variable_dtype)
-        self.model(np.zeros((1, 32, 32, 3), np.float32))  # creates the weights
-        self._build_optimizer()
+        with self.strategy.scope():  # variables mirrored on every replica
+            self.model = MODELS[model](policy)
+            self.loss_fn = _loss(config, self.model.variable_dtype)
+            self.model(np.zeros((1, 32, 32, 3), np.float32))  # creates the weights
+            self._build_optimizer()
 
     def _build_optimizer(self) -> None:
         """A fresh optimizer, and the step that closes over its variables."""
         self.optimizer = TorchSGD(_learning_rate(self.config), self.config.momentum, self.config.weight_decay,
                                   self.config.nesterov)
         self.optimizer.build(self.model.trainable_variables)
+        step = self._distributed_step if self.parallel.active else self._step
         if self.variant == "fit":
             self.model.compile(optimizer=self.optimizer, loss=self.loss_fn)
         elif self.variant == "eager":
-            self._compiled_step = self._step
+            self._compiled_step = step
         else:
-            self._compiled_step = tf.function(self._step, jit_compile=self.variant == "xla")
+            self._compiled_step = tf.function(step, jit_compile=self.variant == "xla")
 
     # --- State ----------------------------------------------------------------------------------
 
@@ -250,17 +292,35 @@ class KerasAdapter(Adapter):
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return loss
 
+    def _distributed_step(self, images, labels):
+        """`_step` on every replica's shard. Keras scales each replica's loss by 1 / replicas and
+        its optimizer sums the gradients across them: the global batch's mean, and its loss."""
+        losses = self.strategy.run(self._step, args=(images, labels))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+
     def place(self, images, labels):
+        if self.parallel.active:  # this process's part of the global batch, one shard per replica
+            local = self.strategy.num_replicas_in_sync // self.parallel.processes
+            first = self.parallel.rank * local  # replicas are numbered process by process
+
+            def shards(arrays):
+                size = len(arrays) // local
+                return self.strategy.experimental_distribute_values_from_function(
+                    lambda context: tf.constant(arrays[(context.replica_id_in_sync_group - first) * size:][:size]))
+            return shards(images), shards(labels)
         with tf.device("/GPU:0" if self.device == "cuda" else "/CPU:0"):
             return tf.identity(images), tf.identity(labels)
 
     def wait(self, placed):
-        for tensor in placed:  # reading one element waits for the copy that produces the tensor
-            tf.reshape(tensor, [-1])[0].numpy()
+        for value in placed:  # reading one element waits for the copy that produces the tensor
+            for tensor in self.strategy.experimental_local_results(value):
+                tf.reshape(tensor, [-1])[0].numpy()
 
     def train_step(self, images, labels):
         if self.variant == "fit":
             return self.model.train_on_batch(images, labels)
+        if self.parallel.active and isinstance(images, np.ndarray):
+            images, labels = self.place(images, labels)
         return self._compiled_step(images, labels)
 
     def synchronize(self) -> None:
