@@ -70,8 +70,17 @@ def unique_list(text: str) -> list[str]:
     return items
 
 
-def batch_sizes(text: str) -> list[int]:
+def positive_ints(text: str) -> list[int]:
+    """A comma-separated sweep of distinct positive integers, such as 32,128,512."""
     return [positive_int(item) for item in unique_list(text)]
+
+
+def address(text: str) -> str:
+    """HOST:PORT."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return text
 
 
 # --- Selection ----------------------------------------------------------------------------------

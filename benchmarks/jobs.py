@@ -7,7 +7,8 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from frameworks.base import TrainConfig
+from frameworks import registry
+from frameworks.base import DataParallel, TrainConfig
 
 
 INPUTS = ("prefetch", "resident", "step")  # input paths, see `benchmarks.worker.Trainer`
@@ -47,14 +48,57 @@ class Job:
     output: str | None = None  # parity jobs: where to write their arrays
     reference: str | None = None  # parity jobs: the float64 reference's outputs and common states (.npz)
     augment: str = "none"  # one of data.AUGMENTATIONS, drawn from `seed` and the epoch
+    # Data parallelism: `devices` per node (`batch_size` is per device), over `nodes` machines that
+    # meet at `coordinator` (HOST:PORT; chosen on 127.0.0.1 for a one-machine group); this node's
+    # rank, its host names where an engine needs them ("h0,h1,..."), and which of the job's
+    # processes on this node a worker is (`member`, set when the processes start).
+    devices: int = 1
+    nodes: int = 1
+    node_rank: int = 0
+    coordinator: str | None = None
+    node_hosts: str | None = None
+    member: int = 0
 
     @property
     def job_id(self) -> str:
-        return f"{self.model}-{self.framework}-{self.variant}-bs{self.batch_size}-r{self.repeat}"
+        on = f"-x{self.replicas}" if self.replicas > 1 else ""
+        return f"{self.model}-{self.framework}-{self.variant}-bs{self.batch_size}{on}-r{self.repeat}"
 
     @property
     def label(self) -> str:
-        return f"{self.model} {self.framework}:{self.variant} batch {self.batch_size}, repeat {self.repeat}"
+        on = f" on {self.replicas} devices" if self.replicas > 1 else ""
+        return f"{self.model} {self.framework}:{self.variant} batch {self.batch_size}{on}, repeat {self.repeat}"
+
+    @property
+    def replicas(self) -> int:
+        return self.devices * self.nodes
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.replicas
+
+    @property
+    def processes_per_node(self) -> int:
+        """DDP runs a process per device; the other engines one per machine, driving all of its devices."""
+        entry = registry().get(self.framework)
+        return self.devices if entry is not None and entry.process_per_device else 1
+
+    @property
+    def process_threads(self) -> int:
+        """The cores of each of this node's processes: `threads` shared among them."""
+        return max(1, self.threads // self.processes_per_node)
+
+    @property
+    def parallel(self) -> DataParallel:
+        per_node = self.processes_per_node
+        hosts = tuple(self.node_hosts.split(",")) if self.node_hosts else ()
+        return DataParallel(self.devices // per_node, per_node * self.nodes, self.node_rank * per_node + self.member,
+                            self.coordinator, tuple(host for host in hosts for _ in range(per_node)))
+
+    @property
+    def leads(self) -> bool:
+        """The process that takes turns, streams the job's progress and speaks for the group."""
+        return self.node_rank == 0 and self.member == 0
 
     def train_config(self, total_steps: int) -> TrainConfig:
         return TrainConfig(self.learning_rate, self.momentum, self.weight_decay, self.lr_schedule,
@@ -71,11 +115,11 @@ class Job:
 
 # --- Result tables ------------------------------------------------------------------------------
 
-IDENTITY = ["run_id", "job_id", "framework", "variant", "model", "device", "precision", "batch_size", "repeat",
-            "attempt"]  # attempt: 1, or the resumed invocation that produced the row
+IDENTITY = ["run_id", "job_id", "framework", "variant", "model", "device", "precision", "batch_size", "devices",
+            "repeat", "attempt"]  # batch_size: per device; devices: all nodes'; attempt: 1, or the resumed invocation
 
 SUMMARY_COLUMNS = IDENTITY + [
-    "threads", "data", "augment", "status", "error",
+    "threads", "global_batch", "nodes", "data", "augment", "status", "error",
     "framework_version", "import_s", "build_s", "compile_s", "warmup_steps", "recompiles",
     "windows", "contention", "busy_windows", "busy",
     "step_ms_median", "step_ms_q1", "step_ms_q3", "step_ms_iqr", "step_ms_p5", "step_ms_p95",

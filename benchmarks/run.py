@@ -70,8 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     cli.add_selection_arguments(parser)
-    parser.add_argument("--batch-size", type=cli.batch_sizes, default=[128], metavar="N[,N...]",
-                        help="training batch size, or a comma-separated sweep such as 32,128,512")
+    parser.add_argument("--batch-size", type=cli.positive_ints, default=[128], metavar="N[,N...]",
+                        help="training batch size per device, or a comma-separated sweep such as 32,128,512")
+    parser.add_argument("--devices", type=cli.positive_ints, default=[1], metavar="N[,N...]",
+                        help="data-parallel training over N devices per node (a sweep such as 1,2), through each "
+                             "framework's engine: PyTorch DDP (a process per device), tf.distribute, JAX sharding; "
+                             "the global batch is N x nodes x --batch-size. On CPU: PyTorch processes over gloo on "
+                             "their own cores, TensorFlow logical devices, XLA host devices")
+    parser.add_argument("--nodes", type=cli.positive_int, default=1,
+                        help="machines that train each job together: run the same command on each, with its "
+                             "--node-rank and node 0's --coordinator; node 0's run folder holds the results")
+    parser.add_argument("--node-rank", type=cli.non_negative_int, default=0, help="this machine's rank, 0..nodes-1")
+    parser.add_argument("--coordinator", type=cli.address, metavar="HOST:PORT",
+                        help="where the nodes meet (node 0's address); the engines use PORT and the ports above it")
+    parser.add_argument("--node-hosts", type=cli.unique_list, metavar="HOST[,HOST...]",
+                        help="every node's host in rank order, for TensorFlow's multi-worker cluster (default: the "
+                             "coordinator's host for all, i.e. one machine)")
     parser.add_argument("--epochs", type=cli.non_negative_int, default=None,
                         help="training epochs, each timed and evaluated (default 1, or 0 with --steps)")
     parser.add_argument("--target-accuracy", type=accuracy, default=None, metavar="A",
@@ -179,10 +193,13 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
             args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size,
             target_accuracy=args.target_accuracy, nesterov=args.nesterov, label_smoothing=args.label_smoothing,
             warmup_fraction=args.lr_warmup, input=args.input,
-            augment=args.augment, eval_every=args.eval_every or 0)
+            augment=args.augment, eval_every=args.eval_every or 0, devices=devices, nodes=args.nodes,
+            node_rank=args.node_rank, coordinator=args.coordinator,
+            node_hosts=",".join(args.node_hosts) if args.node_hosts else None)
         for model in selection.models
         for framework, variant in selection.pairs
         for batch_size in args.batch_size
+        for devices in args.devices
         for repeat in range(1, args.repeats + 1)  # the repeats of a job run together, taking turns
     ]
 
@@ -197,8 +214,8 @@ class JobRecorder:
         self.run_dir, self.job = run_dir, job
         self.identity = {"run_id": run_id, "job_id": job.job_id, "framework": job.framework,
                          "variant": job.variant, "model": job.model, "device": job.device,
-                         "precision": job.precision, "batch_size": job.batch_size, "repeat": job.repeat,
-                         "attempt": attempt}
+                         "precision": job.precision, "batch_size": job.batch_size, "devices": job.replicas,
+                         "repeat": job.repeat, "attempt": attempt}
         self.epochs: list[dict] = []
         self.windows: list[dict] = []
 
@@ -209,8 +226,8 @@ class JobRecorder:
             self.windows = message["rows"]
 
     def finish(self, result: dict) -> dict:
-        row = {**self.identity, "threads": self.job.threads, "data": self.job.data, "augment": self.job.augment,
-               **result}
+        row = {**self.identity, "threads": self.job.threads, "global_batch": self.job.global_batch,
+               "nodes": self.job.nodes, "data": self.job.data, "augment": self.job.augment, **result}
         append_rows(self.run_dir, "epochs", [{**self.identity, **epoch} for epoch in self.epochs])
         append_rows(self.run_dir, "steps", [{**self.identity, **window} for window in self.windows])
         append_rows(self.run_dir, "summary", [row])
@@ -404,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("argument --nesterov: needs a momentum above 0 (give --momentum)")
     if args.target_accuracy is not None and (args.epochs == 0 or (args.epochs is None and args.steps)):
         parser.error("argument --target-accuracy: needs epochs to evaluate after (give --epochs N)")
+    if args.nodes > 1 and not args.coordinator:
+        parser.error("argument --nodes: several nodes meet at node 0's address: give --coordinator HOST:PORT")
+    if args.node_rank >= args.nodes:
+        parser.error(f"argument --node-rank: {args.node_rank} is not below --nodes {args.nodes}")
+    if args.node_hosts and len(args.node_hosts) != args.nodes:
+        parser.error(f"argument --node-hosts: names {len(args.node_hosts)} hosts for --nodes {args.nodes}")
     try:
         data, data_dir = resolve_data(args, console)
     except datasets.DataError as error:

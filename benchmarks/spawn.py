@@ -1,12 +1,16 @@
-"""Runs one job in a fresh worker process and relays its messages: the environment every
-framework needs before import, the job timeout, and a readable reason when a worker dies."""
+"""Runs one job in fresh worker processes and relays their messages: the environment every
+framework needs before import, the job timeout, and a readable reason when a worker dies. A
+data-parallel job is a group of processes (one per device for DDP); a member that fails ends the
+whole group."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -40,6 +44,9 @@ def worker_env(job: Job) -> dict[str, str]:
     )
     if job.device == "cpu":  # hide any GPU, so nothing is placed there behind our back
         env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+    elif job.processes_per_node > 1:  # one GPU per process: the member's own
+        visible = env.get("CUDA_VISIBLE_DEVICES")
+        env["CUDA_VISIBLE_DEVICES"] = visible.split(",")[job.member] if visible else str(job.member)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -73,7 +80,6 @@ class _Worker:
         self._partial = b""
         self.process.stdin.write(job.to_json().encode() + b"\n")
         self.process.stdin.flush()
-        self.turn_s = 0.0  # time it has held the turn, i.e. run
 
     def read_messages(self) -> list[dict] | None:
         """The messages that have arrived (call when its pipe is readable); None at its end."""
@@ -106,35 +112,110 @@ class _Worker:
             pass
 
 
-def _take_turn(worker: _Worker, index: int, timeout: float, on_message: Callable[[int, dict], None]) -> dict | None:
-    """Give `worker` the turn and relay its messages until it yields (None) or ends (its result)."""
-    worker.give_turn()
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class _Group:
+    """The processes of one job on this node: one, or one per device (DDP). The member that
+    `leads` takes turns like a lone worker; the others get the group's first turn and then run
+    freely, held in step by the engine's collectives. A one-machine group meets on a free local
+    port; one spread over machines at the coordinator, offset by the repeat so that repeats,
+    which run at once, do not share ports."""
+
+    PORTS_PER_GROUP = 64  # the coordinator's port and those after it that engines open (TF: one per worker)
+
+    def __init__(self, job: Job, log_path: Path):
+        count = job.processes_per_node
+        if job.nodes > 1:
+            host, port = job.coordinator.rsplit(":", 1)
+            coordinator = f"{host}:{int(port) + (job.repeat - 1) * self.PORTS_PER_GROUP}"
+        else:
+            coordinator = f"127.0.0.1:{_free_port()}" if count > 1 else None
+        self.jobs = [dataclasses.replace(job, member=member, coordinator=coordinator) for member in range(count)]
+        self.paths = [log_path if member == 0 else log_path.with_suffix(f".member{member}.log")
+                      for member in range(count)]
+        self.workers = [_Worker(member_job, path) for member_job, path in zip(self.jobs, self.paths)]
+        self.results: dict[int, dict] = {}
+        self.started = False
+        self.turn_s = 0.0
+
+    @property
+    def leader(self) -> _Worker | None:
+        return self.workers[0] if self.jobs[0].leads else None
+
+    def name(self, member: int) -> str:
+        job = self.jobs[member]
+        return (f"process {job.parallel.rank} of {job.parallel.processes} (node {job.node_rank}, "
+                f"log {self.paths[member].name})")
+
+    def give_turn(self) -> None:
+        if not self.started:
+            self.started = True
+            for worker in self.workers:
+                worker.give_turn()
+        elif self.leader is not None:
+            self.leader.give_turn()
+
+    def stop(self) -> None:
+        for member, worker in enumerate(self.workers):
+            if member not in self.results or worker.process.returncode is None:
+                worker.stop()
+
+    def outcome(self) -> dict:
+        """The job's result once every member has ended: the first member's (the leader's),
+        unless a member failed; then the first failure, an error naming its member."""
+        failed = [(member, result) for member, result in sorted(self.results.items())
+                  if result["status"] not in ("ok", "stopped")]
+        if not failed:
+            return self.results[0]
+        member, result = failed[0]
+        if result["status"] == "error" and (len(self.workers) > 1 or self.jobs[0].nodes > 1):
+            return {**result, "error": f"{self.name(member)}: {result.get('error')}"}
+        return result
+
+
+def _take_turn(group: _Group, index: int, timeout: float, on_message: Callable[[int, dict], None]) -> dict | None:
+    """Give `group` the turn and relay its leader's messages until it yields (None) or the job
+    ends (its result): every member has ended, or one failed and the others were stopped."""
+    group.give_turn()
     turn_start = time.monotonic()
-    result = None
     try:
         with selectors.DefaultSelector() as selector:
-            selector.register(worker.messages, selectors.EVENT_READ)
+            for member, worker in enumerate(group.workers):
+                if member not in group.results:
+                    selector.register(worker.messages, selectors.EVENT_READ, member)
             while True:
-                remaining = timeout - worker.turn_s - (time.monotonic() - turn_start)
+                remaining = timeout - group.turn_s - (time.monotonic() - turn_start)
                 if remaining <= 0:
-                    worker.stop()
+                    group.stop()
                     return {"status": "timeout", "error": f"stopped after --job-timeout {timeout:g} s"}
-                if not selector.select(timeout=min(remaining, 1.0)):
-                    continue
-                messages = worker.read_messages()
-                if messages is None:  # the worker has exited
-                    worker.close()
-                    return result or {"status": "error",
-                                      "error": _death_reason(worker.process.returncode, worker.log_path)}
-                for message in messages:  # a worker sends nothing after "yield" until its next turn
-                    if message["type"] == "result":
-                        result = message["result"]
-                    elif message["type"] == "yield":
-                        return None
-                    else:
-                        on_message(index, message)
+                for selected, _ in selector.select(timeout=min(remaining, 1.0)):
+                    member, worker = selected.data, group.workers[selected.data]
+                    messages = worker.read_messages()
+                    if messages is None:  # the worker has exited
+                        selector.unregister(worker.messages)
+                        worker.close()
+                        group.results.setdefault(member, {"status": "error", "error": _death_reason(
+                            worker.process.returncode, worker.log_path)})
+                        if group.results[member]["status"] != "ok":  # the others would wait for it forever
+                            group.stop()
+                            group.results.update({other: {"status": "stopped"} for other in
+                                                  range(len(group.workers)) if other not in group.results})
+                        if len(group.results) == len(group.workers):
+                            return group.outcome()
+                        continue
+                    for message in messages:  # a worker sends nothing after "yield" until its next turn
+                        if message["type"] == "result":
+                            group.results[member] = message["result"]
+                        elif message["type"] == "yield":
+                            return None
+                        else:
+                            on_message(index, message)
     finally:
-        worker.turn_s += time.monotonic() - turn_start
+        group.turn_s += time.monotonic() - turn_start
 
 
 def run_workers(jobs: list[Job], log_paths: list[Path], timeout: float,
@@ -148,7 +229,7 @@ def run_workers(jobs: list[Job], log_paths: list[Path], timeout: float,
     its result fields (status, error, measurements) as soon as it ends, so nothing measured is
     lost if a later one fails. A worker that dies, or holds the turn for more than `timeout`
     seconds in all, yields an error or timeout result. Ctrl-C stops every worker and propagates."""
-    workers = [_Worker(job, path) for job, path in zip(jobs, log_paths)]
+    workers = [_Group(job, path) for job, path in zip(jobs, log_paths)]
     waiting = list(range(len(workers)))  # in turn order; the first holds the turn
     try:
         while waiting:

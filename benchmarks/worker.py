@@ -30,21 +30,28 @@ from frameworks.base import Adapter, DeviceUnavailable, init_params
 
 
 class Channel:
-    """Messages to the parent, one JSON object per line, flushed as they happen; and the turn."""
+    """Messages to the parent, one JSON object per line, flushed as they happen; and the turn.
 
-    def __init__(self, fd: int):
+    In a job of several processes only the one that `leads` streams its progress and hands the
+    turn on; the others start with the group's first turn, then keep pace through the engine's
+    collectives, and send their result alone."""
+
+    def __init__(self, fd: int, leads: bool = True):
         self.stream = os.fdopen(fd, "w", buffering=1)
+        self.leads = leads
 
     def send(self, kind: str, **fields) -> None:
-        self.stream.write(json.dumps({"type": kind, **fields}, default=float) + "\n")
+        if self.leads or kind == "result":
+            self.stream.write(json.dumps({"type": kind, **fields}, default=float) + "\n")
 
     @staticmethod
     def wait_for_turn() -> None:
         sys.stdin.readline()  # blocks until the parent gives the turn
 
     def hand_on_turn(self) -> None:
-        self.send("yield")
-        self.wait_for_turn()
+        if self.leads:
+            self.send("yield")
+            self.wait_for_turn()
 
 
 class Diverged(RuntimeError):
@@ -99,7 +106,9 @@ class Feed:
     """The batches of one job, from the shared NumPy pipeline. Every batch handed out is hashed,
     so equal digests across frameworks prove equal bytes for the whole run, and the augmentation
     is timed apart. Both happen as a batch is drawn, and `Trainer.run` draws a window's batches
-    before its clock starts, so neither falls into a timed window."""
+    before its clock starts, so neither falls into a timed window. Over several devices the
+    pipeline draws the global batch, hashes it, and hands this process its part: N devices at
+    batch b consume (and digest) exactly the bytes one device does at batch N * b."""
 
     def __init__(self, dataset: datasets.Dataset, job: Job):
         self.dataset, self.job = dataset, job
@@ -108,12 +117,12 @@ class Feed:
         self.augmenting = datasets.Stopwatch()
 
     def epoch(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        job = self.job
-        for batch in datasets.train_batches(self.dataset, job.batch_size, job.seed, epoch, job.augment,
-                                            self.augmenting):
-            datasets.batch_digest(*batch, self.digest)
+        job, parallel = self.job, self.job.parallel
+        for images, labels in datasets.train_batches(self.dataset, job.global_batch, job.seed, epoch, job.augment,
+                                                     self.augmenting):
+            datasets.batch_digest(images, labels, self.digest)
             self.batches += 1
-            yield batch
+            yield parallel.local(images), parallel.local(labels)
 
     def stream(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Epoch after epoch without end, so a large batch still fills whole windows."""
@@ -210,7 +219,7 @@ class Trainer:
     def timing_summary(self) -> dict:
         summary = step_time_summary(np.array([row["step_ms"] for row in self.window_rows]))
         if "step_ms_median" in summary:
-            summary["images_per_s"] = self.job.batch_size / (summary["step_ms_median"] / 1000)
+            summary["images_per_s"] = self.job.global_batch / (summary["step_ms_median"] / 1000)
         baseline = self.compiles_after_warmup
         summary["recompiles"] = None if baseline is None else self.adapter.compile_count() - baseline
         return {**summary, **self.contention_summary()}
@@ -288,29 +297,31 @@ def evaluate(adapter: Adapter, dataset: datasets.Dataset, batch_size: int) -> tu
 
 def run_benchmark(job: Job, channel: Channel) -> dict:
     dataset = load_dataset(job)
-    per_epoch = datasets.steps_per_epoch(dataset, job.batch_size)
+    per_epoch = datasets.steps_per_epoch(dataset, job.global_batch)
     if per_epoch == 0:
-        raise ValueError(f"batch size {job.batch_size} exceeds the {len(dataset.train_labels)} training examples")
+        raise ValueError(f"batch size {job.global_batch} exceeds the {len(dataset.train_labels)} training examples")
     total_steps = job.steps + job.warmup_steps + 1 if job.steps else job.epochs * per_epoch
     baseline_rss = current_rss_mb()
 
     start = time.perf_counter()
     adapter_cls = load_adapter(job.framework)
-    configure_threads(job.framework, job.threads)
+    configure_threads(job.framework, job.process_threads)
     import_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    adapter = adapter_cls(job.model, job.device, job.variant, job.train_config(total_steps))
+    adapter = adapter_cls(job.model, job.device, job.variant, job.train_config(total_steps), job.parallel)
     adapter.set_params(init_params(job.model, job.seed))
     build_s = time.perf_counter() - start
     channel.send("started", total_steps=total_steps)
 
-    copy = copy_ms(adapter, dataset.train_images[:job.batch_size], dataset.train_labels[:job.batch_size])
+    local = job.global_batch // job.parallel.processes  # this process's part of a global batch
+    copy = copy_ms(adapter, dataset.train_images[:local], dataset.train_labels[:local])
     trainer = Trainer(adapter, job, channel)
     feed = Feed(dataset, job)
     result = {"framework_version": framework_version(job.framework), "import_s": import_s, "build_s": build_s,
               "warmup_steps": job.warmup_steps, "epochs": job.epochs, "baseline_rss_mb": baseline_rss,
-              "threads": adapter.applied_threads() or len(os.sched_getaffinity(0)), "input": job.input,
+              "threads": (adapter.applied_threads() or len(os.sched_getaffinity(0))) * job.processes_per_node,
+              "global_batch": job.global_batch, "nodes": job.nodes, "input": job.input,
               "copy_ms": copy}
     try:
         if job.steps:
@@ -437,11 +448,19 @@ def die_with_parent(parent_pid: int) -> None:
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
+def pin(job: Job) -> None:
+    """Pin the process to its cores: the job's first `threads`, shared out among this node's
+    processes of a data-parallel job, each taking its own slice."""
+    cores = sorted(os.sched_getaffinity(0))[: job.threads]
+    first = job.member * job.process_threads % len(cores)
+    os.sched_setaffinity(0, cores[first:first + job.process_threads])
+
+
 def main() -> int:
     die_with_parent(int(sys.argv[2]))
-    channel = Channel(int(sys.argv[1]))
     job = Job.from_json(sys.stdin.readline())
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: job.threads])
+    channel = Channel(int(sys.argv[1]), job.leads)
+    pin(job)
     channel.wait_for_turn()
     try:
         result = RUNNERS[job.kind](job, channel)
