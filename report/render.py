@@ -24,10 +24,18 @@ def _markdown(table: pd.DataFrame) -> str:
                                                                          missingval="")  # an empty cell, not "nan"
 
 
+def _devices(table: pd.DataFrame) -> pd.Series:
+    """Each row's data-parallel device count (1 in tables written before there were several)."""
+    return table["devices"].fillna(1).astype(int) if "devices" in table else pd.Series(1, index=table.index)
+
+
 def _label(table: pd.DataFrame) -> pd.Series:
-    """framework:variant, after the model's name when the run compared several models."""
+    """framework:variant, after the model's name when the run compared several models, and "xN"
+    after it when it trained on N devices."""
     label = table["framework"] + ":" + table["variant"]
-    return table["model"] + " " + label if table["model"].nunique() > 1 else label
+    label = table["model"] + " " + label if table["model"].nunique() > 1 else label
+    devices = _devices(table)
+    return label + devices.map(lambda n: f" x{n}" if n > 1 else "")
 
 
 def _latest(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
@@ -167,9 +175,11 @@ def ranking_table(summary: pd.DataFrame, peak_gflops: float | None = None) -> pd
     if ok.empty:
         return ok
     ok["job"] = _label(ok)
+    ok["devices"] = _devices(ok)
     grouped = ok.groupby(["job", "batch_size"], sort=False)
     table = grouped.agg(
-        model=("model", "first"), step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"),
+        model=("model", "first"), devices=("devices", "first"), device=("device", "first"),
+        step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"),
         p5_ms=("step_ms_p5", "median"),
         p95_ms=("step_ms_p95", "median"), windows=("windows", "sum"), repeats=("repeat", "nunique"),
         images_per_s=("images_per_s", "median"), compile_s=("compile_s", "median"),
@@ -184,17 +194,20 @@ def ranking_table(summary: pd.DataFrame, peak_gflops: float | None = None) -> pd
     table["framework_rss_mb"] = table["peak_rss_mb"] - table["framework_rss_mb"]
     busy = table["busy"] if "busy" in table else pd.Series(False, index=table.index)
     clean = table["images_per_s"].where(~busy)  # a row measured on a busy machine is not compared
-    table["vs_fastest"] = clean / clean.groupby([table["model"], table["batch_size"]]).transform("max")
-    table["gflops"] = [step_flops(model, int(batch)) / (ms / 1000) / 1e9
-                       for model, batch, ms in zip(table["model"], table["batch_size"], table["step_ms"])]
-    if peak_gflops:
-        table["of_peak"] = table["gflops"] / peak_gflops
+    peers = [table["model"], table["devices"], table["batch_size"]]  # the same work per step
+    table["vs_fastest"] = clean / clean.groupby(peers).transform("max")
+    table["gflops"] = [step_flops(model, int(batch) * devices) / (ms / 1000) / 1e9 for model, batch, devices, ms
+                       in zip(table["model"], table["batch_size"], table["devices"], table["step_ms"])]
+    if peak_gflops:  # measured on one device: GPUs add theirs, CPU host devices share the cores
+        table["of_peak"] = table["gflops"] / (peak_gflops * table["devices"].where(table["device"] == "cuda", 1))
     table["images_per_s"] = table["images_per_s"].round().astype(int)
     table["job"] = table["job"] + busy.map({True: " (busy)", False: ""})
-    table = table.assign(_busy=busy).sort_values(["model", "batch_size", "_busy", "images_per_s"],
-                                                 ascending=[True, True, True, False])
-    columns = ["job", "model", "batch_size", "images_per_s", "vs_fastest", "gflops", "of_peak", "step_ms", "iqr_ms",
-               "p5_ms", "p95_ms", "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb",
+    table = table.assign(_busy=busy).sort_values(["model", "devices", "batch_size", "_busy", "images_per_s"],
+                                                 ascending=[True, True, True, True, False])
+    if (table["devices"] == 1).all():
+        table = table.drop(columns="devices")
+    columns = ["job", "model", "devices", "batch_size", "images_per_s", "vs_fastest", "gflops", "of_peak", "step_ms",
+               "iqr_ms", "p5_ms", "p95_ms", "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb",
                "framework_rss_mb", "device_mb", "accuracy", "input", "copy_ms", "contention"]
     table = table[[column for column in columns if column in table]]  # older runs lack the input path
     return table.dropna(axis="columns", how="all")  # e.g. device memory on CPU, accuracy of timing-only runs
@@ -230,8 +243,8 @@ def speed_chart(ranking: pd.DataFrame, run_dir: Path) -> str:
     row, side by side, values printed on the bars and busy rows hatched: readable without colour."""
     rows = ranking.iloc[::-1]  # matplotlib draws the first bar at the bottom
     labels = rows["job"] + " bs" + rows["batch_size"].astype(str)
-    low = rows["batch_size"] / (rows["p95_ms"] / 1000)
-    high = rows["batch_size"] / (rows["p5_ms"] / 1000)
+    low = rows["images_per_s"] * rows["step_ms"] / rows["p95_ms"]  # images per step over each step time
+    high = rows["images_per_s"] * rows["step_ms"] / rows["p5_ms"]
     whiskers = [(rows["images_per_s"] - low).clip(lower=0), (high - rows["images_per_s"]).clip(lower=0)]
     hatches = ["//" if job.endswith(" (busy)") else "" for job in rows["job"]]
     panels = [("images / s (p5-p95 whiskers)", rows["images_per_s"], whiskers, "{:,.0f}"),
@@ -252,6 +265,47 @@ def speed_chart(ranking: pd.DataFrame, run_dir: Path) -> str:
     fig.savefig(run_dir / "speed.png", dpi=120)
     plt.close(fig)
     return "![speed, memory and compile time per job](speed.png)"
+
+
+def scaling_table(ranking: pd.DataFrame) -> pd.DataFrame:
+    """Per job and per-device batch size: images/s on each device count, and the scaling at N
+    devices, images/s at N / (N x images/s at 1) (1.0: each device adds its whole throughput);
+    `busy` where any of its rows was measured on a busy machine."""
+    if "devices" not in ranking:
+        return pd.DataFrame()
+    busy = ranking["job"].str.endswith(" (busy)")
+    rows = ranking.assign(job=ranking["job"].str.replace(r"( x\d+)?( \(busy\))?$", "", regex=True), busy=busy)
+    pivot = rows.pivot_table(index=["job", "batch_size"], columns="devices", values="images_per_s")
+    if 1 not in pivot or len(pivot.columns) < 2:
+        return pd.DataFrame()
+    table = pd.DataFrame(index=pivot.index)
+    for devices in pivot.columns:
+        table[f"images/s x{devices}"] = pivot[devices].round()
+    for devices in pivot.columns.drop(1):
+        table[f"scaling x{devices}"] = pivot[devices] / (devices * pivot[1])
+    if busy.any():
+        table["busy"] = rows.groupby(["job", "batch_size"])["busy"].any().reindex(table.index).map({True: "busy",
+                                                                                                   False: ""})
+    return table.reset_index()
+
+
+def scaling_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict) -> str:
+    table = scaling_table(ranking)
+    if table.empty:
+        return ""
+    caveat = ""
+    if summary["device"].eq("cpu").all():
+        caveat = (f" **On this CPU the devices are not extra hardware:** every replica shares the same "
+                  f"{env.get('threads', 'few')} cores (host devices in JAX, logical devices in TensorFlow, one "
+                  f"process per device with its share of the cores in PyTorch), so these ratios measure what each "
+                  f"engine's replication and gradient exchange cost, not how it speeds up; scaling is measured on a "
+                  f"machine with several GPUs.")
+    return ("## Scaling across devices\n\nData-parallel training with the batch size per device fixed (the global "
+            "batch grows with the devices), through each framework's own engine: `scaling xN` is images/s on N "
+            "devices over N times images/s on one. BatchNorm is synchronised across replicas, so N devices compute "
+            f"what one device computes on the global batch (parity above).{caveat}"
+            f"{' Rows marked busy rest on timings taken while other processes used the cores.' if 'busy' in table else ''}"
+            f"\n\n{_markdown(table)}\n")
 
 
 def sweep_section(table: pd.DataFrame, run_dir: Path) -> str:
@@ -377,6 +431,7 @@ def write_report(run_dir: Path) -> Path:
                         f"{busy_note(ranking)}\n\n"
                         f"{_markdown(ranking)}\n\n{speed_chart(ranking, run_dir)}")
     sections += [time_to_accuracy_section(summary, epochs, run_dir),
+                 scaling_section(ranking, summary, env) if not ranking.empty else "",
                  sweep_section(ranking, run_dir) if not ranking.empty else "",
                  epochs_section(epochs, run_dir, preparation_timed="augment_s" not in summary),
                  problems_section(summary), METHOD]
