@@ -11,8 +11,14 @@ free-running check trains 20 steps from the initial state without resets and rep
 error and the first step at which two trajectories part; it is reported, not asserted, because
 one flipped decision sends a trajectory elsewhere even on CPU in float32.
 
+Data-parallel training is checked the same way: N devices (each framework's own engine, each
+replica fed its shard of every batch) must take the training steps one device takes on the whole
+batch, per step from the common states, against the same framework on one device, the other
+frameworks on N devices and the float64 reference.
+
 `python -m benchmarks.parity --device cuda` runs the checks on any device, one framework per
-worker process, and prints the largest error per check and pair."""
+worker process (a group of them for DDP), and prints the largest error per check and pair;
+`--devices 2` adds the data-parallel check."""
 
 from __future__ import annotations
 
@@ -31,7 +37,8 @@ import pandas as pd
 
 from benchmarks.stats import relative_error
 from frameworks import reference
-from frameworks.base import MODELS, Adapter, Params, TrainConfig, TrainingState, init_params, randomize_batchnorm
+from frameworks.base import (MODELS, SINGLE, Adapter, DataParallel, Params, TrainConfig, TrainingState, init_params,
+                             randomize_batchnorm)
 
 PARITY_SEED = 1234
 PARITY_BATCH = 32
@@ -256,6 +263,28 @@ def compute_outputs(adapter_cls: type[Adapter], model: str, device: str, variant
         outputs.update({key("free-running", "loss", setting, step): np.float64(loss)
                         for step, loss in enumerate(losses)})
         outputs.update({key("free-running", name, setting, len(batches)): value
+                        for name, value in adapter.get_params().items()})
+    return outputs
+
+
+def training_outputs(adapter_cls: type[Adapter], model: str, device: str, variant: str, common: dict[str, np.ndarray],
+                     parallel: DataParallel = SINGLE) -> dict[str, np.ndarray]:
+    """The training checks alone (per-step from the common states, and free-running), in float32,
+    on one device or on `parallel`'s replicas, where this process feeds its part of every batch."""
+    outputs = {}
+    for setting in PLANS[model].settings:
+        adapter = adapter_cls(model, device, variant, training_config(model, setting), parallel)
+        for step, (x, y) in enumerate(model_batches(model)):
+            start = common_state(common, setting, step)
+            adapter.set_state(start)
+            loss = adapter.losses_to_numpy([adapter.train_step(parallel.local(x), parallel.local(y))])[0]
+            outputs.update(_step_outputs(setting, step, start, loss, adapter.get_state()))
+        adapter.set_params(parity_params(model))
+        losses = adapter.losses_to_numpy([adapter.train_step(parallel.local(x), parallel.local(y))
+                                          for x, y in model_batches(model)])
+        outputs.update({key("free-running", "loss", setting, step): np.float64(loss)
+                        for step, loss in enumerate(losses)})
+        outputs.update({key("free-running", name, setting, len(losses)): value
                         for name, value in adapter.get_params().items()})
     return outputs
 
@@ -513,15 +542,76 @@ def _model_parity(selection, model: str, folder: Path, console, precision: str, 
     return table
 
 
+def run_data_parallel_parity(selection, devices: int, folder: Path, console) -> ParityOutcome:
+    """The data-parallel check of every selected model and variant: one group of workers each
+    trains on `devices` devices and, for comparison, on one; the float32 tables of every pair
+    (`framework:variant xN` for N devices) and against the float64 reference. A variant that does
+    not train on several devices here (skipped) is named, not counted as unusable."""
+    from rich.markup import escape
+
+    from benchmarks.spawn import run_worker
+
+    logs = folder / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    tables, unusable = [], {}
+    for model in selection.models:
+        reference_file = logs / f"parallel-parity-{model}-reference.npz"
+        with console.status(f"float64 reference: {model}"):
+            np.savez(reference_file, **{f"fp32/{name}": value for name, value in reference_outputs(model).items()
+                                        if name.startswith("state|")})
+        outputs, opened = {}, []
+        for framework, variant in selection.pairs:
+            name = f"parallel-parity-{model}-{framework}-{variant}-x{devices}"
+            job = _parity_job("parallel parity", selection, model, framework, variant, "fp32",
+                              output=str(logs / f"{name}.npz"), reference=str(reference_file), devices=devices)
+            with console.status(f"data-parallel parity check: {model} {framework}:{variant} on {devices} devices"):
+                result = run_worker(job, logs / f"{name}.log", selection.job_timeout, lambda message: None)
+            if result["status"] == "skipped":
+                console.print(f"[yellow]{framework}:{variant} on {devices} devices: {escape(str(result['error']))}[/]")
+            elif result["status"] != "ok":
+                console.print(f"[bold red]{framework}:{variant} on {devices} devices: {result['status']}: "
+                              f"{escape(str(result['error']))}[/]")
+                unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
+            else:
+                arrays = np.load(logs / f"{name}.npz")
+                opened.append((arrays, logs / f"{name}.npz"))
+                outputs[f"{framework}:{variant} x{devices}"] = PrecisionView(arrays, "parallel")
+                outputs[f"{framework}:{variant}"] = PrecisionView(arrays, "single")
+        reference_file.unlink()
+        try:
+            if outputs:
+                table = compare({**outputs, REFERENCE: reference_outputs(model)}, model)
+                table.insert(0, "model", model)
+                tables.append(table)
+                failed = failures(table)
+                verdict = "[bold green]passed[/]" if not failed else f"[bold red]FAILED {len(failed)} comparisons[/]"
+                console.print(f"data-parallel parity of {model} on {devices} devices against one device, across "
+                              f"frameworks and against the float64 reference: {verdict}")
+                for line in failed:
+                    console.print(f"  {line}", markup=False)
+        finally:
+            for arrays, path in opened:
+                arrays.close()
+                path.unlink()
+    return ParityOutcome(pd.concat(tables, ignore_index=True) if tables else None, unusable)
+
+
 def main(argv: list[str] | None = None) -> int:
     from benchmarks import cli
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__.split("\n\n")[0])
     cli.add_selection_arguments(parser)
+    parser.add_argument("--devices", type=cli.positive_int, default=1,
+                        help="also check data-parallel training on this many devices against one device")
     args = parser.parse_args(argv)
     selection = cli.selection_from_args(parser, args)
     with tempfile.TemporaryDirectory() as folder:
         outcome = run_parity_jobs(selection, Path(folder), cli.console(), precision=selection.precision)
+        if args.devices > 1:
+            parallel = run_data_parallel_parity(selection, args.devices, Path(folder), cli.console())
+            tables = [table for table in (outcome.table, parallel.table) if table is not None]
+            outcome = ParityOutcome(pd.concat(tables, ignore_index=True) if tables else None,
+                                    {**parallel.unusable, **outcome.unusable})
     if outcome.table is None:
         cli.console().print("error: no framework could run the parity checks")
         return 3

@@ -389,6 +389,25 @@ def run_parity(job: Job, channel: Channel) -> dict:
     return {"status": "ok", "framework_version": framework_version(job.framework)}
 
 
+def run_parallel_parity(job: Job, channel: Channel) -> dict:
+    """The training checks on `job.devices` devices, and on the leader also on one device, from
+    the reference's common states (see `benchmarks.parity.training_outputs`)."""
+    from benchmarks.parity import PrecisionView, training_outputs
+
+    adapter_cls = load_adapter(job.framework)
+    configure_threads(job.framework, job.process_threads)
+    with np.load(job.reference) as arrays:
+        view = PrecisionView(arrays, job.precision)
+        common = {name: view[name] for name in view if name.startswith("state|")}
+    outputs = {f"parallel/{name}": value for name, value in
+               training_outputs(adapter_cls, job.model, job.device, job.variant, common, job.parallel).items()}
+    if job.leads:
+        outputs.update({f"single/{name}": value for name, value in
+                        training_outputs(adapter_cls, job.model, job.device, job.variant, common).items()})
+        np.savez(job.output, **outputs)
+    return {"status": "ok", "framework_version": framework_version(job.framework)}
+
+
 def run_probe(job: Job, channel: Channel) -> dict:
     adapter_cls = load_adapter(job.framework)
     configure_threads(job.framework, job.threads)
@@ -432,8 +451,8 @@ def run_peak(job: Job, channel: Channel) -> dict:
     return {"status": "ok", **matmul_peak(job.device, job.precision)}
 
 
-RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "probe": run_probe, "overhead": run_overhead,
-           "peak": run_peak}
+RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "parallel parity": run_parallel_parity,
+           "probe": run_probe, "overhead": run_overhead, "peak": run_peak}
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -189,7 +189,7 @@ def _mesh(parallel: DataParallel, device: str) -> Mesh:
     meet at the coordinator (their CPU collectives through gloo)."""
     if device == "cpu":
         jax.config.update("jax_num_cpu_devices", parallel.devices)
-    if parallel.processes > 1:
+    if parallel.processes > 1 and not jax.distributed.is_initialized():
         jax.distributed.initialize(parallel.coordinator, parallel.processes, parallel.rank,
                                    local_device_ids=list(range(parallel.devices)) if device == "cuda" else None)
     platform = "gpu" if device == "cuda" else "cpu"

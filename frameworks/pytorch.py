@@ -115,7 +115,8 @@ class PyTorchAdapter(Adapter):
         self.model = MODELS[model]().to(self.torch_device, self.dtype)
         self.network = self.model  # what the training step runs: the model, or its DDP wrapper
         if parallel.active:  # one device per process: the launcher shows each process its own GPU
-            _join_group(parallel, device)
+            if not dist.is_initialized():
+                _join_group(parallel, device)
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.network = DistributedDataParallel(self.model)
         self._compiles = 0

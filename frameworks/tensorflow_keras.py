@@ -211,10 +211,10 @@ def _strategy(parallel: DataParallel, device: str) -> tf.distribute.Strategy:
             raise DeviceUnavailable(f"TensorFlow sees {len(physical)} GPUs, not the {parallel.devices} asked for")
         tf.config.set_visible_devices(physical[:parallel.devices], "GPU")
     if parallel.processes == 1:
-        if device == "cpu":
+        if device == "cpu" and tf.config.get_logical_device_configuration(physical[0]) is None:
             tf.config.set_logical_device_configuration(physical[0], [tf.config.LogicalDeviceConfiguration()]
                                                        * parallel.devices)
-        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(kind)])
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices(kind)][:parallel.devices])
     if device == "cpu" and parallel.devices > 1:
         raise DeviceUnavailable("TensorFlow's multi-worker strategy drives one CPU device per worker")
     if "TF_CONFIG" not in os.environ:
