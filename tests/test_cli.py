@@ -97,6 +97,15 @@ BAD_INPUT = [
      ["argument --nesterov:", "needs a momentum above 0"]),
     ("unknown augmentation", ["--augment", "cutout"],
      ["argument --augment:", "'cutout'", "choose from 'none', 'crop-flip'"]),
+    ("zero devices", ["--devices", "1,0"], ["argument --devices:", "'0'", "must be a positive integer"]),
+    ("nodes without a coordinator", ["--nodes", "2"],
+     ["argument --nodes:", "give --coordinator HOST:PORT"]),
+    ("node rank past the nodes", ["--nodes", "2", "--node-rank", "2", "--coordinator", "127.0.0.1:29500"],
+     ["argument --node-rank:", "2 is not below --nodes 2"]),
+    ("coordinator without a port", ["--coordinator", "10.0.0.1"],
+     ["argument --coordinator:", "'10.0.0.1'", "is not HOST:PORT"]),
+    ("hosts for other nodes", ["--nodes", "2", "--coordinator", "a:1", "--node-hosts", "a,b,c"],
+     ["argument --node-hosts:", "names 3 hosts for --nodes 2"]),
 ]
 
 

@@ -1,0 +1,175 @@
+"""Data-parallel training through each framework's own engine (PyTorch DDP over gloo, TensorFlow
+`tf.distribute`, JAX sharding over XLA host devices): two devices must take the training steps
+one device takes on the global batch, in every framework and across frameworks; each process is
+fed its shard of the same global batch; a job is a group of processes that a crashed member ends
+as `error`, leaving nothing running; and two processes on 127.0.0.1 run one job together as two
+machines would."""
+
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from rich.console import Console
+
+from benchmarks import data as datasets
+from benchmarks.cli import Selection
+from benchmarks.jobs import Job
+from benchmarks.parity import failures, run_data_parallel_parity
+from benchmarks.spawn import _free_port, run_workers
+from benchmarks.worker import Feed
+from frameworks import REGISTRY
+from tests.conftest import ROOT, import_error, require
+
+pytestmark = pytest.mark.slow  # worker processes
+DEVICES = 2
+DEFAULTS = [f"{name}:{entry.default_variant}" for name, entry in REGISTRY.items()]
+
+
+def job(framework: str = "pytorch", batch_size: int = 16, devices: int = 1, steps: int = 40, **fields) -> Job:
+    return Job("benchmark", framework, REGISTRY[framework].default_variant, "lenet", "cpu", batch_size, 1, 0, 2,
+               "fp32", 0, steps, 2, 5, 0.01, 0.9, 0.0, "constant", "synthetic", None, 512, 64, devices=devices,
+               **fields)
+
+
+def test_each_process_is_fed_its_shard_of_the_same_global_batch():
+    dataset = datasets.synthetic().subset(512, 64)
+    whole = Feed(dataset, job(batch_size=2 * 16))
+    parts = [Feed(dataset, job(devices=DEVICES, member=member)) for member in range(DEVICES)]  # DDP: a process each
+    for expected, *shards in zip(whole.epoch(0), *(part.epoch(0) for part in parts)):
+        for index in (0, 1):  # images, labels
+            assert all(len(shard[index]) == 16 for shard in shards)
+            np.testing.assert_array_equal(np.concatenate([shard[index] for shard in shards]), expected[index])
+    assert whole.summary()["data_digest"] == parts[0].summary()["data_digest"] == parts[1].summary()["data_digest"]
+
+
+# --- Parity: two devices against one, and across frameworks ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def parallel_parity(tmp_path_factory):
+    """Every installed framework's default variant, on each model, as `benchmarks.parity --devices 2` runs it."""
+    pairs = tuple(tuple(variant.split(":")) for variant in DEFAULTS if import_error(variant.split(":")[0]) is None)
+    if not pairs:
+        pytest.skip("no framework is installed")
+    console = Console(file=io.StringIO(), width=400)
+    outcome = run_data_parallel_parity(Selection(pairs, ("lenet", "resnet9"), "cpu", 2, "fp32", 1800.0), DEVICES,
+                                       tmp_path_factory.mktemp("parallel-parity"), console)
+    assert not outcome.unusable, f"workers failed: {outcome.unusable}\n{console.file.getvalue()}"
+    return outcome.table, console.file.getvalue()
+
+
+def rows_of(parallel_parity, model: str, pair: str) -> pd.DataFrame:
+    table, output = parallel_parity
+    rows = table[(table["model"] == model) & (table["pair"] == pair)]
+    variant = pair.split(" x")[0]
+    if rows.empty and f"{variant} on {DEVICES} devices:" in output:  # the framework said why it cannot
+        reason = next(line for line in output.splitlines() if f"{variant} on {DEVICES} devices:" in line)
+        pytest.skip(reason.strip())
+    assert {"per-step", "step count", "free-running"} <= set(rows["check"]), f"nothing compared for {pair}"
+    return rows
+
+
+@pytest.mark.parametrize("model", ["lenet", "resnet9"])
+@pytest.mark.parametrize("variant", DEFAULTS)
+def test_two_devices_take_the_steps_one_device_takes_on_the_global_batch(parallel_parity, variant, model):
+    require(variant.split(":")[0])
+    rows = rows_of(parallel_parity, model, f"{variant} x{DEVICES} vs {variant}")
+    assert not failures(rows), "\n".join(failures(rows))
+    assert rows["asserted"].any()
+
+
+@pytest.mark.parametrize("model", ["lenet", "resnet9"])
+@pytest.mark.parametrize("variant", DEFAULTS)
+def test_two_devices_agree_with_the_other_frameworks_and_float64(parallel_parity, variant, model):
+    require(variant.split(":")[0])
+    table = parallel_parity[0]
+    rows_of(parallel_parity, model, f"{variant} x{DEVICES} vs float64")
+    mine = table[(table["model"] == model) & table["pair"].str.contains(f"{variant} x{DEVICES}", regex=False)]
+    others = mine[mine["pair"].str.count(f" x{DEVICES}") == 2]  # against another framework on two devices
+    if len([name for name in DEFAULTS if import_error(name.split(":")[0]) is None]) > 1:
+        assert not others.empty or model == "resnet9"  # PyTorch's ResNet-9 may have been skipped on CPU
+    assert not failures(mine), "\n".join(failures(mine))
+
+
+# --- A job as a group of processes ----------------------------------------------------------------
+
+
+def worker_processes() -> list[psutil.Process]:
+    return [child for child in psutil.Process().children(recursive=True)
+            if "benchmarks.worker" in " ".join(child.cmdline())]
+
+
+def test_a_crashed_replica_ends_the_job_as_error_naming_it_and_leaves_no_process(tmp_path):
+    require("pytorch")
+    ddp = job("pytorch", devices=DEVICES, steps=100000)  # runs until a replica is killed
+    killed = []
+
+    def kill_the_second_replica(_, message):
+        if message["type"] == "progress" and not killed:
+            second = next(process for process in worker_processes()
+                          if any(f.path.endswith(".member1.log") for f in process.open_files()))
+            second.send_signal(signal.SIGKILL)
+            killed.append(second.pid)
+
+    results = {}
+    run_workers([ddp], [tmp_path / "job.log"], 600.0, kill_the_second_replica, results.__setitem__)
+    assert killed, "the job never reported progress"
+    assert results[0]["status"] == "error"
+    assert f"process 1 of {DEVICES}" in results[0]["error"] and "SIGKILL" in results[0]["error"]
+    deadline = time.monotonic() + 10
+    while worker_processes() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert worker_processes() == [], "a member of the job is still running"
+
+
+# --- Runs ---------------------------------------------------------------------------------------
+
+
+def runner(out, *args: str) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.run", "--data", "synthetic", "--train-size", "512", "--test-size",
+            "64", "--batch-size", "16", "--steps", "10", "--warmup", "2", "--window", "5", "--no-parity", "--out",
+            str(out), *args]
+
+
+def test_one_and_two_devices_for_every_framework_with_a_scaling_table(tmp_path):
+    installed = [name for name in REGISTRY if import_error(name) is None]
+    if not installed:
+        pytest.skip("no framework is installed")
+    completed = subprocess.run(runner(tmp_path, "--framework", ",".join(installed), "--devices", f"1,{DEVICES}"),
+                               cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    (run_dir,) = tmp_path.iterdir()
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert (summary["status"] == "ok").all(), summary[["job_id", "status", "error"]]
+    assert sorted(zip(summary["framework"], summary["devices"])) == sorted(
+        (name, devices) for name in installed for devices in (1, DEVICES))
+    assert (summary["global_batch"] == 16 * summary["devices"]).all()
+    assert summary["data_digest"].nunique() == 2  # one per global batch size, the same in every framework
+    report = (run_dir / "report.md").read_text()
+    assert "## Scaling across devices" in report and f"scaling x{DEVICES}" in report
+
+
+@pytest.mark.parametrize("framework", list(REGISTRY))
+def test_two_processes_on_this_machine_run_one_job_as_two_nodes(tmp_path, framework):
+    require(framework)
+    coordinator = f"127.0.0.1:{_free_port()}"
+    nodes = [subprocess.Popen(runner(tmp_path / f"node{rank}", "--framework", framework, "--nodes", "2",
+                                     "--node-rank", str(rank), "--coordinator", coordinator),
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in range(2)]
+    outputs = [node.communicate(timeout=900)[0] for node in nodes]
+    for rank, node in enumerate(nodes):
+        assert node.returncode == 0, f"node {rank}:\n{outputs[rank]}"
+    (run_dir,) = (tmp_path / "node0").iterdir()
+    row = pd.read_csv(run_dir / "summary.csv").iloc[0]
+    assert row["status"] == "ok", row["error"]
+    assert (row["devices"], row["nodes"], row["global_batch"]) == (2, 2, 32)
+    assert row["windows"] > 0
