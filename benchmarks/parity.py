@@ -427,8 +427,9 @@ def parity_summary(pairs: pd.DataFrame) -> pd.DataFrame:
     worst = worst_by_check(pairs[~pairs["outlier"]]).set_index(["pair", "check"])
     flips = pairs[pairs["outlier"]].groupby("pair")[["step", "error"]].max()
     summary = pd.DataFrame(index=pd.Index(pairs["pair"].unique(), name="pair"))
-    for check in ("forward", "loss", "gradients"):
-        summary[check] = [f"{worst.loc[(pair, check), 'error']:.1e}" for pair in summary.index]
+    for check in ("forward", "loss", "gradients"):  # the data-parallel check trains only
+        if check in pairs["check"].values:
+            summary[check] = [f"{worst.loc[(pair, check), 'error']:.1e}" for pair in summary.index]
     per_step = worst.xs("per-step", level="check")
     summary["per-step"] = [f"{per_step.loc[pair, 'error']:.1e} (step {per_step.loc[pair, 'step']})"
                            for pair in summary.index]
@@ -582,6 +583,7 @@ def run_data_parallel_parity(selection, devices: int, folder: Path, console) -> 
             if outputs:
                 table = compare({**outputs, REFERENCE: reference_outputs(model)}, model)
                 table.insert(0, "model", model)
+                table.insert(1, "devices", devices)  # the single-device check's rows have none
                 tables.append(table)
                 failed = failures(table)
                 verdict = "[bold green]passed[/]" if not failed else f"[bold red]FAILED {len(failed)} comparisons[/]"

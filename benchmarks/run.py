@@ -14,6 +14,8 @@ import signal
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -22,7 +24,7 @@ from benchmarks.contention import BUSY_THRESHOLD, machine_check
 from benchmarks import data as datasets
 from benchmarks.environment import collect
 from benchmarks.jobs import INPUTS, Job
-from benchmarks.parity import ParityOutcome, run_parity_jobs
+from benchmarks.parity import ParityOutcome, run_data_parallel_parity, run_parity_jobs
 from benchmarks.results import append_rows, latest_attempts, new_run_dir, read_table
 from benchmarks.spawn import PROJECT_ROOT, base_env, run_worker, run_workers
 from frameworks.base import LR_SCHEDULES
@@ -360,9 +362,15 @@ def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
     the frameworks that cannot run, with the status and reason their rows will carry."""
     selection = cli.Selection(**{**plan["selection"], "pairs": tuple(map(tuple, plan["selection"]["pairs"]))})
     outcome: ParityOutcome = run_parity_jobs(selection, run_dir, console, probe_only=not plan["parity"])
-    if outcome.table is not None:
-        outcome.table.to_csv(run_dir / "parity.csv", index=False)
-    return outcome.unusable
+    tables, unusable = [outcome.table], outcome.unusable
+    for devices in sorted({job.get("devices", 1) for job in plan["jobs"]} - {1}) if plan["parity"] else []:
+        parallel = run_data_parallel_parity(selection, devices, run_dir, console)  # N devices must equal one
+        tables.append(parallel.table)
+        unusable = {**parallel.unusable, **unusable}
+    tables = [table for table in tables if table is not None]
+    if tables:
+        pd.concat(tables, ignore_index=True).to_csv(run_dir / "parity.csv", index=False)
+    return unusable
 
 
 def execute(run_dir: Path, console) -> int:

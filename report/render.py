@@ -114,7 +114,7 @@ def parity_section(run_dir: Path) -> str:
     path = run_dir / "parity.csv"
     if not path.exists():
         return "Parity was not checked in this run (`--no-parity`, or no framework could run)."
-    table = pd.read_csv(path, keep_default_na=False, na_values={"step": [""], "error": [""]})
+    table = pd.read_csv(path, keep_default_na=False, na_values={"step": [""], "error": [""], "devices": [""]})
     if not {"model", "precision", "step", "asserted"} <= set(table.columns):  # written before per-step checks
         verdict = "passed" if table["passed"].astype(str).eq("True").all() else "FAILED"
         return (f"This run's `parity.csv` comes from an earlier version of the checks (pairwise forward, gradients "
@@ -133,13 +133,16 @@ def parity_section(run_dir: Path) -> str:
     notes = [f"- failed: {line}" for line in failed[:20]] + [f"- tolerated outlier: {line}" for line in outliers(table)]
     if notes:
         lines.append("\n".join(notes))
-    for (model, precision), rows in table[table["check"] != "round trip"].groupby(["model", "precision"], sort=False):
-        lines += _parity_tables(model, precision, rows)
+    table["devices"] = table["devices"].fillna(1).astype(int) if "devices" in table else 1
+    for (model, precision, devices), rows in table[table["check"] != "round trip"].groupby(
+            ["model", "precision", "devices"], sort=False):
+        lines += _parity_tables(model, precision, rows, devices)
     return "\n\n".join(lines)
 
 
-def _parity_tables(model: str, precision: str, pairs: pd.DataFrame) -> list[str]:
-    """Between variants, and each against the float64 reference, for one model and precision."""
+def _parity_tables(model: str, precision: str, pairs: pd.DataFrame, devices: int = 1) -> list[str]:
+    """Between variants, and each against the float64 reference, for one model and precision
+    (and, for the data-parallel check, `devices` devices: variants named "xN" there)."""
     tolerances = ", ".join(f"{check} {value:g}" for check, value in
                            pairs.groupby("check", sort=False)["tolerance"].first().items())
     steps = int(pairs.loc[pairs["check"] == "per-step", "step"].max()) + 1
@@ -151,6 +154,9 @@ def _parity_tables(model: str, precision: str, pairs: pd.DataFrame) -> list[str]
     heading = {"fp64": "in float64, where no rounding can flip a ReLU or max-pool decision (the proof of the same "
                        "computation)", "fp32": "in float32, as the benchmark runs"}.get(precision, f"in {precision}")
     heading = f"{model}, {heading}"
+    if devices > 1:
+        heading = (f"{model}, data-parallel training on {devices} devices (`xN`) against one device on the global "
+                   f"batch, in float32")
     return [
         f"**{heading}.** Largest relative error per pair and check (tolerances: {tolerances}). *Per-step*: one "
         f"step from the common state, worst over {settings} optimizer setting(s) and {steps} steps, with the step, "
