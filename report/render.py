@@ -17,6 +17,7 @@ from benchmarks.contention import BUSY_THRESHOLD  # noqa: E402
 from benchmarks.efficiency import step_flops  # noqa: E402
 from benchmarks.parity import REFERENCE, failures, outliers, parity_summary  # noqa: E402
 from benchmarks.results import latest_attempts, read_table  # noqa: E402
+from report.findings import findings_section, read_parity, test_size  # noqa: E402
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -281,7 +282,8 @@ def epochs_section(epochs: pd.DataFrame, run_dir: Path, preparation_timed: bool)
         return ""
     epochs = epochs.copy()
     epochs["job"] = _label(epochs) + " bs" + epochs["batch_size"].astype(str)
-    curves = epochs.groupby(["job", "epoch"], sort=False)[["train_loss", "test_loss", "test_accuracy", "epoch_s"]].median()
+    columns = ["train_loss", "test_loss", "test_accuracy", "epoch_s"]
+    curves = epochs.groupby(["job", "epoch"], sort=False)[columns].median()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for job, curve in curves.groupby(level="job", sort=False):
         curve = curve.droplevel("job")
@@ -334,7 +336,8 @@ def problems_section(summary: pd.DataFrame) -> str:
     recompiled = summary[summary["recompiles"].fillna(0) > 0]
     parts = []
     if not problems.empty:
-        shown = problems.assign(job=_label(problems))[["job", "batch_size", "repeat", "status", "diverged_step", "error"]]
+        columns = ["job", "batch_size", "repeat", "status", "diverged_step", "error"]
+        shown = problems.assign(job=_label(problems))[columns]
         shown = shown.astype({"diverged_step": "Int64"}).astype(str).replace({"<NA>": "", "nan": ""})
         parts.append(f"Jobs that did not finish (failed, skipped, diverged or interrupted):\n\n{_markdown(shown)}")
     if not recompiled.empty:
@@ -368,6 +371,8 @@ def write_report(run_dir: Path) -> Path:
     ranking = ranking_table(summary, env.get("peak_gflops"))
     run_id = summary["run_id"].iloc[0] if len(summary) else run_dir.name
     sections = [f"# Framework comparison: run {run_id}\n", machine_section(env, summary),
+                findings_section(summary, read_table(run_dir, "steps"), {run_id: read_parity(run_dir)},
+                                 test_size(run_dir)),
                 "## Parity\n", parity_section(run_dir)]
     if ranking.empty:
         sections.append("## Speed\n\nNo job finished its timed steps.")
