@@ -104,10 +104,10 @@ def break_even_steps(compile_s: float, step_ms: float, eager_compile_s: float, e
     return 0 if extra_ms < 0 else math.floor(extra_ms / saved_ms) + 1
 
 
-def accuracy_bound(accuracy: float, test_images: int) -> float:
+def accuracy_bound(accuracy, test_images: int):
     """Half-width of the 95% interval of the difference of two accuracies of `accuracy` measured
     on `test_images` images each (binomial sampling error)."""
-    return Z * math.sqrt(2 * accuracy * (1 - accuracy) / test_images)
+    return Z * np.sqrt(2 * accuracy * (1 - accuracy) / test_images)
 
 
 # --- Sentences ----------------------------------------------------------------------------------
