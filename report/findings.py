@@ -135,7 +135,7 @@ def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED)
     jobs = timed_jobs(summary)
     times = window_times(jobs, steps)
     rng = np.random.default_rng(seed)
-    several_devices = jobs["device"].nunique() > 1
+    several_devices = summary["device"].nunique() > 1
     sentences = []
     for key, group in jobs.groupby(GROUP):
         step_ms = group.groupby("label")["step_ms_median"].median().sort_values(kind="stable")
@@ -159,7 +159,7 @@ def compile_findings(summary: pd.DataFrame) -> list[str]:
     """Per model and batch size: after how many steps each variant's compilation pays off against
     the same framework's eager variant (frameworks without one are not weighed)."""
     jobs = timed_jobs(summary)
-    several_devices = jobs["device"].nunique() > 1
+    several_devices = summary["device"].nunique() > 1
     merged = jobs.groupby([*GROUP, "framework", "variant"]).agg(step_ms=("step_ms_median", "median"),
                                                               compile_s=("compile_s", "median"))
     sentences = []
@@ -193,7 +193,7 @@ def memory_findings(summary: pd.DataFrame) -> list[str]:
     when every variant reports it, else the process's peak RSS)."""
     jobs = summary[summary["status"].isin(["ok", "diverged"])]
     jobs = jobs.assign(label=jobs["framework"] + ":" + jobs["variant"])
-    several_devices = jobs["device"].nunique() > 1
+    several_devices = summary["device"].nunique() > 1
     sentences = []
     for key, group in jobs.groupby(GROUP):
         device = group["peak_device_mb"].notna().all() if "peak_device_mb" in group else False
@@ -230,7 +230,7 @@ def accuracy_findings(summary: pd.DataFrame, test_images: int | None) -> list[st
     within the sampling error of the test set (when its size is known)."""
     jobs = summary[summary["status"].eq("ok") & summary["test_accuracy"].notna()]
     jobs = jobs.assign(label=jobs["framework"] + ":" + jobs["variant"])
-    several_devices = jobs["device"].nunique() > 1
+    several_devices = summary["device"].nunique() > 1
     sentences = []
     for key, group in jobs.groupby(GROUP):
         accuracy = group.groupby("label")["test_accuracy"].median().sort_values(kind="stable")

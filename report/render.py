@@ -26,9 +26,11 @@ def _markdown(table: pd.DataFrame) -> str:
 
 
 def _label(table: pd.DataFrame) -> pd.Series:
-    """framework:variant, after the model's name when the run compared several models."""
+    """framework:variant, after the model's name when the run compared several models, and after
+    the device when it holds several devices (runs merged by `python -m report RUN RUN --out DIR`)."""
     label = table["framework"] + ":" + table["variant"]
-    return table["model"] + " " + label if table["model"].nunique() > 1 else label
+    label = table["model"] + " " + label if table["model"].nunique() > 1 else label
+    return table["device"] + " " + label if "device" in table and table["device"].nunique() > 1 else label
 
 
 def _latest(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
@@ -163,14 +165,16 @@ def _any_true(values: pd.Series) -> bool:
 
 def ranking_table(summary: pd.DataFrame, peak_gflops: float | None = None) -> pd.DataFrame:
     """Jobs that measured steps, repeats merged (median of medians, spread across repeats),
-    ranked by throughput, with the ratio to the fastest of the same model at the same batch size."""
+    ranked by throughput, with the ratio to the fastest of the same model at the same batch size
+    on the same device."""
     ok = summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)].copy()
     if ok.empty:
         return ok
     ok["job"] = _label(ok)
     grouped = ok.groupby(["job", "batch_size"], sort=False)
     table = grouped.agg(
-        model=("model", "first"), step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"),
+        model=("model", "first"), **({"device": ("device", "first")} if "device" in ok else {}),
+        step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"),
         p5_ms=("step_ms_p5", "median"),
         p95_ms=("step_ms_p95", "median"), windows=("windows", "sum"), repeats=("repeat", "nunique"),
         images_per_s=("images_per_s", "median"), compile_s=("compile_s", "median"),
@@ -185,18 +189,22 @@ def ranking_table(summary: pd.DataFrame, peak_gflops: float | None = None) -> pd
     table["framework_rss_mb"] = table["peak_rss_mb"] - table["framework_rss_mb"]
     busy = table["busy"] if "busy" in table else pd.Series(False, index=table.index)
     clean = table["images_per_s"].where(~busy)  # a row measured on a busy machine is not compared
-    table["vs_fastest"] = clean / clean.groupby([table["model"], table["batch_size"]]).transform("max")
+    same = [table[key] for key in ("device", "model", "batch_size") if key in table]
+    table["vs_fastest"] = clean / clean.groupby(same).transform("max")
     table["gflops"] = [step_flops(model, int(batch)) / (ms / 1000) / 1e9
                        for model, batch, ms in zip(table["model"], table["batch_size"], table["step_ms"])]
     if peak_gflops:
         table["of_peak"] = table["gflops"] / peak_gflops
     table["images_per_s"] = table["images_per_s"].round().astype(int)
     table["job"] = table["job"] + busy.map({True: " (busy)", False: ""})
-    table = table.assign(_busy=busy).sort_values(["model", "batch_size", "_busy", "images_per_s"],
-                                                 ascending=[True, True, True, False])
-    columns = ["job", "model", "batch_size", "images_per_s", "vs_fastest", "gflops", "of_peak", "step_ms", "iqr_ms",
-               "p5_ms", "p95_ms", "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb",
-               "framework_rss_mb", "device_mb", "accuracy", "input", "copy_ms", "contention"]
+    order = [key for key in ("device", "model", "batch_size") if key in table]
+    table = table.assign(_busy=busy).sort_values([*order, "_busy", "images_per_s"],
+                                                 ascending=[True] * len(order) + [True, False])
+    several_devices = "device" in table and table["device"].nunique() > 1
+    columns = ["job", *(["device"] if several_devices else []), "model", "batch_size", "images_per_s", "vs_fastest",
+               "gflops", "of_peak", "step_ms", "iqr_ms", "p5_ms", "p95_ms", "windows", "repeats", "repeat_spread",
+               "compile_s", "recompiles", "peak_rss_mb", "framework_rss_mb", "device_mb", "accuracy", "input",
+               "copy_ms", "contention"]
     table = table[[column for column in columns if column in table]]  # older runs lack the input path
     return table.dropna(axis="columns", how="all")  # e.g. device memory on CPU, accuracy of timing-only runs
 
@@ -363,17 +371,31 @@ framework.
 """
 
 
+def _read_env(run_dir: Path) -> dict:
+    path = run_dir / "env.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def write_report(run_dir: Path) -> Path:
-    env_path = run_dir / "env.json"
-    env = json.loads(env_path.read_text()) if env_path.exists() else {}
+    """report.md of a run folder, or of runs merged into one (their env.json names them, and each
+    keeps its env.json and parity.csv in a folder named after it)."""
+    env = _read_env(run_dir)
     summary = latest_attempts(read_table(run_dir, "summary"))
     epochs = _latest(read_table(run_dir, "epochs"), summary)
     ranking = ranking_table(summary, env.get("peak_gflops"))
     run_id = summary["run_id"].iloc[0] if len(summary) else run_dir.name
-    sections = [f"# Framework comparison: run {run_id}\n", machine_section(env, summary),
-                findings_section(summary, read_table(run_dir, "steps"), {run_id: read_parity(run_dir)},
-                                 test_size(run_dir)),
-                "## Parity\n", parity_section(run_dir)]
+    runs = {run: run_dir / run for run in env["merged"]} if "merged" in env else {run_id: run_dir}
+    findings = findings_section(summary, read_table(run_dir, "steps"),
+                                {run: read_parity(folder) for run, folder in runs.items()},
+                                test_size(next(iter(runs.values()))))
+    if "merged" in env:
+        machines = [f"### Run {run}\n\n{machine_section(_read_env(folder), summary[summary['run_id'] == run])}"
+                    for run, folder in runs.items()]
+        parities = [f"### Run {run}\n\n{parity_section(folder)}" for run, folder in runs.items()]
+        sections = [f"# Framework comparison: runs {', '.join(runs)}\n", *machines, findings, "## Parity\n", *parities]
+    else:
+        sections = [f"# Framework comparison: run {run_id}\n", machine_section(env, summary), findings,
+                    "## Parity\n", parity_section(run_dir)]
     if ranking.empty:
         sections.append("## Speed\n\nNo job finished its timed steps.")
     else:
