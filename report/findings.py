@@ -147,6 +147,9 @@ def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED)
             continue
         items = []
         for label in step_ms.index[1:]:
+            if (*key, label) not in times or (*key, fastest) not in times:  # steps.csv lost or not written
+                items.append(f"{label} {step_ms[label] / step_ms.iloc[0]:.2f}x (no timed windows to resample)")
+                continue
             ratio, low, high = ratio_interval(times[(*key, label)], times[(*key, fastest)], rng)
             items.append(f"{label} {ratio:.2f}x ({low:.2f}-{high:.2f}{', tied' if low <= 1 <= high else ''})")
         note = _process_note(group.groupby("label")["repeat"].nunique())
@@ -158,7 +161,7 @@ def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED)
 def compile_findings(summary: pd.DataFrame) -> list[str]:
     """Per model and batch size: after how many steps each variant's compilation pays off against
     the same framework's eager variant (frameworks without one are not weighed)."""
-    jobs = timed_jobs(summary)
+    jobs = timed_jobs(summary).dropna(subset=["compile_s"])
     several_devices = summary["device"].nunique() > 1
     merged = jobs.groupby([*GROUP, "framework", "variant"]).agg(step_ms=("step_ms_median", "median"),
                                                               compile_s=("compile_s", "median"))

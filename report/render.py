@@ -385,9 +385,10 @@ def write_report(run_dir: Path) -> Path:
     ranking = ranking_table(summary, env.get("peak_gflops"))
     run_id = summary["run_id"].iloc[0] if len(summary) else run_dir.name
     runs = {run: run_dir / run for run in env["merged"]} if "merged" in env else {run_id: run_dir}
+    test_images = {test_size(folder) for folder in runs.values()}
     findings = findings_section(summary, read_table(run_dir, "steps"),
                                 {run: read_parity(folder) for run, folder in runs.items()},
-                                test_size(next(iter(runs.values()))))
+                                test_images.pop() if len(test_images) == 1 else None)
     if "merged" in env:
         machines = [f"### Run {run}\n\n{machine_section(_read_env(folder), summary[summary['run_id'] == run])}"
                     for run, folder in runs.items()]
@@ -399,8 +400,9 @@ def write_report(run_dir: Path) -> Path:
     if ranking.empty:
         sections.append("## Speed\n\nNo job finished its timed steps.")
     else:
+        device = " on the same device" if "merged" in env else ""
         sections.append("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model "
-                        f"at the same batch size. Times in ms, memory in MiB.{efficiency_note(ranking, env)}"
+                        f"at the same batch size{device}. Times in ms, memory in MiB.{efficiency_note(ranking, env)}"
                         f"{busy_note(ranking)}\n\n"
                         f"{_markdown(ranking)}\n\n{speed_chart(ranking, run_dir)}")
     sections += [time_to_accuracy_section(summary, epochs, run_dir),

@@ -201,3 +201,12 @@ def test_the_section_opens_with_its_heading_and_lists_every_finding():
     section = findings_section(summary, steps, {"run": None}, None)
     assert section.startswith("## Findings\n\n- lenet, batch 128: **pytorch:compile** is fastest")
     assert len(section.strip().splitlines()) == 2 + 4  # speed, compile, memory, parity
+
+
+def test_a_run_without_timed_windows_still_gets_its_ratios():
+    summary, steps = run_tables([
+        {"framework": "pytorch", "variant": "eager", "processes": [np.full(5, 10.0)]},
+        {"framework": "jax", "variant": "jit", "processes": [np.full(5, 15.0)]},
+    ])
+    (sentence,) = speed_findings(summary, steps.iloc[:0])
+    assert "jax:jit 1.50x (no timed windows to resample)" in sentence
