@@ -11,7 +11,7 @@ What counts as a change:
 - peak memory (device memory when both runs report it, else peak RSS): flagged when
   |r - 1| exceeds the sum of the two runs' (max - min) / median over their processes, and at
   least MEMORY_FLOOR, since a single process gives no spread to go by.
-- accuracy: flagged when the two accuracies differ by more than the 95% sampling error of two
+- accuracy: flagged when the two accuracies differ by more than the sampling error of two
   accuracies on the test set (`report.findings.accuracy_bound`), when plan.json gives its size."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.results import latest_attempts, read_table
-from report.findings import accuracy_bound, test_size
+from report.findings import accuracy_bound, evaluated_images
 
 KEYS = ["framework", "variant", "model", "device", "precision", "batch_size"]
 MEMORY_FLOOR = 0.05  # relative change of peak memory below which a single-process job is not flagged
@@ -34,11 +34,14 @@ def _range(values: pd.Series) -> float:
     return (values.max() - values.min()) / values.median() if len(values) > 1 else 0.0
 
 
-def job_table(summary: pd.DataFrame) -> pd.DataFrame:
+def _measured(summary: pd.DataFrame) -> pd.DataFrame:
+    return summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)]
+
+
+def job_table(summary: pd.DataFrame, memory: str = "peak_rss_mb") -> pd.DataFrame:
     """One row per job that measured steps, its processes merged, indexed by KEYS, with the
-    relative spreads of its step time and peak memory."""
-    jobs = summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)]
-    memory = "peak_device_mb" if jobs["peak_device_mb"].notna().all() and len(jobs) else "peak_rss_mb"
+    relative spreads of its step time and of its `memory` column."""
+    jobs = _measured(summary)
     grouped = jobs.groupby(KEYS)
     table = grouped.agg(step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"),
                         processes=("repeat", "nunique"), memory_mb=(memory, "max"),
@@ -54,21 +57,24 @@ def job_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def compare(old: pd.DataFrame, new: pd.DataFrame, test_images: int | None = None) -> pd.DataFrame:
     """Jobs in both runs (summary tables) with new/old ratios and what changed beyond the spread."""
-    before, after = job_table(old), job_table(new)
+    device = all(len(jobs) and jobs["peak_device_mb"].notna().all() for jobs in (_measured(old), _measured(new)))
+    memory = "peak_device_mb" if device else "peak_rss_mb"
+    before, after = job_table(old, memory), job_table(new, memory)
     both = before.merge(after, left_index=True, right_index=True, suffixes=("_old", "_new"))
     table = pd.DataFrame(index=both.index)
     table["old_ms"] = both["step_ms_old"]
     table["new_ms"] = both["step_ms_new"]
     table["step_ratio"] = both["step_ms_new"] / both["step_ms_old"]
     table["allowed"] = both["step_spread_old"] + both["step_spread_new"]
-    table["memory_ratio"] = both["memory_mb_new"] / both["memory_mb_old"]
+    ratio = "device_mb_ratio" if device else "rss_ratio"  # says which memory was compared
+    table[ratio] = both["memory_mb_new"] / both["memory_mb_old"]
     table["accuracy_ratio"] = both["accuracy_new"] / both["accuracy_old"]
     memory_allowed = (both["memory_spread_old"] + both["memory_spread_new"]).clip(lower=MEMORY_FLOOR)
     busy = both["busy_old"] | both["busy_new"]
     changes = pd.DataFrame({
         "slower": ~busy & (table["step_ratio"] - 1 > table["allowed"]),
         "faster": ~busy & (1 - table["step_ratio"] > table["allowed"]),
-        "memory": (table["memory_ratio"] - 1).abs() > memory_allowed,
+        "memory": (table[ratio] - 1).abs() > memory_allowed,
         "accuracy": ((both["accuracy_new"] - both["accuracy_old"]).abs()
                      > accuracy_bound(both[["accuracy_old", "accuracy_new"]].mean(axis=1), test_images))
         if test_images else False,
@@ -90,7 +96,7 @@ def only_in(old: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], list[str]]
 def comparison_markdown(old_dir: Path, new_dir: Path) -> str:
     old = latest_attempts(read_table(old_dir, "summary"))
     new = latest_attempts(read_table(new_dir, "summary"))
-    table = compare(old, new, test_size(new_dir) or test_size(old_dir))
+    table = compare(old, new, evaluated_images(new_dir) or evaluated_images(old_dir))
     table.insert(0, "job", table.pop("framework") + ":" + table.pop("variant"))
     gone, added = only_in(old, new)
     lines = [f"# Run {new_dir.name} against {old_dir.name}", "",

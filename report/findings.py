@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,7 @@ from benchmarks.parity import failures
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 0  # fixed: the same tables always give the same intervals, so a re-rendered report is identical
-Z = 1.959963984540054  # two-sided 95% quantile of the normal distribution
+Z = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)  # two-sided normal quantile
 CIFAR10_TEST = 10_000
 GROUP = ["device", "model", "batch_size"]
 ONE_PROCESS = ("one process each: the intervals cover window-to-window noise only, not process-to-process "
@@ -55,7 +56,7 @@ def read_parity(run_dir: Path) -> pd.DataFrame | None:
     return pd.read_csv(path, keep_default_na=False, na_values={"step": [""], "error": [""]})
 
 
-def test_size(run_dir: Path) -> int | None:
+def evaluated_images(run_dir: Path) -> int | None:
     """The number of test images the run's jobs evaluated on, from plan.json."""
     path = run_dir / "plan.json"
     if not path.exists():
@@ -64,7 +65,7 @@ def test_size(run_dir: Path) -> int | None:
     if not jobs:
         return None
     full = {"cifar10": CIFAR10_TEST, "synthetic": SYNTHETIC_TEST}.get(jobs[0].get("data"))
-    return jobs[0].get("test_size") or full
+    return jobs[0].get("test_size") or full  # None: the whole test set
 
 
 # --- Statistics ---------------------------------------------------------------------------------
@@ -105,7 +106,7 @@ def break_even_steps(compile_s: float, step_ms: float, eager_compile_s: float, e
 
 
 def accuracy_bound(accuracy, test_images: int):
-    """Half-width of the 95% interval of the difference of two accuracies of `accuracy` measured
+    """Half-width of the CONFIDENCE interval of the difference of two accuracies of `accuracy` measured
     on `test_images` images each (binomial sampling error)."""
     return Z * np.sqrt(2 * accuracy * (1 - accuracy) / test_images)
 
@@ -247,7 +248,7 @@ def accuracy_findings(summary: pd.DataFrame, test_images: int | None) -> list[st
             bound = accuracy_bound(accuracy.mean(), test_images)
             agree = "they agree within" if spread <= bound else "**more than**"
             text += (f"; {agree} the {bound * 100:.2f} points that sampling {test_images:,} test images "
-                     f"allows at 95%")
+                     f"allows at {CONFIDENCE:.0%}")
         sentences.append(text + ".")
     return sentences
 

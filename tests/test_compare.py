@@ -50,6 +50,7 @@ def test_only_the_job_slowed_by_half_is_flagged(tmp_path, capsys):
     table = compare(pd.read_csv(old / "summary.csv"), pd.read_csv(new / "summary.csv")).set_index("variant")
     assert table.loc["jit", "step_ratio"] == pytest.approx(1.5, rel=0.03)
     assert table["changed"].to_dict() == {"eager": "", "compile": "", "jit": "slower", "function": ""}
+    assert table["rss_ratio"].between(0.95, 1.05).all()  # no device memory on a CPU: peak RSS compared
     assert main([str(old), str(new)]) == 0
     report = capsys.readouterr().out
     (flagged,) = [line for line in report.splitlines() if line.endswith("| slower    |")]
