@@ -12,7 +12,8 @@ What counts as a change:
   |r - 1| exceeds the sum of the two runs' (max - min) / median over their processes, and at
   least MEMORY_FLOOR, since a single process gives no spread to go by.
 - accuracy: flagged when the two accuracies differ by more than the sampling error of two
-  accuracies on the test set (`report.findings.accuracy_bound`), when plan.json gives its size."""
+  accuracies on the test set (`report.findings.accuracy_bound`), when both runs evaluated on
+  the same number of test images (`report.findings.evaluated_images`)."""
 
 from __future__ import annotations
 
@@ -96,7 +97,9 @@ def only_in(old: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], list[str]]
 def comparison_markdown(old_dir: Path, new_dir: Path) -> str:
     old = latest_attempts(read_table(old_dir, "summary"))
     new = latest_attempts(read_table(new_dir, "summary"))
-    table = compare(old, new, evaluated_images(new_dir) or evaluated_images(old_dir))
+    images = {evaluated_images(pd.concat([read_table(run_dir, "epochs")["test_accuracy"], summary["test_accuracy"]]))
+              for run_dir, summary in ((old_dir, old), (new_dir, new))}
+    table = compare(old, new, images.pop() if len(images) == 1 else None)
     table.insert(0, "job", table.pop("framework") + ":" + table.pop("variant"))
     gone, added = only_in(old, new)
     lines = [f"# Run {new_dir.name} against {old_dir.name}", "",

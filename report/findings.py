@@ -9,22 +9,20 @@ does. An interval that contains 1 means the two variants are tied within the mea
 
 from __future__ import annotations
 
-import json
 import math
+from fractions import Fraction
 from pathlib import Path
 from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 
-from benchmarks.data import SYNTHETIC_TEST
 from benchmarks.parity import failures
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 0  # fixed: the same tables always give the same intervals, so a re-rendered report is identical
 Z = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)  # two-sided normal quantile
-CIFAR10_TEST = 10_000
 GROUP = ["device", "model", "batch_size"]
 ONE_PROCESS = ("one process each: the intervals cover window-to-window noise only, not process-to-process "
                "variation; rerun with --repeats 3")
@@ -56,16 +54,15 @@ def read_parity(run_dir: Path) -> pd.DataFrame | None:
     return pd.read_csv(path, keep_default_na=False, na_values={"step": [""], "error": [""]})
 
 
-def evaluated_images(run_dir: Path) -> int | None:
-    """The number of test images the run's jobs evaluated on, from plan.json."""
-    path = run_dir / "plan.json"
-    if not path.exists():
+def evaluated_images(accuracies: pd.Series) -> int | None:
+    """The number of test images behind a run's accuracies, read off the accuracies themselves:
+    each is correct / n, so n is a multiple of every reduced denominator, and their least common
+    multiple is the smallest n consistent with all of them (exact unless every count shares a
+    factor with n, which a handful of evaluations makes unlikely)."""
+    values = accuracies.dropna()
+    if values.empty:
         return None
-    jobs = [job for job in json.loads(path.read_text()).get("jobs", []) if job.get("kind") == "benchmark"]
-    if not jobs:
-        return None
-    full = {"cifar10": CIFAR10_TEST, "synthetic": SYNTHETIC_TEST}.get(jobs[0].get("data"))
-    return jobs[0].get("test_size") or full  # None: the whole test set
+    return math.lcm(*(Fraction(float(value)).limit_denominator(10**7).denominator for value in values))
 
 
 # --- Statistics ---------------------------------------------------------------------------------
@@ -229,9 +226,11 @@ def parity_finding(tables: dict[str, pd.DataFrame | None]) -> str:
     return f"Parity {verdict} (see Parity below).{failed}"
 
 
-def accuracy_findings(summary: pd.DataFrame, test_images: int | None) -> list[str]:
+def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
     """Per model and batch size of a run that trained: whether the final test accuracies agree
-    within the sampling error of the test set (when its size is known)."""
+    within the sampling error of the test set, whose size every evaluation of the run reveals."""
+    recorded = pd.concat([summary[["run_id", "test_accuracy"]], epochs[["run_id", "test_accuracy"]]])
+    images = {run: evaluated_images(rows["test_accuracy"]) for run, rows in recorded.groupby("run_id")}
     jobs = summary[summary["status"].eq("ok") & summary["test_accuracy"].notna()]
     jobs = jobs.assign(label=jobs["framework"] + ":" + jobs["variant"])
     several_devices = summary["device"].nunique() > 1
@@ -240,6 +239,8 @@ def accuracy_findings(summary: pd.DataFrame, test_images: int | None) -> list[st
         accuracy = group.groupby("label")["test_accuracy"].median().sort_values(kind="stable")
         if len(accuracy) < 2:
             continue
+        runs = group["run_id"].unique()
+        test_images = images.get(runs[0]) if len(runs) == 1 else None
         spread = accuracy.iloc[-1] - accuracy.iloc[0]
         text = (f"Final test accuracy, {_where(key, several_devices)}: from {accuracy.iloc[0]:.2%} "
                 f"({accuracy.index[0]}) to {accuracy.iloc[-1]:.2%} ({accuracy.index[-1]}), "
@@ -253,14 +254,14 @@ def accuracy_findings(summary: pd.DataFrame, test_images: int | None) -> list[st
     return sentences
 
 
-def findings(summary: pd.DataFrame, steps: pd.DataFrame, parity: dict[str, pd.DataFrame | None],
-             test_images: int | None) -> list[str]:
+def findings(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,
+             parity: dict[str, pd.DataFrame | None]) -> list[str]:
     """Every finding, in the order the report lists them."""
     return [*speed_findings(summary, steps), *compile_findings(summary), *memory_findings(summary),
-            parity_finding(parity), *accuracy_findings(summary, test_images)]
+            parity_finding(parity), *accuracy_findings(summary, epochs)]
 
 
-def findings_section(summary: pd.DataFrame, steps: pd.DataFrame, parity: dict[str, pd.DataFrame | None],
-                     test_images: int | None) -> str:
-    lines = "\n".join(f"- {sentence}" for sentence in findings(summary, steps, parity, test_images))
+def findings_section(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,
+                     parity: dict[str, pd.DataFrame | None]) -> str:
+    lines = "\n".join(f"- {sentence}" for sentence in findings(summary, steps, epochs, parity))
     return f"## Findings\n\n{lines}\n"

@@ -1,6 +1,6 @@
 """Several runs on different devices (e.g. one on a CPU, one on a GPU) as one run folder, without
 rerunning anything: their tables concatenated, job ids prefixed with the run id so they stay
-apart, and each run's env.json, plan.json and parity.csv kept in a folder named after the run.
+apart, and each run's env.json and parity.csv kept in a folder named after the run.
 The report then ranks jobs only against jobs on the same device."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pandas as pd
 
 from benchmarks.results import TABLES, read_table
 
-KEPT = ("env.json", "plan.json", "parity.csv")  # per run, in OUT/<run id>/
+KEPT = ("env.json", "parity.csv")  # per run, in OUT/<run id>/
 
 
 class MergeError(ValueError):

@@ -17,7 +17,7 @@ from benchmarks.contention import BUSY_THRESHOLD  # noqa: E402
 from benchmarks.efficiency import step_flops  # noqa: E402
 from benchmarks.parity import REFERENCE, failures, outliers, parity_summary  # noqa: E402
 from benchmarks.results import latest_attempts, read_table  # noqa: E402
-from report.findings import findings_section, read_parity, evaluated_images  # noqa: E402
+from report.findings import findings_section, read_parity  # noqa: E402
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -385,10 +385,8 @@ def write_report(run_dir: Path) -> Path:
     ranking = ranking_table(summary, env.get("peak_gflops"))
     run_id = summary["run_id"].iloc[0] if len(summary) else run_dir.name
     runs = {run: run_dir / run for run in env["merged"]} if "merged" in env else {run_id: run_dir}
-    test_images = {evaluated_images(folder) for folder in runs.values()}
-    findings = findings_section(summary, read_table(run_dir, "steps"),
-                                {run: read_parity(folder) for run, folder in runs.items()},
-                                test_images.pop() if len(test_images) == 1 else None)
+    findings = findings_section(summary, read_table(run_dir, "steps"), epochs,
+                                {run: read_parity(folder) for run, folder in runs.items()})
     if "merged" in env:
         machines = [f"### Run {run}\n\n{machine_section(_read_env(folder), summary[summary['run_id'] == run])}"
                     for run, folder in runs.items()]

@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from report.findings import (accuracy_findings, break_even_steps, compile_findings, findings_section,
-                             memory_findings, parity_finding, ratio_interval, speed_findings)
+from report.findings import (accuracy_findings, break_even_steps, compile_findings, evaluated_images,
+                             findings_section, memory_findings, parity_finding, ratio_interval, speed_findings)
+
+NO_EPOCHS = pd.DataFrame(columns=["run_id", "test_accuracy"])
 
 
 def run_tables(jobs: list[dict], batch_size: int = 128) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -181,16 +183,23 @@ def test_parity_verdicts():
                                                             "(see Parity below).")
 
 
+def test_the_test_set_size_is_read_off_the_accuracies():
+    assert evaluated_images(pd.Series([0.4868, 0.5161, 0.4856, 0.5063, 0.4777, 0.516])) == 10_000  # CIFAR-10's
+    assert evaluated_images(pd.Series([0.347, 0.5, None])) == 1000
+    assert evaluated_images(pd.Series([None], dtype=float)) is None
+
+
 @pytest.mark.parametrize(("accuracies", "verdict"), [((0.5063, 0.5161), "they agree within the 1.39 points"),
-                                                     ((0.48, 0.52), "**more than** the 1.39 points")], ids=str)
+                                                     ((0.4801, 0.5199), "**more than** the 1.39 points")], ids=str)
 def test_final_accuracies_agree_within_the_test_sets_sampling_error(accuracies, verdict):
     summary, _ = run_tables([
         {"framework": "pytorch", "variant": "eager", "processes": [np.ones(3)], "test_accuracy": accuracies[0]},
         {"framework": "jax", "variant": "jit", "processes": [np.ones(3)], "test_accuracy": accuracies[1]},
     ])
-    (sentence,) = accuracy_findings(summary, test_images=10_000)
+    epochs = pd.DataFrame({"run_id": "run", "test_accuracy": [0.4868, 0.4777]})
+    (sentence,) = accuracy_findings(summary, epochs)
     assert verdict in sentence and "sampling 10,000 test images" in sentence
-    assert accuracy_findings(summary.assign(test_accuracy=None), test_images=10_000) == []
+    assert accuracy_findings(summary.assign(test_accuracy=None), NO_EPOCHS) == []
 
 
 def test_the_section_opens_with_its_heading_and_lists_every_finding():
@@ -198,7 +207,7 @@ def test_the_section_opens_with_its_heading_and_lists_every_finding():
         {"framework": "pytorch", "variant": "eager", "processes": [windows(10.0, 0.2, seed=60)]},
         {"framework": "pytorch", "variant": "compile", "processes": [windows(8.0, 0.2, seed=61)], "compile_s": 5.0},
     ])
-    section = findings_section(summary, steps, {"run": None}, None)
+    section = findings_section(summary, steps, NO_EPOCHS, {"run": None})
     assert section.startswith("## Findings\n\n- lenet, batch 128: **pytorch:compile** is fastest")
     assert len(section.strip().splitlines()) == 2 + 4  # speed, compile, memory, parity
 
