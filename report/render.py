@@ -17,6 +17,7 @@ from benchmarks.contention import BUSY_THRESHOLD  # noqa: E402
 from benchmarks.efficiency import step_flops  # noqa: E402
 from benchmarks.parity import REFERENCE, failures, outliers, parity_summary  # noqa: E402
 from benchmarks.results import latest_attempts, read_table  # noqa: E402
+from report.findings import findings_section, read_parity  # noqa: E402
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -30,12 +31,13 @@ def _devices(table: pd.DataFrame) -> pd.Series:
 
 
 def _label(table: pd.DataFrame) -> pd.Series:
-    """framework:variant, after the model's name when the run compared several models, and "xN"
-    after it when it trained on N devices."""
+    """framework:variant, after the model's name when the run compared several models, after the
+    device when it holds several devices (runs merged by `python -m report RUN RUN --out DIR`),
+    and with "xN" after it when it trained data-parallel on N devices."""
     label = table["framework"] + ":" + table["variant"]
     label = table["model"] + " " + label if table["model"].nunique() > 1 else label
-    devices = _devices(table)
-    return label + devices.map(lambda n: f" x{n}" if n > 1 else "")
+    label = table["device"] + " " + label if "device" in table and table["device"].nunique() > 1 else label
+    return label + _devices(table).map(lambda n: f" x{n}" if n > 1 else "")
 
 
 def _latest(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
@@ -176,7 +178,8 @@ def _any_true(values: pd.Series) -> bool:
 
 def ranking_table(summary: pd.DataFrame, peak_gflops: float | None = None) -> pd.DataFrame:
     """Jobs that measured steps, repeats merged (median of medians, spread across repeats),
-    ranked by throughput, with the ratio to the fastest of the same model at the same batch size."""
+    ranked by throughput, with the ratio to the fastest of the same model at the same batch size
+    on the same device."""
     ok = summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)].copy()
     if ok.empty:
         return ok
@@ -184,7 +187,8 @@ def ranking_table(summary: pd.DataFrame, peak_gflops: float | None = None) -> pd
     ok["devices"] = _devices(ok)
     grouped = ok.groupby(["job", "batch_size"], sort=False)
     table = grouped.agg(
-        model=("model", "first"), devices=("devices", "first"), device=("device", "first"),
+        model=("model", "first"), devices=("devices", "first"),
+        **({"device": ("device", "first")} if "device" in ok else {}),
         step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"),
         p5_ms=("step_ms_p5", "median"),
         p95_ms=("step_ms_p95", "median"), windows=("windows", "sum"), repeats=("repeat", "nunique"),
@@ -200,21 +204,24 @@ def ranking_table(summary: pd.DataFrame, peak_gflops: float | None = None) -> pd
     table["framework_rss_mb"] = table["peak_rss_mb"] - table["framework_rss_mb"]
     busy = table["busy"] if "busy" in table else pd.Series(False, index=table.index)
     clean = table["images_per_s"].where(~busy)  # a row measured on a busy machine is not compared
-    peers = [table["model"], table["devices"], table["batch_size"]]  # the same work per step
-    table["vs_fastest"] = clean / clean.groupby(peers).transform("max")
+    same = [table[key] for key in ("device", "model", "devices", "batch_size") if key in table]  # same work per step
+    table["vs_fastest"] = clean / clean.groupby(same).transform("max")
     table["gflops"] = [step_flops(model, int(batch) * devices) / (ms / 1000) / 1e9 for model, batch, devices, ms
                        in zip(table["model"], table["batch_size"], table["devices"], table["step_ms"])]
     if peak_gflops:  # measured on one device: GPUs add theirs, CPU host devices share the cores
-        table["of_peak"] = table["gflops"] / (peak_gflops * table["devices"].where(table["device"] == "cuda", 1))
+        gpus = table["devices"].where(table["device"] == "cuda", 1) if "device" in table else 1
+        table["of_peak"] = table["gflops"] / (peak_gflops * gpus)
     table["images_per_s"] = table["images_per_s"].round().astype(int)
     table["job"] = table["job"] + busy.map({True: " (busy)", False: ""})
-    table = table.assign(_busy=busy).sort_values(["model", "devices", "batch_size", "_busy", "images_per_s"],
-                                                 ascending=[True, True, True, True, False])
-    if (table["devices"] == 1).all():
-        table = table.drop(columns="devices")
-    columns = ["job", "model", "devices", "batch_size", "images_per_s", "vs_fastest", "gflops", "of_peak", "step_ms",
-               "iqr_ms", "p5_ms", "p95_ms", "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb",
-               "framework_rss_mb", "device_mb", "accuracy", "input", "copy_ms", "contention"]
+    order = [key for key in ("device", "model", "devices", "batch_size") if key in table]
+    table = table.assign(_busy=busy).sort_values([*order, "_busy", "images_per_s"],
+                                                 ascending=[True] * len(order) + [True, False])
+    several_devices = "device" in table and table["device"].nunique() > 1
+    data_parallel = (table["devices"] > 1).any()
+    columns = ["job", *(["device"] if several_devices else []), "model", *(["devices"] if data_parallel else []),
+               "batch_size", "images_per_s", "vs_fastest", "gflops", "of_peak", "step_ms", "iqr_ms", "p5_ms", "p95_ms",
+               "windows", "repeats", "repeat_spread", "compile_s", "recompiles", "peak_rss_mb", "framework_rss_mb",
+               "device_mb", "accuracy", "input", "copy_ms", "contention"]
     table = table[[column for column in columns if column in table]]  # older runs lack the input path
     return table.dropna(axis="columns", how="all")  # e.g. device memory on CPU, accuracy of timing-only runs
 
@@ -341,7 +348,8 @@ def epochs_section(epochs: pd.DataFrame, run_dir: Path, preparation_timed: bool)
         return ""
     epochs = epochs.copy()
     epochs["job"] = _label(epochs) + " bs" + epochs["batch_size"].astype(str)
-    curves = epochs.groupby(["job", "epoch"], sort=False)[["train_loss", "test_loss", "test_accuracy", "epoch_s"]].median()
+    columns = ["train_loss", "test_loss", "test_accuracy", "epoch_s"]
+    curves = epochs.groupby(["job", "epoch"], sort=False)[columns].median()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for job, curve in curves.groupby(level="job", sort=False):
         curve = curve.droplevel("job")
@@ -394,7 +402,8 @@ def problems_section(summary: pd.DataFrame) -> str:
     recompiled = summary[summary["recompiles"].fillna(0) > 0]
     parts = []
     if not problems.empty:
-        shown = problems.assign(job=_label(problems))[["job", "batch_size", "repeat", "status", "diverged_step", "error"]]
+        columns = ["job", "batch_size", "repeat", "status", "diverged_step", "error"]
+        shown = problems.assign(job=_label(problems))[columns]
         shown = shown.astype({"diverged_step": "Int64"}).astype(str).replace({"<NA>": "", "nan": ""})
         parts.append(f"Jobs that did not finish (failed, skipped, diverged or interrupted):\n\n{_markdown(shown)}")
     if not recompiled.empty:
@@ -420,20 +429,36 @@ framework.
 """
 
 
+def _read_env(run_dir: Path) -> dict:
+    path = run_dir / "env.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def write_report(run_dir: Path) -> Path:
-    env_path = run_dir / "env.json"
-    env = json.loads(env_path.read_text()) if env_path.exists() else {}
+    """report.md of a run folder, or of runs merged into one (their env.json names them, and each
+    keeps its env.json and parity.csv in a folder named after it)."""
+    env = _read_env(run_dir)
     summary = latest_attempts(read_table(run_dir, "summary"))
     epochs = _latest(read_table(run_dir, "epochs"), summary)
     ranking = ranking_table(summary, env.get("peak_gflops"))
     run_id = summary["run_id"].iloc[0] if len(summary) else run_dir.name
-    sections = [f"# Framework comparison: run {run_id}\n", machine_section(env, summary),
-                "## Parity\n", parity_section(run_dir)]
+    runs = {run: run_dir / run for run in env["merged"]} if "merged" in env else {run_id: run_dir}
+    findings = findings_section(summary, read_table(run_dir, "steps"), epochs,
+                                {run: read_parity(folder) for run, folder in runs.items()})
+    if "merged" in env:
+        machines = [f"### Run {run}\n\n{machine_section(_read_env(folder), summary[summary['run_id'] == run])}"
+                    for run, folder in runs.items()]
+        parities = [f"### Run {run}\n\n{parity_section(folder)}" for run, folder in runs.items()]
+        sections = [f"# Framework comparison: runs {', '.join(runs)}\n", *machines, findings, "## Parity\n", *parities]
+    else:
+        sections = [f"# Framework comparison: run {run_id}\n", machine_section(env, summary), findings,
+                    "## Parity\n", parity_section(run_dir)]
     if ranking.empty:
         sections.append("## Speed\n\nNo job finished its timed steps.")
     else:
+        device = " on the same device" if "merged" in env else ""
         sections.append("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model "
-                        f"at the same batch size. Times in ms, memory in MiB.{efficiency_note(ranking, env)}"
+                        f"at the same batch size{device}. Times in ms, memory in MiB.{efficiency_note(ranking, env)}"
                         f"{busy_note(ranking)}\n\n"
                         f"{_markdown(ranking)}\n\n{speed_chart(ranking, run_dir)}")
     sections += [time_to_accuracy_section(summary, epochs, run_dir),

@@ -1,0 +1,275 @@
+"""The report's opening findings: plain sentences computed from a run's tables alone, namely the
+fastest variant per model and batch size with every other variant's step-time ratio to it and its
+bootstrap confidence interval, when compiling pays off, memory order, parity and accuracy agreement.
+
+Step-time ratios are other / fastest (above 1: slower). Their interval is a hierarchical bootstrap:
+each resample draws a variant's processes (repeats) with replacement, then each drawn process's
+timed windows with replacement, and takes the median of the per-process medians, as the ranking
+does. An interval that contains 1 means the two variants are tied within the measured noise."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.parity import failures
+
+RESAMPLES = 2000
+CONFIDENCE = 0.95
+SEED = 0  # fixed: the same tables always give the same intervals, so a re-rendered report is identical
+Z = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)  # two-sided normal quantile
+GROUP = ["device", "model", "devices", "batch_size"]  # devices: data-parallel, the same work per step
+ONE_PROCESS = ("one process each: the intervals cover window-to-window noise only, not process-to-process "
+               "variation; rerun with --repeats 3")
+
+
+# --- Tables -------------------------------------------------------------------------------------
+
+
+def timed_jobs(summary: pd.DataFrame) -> pd.DataFrame:
+    """Jobs that measured steps on a quiet machine, labelled framework:variant."""
+    jobs = summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)]
+    if "busy" in jobs:
+        jobs = jobs[~jobs["busy"].astype(str).eq("True")]  # a busy machine's speed is not compared
+    return _labelled(jobs)
+
+
+def _labelled(jobs: pd.DataFrame) -> pd.DataFrame:
+    """`jobs` labelled framework:variant, with their data-parallel device count (1 in older tables)."""
+    devices = jobs["devices"].fillna(1).astype(int) if "devices" in jobs else 1
+    return jobs.assign(label=jobs["framework"] + ":" + jobs["variant"], devices=devices)
+
+
+def window_times(jobs: pd.DataFrame, steps: pd.DataFrame) -> dict[tuple, list[np.ndarray]]:
+    """Per (device, model, batch size, label): one array of window step times (ms) per process."""
+    windows = steps.drop(columns="devices", errors="ignore").merge(jobs[["job_id", "attempt", "label", "devices"]],
+                                                                   on=["job_id", "attempt"])
+    return {key: [group["step_ms"].to_numpy(float) for _, group in rows.groupby("repeat")]
+            for key, rows in windows.groupby([*GROUP, "label"])}
+
+
+def read_parity(run_dir: Path) -> pd.DataFrame | None:
+    """parity.csv as the report's Parity section reads it; None when the run did not check parity."""
+    path = run_dir / "parity.csv"
+    if not path.exists():
+        return None
+    return pd.read_csv(path, keep_default_na=False, na_values={"step": [""], "error": [""]})
+
+
+def evaluated_images(accuracies: pd.Series) -> int | None:
+    """The number of test images behind a run's accuracies, read off the accuracies themselves:
+    each is correct / n, so n is a multiple of every reduced denominator, and their least common
+    multiple is the smallest n consistent with all of them (exact unless every count shares a
+    factor with n, which a handful of evaluations makes unlikely)."""
+    values = accuracies.dropna()
+    if values.empty:
+        return None
+    return math.lcm(*(Fraction(float(value)).limit_denominator(10**7).denominator for value in values))
+
+
+# --- Statistics ---------------------------------------------------------------------------------
+
+
+def resampled_medians(processes: list[np.ndarray], rng: np.random.Generator, resamples: int) -> np.ndarray:
+    """Bootstrap replicates of the median of per-process median window times: processes drawn with
+    replacement, then each drawn process's windows with replacement."""
+    count = len(processes)
+    drawn = rng.integers(count, size=(resamples, count))
+    medians = np.empty((resamples, count))
+    for index, windows in enumerate(processes):
+        # Every slot gets its own window resample, so a process drawn twice is resampled twice.
+        picks = rng.integers(len(windows), size=(resamples, count, len(windows)))
+        medians = np.where(drawn == index, np.median(windows[picks], axis=2), medians)
+    return np.median(medians, axis=1)
+
+
+def ratio_interval(processes: list[np.ndarray], baseline: list[np.ndarray], rng: np.random.Generator,
+                   resamples: int = RESAMPLES) -> tuple[float, float, float]:
+    """Step-time ratio processes / baseline (median of per-process medians) and its bootstrap
+    interval at CONFIDENCE."""
+    ratio = np.median([np.median(w) for w in processes]) / np.median([np.median(w) for w in baseline])
+    replicates = resampled_medians(processes, rng, resamples) / resampled_medians(baseline, rng, resamples)
+    tail = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(replicates, [tail, 1 - tail])
+    return float(ratio), float(low), float(high)
+
+
+def break_even_steps(compile_s: float, step_ms: float, eager_compile_s: float, eager_step_ms: float) -> int | None:
+    """The fewest steps n after the first for which compile_s + n * step beats eager's
+    eager_compile_s + n * eager_step; None when the step is not faster (it never pays off)."""
+    saved_ms = eager_step_ms - step_ms
+    if saved_ms <= 0:
+        return None
+    extra_ms = (compile_s - eager_compile_s) * 1000
+    return 0 if extra_ms < 0 else math.floor(extra_ms / saved_ms) + 1
+
+
+def accuracy_bound(accuracy, test_images: int):
+    """Half-width of the CONFIDENCE interval of the difference of two accuracies of `accuracy` measured
+    on `test_images` images each (binomial sampling error)."""
+    return Z * np.sqrt(2 * accuracy * (1 - accuracy) / test_images)
+
+
+# --- Sentences ----------------------------------------------------------------------------------
+
+
+def _where(key: tuple, several_devices: bool) -> str:
+    device, model, devices, batch_size = key
+    where = f"{model}, batch {batch_size}" + (f" per device on {devices} devices" if devices > 1 else "")
+    return where + (f" on {device}" if several_devices else "")
+
+
+def _process_note(processes: pd.Series) -> str:
+    """How many processes the intervals rest on; `processes` maps label to its count."""
+    if processes.max() == 1:
+        return ONE_PROCESS
+    single = processes.index[processes == 1].tolist()
+    if single:
+        return (f"{', '.join(single)} in one process: intervals involving them cover window-to-window noise only; "
+                f"rerun with --repeats 3")
+    counts = f"{processes.min()}" if processes.min() == processes.max() else f"{processes.min()}-{processes.max()}"
+    return f"{counts} processes each, resampled with their windows: the intervals cover process-to-process variation"
+
+
+def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -> list[str]:
+    """Per model and batch size: the fastest variant, and each other's step-time ratio to it."""
+    jobs = timed_jobs(summary)
+    times = window_times(jobs, steps)
+    rng = np.random.default_rng(seed)
+    several_devices = summary["device"].nunique() > 1
+    sentences = []
+    for key, group in jobs.groupby(GROUP):
+        step_ms = group.groupby("label")["step_ms_median"].median().sort_values(kind="stable")
+        fastest = step_ms.index[0]
+        lead = (f"{_where(key, several_devices)}: **{fastest}** is fastest "
+                f"({key[2] * key[3] / step_ms.iloc[0] * 1000:,.0f} images/s)")
+        if len(step_ms) == 1:
+            sentences.append(lead + ", the only variant measured.")
+            continue
+        items = []
+        for label in step_ms.index[1:]:
+            if (*key, label) not in times or (*key, fastest) not in times:  # steps.csv lost or not written
+                items.append(f"{label} {step_ms[label] / step_ms.iloc[0]:.2f}x (no timed windows to resample)")
+                continue
+            ratio, low, high = ratio_interval(times[(*key, label)], times[(*key, fastest)], rng)
+            items.append(f"{label} {ratio:.2f}x ({low:.2f}-{high:.2f}{', tied' if low <= 1 <= high else ''})")
+        note = _process_note(group.groupby("label")["repeat"].nunique())
+        sentences.append(f"{lead}; step time of the others relative to it, with {CONFIDENCE:.0%} bootstrap "
+                         f"intervals: {'; '.join(items)} ({note}).")
+    return sentences
+
+
+def compile_findings(summary: pd.DataFrame) -> list[str]:
+    """Per model and batch size: after how many steps each variant's compilation pays off against
+    the same framework's eager variant (frameworks without one are not weighed)."""
+    jobs = timed_jobs(summary).dropna(subset=["compile_s"])
+    several_devices = summary["device"].nunique() > 1
+    merged = jobs.groupby([*GROUP, "framework", "variant"]).agg(step_ms=("step_ms_median", "median"),
+                                                              compile_s=("compile_s", "median"))
+    sentences = []
+    for key, group in merged.groupby(level=GROUP):
+        items = []
+        for framework, rows in group.groupby(level="framework"):
+            rows = rows.droplevel([*GROUP, "framework"])
+            if "eager" not in rows.index:
+                continue
+            eager = rows.loc["eager"]
+            for variant, row in rows.drop("eager").iterrows():
+                steps = break_even_steps(row["compile_s"], row["step_ms"], eager["compile_s"], eager["step_ms"])
+                if steps is None:
+                    items.append(f"{framework}:{variant} never pays off against {framework}:eager: its step "
+                                 f"({row['step_ms']:.3g} ms) is not faster than eager's ({eager['step_ms']:.3g} ms)")
+                else:
+                    items.append(f"{framework}:{variant} pays off against {framework}:eager after {steps:,} steps "
+                                 f"(compiles in {row['compile_s']:.3g} s against {eager['compile_s']:.3g} s, then "
+                                 f"saves {eager['step_ms'] - row['step_ms']:.3g} ms a step)")
+        if items:
+            sentences.append(f"Compilation, {_where(key, several_devices)}: {'; '.join(items)}.")
+    if sentences:
+        sentences[0] = ("Compile time pays off after n steps beyond the first when compile_s + n x step time "
+                        "falls below the eager variant's (`compile_s` is the first step, compilation included). "
+                        + sentences[0])
+    return sentences
+
+
+def memory_findings(summary: pd.DataFrame) -> list[str]:
+    """Per model and batch size: variants from the least to the most peak memory (device memory
+    when every variant reports it, else the process's peak RSS)."""
+    jobs = summary[summary["status"].isin(["ok", "diverged"])]
+    jobs = _labelled(jobs)
+    several_devices = summary["device"].nunique() > 1
+    sentences = []
+    for key, group in jobs.groupby(GROUP):
+        device = group["peak_device_mb"].notna().all() if "peak_device_mb" in group else False
+        column, name = ("peak_device_mb", "peak device memory") if device else ("peak_rss_mb", "peak RSS")
+        peaks = group.groupby("label")[column].max().dropna().sort_values(kind="stable")
+        if len(peaks) > 1:
+            order = ", ".join(f"{label} {mb:,.0f}" for label, mb in peaks.items())
+            sentences.append(f"Memory, {_where(key, several_devices)}, {name} in MiB from least to most: {order}.")
+    return sentences
+
+
+def parity_passed(table: pd.DataFrame) -> bool:
+    """The verdict of the report's Parity section for one run's parity.csv."""
+    if not {"model", "precision", "step", "asserted"} <= set(table.columns):  # written before per-step checks
+        return bool(table["passed"].astype(str).eq("True").all())
+    return not failures(table)
+
+
+def parity_finding(tables: dict[str, pd.DataFrame | None]) -> str:
+    """One sentence on every run's parity verdict; `tables` maps run id to its parity table."""
+    verdicts = {run: "not checked" if table is None else "passed" if parity_passed(table) else "**FAILED**"
+                for run, table in tables.items()}
+    if len(verdicts) == 1:
+        (verdict,) = verdicts.values()
+    else:
+        verdict = "; ".join(f"{verdict} in run {run}" for run, verdict in verdicts.items())
+    failed = " Speed comparisons of the failing variants may compare different computations." \
+        if "**FAILED**" in verdict else ""
+    return f"Parity {verdict} (see Parity below).{failed}"
+
+
+def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
+    """Per model and batch size of a run that trained: whether the final test accuracies agree
+    within the sampling error of the test set, whose size every evaluation of the run reveals."""
+    recorded = pd.concat([summary[["run_id", "test_accuracy"]], epochs[["run_id", "test_accuracy"]]])
+    images = {run: evaluated_images(rows["test_accuracy"]) for run, rows in recorded.groupby("run_id")}
+    jobs = summary[summary["status"].eq("ok") & summary["test_accuracy"].notna()]
+    jobs = _labelled(jobs)
+    several_devices = summary["device"].nunique() > 1
+    sentences = []
+    for key, group in jobs.groupby(GROUP):
+        accuracy = group.groupby("label")["test_accuracy"].median().sort_values(kind="stable")
+        if len(accuracy) < 2:
+            continue
+        runs = group["run_id"].unique()
+        test_images = images.get(runs[0]) if len(runs) == 1 else None
+        spread = accuracy.iloc[-1] - accuracy.iloc[0]
+        text = (f"Final test accuracy, {_where(key, several_devices)}: from {accuracy.iloc[0]:.2%} "
+                f"({accuracy.index[0]}) to {accuracy.iloc[-1]:.2%} ({accuracy.index[-1]}), "
+                f"{spread * 100:.2f} points apart")
+        if test_images:
+            bound = accuracy_bound(accuracy.mean(), test_images)
+            agree = "they agree within" if spread <= bound else "**more than**"
+            text += (f"; {agree} the {bound * 100:.2f} points that sampling {test_images:,} test images "
+                     f"allows at {CONFIDENCE:.0%}")
+        sentences.append(text + ".")
+    return sentences
+
+
+def findings(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,
+             parity: dict[str, pd.DataFrame | None]) -> list[str]:
+    """Every finding, in the order the report lists them."""
+    return [*speed_findings(summary, steps), *compile_findings(summary), *memory_findings(summary),
+            parity_finding(parity), *accuracy_findings(summary, epochs)]
+
+
+def findings_section(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,
+                     parity: dict[str, pd.DataFrame | None]) -> str:
+    lines = "\n".join(f"- {sentence}" for sentence in findings(summary, steps, epochs, parity))
+    return f"## Findings\n\n{lines}\n"

@@ -1,0 +1,52 @@
+"""Several runs on different devices (e.g. one on a CPU, one on a GPU) as one run folder, without
+rerunning anything: their tables concatenated, job ids prefixed with the run id so they stay
+apart, and each run's env.json and parity.csv kept in a folder named after the run.
+The report then ranks jobs only against jobs on the same device."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.results import TABLES, read_table
+
+KEPT = ("env.json", "parity.csv")  # per run, in OUT/<run id>/
+
+
+class MergeError(ValueError):
+    pass
+
+
+def run_id(run_dir: Path) -> str:
+    summary = read_table(run_dir, "summary")
+    return str(summary["run_id"].iloc[0]) if len(summary) else run_dir.name
+
+
+def merge_runs(run_dirs: list[Path], out: Path) -> list[str]:
+    """Write the merged tables into `out`; the run ids, in order. Refuses runs that share a run id
+    or a device: their jobs could not be told apart (report.compare compares such runs)."""
+    ids = [run_id(run_dir) for run_dir in run_dirs]
+    if len(set(ids)) < len(ids):
+        raise MergeError(f"the runs share a run id: {', '.join(ids)}")
+    devices = {run: set(read_table(run_dir, "summary")["device"]) for run, run_dir in zip(ids, run_dirs)}
+    for first, second in ((a, b) for i, a in enumerate(ids) for b in ids[i + 1:]):
+        shared = devices[first] & devices[second]
+        if shared:
+            raise MergeError(f"runs {first} and {second} both ran on {', '.join(sorted(shared))}: merging is "
+                             f"for runs on different devices; `python -m report.compare` compares them")
+    out.mkdir(parents=True, exist_ok=True)
+    for table in TABLES:
+        frames = [read_table(run_dir, table).assign(run_id=run) for run, run_dir in zip(ids, run_dirs)]
+        merged = pd.concat([frame for frame in frames if len(frame)] or frames[:1], ignore_index=True)
+        merged["job_id"] = merged["run_id"].astype(str) + "/" + merged["job_id"].astype(str)
+        merged.to_csv(out / f"{table}.csv", index=False)
+    for run, run_dir in zip(ids, run_dirs):
+        (out / run).mkdir(exist_ok=True)
+        for name in KEPT:
+            if (run_dir / name).exists():
+                shutil.copy(run_dir / name, out / run / name)
+    (out / "env.json").write_text(json.dumps({"merged": ids}, indent=2))
+    return ids
