@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from frameworks.base import Adapter, DeviceUnavailable, Params, TrainConfig, TrainingState
+from frameworks.base import SINGLE, Adapter, DataParallel, DeviceUnavailable, Params, TrainConfig, TrainingState
 
 VARIANTS = ("ok", "raise", "exit", "kill", "oom", "nan", "inf", "hang", "slow")
 EXTRA_FRAMEWORKS = f"faulty=tests.faulty_framework:{','.join(VARIANTS)}"  # the env variable's value
@@ -34,8 +34,9 @@ HANG_S = 600.0
 class FaultyAdapter(Adapter):
     framework = "faulty"
 
-    def __init__(self, model: str, device: str, variant: str, config: TrainConfig):
-        super().__init__(model, device, variant, config)
+    def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
+                 parallel: DataParallel = SINGLE):
+        super().__init__(model, device, variant, config, parallel)
         if device == "cuda":
             raise DeviceUnavailable("faulty sees no CUDA device (it never does)")
         self.state = TrainingState({}, {}, 0)
