@@ -240,6 +240,14 @@ def hlo_descriptions(hlo_text: str) -> dict[str, str]:
     for match in computations.get(entry, []):
         for operand in re.findall(r"%([\w.\-]+)", match["rest"].split("calls=")[0].split("metadata=")[0]):
             users.setdefault(operand, []).append(match["name"])
+    convolutions = {match["name"] for match in computations.get(entry, [])
+                    if "convolution" in [match["opcode"], *(m["opcode"] for m in called(match))]}
+    for _ in range(len(known)):  # XLA's own instructions take the source of the first user that has one
+        unknown = [name for name in users if name in known and not known[name][0] and name not in convolutions]
+        found = {name: next((known[user] for user in users[name] if known[user][0]), None) for name in unknown}
+        if not any(found.values()):
+            break
+        known.update({name: source for name, source in found.items() if source})
 
     def describe(match: re.Match) -> str:
         opcode, inner = match["opcode"], called(match)
@@ -247,11 +255,8 @@ def hlo_descriptions(hlo_text: str) -> dict[str, str]:
         if inner and set(kinds) <= {"copy", "transpose"}:
             kinds = [f"{kinds[0]}-only"]
         op_name, functions = known[match["name"]]
-        if "convolution" in [opcode, *kinds]:
+        if match["name"] in convolutions:
             op_name = op_name or "(no op_name)"
-        elif not op_name:  # XLA's own instruction: described by the first user that has a source
-            op_name, functions = next((known[user] for user in users.get(match["name"], []) if known[user][0]),
-                                      ("", []))
         shape = re.search(r"\w+\[[\d,]*\]", match["shape"])
         return " ".join(filter(None, [opcode, " ".join(kinds), shape and shape[0], op_name, " < ".join(functions[:6])]))
 
