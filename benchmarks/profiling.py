@@ -266,7 +266,9 @@ def hlo_descriptions(hlo_text: str) -> dict[str, str]:
 def _jax(adapter, batches, folder: Path) -> pd.DataFrame:
     """jax.profiler: a TensorBoard profile (`plugins/profile/<run>/<host>.xplane.pb` and
     `.trace.json.gz`) and a Perfetto trace; each XLA thunk's event names its HLO instruction,
-    looked up in the step's optimised HLO module (saved beside it as `train_step.hlo.txt`)."""
+    looked up in the step's optimised HLO module (saved beside it as `train_step.hlo.txt`).
+    On more than one thread XLA's own convolutions run asynchronously on its intra-op pool and
+    their events end when they are dispatched: only a one-thread profile counts them whole."""
     import jax
 
     from frameworks import jax_flax

@@ -351,13 +351,17 @@ def profile_section(run_dir: Path, summary: pd.DataFrame, top: int = 8) -> str:
     largest = ops.sort_values(["job", "self_ms"], ascending=[True, False]).groupby("job", observed=True).head(top)
     largest = largest.assign(share=(100 * largest["share"]).round(1), self_ms=largest["self_ms"].round(2),
                              detail=largest["detail"].fillna("").str.slice(0, 90))
+    threads = summary.loc[summary["framework"].eq("jax") & summary["threads"].gt(1), "job_id"]
+    caveat = (" XLA runs its own convolutions asynchronously when it has more than one thread, and their events end "
+              "at dispatch: the jax rows under-count them (profile with `--threads 1` to attribute them)."
+              if ops["job_id"].isin(threads).any() else "")
     viewers = "; ".join(f"{name}: {text}" for name, text in TRACE_VIEWERS.items() if name in set(ops["framework"]))
     return (f"## Where the time goes (profile)\n\nEach job ran {PROFILED_STEPS} more training steps after its timed "
             f"ones, under its framework's own profiler. Self time is the time spent in an operation itself, not in "
             f"the operations it called, summed over the threads that ran it; `profiled_ms` is its sum per step. It "
             f"can exceed the step time on several cores, and the profiler adds its own cost: compare the shares, not "
             f"the sums. Shares in % per category, each operation sorted by its framework's name for it (rules in "
-            f"`benchmarks/profiling.py`; `data transfer` counts copies and layout transposes).\n\n"
+            f"`benchmarks/profiling.py`; `data transfer` counts copies and layout transposes).{caveat}\n\n"
             f"{_markdown(table.reset_index())}\n\nThe {top} largest operations of each job (self ms per step; "
             f"`detail`: for XLA, the HLO instruction's opcode, shape, JAX op_name and Python call stack):\n\n"
             f"{_markdown(largest[['job', 'op', 'category', 'self_ms', 'share', 'detail']])}\n\n"
