@@ -30,7 +30,7 @@ OP_COLUMNS = PROFILE_COLUMNS[len(IDENTITY):]  # self_ms: per profiled step
 # (pattern, category) pairs, the first match wins; searched in the op's name (case-sensitive).
 TORCH_RULES = [
     (r"convolution_backward|ConvolutionBackward", "convolution backward"),
-    (r"conv|mkldnn_convolution", "convolution forward"),
+    (r"conv", "convolution forward"),  # aten::convolution, its mkldnn_convolution, inductor's extern calls
     (r"\baten::(addmm|mm|bmm|matmul|linear)\b|AddmmBackward|MmBackward", "matmul"),
     (r"max_pool|MaxPool", "pooling"),
     (r"batch_norm|BatchNorm", "normalization"),
@@ -85,7 +85,8 @@ def op_table(framework: str, ops: pd.DataFrame, steps: int) -> pd.DataFrame:
     """Ops (`op`, `calls`, `self_us` summed over the profiled steps, `detail`) -> per-step rows with
     their category and share of all self time, the largest first."""
     ops = ops[ops["self_us"] > 0].groupby(["op", "detail"], as_index=False, sort=False)[["calls", "self_us"]].sum()
-    ops["category"] = [categorise(framework, detail or op)
+    # XLA's thunk names say little: its rules read the instruction's description (see `hlo_descriptions`)
+    ops["category"] = [categorise(framework, (detail or op) if framework == "jax" else op)
                        for op, detail in zip(ops["op"], ops["detail"])]
     ops["self_ms"] = ops["self_us"] / 1000 / steps
     ops["calls"] = ops["calls"] / steps
