@@ -297,6 +297,8 @@ PROFILERS: dict[str, Callable] = {"pytorch": _pytorch, "tensorflow": _tensorflow
 
 def capture(adapter, batches: list, folder: Path) -> list[dict]:
     """Profile `len(batches)` training steps of a warmed-up adapter into `folder`; the op rows."""
+    if adapter.framework not in PROFILERS:
+        raise ValueError(f"no profiler for {adapter.framework} (profiles: {', '.join(PROFILERS)})")
     folder.mkdir(parents=True, exist_ok=True)
     ops = PROFILERS[adapter.framework](adapter, batches, folder)
     if ops.empty:

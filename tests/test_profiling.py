@@ -4,13 +4,15 @@ each framework's own format, op rows whose shares add up, and the report's profi
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
-from benchmarks import profiling, run
+from benchmarks import data as datasets, profiling, run, worker
+from benchmarks.jobs import Job
 from benchmarks.profiling import CATEGORIES, categorise, hlo_descriptions
 from frameworks import EXTRA_ENV, REGISTRY
 from tests.conftest import FRAMEWORKS, ROOT, import_error
@@ -182,6 +184,32 @@ def test_report_of_a_profiled_run_shows_where_the_time_goes(profiled_run):
     report = (profiled_run / "report.md").read_text()
     assert "## Where the time goes (profile)" in report
     assert "convolution backward" in report
+
+
+def test_a_failing_profiler_costs_the_job_its_profile_not_its_timings():
+    """The worker reports the error in its profile message and goes on to send its results."""
+
+    class Unprofiled:
+        framework = "faulty"
+
+        def place(self, images, labels):
+            return images, labels
+
+        def wait(self, placed):
+            pass
+
+    class Messages(list):
+        def send(self, kind, **fields):
+            self.append({"type": kind, **fields})
+
+    job = Job("benchmark", "faulty", "ok", "lenet", "cpu", 8, 1, 0, 1, "fp32", 0, 2, 0, 1, 0.01, 0.9, 0.0, "constant",
+              "synthetic", None, 64, 16, profile=True)
+    channel = Messages()
+    worker.profile(Unprofiled(), datasets.synthetic(64, 16), job, channel)
+    (message,) = channel
+    shutil.rmtree(message["folder"])  # the parent would have moved it into the run folder
+    assert message["type"] == "profile" and message["rows"] == []
+    assert message["error"] == "ValueError: no profiler for faulty (profiles: pytorch, tensorflow, jax)"
 
 
 # --- What --profile cannot serve ----------------------------------------------------------------
