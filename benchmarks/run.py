@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("results"), help="runs are written to OUT/<run-id>/")
     parser.add_argument("--require-quiet", action="store_true",
                         help="refuse to start (exit status 4) when other processes use more than "
-                             f"{BUSY_THRESHOLD:.0%} of the cores during a one-second look before the run")
+                             f"{BUSY_THRESHOLD:.0%}% of the cores during a one-second look before the run")
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check before the jobs")
     parser.add_argument("--profile", action="store_true",
                         help="after each job's timed steps, run a few more under the framework's own profiler "

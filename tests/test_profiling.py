@@ -223,6 +223,13 @@ def error_line(capsys, argv: list[str]) -> str:
     return lines[-1]
 
 
+def test_help_documents_profile(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--profile" in capsys.readouterr().out
+
+
 def test_profile_of_a_resumed_run_exits_2(capsys, tmp_path):
     (tmp_path / "plan.json").write_text("{}")
     line = error_line(capsys, ["--resume", str(tmp_path), "--profile"])
