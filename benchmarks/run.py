@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from benchmarks import data as datasets
 from benchmarks.environment import collect
 from benchmarks.jobs import INPUTS, Job
 from benchmarks.parity import ParityOutcome, run_data_parallel_parity, run_parity_jobs
+from benchmarks.profiling import PROFILERS
 from benchmarks.results import append_rows, latest_attempts, new_run_dir, read_table
 from benchmarks.spawn import PROJECT_ROOT, base_env, run_worker, run_workers
 from frameworks.base import LR_SCHEDULES
@@ -134,8 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=Path("results"), help="runs are written to OUT/<run-id>/")
     parser.add_argument("--require-quiet", action="store_true",
                         help="refuse to start (exit status 4) when other processes use more than "
-                             f"{BUSY_THRESHOLD:.0%} of the cores during a one-second look before the run")
+                             f"{BUSY_THRESHOLD:.0%}% of the cores during a one-second look before the run")
     parser.add_argument("--no-parity", action="store_true", help="skip the parity check before the jobs")
+    parser.add_argument("--profile", action="store_true",
+                        help="after each job's timed steps, run a few more under the framework's own profiler "
+                             "(torch.profiler, tf.profiler, jax.profiler): traces in RUN/profiles/<job>/, self time "
+                             "per operation in profile.csv, and where the time goes in the report")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="finish an earlier run: run only its jobs without an ok row (other options ignored)")
     return parser
@@ -195,8 +201,8 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
             args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size,
             target_accuracy=args.target_accuracy, nesterov=args.nesterov, label_smoothing=args.label_smoothing,
             warmup_fraction=args.lr_warmup, input=args.input,
-            augment=args.augment, eval_every=args.eval_every or 0, devices=devices, nodes=args.nodes,
-            node_rank=args.node_rank, coordinator=args.coordinator,
+            augment=args.augment, eval_every=args.eval_every or 0, profile=args.profile, devices=devices,
+            nodes=args.nodes, node_rank=args.node_rank, coordinator=args.coordinator,
             node_hosts=",".join(args.node_hosts) if args.node_hosts else None)
         for model in selection.models
         for framework, variant in selection.pairs
@@ -220,20 +226,35 @@ class JobRecorder:
                          "repeat": job.repeat, "attempt": attempt}
         self.epochs: list[dict] = []
         self.windows: list[dict] = []
+        self.profile: dict | None = None
 
     def on_message(self, message: dict) -> None:
         if message["type"] == "epoch":
             self.epochs.append(message["row"])
         elif message["type"] == "windows":
             self.windows = message["rows"]
+        elif message["type"] == "profile":
+            self.profile = message
 
     def finish(self, result: dict) -> dict:
         row = {**self.identity, "threads": self.job.threads, "global_batch": self.job.global_batch,
-               "nodes": self.job.nodes, "data": self.job.data, "augment": self.job.augment, **result}
+               "nodes": self.job.nodes, "data": self.job.data, "augment": self.job.augment, **result,
+               **({"profile_error": self.profile.get("error")} if self.profile else {})}
         append_rows(self.run_dir, "epochs", [{**self.identity, **epoch} for epoch in self.epochs])
         append_rows(self.run_dir, "steps", [{**self.identity, **window} for window in self.windows])
         append_rows(self.run_dir, "summary", [row])
+        if self.profile:
+            self._keep_profile()
         return row
+
+    def _keep_profile(self) -> None:
+        """The worker's traces moved to profiles/<job_id>/ (a resumed attempt's replace an earlier
+        one's) and its op rows appended to profile.csv."""
+        target = self.run_dir / "profiles" / self.job.job_id
+        shutil.rmtree(target, ignore_errors=True)
+        target.parent.mkdir(exist_ok=True)
+        shutil.move(self.profile["folder"], target)
+        append_rows(self.run_dir, "profile", [{**self.identity, **op} for op in self.profile["rows"]])
 
 
 def describe(row: dict) -> str:
@@ -249,6 +270,8 @@ def describe(row: dict) -> str:
         parts.append("[yellow]no complete timed window (give more steps or a smaller --window)[/]")
     if row.get("test_accuracy") is not None:
         parts.append(f"test accuracy {row['test_accuracy']:.1%}")
+    if row.get("profile_error"):
+        parts.append(f"[yellow]not profiled: {escape(row['profile_error'])}[/]")
     if row.get("target_reached"):
         parts.append(f"reached {row['target_accuracy']:.1%} in epoch {row['epochs_to_target']}, "
                      f"{row['train_s_to_target']:.1f} s of training ({row['wall_s_to_target']:.1f} s with evaluation)")
@@ -416,12 +439,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(parser, argv)
     console = cli.console()
     if args.resume:
+        if args.profile:
+            parser.error("argument --profile: a resumed run follows its plan; profile a new run instead")
         if not (args.resume / "plan.json").is_file():
             parser.error(f"argument --resume: {args.resume} is not a run folder (no plan.json)")
         if look_at_machine(console, args.require_quiet) is None:
             return 4
         return execute(args.resume, console)
     selection = cli.selection_from_args(parser, args)
+    unprofiled = sorted({framework for framework, _ in selection.pairs} - set(PROFILERS))
+    if args.profile and unprofiled:
+        parser.error(f"argument --profile: no profiler for {', '.join(unprofiled)} (profiles: {', '.join(PROFILERS)})")
     if args.epochs == 0 and args.steps == 0:
         parser.error("argument --epochs: with --epochs 0, give --steps N (a run needs something to time)")
     if args.eval_every and (args.epochs == 0 or (args.epochs is None and args.steps)):

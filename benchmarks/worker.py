@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator
@@ -363,10 +364,35 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
         result["status"] = "ok"
     except Diverged as diverged:
         result.update(status="diverged", error=str(diverged), diverged_step=diverged.step)
+    if job.profile and result["status"] == "ok":
+        profile(adapter, dataset, job, channel)
     channel.send("windows", rows=trainer.window_rows)
     result.update(trainer.timing_summary(), **feed.summary(), compile_s=trainer.compile_s,
                   peak_rss_mb=peak_rss_mb(), peak_device_mb=_mb(adapter.peak_device_memory()))
     return result
+
+
+def profile(adapter: Adapter, dataset: datasets.Dataset, job: Job, channel: Channel) -> None:
+    """--profile: a few more steps under the framework's own profiler, after every timed one, on
+    batches placed on the device beforehand. The traces go to a fresh folder that the parent moves
+    into the run folder; a profiler that fails costs the job its profile, not its timings."""
+    from benchmarks import profiling
+
+    batches = itertools.islice(datasets.train_batches(dataset, job.global_batch, job.seed, 0, job.augment),
+                               profiling.STEPS)
+    placed = [adapter.place(job.parallel.local(images), job.parallel.local(labels)) for images, labels in batches]
+    adapter.wait(placed[-1])
+    if not job.leads:  # the other processes of a data-parallel job keep step with the profiled one
+        for batch in placed:
+            adapter.train_step(*batch)
+        adapter.synchronize()
+        return
+    folder = Path(tempfile.mkdtemp(prefix=f"profile-{job.job_id}-"))
+    try:
+        channel.send("profile", folder=str(folder), rows=profiling.capture(adapter, placed, folder))
+    except Exception as error:
+        traceback.print_exc()
+        channel.send("profile", folder=str(folder), rows=[], error=f"{type(error).__name__}: {error}")
 
 
 def _mb(value: int | None) -> float | None:

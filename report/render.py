@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 from benchmarks.contention import BUSY_THRESHOLD  # noqa: E402
 from benchmarks.efficiency import step_flops  # noqa: E402
 from benchmarks.parity import REFERENCE, failures, outliers, parity_summary  # noqa: E402
+from benchmarks.profiling import CATEGORIES, STEPS as PROFILED_STEPS  # noqa: E402
 from benchmarks.results import latest_attempts, read_table  # noqa: E402
 from report.findings import findings_section, read_parity  # noqa: E402
 
@@ -397,6 +398,44 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_di
             f"![accuracy against time](accuracy_time.png)\n")
 
 
+TRACE_VIEWERS = {"pytorch": "`trace.json`: chrome://tracing or ui.perfetto.dev",
+                 "tensorflow": "`plugins/profile/*/*.xplane.pb`: TensorBoard's profile plugin or xprof",
+                 "jax": "`plugins/profile/*/perfetto_trace.json.gz`: ui.perfetto.dev; `*.xplane.pb`: TensorBoard or "
+                        "xprof; `train_step.hlo.txt`: the compiled step the op names refer to"}
+
+
+def profile_section(run_dir: Path, summary: pd.DataFrame, top: int = 8) -> str:
+    """With --profile: per job, the share of self time in each category, and its largest operations."""
+    ops = _latest(read_table(run_dir, "profile"), summary)
+    if ops.empty:
+        return ""
+    ops = ops[ops["repeat"] == ops["repeat"].min()].copy()  # one process's profile per job
+    ops["job"] = _label(ops) + " bs" + ops["batch_size"].astype(str)
+    ops["job"] = pd.Categorical(ops["job"], categories=ops["job"].unique())  # in the run's order
+    shares = ops.pivot_table(index="job", columns="category", values="share", aggfunc="sum", observed=True)
+    shares = shares.reindex(columns=[category for category in CATEGORIES if category in shares.columns])
+    table = (100 * shares).round(1).fillna(0.0)
+    table.insert(0, "profiled_ms", ops.groupby("job", observed=True)["self_ms"].sum().round(1))
+    largest = ops.sort_values(["job", "self_ms"], ascending=[True, False]).groupby("job", observed=True).head(top)
+    largest = largest.assign(share=(100 * largest["share"]).round(1), self_ms=largest["self_ms"].round(2),
+                             detail=largest["detail"].fillna("").str.slice(0, 90))
+    threads = summary.loc[summary["framework"].eq("jax") & summary["threads"].gt(1), "job_id"]
+    caveat = (" XLA runs its own convolutions asynchronously when it has more than one thread, and their events end "
+              "at dispatch: the jax rows under-count them (profile with `--threads 1` to attribute them)."
+              if ops["job_id"].isin(threads).any() else "")
+    viewers = "; ".join(f"{name}: {text}" for name, text in TRACE_VIEWERS.items() if name in set(ops["framework"]))
+    return (f"## Where the time goes (profile)\n\nEach job ran {PROFILED_STEPS} more training steps after its timed "
+            f"ones, under its framework's own profiler. Self time is the time spent in an operation itself, not in "
+            f"the operations it called, summed over the threads that ran it; `profiled_ms` is its sum per step. It "
+            f"can exceed the step time on several cores, and the profiler adds its own cost: compare the shares, not "
+            f"the sums. Shares in % per category, each operation sorted by its framework's name for it (rules in "
+            f"`benchmarks/profiling.py`; `data transfer` counts copies and layout transposes).{caveat}\n\n"
+            f"{_markdown(table.reset_index())}\n\nThe {top} largest operations of each job (self ms per step; "
+            f"`detail`: for XLA, the HLO instruction's opcode, shape, JAX op_name and Python call stack):\n\n"
+            f"{_markdown(largest[['job', 'op', 'category', 'self_ms', 'share', 'detail']])}\n\n"
+            f"Traces, per job in `profiles/<job_id>/`: {viewers}.\n")
+
+
 def problems_section(summary: pd.DataFrame) -> str:
     problems = summary[summary["status"] != "ok"]
     recompiled = summary[summary["recompiles"].fillna(0) > 0]
@@ -465,7 +504,7 @@ def write_report(run_dir: Path) -> Path:
                  scaling_section(ranking, summary, env) if not ranking.empty else "",
                  sweep_section(ranking, run_dir) if not ranking.empty else "",
                  epochs_section(epochs, run_dir, preparation_timed="augment_s" not in summary),
-                 problems_section(summary), METHOD]
+                 profile_section(run_dir, summary), problems_section(summary), METHOD]
     path = run_dir / "report.md"
     path.write_text("\n\n".join(section for section in sections if section) + "\n")
     return path

@@ -277,6 +277,8 @@ def test_killed_parent_leaves_well_formed_csv_files_and_resume_finishes(tmp_path
     finally:
         parent.kill()
     for table, columns in TABLES.items():
+        if table == "profile":  # written only with --profile
+            continue
         frame = pd.read_csv(folder / f"{table}.csv")
         assert list(frame.columns) == columns
         assert frame["job_id"].isin(SLOW_JOB_IDS).all()

@@ -1,0 +1,243 @@
+"""`--profile`: the op-name rules sort each framework's operations into the right categories, the
+XLA module and trace parsers read what the frameworks write, and a profiled run leaves a trace in
+each framework's own format, op rows whose shares add up, and the report's profile section."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from benchmarks import data as datasets, profiling, run, worker
+from benchmarks.jobs import Job
+from benchmarks.profiling import CATEGORIES, categorise, hlo_descriptions
+from frameworks import EXTRA_ENV, REGISTRY
+from tests.conftest import FRAMEWORKS, ROOT, import_error
+
+# (framework, the framework's own name for an operation, its category)
+NAMES = [
+    ("pytorch", "aten::mkldnn_convolution", "convolution forward"),
+    ("pytorch", "aten::convolution", "convolution forward"),
+    ("pytorch", "aten::convolution_backward", "convolution backward"),
+    ("pytorch", "autograd::engine::evaluate_function: ConvolutionBackward0", "convolution backward"),
+    ("pytorch", "aten::addmm", "matmul"),
+    ("pytorch", "aten::mm", "matmul"),
+    ("pytorch", "aten::max_pool2d_with_indices", "pooling"),
+    ("pytorch", "aten::max_pool2d_with_indices_backward", "pooling"),
+    ("pytorch", "aten::native_batch_norm_backward", "normalization"),
+    ("pytorch", "Optimizer.step#SGD.step", "optimizer"),
+    ("pytorch", "aten::_foreach_add_", "optimizer"),
+    ("pytorch", "aten::copy_", "data transfer"),
+    ("pytorch", "aten::clamp_min", "elementwise"),
+    ("pytorch", "aten::threshold_backward", "elementwise"),
+    ("pytorch", "cpp_fused_max_pool2d_with_indices_relu_0", "pooling"),
+    ("pytorch", "cpp_fused__log_softmax_nll_loss_forward_1", "elementwise"),
+    ("pytorch", "## Call CompiledFxGraph f4todjg7xvmqppwaur7qkf7dyom5 ##", "other"),
+    ("tensorflow", "le_net_1/Relu:_MklNativeFusedConv2D", "convolution forward"),
+    ("tensorflow", "res_net9/prep/conv/convolution:Conv2D", "convolution forward"),
+    ("tensorflow", "gradient_tape/le_net_1/conv2d_1/convolution/Conv2DBackpropFilter:"
+                   "_MklNativeConv2DBackpropFilterWithBias", "convolution backward"),
+    ("tensorflow", "gradient_tape/le_net_1/conv2d_1_2/convolution/Conv2DBackpropInput:Conv2DBackpropInput",
+     "convolution backward"),
+    ("tensorflow", "le_net_1/Relu_2:_MklNativeFusedMatMul", "matmul"),
+    ("tensorflow", "gradient_tape/le_net_1/dense_1/MatMul/MatMul_1:MatMul", "matmul"),
+    ("tensorflow", "gradient_tape/le_net_1/MaxPool2d/MaxPoolGrad:_MklNativeMaxPoolGrad", "pooling"),
+    ("tensorflow", "res_net9/prep/bn/FusedBatchNormV3:FusedBatchNormV3", "normalization"),
+    ("tensorflow", "torch_sgd/AssignSubVariableOp_4:AssignSubVariableOp", "optimizer"),
+    ("tensorflow", "torch_sgd/Mul_3:Mul", "optimizer"),
+    ("tensorflow", "SGD/ResourceApplyKerasMomentum:ResourceApplyKerasMomentum", "optimizer"),
+    ("tensorflow", "gradient_tape/le_net_1/ReluGrad_3:ReluGrad", "elementwise"),
+    ("tensorflow", "gradient_tape/le_net_1/conv2d_1/BiasAdd/BiasAddGrad:BiasAddGrad", "elementwise"),
+    ("tensorflow", "transpose:Transpose", "data transfer"),
+    ("tensorflow", "while/body:While", "other"),
+    ("jax", "convolution f32[128,28,28,6] jit(train_step)/jvp()/conv_general_dilated Conv.__call__ < LeNet.__call__",
+     "convolution forward"),
+    ("jax", "convolution f32[128,14,14,6] jit(train_step)/transpose(jvp())/conv_general_dilated Conv.__call__",
+     "convolution backward"),
+    ("jax", "fusion convolution f32[3,5,5,6] (no op_name)", "convolution backward"),
+    ("jax", "fusion dot f32[128,400] jit(train_step)/transpose(jvp())/dot_general Linear.__call__", "matmul"),
+    ("jax", "fusion reduce-window f32[128,14,14,6] jit(train_step)/jvp()/reduce_window_max pool", "pooling"),
+    ("jax", "fusion scatter f32[128,28,28,6] jit(train_step)/transpose(jvp())/select_and_scatter pool", "pooling"),
+    ("jax", "fusion multiply subtract f32[512,10] jit(train_step)/mul apply_updates < Optimizer.update", "optimizer"),
+    ("jax", "fusion multiply reduce f32[64] jit(train_step)/jvp()/mul TorchBatchNorm.__call__ < ConvBN.__call__",
+     "normalization"),
+    ("jax", "fusion copy-only f32[3,32,32,128]", "data transfer"),
+    ("jax", "fusion add broadcast maximum f32[128,28,28,6] jit(train_step)/jvp()/jit(relu)/max", "elementwise"),
+    ("jax", "custom-call f32[8]", "other"),
+]
+
+
+@pytest.mark.parametrize("framework, name, category", NAMES,
+                         ids=[f"{framework} {name[:60]} is {category}" for framework, name, category in NAMES])
+def test_operation_names_map_to_their_category(framework, name, category):
+    assert categorise(framework, name) == category
+
+
+HLO = '''HloModule jit_train_step, is_scheduled=true
+
+FileNames
+1 "/x/frameworks/jax_flax.py"
+
+FunctionNames
+1 "loss_fn"
+2 "Conv.__call__"
+3 "Optimizer.update"
+
+FileLocations
+1 {file_name_id=1 function_name_id=1 line=1 end_line=1 column=1 end_column=2}
+2 {file_name_id=1 function_name_id=2 line=2 end_line=2 column=1 end_column=2}
+3 {file_name_id=1 function_name_id=3 line=3 end_line=3 column=1 end_column=2}
+
+StackFrames
+1 {file_location_id=1 parent_frame_id=1}
+2 {file_location_id=2 parent_frame_id=2}
+3 {file_location_id=3 parent_frame_id=1}
+
+%fused_computation (param_0: f32[3,32,32,8], param_1: f32[28,28,8,6]) -> f32[3,5,5,6] {
+  %param_0 = f32[3,32,32,8]{3,2,1,0} parameter(0)
+  %param_1 = f32[28,28,8,6]{3,2,1,0} parameter(1)
+  ROOT %convolution.4 = f32[3,5,5,6]{3,2,1,0} convolution(%param_0, %param_1), window={size=28x28}, dim_labels=b01f_01io->b01f
+}
+
+%wrapped_iota_computation () -> s32[8,28,28,6] {
+  ROOT %iota.1 = s32[8,28,28,6]{3,2,1,0} iota(), iota_dimension=0
+}
+
+ENTRY %main.1 (images: f32[8,32,32,3], kernel: f32[5,5,3,6]) -> f32[5,5,3,6] {
+  %images = f32[8,32,32,3]{3,2,1,0} parameter(0)
+  %kernel = f32[5,5,3,6]{3,2,1,0} parameter(1)
+  %conv_general_dilated.5 = f32[8,28,28,6]{3,2,1,0} convolution(%images, %kernel), window={size=5x5}, dim_labels=b01f_01io->b01f, metadata={op_name="jit(train_step)/jvp()/conv_general_dilated" stack_frame_id=2}
+  %wrapped_iota = s32[8,28,28,6]{3,2,1,0} fusion(), kind=kLoop, calls=%wrapped_iota_computation
+  %wrapped_scatter = f32[8,28,28,6]{3,2,1,0} scatter(%conv_general_dilated.5, %wrapped_iota), metadata={op_name="jit(train_step)/transpose(jvp())/select_and_scatter" stack_frame_id=1}
+  %ynn_fusion = f32[3,5,5,6]{3,2,1,0} fusion(%images, %wrapped_scatter), kind=kCustom, calls=%fused_computation
+  ROOT %update = f32[5,5,3,6]{3,2,1,0} subtract(%kernel, %ynn_fusion), metadata={op_name="jit(train_step)/sub" stack_frame_id=3}
+}
+'''  # noqa: E501 (XLA's lines)
+
+
+def test_hlo_instructions_are_described_by_opcode_source_and_call_stack():
+    described = hlo_descriptions(HLO)
+    expected = {
+        "conv_general_dilated.5": ("convolution f32[8,28,28,6] jit(train_step)/jvp()/conv_general_dilated "
+                                   "Conv.__call__ < loss_fn", "convolution forward"),
+        # XLA's own instructions: a gradient convolution without op_name, an index iota described by its user
+        "ynn_fusion": ("fusion convolution f32[3,5,5,6] (no op_name)", "convolution backward"),
+        "wrapped_iota": ("fusion iota s32[8,28,28,6] jit(train_step)/transpose(jvp())/select_and_scatter loss_fn",
+                         "pooling"),
+        "update": ("subtract f32[5,5,3,6] jit(train_step)/sub Optimizer.update", "optimizer"),
+    }
+    for name, (description, category) in expected.items():
+        assert described[name] == description
+        assert categorise("jax", described[name]) == category, name
+
+
+def test_self_time_is_duration_less_nested_events():
+    # an executor event holding two op events, then a third op after it, on one thread's timeline
+    events = [(0, 100, "ExecutorState::Process"), (10, 30, "a:Conv2D"), (50, 20, "b:Relu"), (120, 5, "c:Mul")]
+    assert profiling._self_times(events) == {0: 50, 1: 30, 2: 20, 3: 5}
+
+
+# --- A profiled run, end to end -----------------------------------------------------------------
+
+TRACES = {"pytorch": "trace.json", "tensorflow": "plugins/profile/*/*.xplane.pb",
+          "jax": "plugins/profile/*/perfetto_trace.json.gz"}
+STEPS, WINDOW = 4, 2
+
+
+@pytest.fixture(scope="module")
+def profiled_run(tmp_path_factory):
+    """One short profiled run of every installed framework's default variant, LeNet at batch 16."""
+    installed = [name for name in FRAMEWORKS if import_error(name) is None]
+    if not installed:
+        pytest.skip("no framework is installed")
+    out = tmp_path_factory.mktemp("results")
+    command = [sys.executable, "-m", "benchmarks.run", "--framework", ",".join(installed), "--model", "lenet",
+               "--batch-size", "16", "--steps", str(STEPS), "--warmup", "1", "--window", str(WINDOW), "--data",
+               "synthetic", "--train-size", "256", "--test-size", "64", "--no-parity", "--profile", "--out", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+@pytest.mark.slow
+def test_profiled_run_writes_the_framework_trace_and_op_rows(profiled_run, framework):
+    job_id = f"lenet-{framework}-{REGISTRY[framework].default_variant}-bs16-r1"
+    traces = list((profiled_run / "profiles" / job_id).glob(TRACES[framework]))
+    assert traces and all(trace.stat().st_size > 0 for trace in traces), f"no {TRACES[framework]} for {job_id}"
+    ops = pd.read_csv(profiled_run / "profile.csv")
+    ops = ops[ops["job_id"] == job_id]
+    assert len(ops) > 0
+    assert ops["share"].sum() == pytest.approx(1.0, abs=1e-6)
+    assert set(ops["category"]) <= set(CATEGORIES)
+    assert {"convolution forward", "convolution backward"} <= set(ops["category"]), "LeNet's convolutions"
+    assert (ops["self_ms"] > 0).all()
+    steps = pd.read_csv(profiled_run / "steps.csv")
+    assert (steps["job_id"] == job_id).sum() == STEPS // WINDOW, "profiled steps must stay out of the timed windows"
+
+
+@pytest.mark.slow
+def test_report_of_a_profiled_run_shows_where_the_time_goes(profiled_run):
+    report = (profiled_run / "report.md").read_text()
+    assert "## Where the time goes (profile)" in report
+    assert "convolution backward" in report
+
+
+def test_a_failing_profiler_costs_the_job_its_profile_not_its_timings():
+    """The worker reports the error in its profile message and goes on to send its results."""
+
+    class Unprofiled:
+        framework = "faulty"
+
+        def place(self, images, labels):
+            return images, labels
+
+        def wait(self, placed):
+            pass
+
+    class Messages(list):
+        def send(self, kind, **fields):
+            self.append({"type": kind, **fields})
+
+    job = Job("benchmark", "faulty", "ok", "lenet", "cpu", 8, 1, 0, 1, "fp32", 0, 2, 0, 1, 0.01, 0.9, 0.0, "constant",
+              "synthetic", None, 64, 16, profile=True)
+    channel = Messages()
+    worker.profile(Unprofiled(), datasets.synthetic(64, 16), job, channel)
+    (message,) = channel
+    shutil.rmtree(message["folder"])  # the parent would have moved it into the run folder
+    assert message["type"] == "profile" and message["rows"] == []
+    assert message["error"] == "ValueError: no profiler for faulty (profiles: pytorch, tensorflow, jax)"
+
+
+# --- What --profile cannot serve ----------------------------------------------------------------
+
+def error_line(capsys, argv: list[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in lines if "error" in line] == [lines[-1]]  # one line, no traceback
+    return lines[-1]
+
+
+def test_help_documents_profile(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run.main(["--help"])
+    assert exit_info.value.code == 0
+    assert "--profile" in capsys.readouterr().out
+
+
+def test_profile_of_a_resumed_run_exits_2(capsys, tmp_path):
+    (tmp_path / "plan.json").write_text("{}")
+    line = error_line(capsys, ["--resume", str(tmp_path), "--profile"])
+    assert "argument --profile: a resumed run follows its plan" in line
+
+
+def test_profile_of_a_framework_without_profiler_exits_2(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv(EXTRA_ENV, "faulty=tests.faulty_framework:ok")
+    line = error_line(capsys, ["--framework", "faulty", "--profile", "--data", "synthetic", "--out", str(tmp_path)])
+    assert "argument --profile: no profiler for faulty (profiles: pytorch, tensorflow, jax)" in line
+    assert not any(tmp_path.iterdir()), "nothing was started"
