@@ -454,6 +454,17 @@ class ParityOutcome:
         return self.table is not None and not failures(self.table)
 
 
+def print_verdict(console, title: str, table: pd.DataFrame) -> None:
+    """One check's verdict, then each failed comparison and each tolerated outlier on its own line."""
+    failed = failures(table)
+    verdict = "[bold green]passed[/]" if not failed else f"[bold red]FAILED {len(failed)} comparisons[/]"
+    console.print(f"{title}: {verdict}")
+    for line in failed:
+        console.print(f"  {line}", markup=False)
+    for line in outliers(table):
+        console.print(f"  outlier (tolerated once per pair and setting): {line}", markup=False)
+
+
 def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False,
                     precision: str = "fp32") -> ParityOutcome:
     """Run the parity computation (or, with `probe_only`, only the device check) for every
@@ -532,14 +543,8 @@ def _model_parity(selection, model: str, folder: Path, console, precision: str, 
         for path in files.values():
             path.unlink()
     table.insert(0, "model", model)
-    failed = failures(table)
-    verdict = "[bold green]passed[/]" if not failed else f"[bold red]FAILED {len(failed)} comparisons[/]"
-    console.print(f"parity of {model} across {', '.join(files)} and the float64 reference on {selection.device} "
-                  f"({' and '.join(precisions)}): {verdict}")
-    for line in failed:
-        console.print(f"  {line}", markup=False)
-    for line in outliers(table):
-        console.print(f"  outlier (tolerated once per pair and setting): {line}", markup=False)
+    print_verdict(console, f"parity of {model} across {', '.join(files)} and the float64 reference on "
+                           f"{selection.device} ({' and '.join(precisions)})", table)
     return table
 
 
@@ -585,12 +590,8 @@ def run_data_parallel_parity(selection, devices: int, folder: Path, console) -> 
                 table.insert(0, "model", model)
                 table.insert(1, "devices", devices)  # the single-device check's rows have none
                 tables.append(table)
-                failed = failures(table)
-                verdict = "[bold green]passed[/]" if not failed else f"[bold red]FAILED {len(failed)} comparisons[/]"
-                console.print(f"data-parallel parity of {model} on {devices} devices against one device, across "
-                              f"frameworks and against the float64 reference: {verdict}")
-                for line in failed:
-                    console.print(f"  {line}", markup=False)
+                print_verdict(console, f"data-parallel parity of {model} on {devices} devices against one device, "
+                                       f"across frameworks and against the float64 reference", table)
         finally:
             for arrays, path in opened:
                 arrays.close()
