@@ -32,6 +32,30 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The vector instruction sets that decide which kernels oneDNN, XLA and Eigen pick, in /proc/cpuinfo's names.
+CPU_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
+                "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+
+
+def _cpu_features() -> list[str] | None:
+    """The CPU's vector instruction sets, from the flags of /proc/cpuinfo (None where there is none)."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return None
+    present = set(flags.split(":", 1)[1].split())
+    return [feature for feature in CPU_FEATURES if feature in present]
+
+
+def _transparent_huge_pages() -> str | None:
+    """The kernel's transparent huge page mode (the bracketed choice), which decides how large buffers get pages."""
+    try:
+        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
+    except OSError:
+        return None
+    return text[text.find("[") + 1:text.find("]")] if "[" in text else text.strip()
+
+
 def _version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
@@ -49,6 +73,8 @@ def collect(root: Path, worker_env: dict[str, str]) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": _cpu_model(),
+        "cpu_features": _cpu_features(),
+        "transparent_hugepages": _transparent_huge_pages(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),

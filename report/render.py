@@ -72,6 +72,14 @@ def check_text(check: dict) -> str:
         f" (busiest: {busiest})" if busiest and verdict != "quiet" else "")
 
 
+def cpu_features_text(env: dict) -> str:
+    """The widest vector instruction sets, which decide the kernels: " (AVX2, FMA)"; older runs did not record them."""
+    features = env.get("cpu_features")
+    if features is None:
+        return ""
+    return f" ({', '.join(feature.upper() for feature in features if feature not in ('sse4_2', 'avx')) or 'no AVX2'})"
+
+
 def machine_section(env: dict, summary: pd.DataFrame) -> str:
     packages = ", ".join(f"{name} {version}" for name, version in env.get("packages", {}).items() if version)
     data = env.get("data", "?")
@@ -82,8 +90,9 @@ def machine_section(env: dict, summary: pd.DataFrame) -> str:
         f"- Data: {data_line}",
         *([f"- Training: {training_line(env['training'])}"] if env.get("training") else []),
         f"- Augmentation: {augmentation_text(summary)}",
-        f"- CPU: {env.get('cpu', '?')}, {env.get('usable_cores', '?')} usable cores; threads per worker: "
-        f"{env.get('threads', '?')}; memory {env.get('memory_gb', '?')} GB",
+        f"- CPU: {env.get('cpu', '?')}{cpu_features_text(env)}, {env.get('usable_cores', '?')} usable cores; threads "
+        f"per worker: {env.get('threads', '?')}; memory {env.get('memory_gb', '?')} GB"
+        f"{'; transparent huge pages: ' + env['transparent_hugepages'] if env.get('transparent_hugepages') else ''}",
         f"- GPU: {'; '.join(env.get('gpus') or []) or 'none'}",
         *([f"- Machine check before the run: {check_text(env['machine_check'])}"] if env.get("machine_check") else []),
         f"- Python {env.get('python', '?')} on {env.get('platform', '?')}; git commit `{env.get('git_commit')}`",
@@ -252,19 +261,54 @@ def busy_note(ranking: pd.DataFrame) -> str:
             f"machine (`--require-quiet` refuses to start on a busy one).")
 
 
-def speed_chart(ranking: pd.DataFrame, run_dir: Path) -> str:
-    """Images/s (whiskers: the p5-p95 window step times), peak memory and compile time per ranked
-    row, side by side, values printed on the bars and busy rows hatched: readable without colour."""
+def line_styles() -> itertools.cycle:
+    """Line charts tell their jobs apart by marker and dash as well as by colour."""
+    return itertools.cycle([{"marker": marker, "linestyle": dash}
+                            for dash, marker in zip(itertools.cycle(["-", "--", ":", "-."]), "osD^v<>p*hX")])
+
+
+def chart_title(summary: pd.DataFrame) -> str:
+    """What every chart of a run shows: models, device, precision and data set, e.g.
+    "lenet · cpu · fp32 · synthetic data"."""
+    def values(column: str) -> str:
+        return "+".join(summary[column].dropna().astype(str).unique()) if column in summary else "?"
+    data = {"cifar10": "CIFAR-10", "synthetic": "synthetic data"}
+    return " · ".join([values("model"), values("device"), values("precision"),
+                       "+".join(data.get(name, name) for name in summary["data"].dropna().unique())
+                       if "data" in summary else "?"])
+
+
+def speed_whiskers(ranking: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.Series, pd.Series, str]:
+    """The images/s range a rerun would show, per ranked row: the slowest and the fastest process
+    where the job ran in several (repeats), else the one process's p5-p95 window step times; and
+    the words for it."""
+    ok = summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)]
+    processes = (ok.assign(job=_label(ok)).groupby(["job", "batch_size"])["images_per_s"]
+                 .agg(low="min", high="max", count="count"))
+    rows = processes.reindex(pd.MultiIndex.from_arrays([ranking["job"].str.removesuffix(" (busy)"),
+                                                       ranking["batch_size"]])).set_index(ranking.index)
+    several = rows["count"].fillna(1).gt(1)
+    low = (ranking["images_per_s"] * ranking["step_ms"] / ranking["p95_ms"]).where(~several, rows["low"])
+    high = (ranking["images_per_s"] * ranking["step_ms"] / ranking["p5_ms"]).where(~several, rows["high"])
+    words = ("range over the repeats" if several.all() else "p5-p95 of windows" if not several.any() else
+             "range over repeats, or p5-p95 of windows with one process")
+    return low, high, words
+
+
+def speed_chart(ranking: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
+    """Images/s, peak memory and compile time per ranked row, side by side, values printed on the
+    bars and busy rows hatched: readable without colour; images/s with `speed_whiskers`."""
     rows = ranking.iloc[::-1]  # matplotlib draws the first bar at the bottom
     labels = rows["job"] + " bs" + rows["batch_size"].astype(str)
-    low = rows["images_per_s"] * rows["step_ms"] / rows["p95_ms"]  # images per step over each step time
-    high = rows["images_per_s"] * rows["step_ms"] / rows["p5_ms"]
+    low, high, spread = speed_whiskers(rows, summary)
     whiskers = [(rows["images_per_s"] - low).clip(lower=0), (high - rows["images_per_s"]).clip(lower=0)]
     hatches = ["//" if job.endswith(" (busy)") else "" for job in rows["job"]]
-    panels = [("images / s (p5-p95 whiskers)", rows["images_per_s"], whiskers, "{:,.0f}"),
-              ("peak RSS, MiB", rows["peak_rss_mb"], None, "{:,.0f}"),
+    gpu = "device_mb" in rows and rows["device_mb"].notna().all()
+    panels = [(f"images / s (whiskers: {spread})", rows["images_per_s"], whiskers, "{:,.0f}"),
+              ("peak device memory, MiB" if gpu else "peak RSS, MiB", rows["device_mb" if gpu else "peak_rss_mb"],
+               None, "{:,.0f}"),
               ("compile (first step), s", rows["compile_s"], None, "{:.2g}")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(rows) + 1.5), sharey=True)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(rows) + 1.9), sharey=True)
     for ax, (title, values, errors, fmt) in zip(axes, panels):
         bars = ax.barh(labels, values, xerr=errors, capsize=3, color="0.75", edgecolor="black", hatch=None)
         for bar, hatch in zip(bars, hatches):
@@ -275,6 +319,7 @@ def speed_chart(ranking: pd.DataFrame, run_dir: Path) -> str:
             ax.set_xscale("log")
             ax.set_title(title + ", log scale", fontsize="medium")
         ax.margins(x=0.25)
+    fig.suptitle(f"Training speed, memory and compile time: {chart_title(summary)}")
     fig.tight_layout()
     fig.savefig(run_dir / "speed.png", dpi=120)
     plt.close(fig)
@@ -322,17 +367,18 @@ def scaling_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict) -> 
             f"\n\n{_markdown(table)}\n")
 
 
-def sweep_section(table: pd.DataFrame, run_dir: Path) -> str:
+def sweep_section(table: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
     if table["batch_size"].nunique() < 2:
         return ""
     pivot = table.pivot(index="job", columns="batch_size", values="images_per_s")
     fig, ax = plt.subplots(figsize=(8, 4))
-    for job, row in pivot.iterrows():
-        ax.plot(row.index, row.values, marker="o", label=job)
+    for (job, row), style in zip(pivot.iterrows(), line_styles()):
+        ax.plot(row.index, row.values, label=job, **style)
     ax.set_xscale("log", base=2)
     ax.minorticks_off()
     ax.set_xticks(pivot.columns, [str(c) for c in pivot.columns])
-    ax.set(xlabel="batch size", ylabel="images / s (median)", title="Training throughput")
+    ax.set(xlabel="batch size", ylabel="images / s (median)",
+           title=f"Training throughput: {chart_title(summary)}")
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     fig.savefig(run_dir / "throughput.png", dpi=120)
@@ -342,23 +388,24 @@ def sweep_section(table: pd.DataFrame, run_dir: Path) -> str:
             f"{pivot.reset_index().to_markdown(index=False, floatfmt='.0f')}\n\n![throughput](throughput.png)\n")
 
 
-def epochs_section(epochs: pd.DataFrame, run_dir: Path, preparation_timed: bool) -> str:
-    """`preparation_timed`: tables written before `augment_s` existed counted the shuffling of an
-    epoch's batches into its epoch time."""
+def epochs_section(epochs: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
     if epochs.empty:
         return ""
+    preparation_timed = "augment_s" not in summary  # older tables counted the shuffling into the epoch time
     epochs = epochs.copy()
     epochs["job"] = _label(epochs) + " bs" + epochs["batch_size"].astype(str)
     columns = ["train_loss", "test_loss", "test_accuracy", "epoch_s"]
     curves = epochs.groupby(["job", "epoch"], sort=False)[columns].median()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for job, curve in curves.groupby(level="job", sort=False):
+    for (job, curve), style in zip(curves.groupby(level="job", sort=False), line_styles()):
         curve = curve.droplevel("job")
-        loss_ax.plot(curve.index, curve["test_loss"], marker="o", label=job)
-        acc_ax.plot(curve.index, curve["test_accuracy"], marker="o", label=job)
-    loss_ax.set(xlabel="epoch", ylabel="test loss")
-    acc_ax.set(xlabel="epoch", ylabel="test accuracy")
+        loss_ax.plot(curve.index, curve["test_loss"], label=job, **style)
+        acc_ax.plot(curve.index, curve["test_accuracy"], label=job, **style)
+    for ax, ylabel in ((loss_ax, "test loss"), (acc_ax, "test accuracy")):
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     acc_ax.legend(fontsize="small")
+    fig.suptitle(f"Learning curves: {chart_title(summary[summary['job_id'].isin(epochs['job_id'])])}")
     fig.tight_layout()
     fig.savefig(run_dir / "curves.png", dpi=120)
     plt.close(fig)
@@ -382,10 +429,11 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_di
     target = jobs["target_accuracy"].iloc[0]
     curves = epochs.merge(jobs[["job_id", "attempt", "job"]], on=["job_id", "attempt"]).sort_values("epoch")
     fig, ax = plt.subplots(figsize=(8, 4))
-    for (job, curve), marker in zip(curves.groupby("job", sort=False), itertools.cycle("osD^v<>p*")):
-        ax.plot(curve["epoch_s"].cumsum(), curve["test_accuracy"], marker=marker, label=job)
+    for (job, curve), style in zip(curves.groupby("job", sort=False), line_styles()):
+        ax.plot(curve["epoch_s"].cumsum(), curve["test_accuracy"], label=job, **style)
     ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.0%}")
-    ax.set(xlabel="training time, s (evaluation excluded)", ylabel="test accuracy", title="Accuracy against time")
+    ax.set(xlabel="training time, s (evaluation excluded)", ylabel="test accuracy",
+           title=f"Accuracy against time: {chart_title(jobs)}")
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
     fig.savefig(run_dir / "accuracy_time.png", dpi=120)
@@ -399,7 +447,8 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_di
 
 
 TRACE_VIEWERS = {"pytorch": "`trace.json`: chrome://tracing or ui.perfetto.dev",
-                 "tensorflow": "`plugins/profile/*/*.xplane.pb`: TensorBoard's profile plugin or xprof",
+                 "tensorflow": "`plugins/profile/*/*.xplane.pb`: TensorBoard's profile plugin or xprof; "
+                               "`train_step.hlo.txt` (tensorflow:xla): the compiled step",
                  "jax": "`plugins/profile/*/perfetto_trace.json.gz`: ui.perfetto.dev; `*.xplane.pb`: TensorBoard or "
                         "xprof; `train_step.hlo.txt`: the compiled step the op names refer to"}
 
@@ -419,9 +468,10 @@ def profile_section(run_dir: Path, summary: pd.DataFrame, top: int = 8) -> str:
     largest = ops.sort_values(["job", "self_ms"], ascending=[True, False]).groupby("job", observed=True).head(top)
     largest = largest.assign(share=(100 * largest["share"]).round(1), self_ms=largest["self_ms"].round(2),
                              detail=largest["detail"].fillna("").str.slice(0, 90))
-    threads = summary.loc[summary["framework"].eq("jax") & summary["threads"].gt(1), "job_id"]
+    xla = summary["framework"].eq("jax") | summary["variant"].eq("xla")
+    threads = summary.loc[xla & summary["threads"].gt(1), "job_id"]
     caveat = (" XLA runs its own convolutions asynchronously when it has more than one thread, and their events end "
-              "at dispatch: the jax rows under-count them (profile with `--threads 1` to attribute them)."
+              "at dispatch: the XLA rows under-count them (profile with `--threads 1` to attribute them)."
               if ops["job_id"].isin(threads).any() else "")
     viewers = "; ".join(f"{name}: {text}" for name, text in TRACE_VIEWERS.items() if name in set(ops["framework"]))
     return (f"## Where the time goes (profile)\n\nEach job ran {PROFILED_STEPS} more training steps after its timed "
@@ -431,7 +481,8 @@ def profile_section(run_dir: Path, summary: pd.DataFrame, top: int = 8) -> str:
             f"the sums. Shares in % per category, each operation sorted by its framework's name for it (rules in "
             f"`benchmarks/profiling.py`; `data transfer` counts copies and layout transposes).{caveat}\n\n"
             f"{_markdown(table.reset_index())}\n\nThe {top} largest operations of each job (self ms per step; "
-            f"`detail`: for XLA, the HLO instruction's opcode, shape, JAX op_name and Python call stack):\n\n"
+            f"`detail`: for XLA, the HLO instruction's opcode, shape, the JAX op_name or TensorFlow op it came "
+            f"from, and JAX's Python call stack):\n\n"
             f"{_markdown(largest[['job', 'op', 'category', 'self_ms', 'share', 'detail']])}\n\n"
             f"Traces, per job in `profiles/<job_id>/`: {viewers}.\n")
 
@@ -499,11 +550,11 @@ def write_report(run_dir: Path) -> Path:
         sections.append("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model "
                         f"at the same batch size{device}. Times in ms, memory in MiB.{efficiency_note(ranking, env)}"
                         f"{busy_note(ranking)}\n\n"
-                        f"{_markdown(ranking)}\n\n{speed_chart(ranking, run_dir)}")
+                        f"{_markdown(ranking)}\n\n{speed_chart(ranking, summary, run_dir)}")
     sections += [time_to_accuracy_section(summary, epochs, run_dir),
                  scaling_section(ranking, summary, env) if not ranking.empty else "",
-                 sweep_section(ranking, run_dir) if not ranking.empty else "",
-                 epochs_section(epochs, run_dir, preparation_timed="augment_s" not in summary),
+                 sweep_section(ranking, summary, run_dir) if not ranking.empty else "",
+                 epochs_section(epochs, summary, run_dir),
                  profile_section(run_dir, summary), problems_section(summary), METHOD]
     path = run_dir / "report.md"
     path.write_text("\n\n".join(section for section in sections if section) + "\n")

@@ -11,12 +11,14 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from benchmarks import data as datasets
+from benchmarks.environment import CPU_FEATURES
 from report.render import write_report
 from tests.conftest import FRAMEWORKS, ROOT, import_error
 
@@ -112,6 +114,19 @@ def test_the_machine_peak_is_measured_once_and_every_row_gets_its_share(run):
     assert "gflops" in header and "of_peak" in header
     assert "![speed, memory and compile time per job](speed.png)" in report
     assert (run_dir / "speed.png").stat().st_size > 0
+
+
+def test_env_records_the_cpu_instruction_sets_the_kernels_depend_on(run):
+    run_dir, _ = run
+    env = json.loads((run_dir / "env.json").read_text())
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.exists():
+        assert env["cpu_features"] is None
+        return
+    flags = set(next(line for line in cpuinfo.read_text().splitlines() if line.startswith("flags")).split())
+    assert env["cpu_features"] == [feature for feature in CPU_FEATURES if feature in flags]
+    machine = next(line for line in (run_dir / "report.md").read_text().splitlines() if line.startswith("- CPU:"))
+    assert ("AVX2" in machine) == ("avx2" in flags) and ("AVX512F" in machine) == ("avx512f" in flags)
 
 
 def test_report_command_rejects_a_folder_that_is_not_a_run(tmp_path):
