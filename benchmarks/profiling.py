@@ -57,6 +57,7 @@ TF_RULES = [  # on "op_name:OpType"; oneDNN kernels carry an _Mkl/_MklNative pre
 
 # XLA thunks, each an HLO instruction described by `hlo_descriptions` as "opcode [opcodes a fusion
 # calls] shape op_name functions", the functions being the Python call stack that built it.
+XLA_MOVES = r"^(copy|transpose|bitcast|copy-start|copy-done)\b|^fusion (copy|transpose)-only\b"  # layout changes
 XLA_RULES = [
     (r"\bconvolution\b.*(transpose\(|\(no op_name\))", "convolution backward"),
     (r"\bconvolution\b", "convolution forward"),
@@ -64,7 +65,7 @@ XLA_RULES = [
     (r"\bOptimizer\.update\b", "optimizer"),
     (r"BatchNorm\.__call__", "normalization"),
     (r"reduce-window|select-and-scatter|select_and_scatter|reduce_window|\bmax_pool\b", "pooling"),
-    (r"^(copy|transpose|bitcast|copy-start|copy-done)\b|^fusion (copy|transpose)-only\b", "data transfer"),
+    (XLA_MOVES, "data transfer"),
     (r"^(fusion|reduce|broadcast|iota|scatter|gather|select|add|subtract|multiply|divide|maximum|minimum|compare|"
      r"exponential|log|negate|rsqrt|sqrt|concatenate|pad|slice|dynamic-slice|dynamic-update-slice|convert|reshape)\b",
      "elementwise"),
@@ -81,13 +82,26 @@ def categorise(framework: str, name: str) -> str:
     return "other"
 
 
+def _category(framework: str, op: str, detail: str) -> str:
+    """XLA's thunk names say little: its rules read the instruction's description (see
+    `hlo_descriptions`). tensorflow:xla's instructions ("name: description") that came from a
+    TensorFlow op take its name and TensorFlow's rules, unless they only move data."""
+    if framework == "tensorflow" and detail:
+        description = detail.split(": ", 1)[-1]
+        if re.search(XLA_MOVES, description):
+            return "data transfer"
+        if not TF_OP.match(op):
+            return categorise("jax", description)
+    elif framework == "jax":
+        return categorise("jax", detail or op)
+    return categorise(framework, op)
+
+
 def op_table(framework: str, ops: pd.DataFrame, steps: int) -> pd.DataFrame:
     """Ops (`op`, `calls`, `self_us` summed over the profiled steps, `detail`) -> per-step rows with
     their category and share of all self time, the largest first."""
     ops = ops[ops["self_us"] > 0].groupby(["op", "detail"], as_index=False, sort=False)[["calls", "self_us"]].sum()
-    # XLA's thunk names say little: its rules read the instruction's description (see `hlo_descriptions`)
-    ops["category"] = [categorise(framework, (detail or op) if framework == "jax" else op)
-                       for op, detail in zip(ops["op"], ops["detail"])]
+    ops["category"] = [_category(framework, op, detail) for op, detail in zip(ops["op"], ops["detail"])]
     ops["self_ms"] = ops["self_us"] / 1000 / steps
     ops["calls"] = ops["calls"] / steps
     ops["share"] = ops["self_us"] / ops["self_us"].sum()
@@ -154,6 +168,11 @@ def _tensorflow(adapter, batches, folder: Path) -> pd.DataFrame:
         _run_steps(adapter, batches)
     finally:
         tf.profiler.experimental.stop()
+    compiled = {}  # jit_compile=True: XLA's thunks, named by the HLO instruction they run
+    if adapter.variant == "xla":
+        hlo = adapter._compiled_step.experimental_get_compiler_ir(*adapter.place(*batches[0]))(stage="optimized_hlo")
+        (folder / "train_step.hlo.txt").write_text(hlo)
+        compiled = hlo_sources(hlo)
     rows = []
     for path in folder.glob("plugins/profile/*/*.xplane.pb"):
         space = xplane_pb2.XSpace.FromString(path.read_bytes())
@@ -166,7 +185,11 @@ def _tensorflow(adapter, batches, folder: Path) -> pd.DataFrame:
                           for event in line.events]
                 for index, own in _self_times(events).items():
                     name = events[index][2]
-                    if TF_OP.match(name) and (device or not line.name.startswith("python")):
+                    if name in compiled:  # its TensorFlow op's "op_name:OpType" where it came from one
+                        description, source = compiled[name]
+                        rows.append({"op": source or name, "calls": 1, "self_us": own / 1e6,
+                                     "detail": f"{name}: {description}"})
+                    elif TF_OP.match(name) and (device or not line.name.startswith("python")):
                         rows.append({"op": name, "calls": 1, "self_us": own / 1e6, "detail": ""})
     return pd.DataFrame(rows, columns=["op", "calls", "self_us", "detail"])
 
@@ -199,11 +222,11 @@ def _source_tables(sections: dict[str, list[str]]) -> Callable[[int], list[str]]
     return stack
 
 
-def hlo_descriptions(hlo_text: str) -> dict[str, str]:
-    """Each instruction of an optimised HLO module described for `XLA_RULES`: its opcode, the
-    opcodes a fusion calls, its result shape, the JAX op_name it came from and the Python functions
-    that built it (innermost first). An instruction XLA created keeps no metadata: a fusion such as
-    a scatter's index `iota` takes that of the instruction using it, and a convolution is written
+def hlo_sources(hlo_text: str) -> dict[str, tuple[str, str]]:
+    """Each instruction of an optimised HLO module's entry: its description (see
+    `hlo_descriptions`) and the op it came from, JAX's op_name or TensorFlow's "op_name:OpType"
+    ("" where XLA made it). An instruction XLA created keeps no metadata: a fusion such as a
+    scatter's index `iota` takes that of the instruction using it, and a convolution is written
     "(no op_name)": in a training step that is a gradient's, rewritten by XLA (JAX's forward
     convolutions keep theirs)."""
     computations: dict[str, list[re.Match]] = {}
@@ -223,8 +246,11 @@ def hlo_descriptions(hlo_text: str) -> dict[str, str]:
     stack = _source_tables(sections)
 
     def metadata(match: re.Match) -> tuple[str, list[str]]:
-        found = re.search(r'op_name="([^"]*)"(?: stack_frame_id=(\d+))?', match["rest"])
-        return (found[1], stack(int(found[2])) if found[2] else []) if found else ("", [])
+        found = re.search(r'(?:op_type="(\w+)" )?op_name="([^"]*)"(?: stack_frame_id=(\d+))?', match["rest"])
+        if not found:
+            return "", []
+        op_name = f"{found[2]}:{found[1]}" if found[1] else found[2]  # TensorFlow's own "op_name:OpType"
+        return op_name, stack(int(found[3])) if found[3] else []
 
     def called(match: re.Match) -> list[re.Match]:
         callee = re.search(r"calls=%([\w.\-]+)", match["rest"])
@@ -261,7 +287,14 @@ def hlo_descriptions(hlo_text: str) -> dict[str, str]:
         shape = re.search(r"\w+\[[\d,]*\]", match["shape"])
         return " ".join(filter(None, [opcode, " ".join(kinds), shape and shape[0], op_name, " < ".join(functions[:6])]))
 
-    return {match["name"]: describe(match) for match in computations.get(entry, [])}
+    return {match["name"]: (describe(match), known[match["name"]][0]) for match in computations.get(entry, [])}
+
+
+def hlo_descriptions(hlo_text: str) -> dict[str, str]:
+    """Each instruction of an optimised HLO module described for `XLA_RULES`: its opcode, the
+    opcodes a fusion calls, its result shape, the op_name it came from and the Python functions
+    that built it (innermost first); see `hlo_sources`."""
+    return {name: description for name, (description, _) in hlo_sources(hlo_text).items()}
 
 
 def _jax(adapter, batches, folder: Path) -> pd.DataFrame:

@@ -13,9 +13,9 @@ import pytest
 
 from benchmarks import data as datasets, profiling, run, worker
 from benchmarks.jobs import Job
-from benchmarks.profiling import CATEGORIES, categorise, hlo_descriptions
+from benchmarks.profiling import CATEGORIES, categorise, hlo_descriptions, hlo_sources, op_table
 from frameworks import EXTRA_ENV, REGISTRY
-from tests.conftest import FRAMEWORKS, ROOT, import_error
+from tests.conftest import FRAMEWORKS, ROOT, import_error, require
 
 # (framework, the framework's own name for an operation, its category)
 NAMES = [
@@ -134,6 +134,47 @@ def test_hlo_instructions_are_described_by_opcode_source_and_call_stack():
         assert categorise("jax", described[name]) == category, name
 
 
+TF_HLO = '''HloModule a_inference__step_563__.26, is_scheduled=true
+
+%fused_computation.36 (param_0.1: f32[8,32,32,3]) -> f32[3,32,32,8] {
+  %param_0.1 = f32[8,32,32,3]{3,2,1,0} parameter(0)
+  ROOT %transpose.1 = f32[3,32,32,8]{3,2,1,0} transpose(%param_0.1), dimensions={3,1,2,0}
+}
+
+ENTRY %a_inference__step_563__.26 (arg0.1: f32[8,32,32,3], arg2.1: f32[5,5,3,6]) -> f32[5,5,3,6] {
+  %arg0.1 = f32[8,32,32,3]{3,2,1,0} parameter(0)
+  %arg2.1 = f32[5,5,3,6]{3,2,1,0} parameter(1)
+  %transpose_copy_fusion.4 = f32[3,32,32,8]{3,2,1,0} fusion(%arg0.1), kind=kLoop, calls=%fused_computation.36
+  %convolution.2 = f32[8,28,28,6]{3,2,1,0} convolution(%arg0.1, %arg2.1), window={size=5x5}, dim_labels=b01f_01io->b01f, metadata={op_type="Conv2D" op_name="le_net_1/conv2d_1/convolution" source_file="ops.py" source_line=122}
+  %convolution.1 = f32[3,5,5,6]{3,2,1,0} convolution(%transpose_copy_fusion.4, %convolution.2), window={size=28x28}, dim_labels=f01b_i01o->01bf
+  ROOT %Mul_10 = f32[5,5,3,6]{3,2,1,0} multiply(%arg2.1, %convolution.1), metadata={op_type="Mul" op_name="torch_sgd/Mul_10"}
+}
+'''  # noqa: E501 (XLA's lines)
+
+
+def test_tensorflow_xla_instructions_take_their_tensorflow_op_or_xla_rules():
+    """tensorflow:xla's thunks are HLO instructions: one that came from a TensorFlow op is named
+    "op_name:OpType" and sorted by TensorFlow's rules, one XLA made by the XLA rules."""
+    sources = hlo_sources(TF_HLO)
+    assert sources["convolution.2"] == ("convolution f32[8,28,28,6] le_net_1/conv2d_1/convolution:Conv2D",
+                                        "le_net_1/conv2d_1/convolution:Conv2D")
+    assert sources["convolution.1"] == ("convolution f32[3,5,5,6] (no op_name)", "")
+    rows = [{"op": source or name, "calls": 1, "self_us": 10.0, "detail": f"{name}: {description}"}
+            for name, (description, source) in sources.items() if name not in ("arg0.1", "arg2.1")]
+    rows.append({"op": "le_net_1/conv2d_1/convolution:Conv2D", "calls": 1, "self_us": 10.0,  # a layout copy XLA
+                 "detail": "copy.22: copy f32[5,5,6,3] le_net_1/conv2d_1/convolution:Conv2D"})  # named by its user
+    rows.append({"op": "le_net/conv2d/convolution:_MklNativeConv2D", "calls": 1, "self_us": 10.0, "detail": ""})
+    table = op_table("tensorflow", pd.DataFrame(rows), steps=1).set_index("detail")["category"]
+    assert table.to_dict() == {
+        "convolution.2: convolution f32[8,28,28,6] le_net_1/conv2d_1/convolution:Conv2D": "convolution forward",
+        "convolution.1: convolution f32[3,5,5,6] (no op_name)": "convolution backward",
+        "transpose_copy_fusion.4: fusion transpose-only f32[3,32,32,8]": "data transfer",
+        "Mul_10: multiply f32[5,5,3,6] torch_sgd/Mul_10:Mul": "optimizer",
+        "copy.22: copy f32[5,5,6,3] le_net_1/conv2d_1/convolution:Conv2D": "data transfer",
+        "": "convolution forward",  # not compiled: the oneDNN kernel's own event
+    }
+
+
 def test_self_time_is_duration_less_nested_events():
     # an executor event holding two op events, then a third op after it, on one thread's timeline
     events = [(0, 100, "ExecutorState::Process"), (10, 30, "a:Conv2D"), (50, 20, "b:Relu"), (120, 5, "c:Mul")]
@@ -149,12 +190,14 @@ STEPS, WINDOW = 4, 2
 
 @pytest.fixture(scope="module")
 def profiled_run(tmp_path_factory):
-    """One short profiled run of every installed framework's default variant, LeNet at batch 16."""
+    """One short profiled run of every installed framework's default variant, and tensorflow:xla
+    (XLA thunks under TensorFlow's profiler), LeNet at batch 16."""
     installed = [name for name in FRAMEWORKS if import_error(name) is None]
     if not installed:
         pytest.skip("no framework is installed")
     out = tmp_path_factory.mktemp("results")
-    command = [sys.executable, "-m", "benchmarks.run", "--framework", ",".join(installed), "--model", "lenet",
+    xla = ["--variant", "tensorflow:function,tensorflow:xla"] if "tensorflow" in installed else []
+    command = [sys.executable, "-m", "benchmarks.run", "--framework", ",".join(installed), *xla, "--model", "lenet",
                "--batch-size", "16", "--steps", str(STEPS), "--warmup", "1", "--window", str(WINDOW), "--data",
                "synthetic", "--train-size", "256", "--test-size", "64", "--no-parity", "--profile", "--out", str(out)]
     completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -177,6 +220,16 @@ def test_profiled_run_writes_the_framework_trace_and_op_rows(profiled_run, frame
     assert (ops["self_ms"] > 0).all()
     steps = pd.read_csv(profiled_run / "steps.csv")
     assert (steps["job_id"] == job_id).sum() == STEPS // WINDOW, "profiled steps must stay out of the timed windows"
+
+
+@pytest.mark.slow
+def test_tensorflow_xla_is_profiled_by_its_hlo_instructions(profiled_run):
+    require("tensorflow")
+    job_id = "lenet-tensorflow-xla-bs16-r1"
+    assert "ENTRY" in (profiled_run / "profiles" / job_id / "train_step.hlo.txt").read_text()
+    ops = pd.read_csv(profiled_run / "profile.csv").query("job_id == @job_id")
+    assert {"convolution forward", "convolution backward", "optimizer"} <= set(ops["category"])
+    assert ops["op"].str.endswith(":Conv2D").any(), "a forward convolution named by its TensorFlow op"
 
 
 @pytest.mark.slow
