@@ -367,10 +367,15 @@ def scaling_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict) -> 
             f"\n\n{_markdown(table)}\n")
 
 
+def throughput_table(ranking: pd.DataFrame) -> pd.DataFrame:
+    """Images/s per job (rows) and batch size (columns)."""
+    return ranking.pivot(index="job", columns="batch_size", values="images_per_s")
+
+
 def sweep_section(table: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
     if table["batch_size"].nunique() < 2:
         return ""
-    pivot = table.pivot(index="job", columns="batch_size", values="images_per_s")
+    pivot = throughput_table(table)
     fig, ax = plt.subplots(figsize=(8, 4))
     for (job, row), style in zip(pivot.iterrows(), line_styles()):
         ax.plot(row.index, row.values, label=job, **style)
@@ -383,19 +388,26 @@ def sweep_section(table: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> 
     fig.tight_layout()
     fig.savefig(run_dir / "throughput.png", dpi=120)
     plt.close(fig)
-    pivot.columns = [f"batch {c}" for c in pivot.columns]
     return ("## Throughput vs batch size\n\nImages per second (median of timed windows).\n\n"
-            f"{pivot.reset_index().to_markdown(index=False, floatfmt='.0f')}\n\n![throughput](throughput.png)\n")
+            f"{throughput_markdown(pivot)}\n\n![throughput](throughput.png)\n")
+
+
+def throughput_markdown(pivot: pd.DataFrame) -> str:
+    return pivot.rename(columns=lambda c: f"batch {c}").reset_index().to_markdown(index=False, floatfmt=".0f")
+
+
+def curves_table(epochs: pd.DataFrame) -> pd.DataFrame:
+    """Per job and epoch: the median over repeats of its losses, accuracy and epoch time."""
+    epochs = epochs.assign(job=_label(epochs) + " bs" + epochs["batch_size"].astype(str))
+    columns = ["train_loss", "test_loss", "test_accuracy", "epoch_s"]
+    return epochs.groupby(["job", "epoch"], sort=False)[columns].median()
 
 
 def epochs_section(epochs: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
     if epochs.empty:
         return ""
     preparation_timed = "augment_s" not in summary  # older tables counted the shuffling into the epoch time
-    epochs = epochs.copy()
-    epochs["job"] = _label(epochs) + " bs" + epochs["batch_size"].astype(str)
-    columns = ["train_loss", "test_loss", "test_accuracy", "epoch_s"]
-    curves = epochs.groupby(["job", "epoch"], sort=False)[columns].median()
+    curves = curves_table(epochs)
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for (job, curve), style in zip(curves.groupby(level="job", sort=False), line_styles()):
         curve = curve.droplevel("job")
