@@ -26,11 +26,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # elsewhere (e.g. AVX2-only AMD EPYC) it falls back to Eigen kernels several times slower, while
 # PyTorch uses oneDNN on every x86 CPU. Turning them on gives both the same kernel library.
 # glibc's malloc hands the large buffers of a training step back to the kernel and maps them
-# again, so every step page-faults them in afresh (about 2,000 faults per LeNet step at batch 128
-# in PyTorch), and where the process's pages land decides its speed for its whole life: repeats
-# differed by 13.5%. `glibc.malloc.hugetlb=1` (glibc >= 2.35; older ones ignore it) makes malloc
-# ask for transparent huge pages, for every framework alike: 4-6 faults per step, repeats within
-# 3.6%, and faster (README: "How many repeats").
+# again, so every step page-faults them in afresh (about 2,000 minor faults per LeNet step at batch
+# 128 in PyTorch, `python -m benchmarks.page_faults`). `glibc.malloc.hugetlb=1` (glibc >= 2.35;
+# older ones ignore it) makes malloc keep them in transparent huge pages, for every framework
+# alike: 4-6 faults per step and a faster step (README: "Process to process").
 OVERRIDABLE_DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "1", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 
 

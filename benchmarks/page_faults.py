@@ -1,0 +1,55 @@
+"""`python -m benchmarks.page_faults [FRAMEWORK] [STEPS]`: one process training LeNet at batch 128
+on fixed random batches (the framework's default variant, on the CPU), timed in windows of 50
+steps; prints the median step time after the first four windows, the minor page faults per step
+(getrusage) and the transparent huge pages the process holds. Run it several times, with and
+without `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (the workers' default), to see what the setting
+changes. A diagnostic, not a benchmark: the suite's figures come from `benchmarks.run`."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from frameworks import REGISTRY, load_adapter
+from frameworks.base import TrainConfig, init_params
+
+WINDOW, BATCH = 50, 128
+
+
+def minor_faults() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def huge_pages_kb() -> int | None:
+    try:
+        with open("/proc/self/smaps_rollup") as smaps:
+            return next(int(line.split()[1]) for line in smaps if line.startswith("AnonHugePages"))
+    except (OSError, StopIteration):
+        return None
+
+
+def main(framework: str = "pytorch", steps: int = 1000) -> None:
+    adapter = load_adapter(framework)("lenet", "cpu", REGISTRY[framework].default_variant,
+                                      TrainConfig(learning_rate=0.01, momentum=0.9))
+    adapter.set_params(init_params("lenet", seed=0))
+    rng = np.random.default_rng(0)
+    batches = [adapter.place(rng.standard_normal((BATCH, 32, 32, 3), dtype=np.float32),
+                             rng.integers(0, 10, BATCH).astype(np.int64)) for _ in range(8)]
+    times, faults = [], []
+    for _ in range(steps // WINDOW):
+        before, start = minor_faults(), time.perf_counter()
+        for step in range(WINDOW):
+            adapter.train_step(*batches[step % len(batches)])
+        adapter.synchronize()
+        times.append((time.perf_counter() - start) / WINDOW * 1000)
+        faults.append((minor_faults() - before) / WINDOW)
+    print(f"{framework}: {statistics.median(times[4:]):.2f} ms/step, {statistics.median(faults[4:]):.0f} minor page "
+          f"faults/step, {huge_pages_kb()} kB in transparent huge pages")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "pytorch", int(sys.argv[2]) if len(sys.argv) > 2 else 1000)
