@@ -7,9 +7,9 @@ changes. A diagnostic, not a benchmark: the suite's figures come from `benchmark
 
 from __future__ import annotations
 
+import argparse
 import resource
 import statistics
-import sys
 import time
 
 import numpy as np
@@ -17,7 +17,7 @@ import numpy as np
 from frameworks import REGISTRY, load_adapter
 from frameworks.base import TrainConfig, init_params
 
-WINDOW, BATCH = 50, 128
+WINDOW, BATCH, SKIPPED = 50, 128, 4  # the first SKIPPED windows warm up and are left out
 
 
 def minor_faults() -> int:
@@ -47,9 +47,20 @@ def main(framework: str = "pytorch", steps: int = 1000) -> None:
         adapter.synchronize()
         times.append((time.perf_counter() - start) / WINDOW * 1000)
         faults.append((minor_faults() - before) / WINDOW)
-    print(f"{framework}: {statistics.median(times[4:]):.2f} ms/step, {statistics.median(faults[4:]):.0f} minor page "
+    print(f"{framework}: {statistics.median(times[SKIPPED:]):.2f} ms/step, {statistics.median(faults[SKIPPED:]):.0f} minor page "
           f"faults/step, {huge_pages_kb()} kB in transparent huge pages")
 
 
+def parse(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.page_faults", description=__doc__)
+    parser.add_argument("framework", nargs="?", default="pytorch", choices=list(REGISTRY))
+    parser.add_argument("steps", nargs="?", type=int, default=1000)
+    args = parser.parse_args(argv)
+    if args.steps < (SKIPPED + 1) * WINDOW:
+        parser.error(f"steps: at least {(SKIPPED + 1) * WINDOW} ({SKIPPED} warm-up windows of {WINDOW} and one more)")
+    return args
+
+
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "pytorch", int(sys.argv[2]) if len(sys.argv) > 2 else 1000)
+    args = parse()
+    main(args.framework, args.steps)

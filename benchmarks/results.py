@@ -49,6 +49,11 @@ def read_table(run_dir: Path, table: str) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
 
 
+def measured(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of jobs that timed steps (ok, or diverged after some windows)."""
+    return summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)]
+
+
 def latest_attempts(summary: pd.DataFrame) -> pd.DataFrame:
     """One row per job: the last one recorded (a resumed run appends a new attempt)."""
     return summary.drop_duplicates("job_id", keep="last")

@@ -29,7 +29,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # again, so every step page-faults them in afresh (about 2,000 minor faults per LeNet step at batch
 # 128 in PyTorch, `python -m benchmarks.page_faults`). `glibc.malloc.hugetlb=1` (glibc >= 2.35;
 # older ones ignore it) makes malloc keep them in transparent huge pages, for every framework
-# alike: 4-6 faults per step and a faster step (README: "Process to process").
+# alike: 3 faults per step and a faster step (README: "Process to process").
 OVERRIDABLE_DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "1", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 
 

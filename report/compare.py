@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.results import latest_attempts, read_table
+from benchmarks.results import latest_attempts, measured, read_table
 from report.findings import accuracy_bound, evaluated_images
 
 KEYS = ["framework", "variant", "model", "device", "precision", "batch_size"]
@@ -35,14 +35,10 @@ def _range(values: pd.Series) -> float:
     return (values.max() - values.min()) / values.median() if len(values) > 1 else 0.0
 
 
-def _measured(summary: pd.DataFrame) -> pd.DataFrame:
-    return summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)]
-
-
 def job_table(summary: pd.DataFrame, memory: str = "peak_rss_mb") -> pd.DataFrame:
     """One row per job that measured steps, its processes merged, indexed by KEYS, with the
     relative spreads of its step time and of its `memory` column."""
-    jobs = _measured(summary)
+    jobs = measured(summary)
     grouped = jobs.groupby(KEYS)
     table = grouped.agg(step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"),
                         processes=("repeat", "nunique"), memory_mb=(memory, "max"),
@@ -58,7 +54,7 @@ def job_table(summary: pd.DataFrame, memory: str = "peak_rss_mb") -> pd.DataFram
 
 def compare(old: pd.DataFrame, new: pd.DataFrame, test_images: int | None = None) -> pd.DataFrame:
     """Jobs in both runs (summary tables) with new/old ratios and what changed beyond the spread."""
-    device = all(len(jobs) and jobs["peak_device_mb"].notna().all() for jobs in (_measured(old), _measured(new)))
+    device = all(len(jobs) and jobs["peak_device_mb"].notna().all() for jobs in (measured(old), measured(new)))
     memory = "peak_device_mb" if device else "peak_rss_mb"
     before, after = job_table(old, memory), job_table(new, memory)
     both = before.merge(after, left_index=True, right_index=True, suffixes=("_old", "_new"))

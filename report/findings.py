@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.parity import failures
+from benchmarks.results import measured
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -33,7 +34,7 @@ ONE_PROCESS = ("one process each: the intervals cover window-to-window noise onl
 
 def timed_jobs(summary: pd.DataFrame) -> pd.DataFrame:
     """Jobs that measured steps on a quiet machine, labelled framework:variant."""
-    jobs = summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)]
+    jobs = measured(summary)
     if "busy" in jobs:
         jobs = jobs[~jobs["busy"].astype(str).eq("True")]  # a busy machine's speed is not compared
     return _labelled(jobs)

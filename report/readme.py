@@ -35,14 +35,6 @@ def throughput(run_dir: Path) -> str:
     return throughput_markdown(throughput_table(ranking_table(_summary(run_dir))))
 
 
-def ranking(run_dir: Path) -> str:
-    """The report's ranking, the columns a reader compares."""
-    columns = ["job", "batch_size", "images_per_s", "vs_fastest", "step_ms", "repeats", "repeat_spread", "compile_s",
-               "peak_rss_mb", "accuracy"]
-    table = ranking_table(_summary(run_dir))
-    return _markdown(table[[column for column in columns if column in table]])
-
-
 def curves(run_dir: Path) -> str:
     summary = _summary(run_dir)
     return _markdown(curves_table(_latest(read_table(run_dir, "epochs"), summary)).reset_index())
@@ -56,8 +48,7 @@ def findings(run_dir: Path) -> str:
     return "\n".join(f"- {sentence}" for sentence in sentences)
 
 
-TABLES: dict[str, Callable[[Path], str]] = {"throughput": throughput, "ranking": ranking, "curves": curves,
-                                            "findings": findings}
+TABLES: dict[str, Callable[[Path], str]] = {"throughput": throughput, "curves": curves, "findings": findings}
 
 
 def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:

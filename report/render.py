@@ -17,7 +17,7 @@ from benchmarks.contention import BUSY_THRESHOLD  # noqa: E402
 from benchmarks.efficiency import step_flops  # noqa: E402
 from benchmarks.parity import REFERENCE, failures, outliers, parity_summary  # noqa: E402
 from benchmarks.profiling import CATEGORIES, STEPS as PROFILED_STEPS  # noqa: E402
-from benchmarks.results import latest_attempts, read_table  # noqa: E402
+from benchmarks.results import latest_attempts, measured, read_table  # noqa: E402
 from report.findings import findings_section, read_parity  # noqa: E402
 
 
@@ -190,7 +190,7 @@ def ranking_table(summary: pd.DataFrame, peak_gflops: float | None = None) -> pd
     """Jobs that measured steps, repeats merged (median of medians, spread across repeats),
     ranked by throughput, with the ratio to the fastest of the same model at the same batch size
     on the same device."""
-    ok = summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)].copy()
+    ok = measured(summary).copy()
     if ok.empty:
         return ok
     ok["job"] = _label(ok)
@@ -282,7 +282,7 @@ def speed_whiskers(ranking: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.Ser
     """The images/s range a rerun would show, per ranked row: the slowest and the fastest process
     where the job ran in several (repeats), else the one process's p5-p95 window step times; and
     the words for it."""
-    ok = summary[summary["status"].isin(["ok", "diverged"]) & summary["windows"].fillna(0).gt(0)]
+    ok = measured(summary)
     processes = (ok.assign(job=_label(ok)).groupby(["job", "batch_size"])["images_per_s"]
                  .agg(low="min", high="max", count="count"))
     rows = processes.reindex(pd.MultiIndex.from_arrays([ranking["job"].str.removesuffix(" (busy)"),

@@ -200,3 +200,11 @@ def test_every_job_carries_the_augmentation(argv, augment):
     args = parser.parse_args(["--framework", "pytorch,jax", "--batch-size", "8,16", *argv])
     jobs = run.plan_jobs(args, run.cli.selection_from_args(parser, args), "synthetic", None)
     assert len(jobs) == 4 and {job.augment for job in jobs} == {augment}
+
+
+@pytest.mark.parametrize("argv, message", [(["nope"], "invalid choice: 'nope'"), (["pytorch", "100"], "at least 250")])
+def test_page_faults_probe_rejects_bad_input_in_one_line(argv, message, capsys):
+    from benchmarks.page_faults import parse
+    with pytest.raises(SystemExit) as exit_:
+        parse(argv)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]
