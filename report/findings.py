@@ -186,7 +186,8 @@ def compile_findings(summary: pd.DataFrame) -> list[str]:
                     items.append(f"{framework}:{variant} never pays off against {framework}:eager: its step "
                                  f"({row['step_ms']:.3g} ms) is not faster than eager's ({eager['step_ms']:.3g} ms)")
                 else:
-                    items.append(f"{framework}:{variant} pays off against {framework}:eager after {steps:,} steps "
+                    unit = "step" if steps == 1 else "steps"
+                    items.append(f"{framework}:{variant} pays off against {framework}:eager after {steps:,} {unit} "
                                  f"(compiles in {row['compile_s']:.3g} s against {eager['compile_s']:.3g} s, then "
                                  f"saves {eager['step_ms'] - row['step_ms']:.3g} ms a step)")
         if items:

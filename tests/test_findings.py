@@ -141,12 +141,14 @@ def test_compile_findings_name_the_step_count_and_never():
     summary, steps = run_tables([
         {"framework": "tensorflow", "variant": "eager", "processes": [np.full(10, 34.0)], "compile_s": 0.25},
         {"framework": "tensorflow", "variant": "xla", "processes": [np.full(10, 9.0)], "compile_s": 1.25},
+        {"framework": "tensorflow", "variant": "function", "processes": [np.full(10, 9.0)], "compile_s": 0.26},
         {"framework": "pytorch", "variant": "eager", "processes": [np.full(10, 3.95)], "compile_s": 0.0138},
         {"framework": "pytorch", "variant": "compile", "processes": [np.full(10, 8.5)], "compile_s": 13.3},
         {"framework": "jax", "variant": "jit", "processes": [np.full(10, 12.0)], "compile_s": 1.8},
     ])
     (sentence,) = compile_findings(summary)
     assert "tensorflow:xla pays off against tensorflow:eager after 41 steps" in sentence
+    assert "tensorflow:function pays off against tensorflow:eager after 1 step (" in sentence  # 10 ms, 25 ms a step
     assert "pytorch:compile never pays off against pytorch:eager: its step (8.5 ms) is not faster" in sentence
     assert "jax" not in sentence  # no eager variant to weigh it against
 
