@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 PACKAGES = ("torch", "tensorflow", "keras", "jax", "jaxlib", "flax", "optax", "numpy", "pandas")
-FLAGS = ("XLA_FLAGS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "TF_ENABLE_ONEDNN_OPTS",
-         "GLIBC_TUNABLES")
+FLAGS = ("XLA_FLAGS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES",
+         "OMP_WAIT_POLICY", "TF_ENABLE_ONEDNN_OPTS", "GLIBC_TUNABLES")
 
 
 def _command(args: list[str], cwd: Path | None = None) -> str | None:

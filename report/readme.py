@@ -6,6 +6,8 @@ it shows and the run folder it comes from:
     ...
     <!-- end generated -->
 
+`noise` takes a folder of runs instead (`python -m report.noise` over each run in it, by name).
+
 Without `--check` the tables are rewritten in place; with it, the command exits 1 naming each
 table that no longer matches its run."""
 
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from benchmarks.results import latest_attempts, read_table
 from report.findings import findings as findings_sentences, read_parity
+from report.noise import noise_markdown
 from report.render import _latest, _markdown, curves_table, ranking_table, throughput_markdown, throughput_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +51,19 @@ def findings(run_dir: Path) -> str:
     return "\n".join(f"- {sentence}" for sentence in sentences)
 
 
-TABLES: dict[str, Callable[[Path], str]] = {"throughput": throughput, "curves": curves, "findings": findings}
+def runs_in(folder: Path) -> list[Path]:
+    """The run folders inside `folder`, by name."""
+    return sorted(path for path in folder.iterdir() if (path / "summary.csv").is_file()) if folder.is_dir() else []
+
+
+def noise(folder: Path) -> str:
+    """Per run in `folder` and job: its processes' medians, their spread, window noise and steal."""
+    return noise_markdown(runs_in(folder))
+
+
+TABLES: dict[str, Callable[[Path], str]] = {"throughput": throughput, "curves": curves, "findings": findings,
+                                            "noise": noise}
+FOLDERS_OF_RUNS = {"noise"}
 
 
 def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
@@ -59,7 +74,9 @@ def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
         kind, run = match["kind"], match["run"]
         if kind not in TABLES:
             raise ValueError(f"unknown generated table {kind!r} (known: {', '.join(TABLES)})")
-        if not (root / run / "summary.csv").is_file():
+        if kind in FOLDERS_OF_RUNS and not runs_in(root / run):
+            raise ValueError(f"generated {kind} table: {run} holds no run folders")
+        if kind not in FOLDERS_OF_RUNS and not (root / run / "summary.csv").is_file():
             raise ValueError(f"generated {kind} table: {run} holds no summary.csv")
         body = TABLES[kind](root / run).rstrip("\n") + "\n"
         if body != match["body"]:

@@ -15,7 +15,8 @@ from tests.conftest import ROOT
 def test_readme_reference_tables_are_those_of_the_committed_runs():
     text = (ROOT / "README.md").read_text()
     blocks = {(match["kind"], match["run"]) for match in BLOCK.finditer(text)}
-    assert {("throughput", "results/reference"), ("curves", "results/reference-cifar10")} <= blocks
+    assert {("throughput", "results/reference"), ("curves", "results/reference-cifar10"),
+            ("noise", "results/repeats-avx2")} <= blocks
     _, changed = render(text)
     assert changed == [], f"README's tables differ from their runs: {changed}; run python -m report.readme"
 
@@ -40,7 +41,8 @@ def test_a_stale_table_is_named_and_rewritten(tmp_path):
 def test_a_table_of_an_unknown_kind_or_run_exits_2(tmp_path):
     readme = tmp_path / "README.md"
     for block, message in [("<!-- generated: colours results/reference -->", "unknown generated table 'colours'"),
-                           ("<!-- generated: throughput results/nowhere -->", "results/nowhere holds no summary.csv")]:
+                           ("<!-- generated: throughput results/nowhere -->", "results/nowhere holds no summary.csv"),
+                           ("<!-- generated: noise results/nowhere -->", "results/nowhere holds no run folders")]:
         readme.write_text(f"{block}\n<!-- end generated -->\n")
         completed = subprocess.run([sys.executable, "-m", "report.readme", str(readme), "--check"], cwd=ROOT,
                                    capture_output=True, text=True)

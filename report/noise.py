@@ -1,0 +1,92 @@
+"""`python -m report.noise RUN [RUN...]`: how much each job's step time varies, within a process
+and between processes, and what it varies with. One row per job and run, from the timed windows
+in `steps.csv`:
+
+- `process_ms`: each process's median step time (one per repeat), and `spread`, their
+  (max - min) / median, the figure `--repeats` exists for;
+- `window_cv`: the standard deviation of a process's window step times over their mean (the
+  median over the job's processes): how noisy one process's windows are;
+- `steal_corr`, `others_corr`: the Pearson correlation, over all the job's windows, of a window's
+  step time with `steal` (the share of the worker's cores the hypervisor gave to other virtual
+  machines during it) and with `others_cpu` (the share other processes on this machine used);
+- `stolen`: the share of windows during which the hypervisor took at least STOLEN of the cores.
+
+It reads what the run recorded and measures nothing."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.results import read_table
+
+STOLEN = 0.005  # share of the cores' time above which a window counts as stolen from
+JOB = ["framework", "variant", "model", "batch_size", "devices"]
+
+
+def _correlation(windows: pd.DataFrame, column: str) -> float:
+    values = windows[column].astype(float)
+    if values.isna().all() or values.nunique() < 2:
+        return float("nan")  # not measured (e.g. macOS), or constant: no correlation to speak of
+    return float(windows["step_ms"].corr(values))
+
+
+def _stolen(steal: pd.Series) -> float:
+    """The share of windows that lost at least STOLEN to the hypervisor; NaN where not measured."""
+    return float((steal >= STOLEN).mean()) if steal.notna().any() else float("nan")
+
+
+def noise_table(steps: pd.DataFrame) -> pd.DataFrame:
+    """Per job, the variation of its timed windows (columns as the module docstring says)."""
+    timed = steps[steps["window"] >= 0]  # epoch rows (window -1) hold whole epochs, not windows
+    timed = timed.sort_values("attempt").drop_duplicates(["job_id", "window"], keep="last")
+    rows = []
+    for key, windows in timed.groupby(JOB, sort=False):
+        per_process = windows.groupby("repeat")["step_ms"]
+        medians = per_process.median()
+        rows.append({
+            **dict(zip(JOB, key)),
+            "job": f"{key[0]}:{key[1]}",
+            "processes": len(medians),
+            "process_ms": ", ".join(f"{value:.2f}" for value in medians),
+            "spread": (medians.max() - medians.min()) / medians.median() if len(medians) > 1 else float("nan"),
+            "window_cv": float((per_process.std() / per_process.mean()).median()),
+            "windows": len(windows),
+            "steal_corr": _correlation(windows, "steal"),
+            "others_corr": _correlation(windows, "others_cpu"),
+            "stolen": _stolen(windows["steal"].astype(float)),
+        })
+    return pd.DataFrame(rows)
+
+
+def noise_markdown(run_dirs: list[Path]) -> str:
+    tables = []
+    for run_dir in run_dirs:
+        table = noise_table(read_table(run_dir, "steps"))
+        if len(table):
+            tables.append(table.assign(run=run_dir.name))
+    if not tables:
+        return "No timed windows in these runs.\n"
+    table = pd.concat(tables)
+    columns = ["run", "job", "model", "batch_size", "processes", "process_ms", "spread", "window_cv", "windows",
+               "steal_corr", "others_corr", "stolen"]
+    return table[columns].to_markdown(index=False, floatfmt=".3g") + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m report.noise", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (each holds steps.csv)")
+    args = parser.parse_args(argv)
+    for run_dir in args.runs:
+        if not (run_dir / "steps.csv").is_file():
+            parser.error(f"{run_dir} holds no steps.csv: not a run folder")
+    print(noise_markdown(args.runs), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
