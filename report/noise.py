@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.results import read_table
+from benchmarks.results import latest_attempts, read_table
+from report.render import _latest
 
 STOLEN = 0.005  # share of the cores' time above which a window counts as stolen from
 JOB = ["framework", "variant", "model", "batch_size", "devices"]
@@ -39,10 +40,10 @@ def _stolen(steal: pd.Series) -> float:
     return float((steal >= STOLEN).mean()) if steal.notna().any() else float("nan")
 
 
-def noise_table(steps: pd.DataFrame) -> pd.DataFrame:
-    """Per job, the variation of its timed windows (columns as the module docstring says)."""
-    timed = steps[steps["window"] >= 0]  # epoch rows (window -1) hold whole epochs, not windows
-    timed = timed.sort_values("attempt").drop_duplicates(["job_id", "window"], keep="last")
+def noise_table(steps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Per job, the variation of the timed windows of its final attempt (columns as the module
+    docstring says)."""
+    timed = _latest(steps, latest_attempts(summary))
     rows = []
     for key, windows in timed.groupby(JOB, sort=False):
         per_process = windows.groupby("repeat")["step_ms"]
@@ -65,7 +66,7 @@ def noise_table(steps: pd.DataFrame) -> pd.DataFrame:
 def noise_markdown(run_dirs: list[Path]) -> str:
     tables = []
     for run_dir in run_dirs:
-        table = noise_table(read_table(run_dir, "steps"))
+        table = noise_table(read_table(run_dir, "steps"), read_table(run_dir, "summary"))
         if len(table):
             tables.append(table.assign(run=run_dir.name))
     if not tables:
@@ -79,11 +80,11 @@ def noise_markdown(run_dirs: list[Path]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m report.noise", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (each holds steps.csv)")
+    parser.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (each holds summary.csv)")
     args = parser.parse_args(argv)
     for run_dir in args.runs:
-        if not (run_dir / "steps.csv").is_file():
-            parser.error(f"{run_dir} holds no steps.csv: not a run folder")
+        if not (run_dir / "summary.csv").is_file():
+            parser.error(f"{run_dir} holds no summary.csv: not a run folder")
     print(noise_markdown(args.runs), end="")
     return 0
 

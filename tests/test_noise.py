@@ -1,6 +1,6 @@
 """`python -m report.noise`: on crafted windows with a known process offset and a known dependence
 on steal, the table reports the processes' medians, their spread, the window noise and the
-correlation; a folder that is not a run is refused with one line."""
+correlation, from each job's final attempt only; a folder that is not a run is refused with one line."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from benchmarks.jobs import STEPS_COLUMNS
 from report.noise import main, noise_table
 
 
-def crafted_steps(run_id: str = "run") -> pd.DataFrame:
-    """Two jobs of three processes, 40 windows each. pytorch:eager: process r takes 10 + r ms plus
-    5 ms per unit of steal (steal alternates 0 and 0.2); jax:jit: 20 ms in every process, noise
-    only from a fixed pattern, steal never measured (None)."""
+def crafted_run(run_id: str = "run") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """steps and summary tables of two jobs of three processes, 40 windows each. pytorch:eager:
+    process r takes 10 + r ms plus 5 ms per unit of steal (steal alternates 0 and 0.2); jax:jit:
+    20 ms in every process, noise only from a fixed pattern, steal never measured (None). The
+    first pytorch process also left an earlier attempt at 100 ms a step, which a resumed run
+    replaced: it must not count."""
     rows = []
     pattern = np.tile([-0.2, 0.2], 20)
     for framework, variant in (("pytorch", "eager"), ("jax", "jit")):
@@ -25,16 +27,18 @@ def crafted_steps(run_id: str = "run") -> pd.DataFrame:
                 ms = 10.0 + repeat + 5.0 * steal if framework == "pytorch" else 20.0 + pattern[window]
                 rows.append({"run_id": run_id, "job_id": f"lenet-{framework}-{variant}-bs128-r{repeat}",
                              "framework": framework, "variant": variant, "model": "lenet", "device": "cpu",
-                             "precision": "fp32", "batch_size": 128, "devices": 1, "repeat": repeat, "attempt": 1,
+                             "precision": "fp32", "batch_size": 128, "devices": 1, "repeat": repeat, "attempt": 2,
                              "window": window, "epoch": 0, "first_step": 5 + 20 * window, "steps": 20,
                              "seconds": ms * 20 / 1000, "step_ms": ms, "others_cpu": 0.0, "steal": steal,
                              "load": 0.5})
-        rows.append({**rows[-1], "window": -1, "step_ms": 1000.0})  # an epoch row: not a window
-    return pd.DataFrame(rows, columns=STEPS_COLUMNS)
+    rows += [{**rows[0], "window": window, "attempt": 1, "step_ms": 100.0} for window in range(3)]
+    steps = pd.DataFrame(rows, columns=STEPS_COLUMNS)
+    summary = steps[["job_id", "attempt"]].drop_duplicates().sort_values("attempt")  # attempt 2 recorded last
+    return steps, summary
 
 
 def test_noise_table_separates_processes_windows_and_steal():
-    table = noise_table(crafted_steps()).set_index("job")
+    table = noise_table(*crafted_run()).set_index("job")
     eager, jit = table.loc["pytorch:eager"], table.loc["jax:jit"]
     assert eager["processes"] == 3 and eager["windows"] == 120
     assert eager["process_ms"] == "11.50, 12.50, 13.50"  # medians of 10 + r + {0, 1}
@@ -50,7 +54,9 @@ def test_noise_table_separates_processes_windows_and_steal():
 def test_noise_command_prints_one_row_per_job_and_run(tmp_path, capsys):
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
-        crafted_steps(name).to_csv(tmp_path / name / "steps.csv", index=False)
+        steps, summary = crafted_run(name)
+        steps.to_csv(tmp_path / name / "steps.csv", index=False)
+        summary.to_csv(tmp_path / name / "summary.csv", index=False)
     assert main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "|" in line][2:]
     assert sorted((line.split("|")[1].strip(), line.split("|")[2].strip()) for line in lines) == [
@@ -61,4 +67,4 @@ def test_noise_command_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([str(tmp_path)])
     assert exit_info.value.code == 2
-    assert "holds no steps.csv: not a run folder" in capsys.readouterr().err
+    assert "holds no summary.csv: not a run folder" in capsys.readouterr().err
