@@ -31,6 +31,8 @@ from benchmarks.results import append_rows, latest_attempts, new_run_dir, read_t
 from benchmarks.spawn import PROJECT_ROOT, base_env, run_worker, run_workers
 from frameworks.base import LR_SCHEDULES
 
+INTERLEAVE = ("jobs", "repeats")
+
 FAILED = ("error", "timeout", "diverged")
 
 
@@ -109,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "the current step runs; resident places a window's batches before its clock starts "
                              "(as if the data lived on the device); step copies inside the timed step")
     parser.add_argument("--repeats", type=cli.positive_int, default=1, help="separate processes per job")
+    parser.add_argument("--interleave", choices=INTERLEAVE, default="jobs",
+                        help="which processes take turns, one timed window each: jobs = every job (and repeat) "
+                             "of one model, batch size and device count, so a slow spell of the machine falls on "
+                             "every framework alike; repeats = only the repeats of one job (fewer processes held "
+                             "in memory at once). Runs over several nodes always interleave repeats only")
     parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="initial weights and batch order")
     parser.add_argument("--lr", type=cli.positive_float, default=0.01, help="SGD learning rate")
     parser.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (PyTorch's form)")
@@ -208,7 +215,7 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
         for framework, variant in selection.pairs
         for batch_size in args.batch_size
         for devices in args.devices
-        for repeat in range(1, args.repeats + 1)  # the repeats of a job run together, taking turns
+        for repeat in range(1, args.repeats + 1)
     ]
 
 
@@ -280,27 +287,36 @@ def describe(row: dict) -> str:
     return ", ".join(parts)
 
 
-def repeat_groups(jobs: list[Job]) -> list[list[Job]]:
-    """The jobs in plan order, with the repeats of each job gathered to run taking turns."""
+def turn_groups(jobs: list[Job], interleave: str) -> list[list[Job]]:
+    """The jobs in plan order, gathered into the groups whose processes run at once, taking turns:
+    with "jobs", every job of one comparison (model, batch size, device count and the rest, all
+    but framework, variant and repeat); with "repeats", the repeats of one job. Jobs over several
+    nodes group by repeats alone: their coordinator ports are told apart by the repeat."""
     groups: dict[Job, list[Job]] = {}
     for job in jobs:
-        groups.setdefault(dataclasses.replace(job, repeat=0), []).append(job)
+        key = dataclasses.replace(job, repeat=0)
+        if interleave == "jobs" and job.nodes == 1:
+            key = dataclasses.replace(key, framework="", variant="")
+        groups.setdefault(key, []).append(job)
     return list(groups.values())
 
 
 def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, timeout: float,
-             console) -> list[dict]:
+             console, interleave: str = "jobs") -> list[dict]:
     run_id = run_dir.name
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         overall = progress.add_task("jobs", total=len(jobs))
-        for group in repeat_groups(jobs):
-            recorders = [JobRecorder(run_dir, run_id, job, attempt) for job in group]
-            if group[0].framework in unusable:
-                rows.extend(recorder.finish(unusable[job.framework]) for job, recorder in zip(group, recorders))
-                progress.advance(overall, len(group))
+        for planned in turn_groups(jobs, interleave):
+            for job in planned:
+                if job.framework in unusable:
+                    rows.append(JobRecorder(run_dir, run_id, job, attempt).finish(unusable[job.framework]))
+                    progress.advance(overall)
+            group = [job for job in planned if job.framework not in unusable]
+            if not group:
                 continue
+            recorders = [JobRecorder(run_dir, run_id, job, attempt) for job in group]
             tasks = [progress.add_task(job.label, total=None) for job in group]
             finished = set()
 
@@ -414,7 +430,8 @@ def execute(run_dir: Path, console) -> int:
         nothing_runs = bool(pending) and {job.framework for job in pending} <= set(unusable)
         if nothing_runs:
             console.print(f"[bold red]error: no framework can run on {plan['selection']['device']}; nothing was run[/]")
-        rows = run_jobs(run_dir, pending, unusable, attempt, plan["job_timeout"], console)  # skipped rows too
+        rows = run_jobs(run_dir, pending, unusable, attempt, plan["job_timeout"], console,  # skipped rows too
+                        plan.get("interleave", "repeats"))  # runs planned before --interleave took turns by repeats
         warn_if_busy(rows, console)
         if nothing_runs:
             status = 3
@@ -482,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
            "threads": selection.threads, "training": training_settings(args), "machine_check": check}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))
     plan = {"selection": dataclasses.asdict(selection), "parity": not args.no_parity,
-            "job_timeout": selection.job_timeout, "jobs": [dataclasses.asdict(job) for job in jobs]}
+            "job_timeout": selection.job_timeout, "interleave": args.interleave, "jobs": [dataclasses.asdict(job) for job in jobs]}
     (run_dir / "plan.json").write_text(json.dumps(plan, indent=2))
     console.print(f"data: [bold]{'CIFAR-10 from ' + data_dir if data == 'cifar10' else 'SYNTHETIC'}[/]")
     return execute(run_dir, console)

@@ -40,6 +40,7 @@ class Channel:
     def __init__(self, fd: int, leads: bool = True):
         self.stream = os.fdopen(fd, "w", buffering=1)
         self.leads = leads
+        self.waited_s = 0.0  # time spent waiting while other processes held the turn
 
     def send(self, kind: str, **fields) -> None:
         if self.leads or kind == "result":
@@ -52,7 +53,9 @@ class Channel:
     def hand_on_turn(self) -> None:
         if self.leads:
             self.send("yield")
+            start = time.perf_counter()
             self.wait_for_turn()
+            self.waited_s += time.perf_counter() - start
 
 
 class Diverged(RuntimeError):
@@ -336,9 +339,9 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
             epoch_s, stop = 0.0, False
             for segment, evaluated in evaluation_segments(trainer.step, len(batches), job.eval_every,
                                                           epoch == job.epochs - 1):
-                start = time.perf_counter()
+                start, waited = time.perf_counter(), channel.waited_s
                 pending_losses.extend(trainer.run(batches[segment], epoch))
-                train_s = time.perf_counter() - start  # the steps and the hand-offs between windows
+                train_s = time.perf_counter() - start - (channel.waited_s - waited)  # not the others' turns
                 epoch_s, pending_s = epoch_s + train_s, pending_s + train_s
                 if not evaluated:
                     continue

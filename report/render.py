@@ -523,9 +523,11 @@ prepared (shuffled, and augmented if shown above) by one NumPy pipeline outside 
 The first training step is timed alone and reported as compile time; the next warm-up steps
 are untimed; then every window of steps ends with a device sync before its clock stops.
 Step time is the median over windows (IQR and p5/p95 show the spread); images/s is batch size
-over the median step time. With repeats, the processes of a job took turns window by window,
-so the machine's slow and fast spells fell on all of them alike; the median of the per-process
-medians is shown and `repeat_spread` is (max - min) / median across them.
+over the median step time. The processes of one model and batch size (with `--interleave repeats`,
+only a job's repeats) ran at once and took turns, one timed window each, so the machine's slow and
+fast spells fell on all of them alike; the turns of the others count in no job's times. With
+repeats, the median of the per-process medians is shown and `repeat_spread` is (max - min) /
+median across them.
 `framework_rss_mb` is peak RSS minus the RSS after loading the data set, before importing the
 framework.
 """

@@ -143,7 +143,8 @@ def test_run_continues_after_faults_keeps_earlier_rows_and_exits_1(faulted_run):
     completed, folder, summary = faulted_run
     assert completed.returncode == 1, completed.stdout + completed.stderr
     assert "Traceback" not in completed.stdout + completed.stderr
-    assert list(summary.index) == FAULT_ORDER  # one row per job, in the planned order
+    # One row per job, in the order the jobs ended: they took turns, so a fault ends its job early.
+    assert sorted(summary.index) == sorted(FAULT_ORDER) and len(summary) == len(FAULT_ORDER)
     assert summary.loc[["ok", "slow"], "status"].tolist() == ["ok", "ok"]
     # 14 timed-only steps, streamed across 8-batch epochs: compile step 0, warm-up step 1, windows
     # 2-5, 6-9 and 10-13; the diverging jobs stop in window 6-9, which holds step 7.
@@ -258,7 +259,7 @@ def test_resume_reruns_only_jobs_without_an_ok_row(faulty, capsys, tmp_path):
     after = (folder / "summary.csv").read_text()
     assert after.startswith(before)  # earlier rows untouched, the new attempt appended
     summary = read_table(folder, "summary")
-    assert summary[["variant", "status", "attempt"]].values.tolist() == [
+    assert summary.sort_values(["attempt", "variant"])[["variant", "status", "attempt"]].values.tolist() == [
         ["ok", "ok", 1], ["raise", "error", 1], ["raise", "error", 2]]
 
 

@@ -4,12 +4,14 @@ stops nor loses the others."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from benchmarks.jobs import Job
 from benchmarks.spawn import run_workers
 from frameworks import EXTRA_ENV
-from tests.faulty_framework import EXTRA_FRAMEWORKS
+from tests.faulty_framework import EXTRA_FRAMEWORKS, SLOW_STEP_S
 
 pytestmark = pytest.mark.slow  # every test here starts worker processes
 
@@ -46,3 +48,29 @@ def test_a_crash_or_timeout_in_turn_leaves_the_others_running(tmp_path):
     assert results[1]["status"] == "ok" and results[1]["windows"] == 2
     assert results[2]["status"] == "timeout"
     assert progress.count(1) == 3
+
+
+def test_turn_groups_gather_a_comparison_or_only_a_jobs_repeats():
+    from benchmarks.run import turn_groups
+    plan = [dataclasses.replace(job(variant, repeat), batch_size=batch_size)
+            for variant in ("ok", "slow") for batch_size in (32, 64) for repeat in (1, 2)]
+    by_jobs = turn_groups(plan, "jobs")
+    assert [[(j.variant, j.batch_size, j.repeat) for j in group] for group in by_jobs] == [
+        [("ok", 32, 1), ("ok", 32, 2), ("slow", 32, 1), ("slow", 32, 2)],
+        [("ok", 64, 1), ("ok", 64, 2), ("slow", 64, 1), ("slow", 64, 2)]]
+    assert [[(j.variant, j.batch_size) for j in group] for group in turn_groups(plan, "repeats")] == [
+        [("ok", 32)] * 2, [("ok", 64)] * 2, [("slow", 32)] * 2, [("slow", 64)] * 2]
+    # Over several nodes the repeat tells the coordinator ports apart, so only repeats share turns.
+    nodes = [dataclasses.replace(j, nodes=2, coordinator="10.0.0.1:29500") for j in plan]
+    assert len(turn_groups(nodes, "jobs")) == 4
+
+
+def test_epoch_time_leaves_out_the_turns_of_other_jobs(tmp_path):
+    # One epoch of 8 steps in windows of 2: the slow job's windows (0.05 s a step) fall between
+    # the fast job's, and must not count in the fast job's epoch time.
+    epoch = dict(epochs=1, steps=0, warmup_steps=1, window=2)
+    fast, slow = (dataclasses.replace(job(variant), **epoch) for variant in ("ok", "slow"))
+    _, results = run([fast, slow], tmp_path)
+    assert [results[i]["status"] for i in range(2)] == ["ok", "ok"]
+    assert results[1]["epoch_s"] > 6 * SLOW_STEP_S  # 7 steps after the first, each sleeping
+    assert results[0]["epoch_s"] < results[1]["epoch_s"] / 4
