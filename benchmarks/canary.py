@@ -10,21 +10,25 @@ deviation over mean of the window averages) and the correlation of its windows w
 then the step's noise left after dividing each window by the canaries' (each scaled to its mean).
 A correlation near 1 and little noise left say that the step's windows scatter because the
 machine's speed moves (a shared host's other tenants), not because of anything in the process.
+It runs in the suite's worker environment (`GLIBC_TUNABLES`, `TF_ENABLE_ONEDNN_OPTS`, one thread).
 A diagnostic, not a benchmark: the suite's figures come from `benchmarks.run`."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 import numpy as np
 
+from benchmarks.spawn import base_env
 from frameworks import REGISTRY, load_adapter
 from frameworks.base import TrainConfig, init_params
 
 WINDOW, BATCH, WARMUP = 20, 128, 20  # rounds per window; untimed rounds first
 CANARIES = ("python", "matmul", "memcopy")
+CHILD = "BENCHMARKS_CANARY_CHILD"  # set in the process started again in the workers' environment
 
 
 def canary_work() -> dict:
@@ -56,7 +60,7 @@ def window_stats(times: dict[str, np.ndarray], window: int = WINDOW) -> tuple[di
     step = windows["step"]
     stats = {name: {"median_ms": float(np.median(times[name])), "window_cv": float(w.std() / w.mean()),
                     "corr_with_step": float(np.corrcoef(step, w)[0, 1])} for name, w in windows.items()}
-    machine = np.mean([windows[name] / windows[name].mean() for name in times if name != "step"], axis=0)
+    machine = np.mean([windows[name] / windows[name].mean() for name in CANARIES], axis=0)
     adjusted = step / machine
     return stats, float(adjusted.std() / adjusted.mean())
 
@@ -86,7 +90,17 @@ def measure(framework: str, rounds: int) -> dict[str, np.ndarray]:
     return times
 
 
+def worker_like_env() -> dict[str, str]:
+    """The environment the suite's workers start with (malloc settings included, which the C
+    library reads only at start-up), for one thread on the CPU."""
+    return {**base_env(), "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+            "JAX_PLATFORMS": "cpu", CHILD: "1"}
+
+
 def main(framework: str = "pytorch", steps: int = 1000) -> None:
+    if CHILD not in os.environ:  # start again in the workers' environment
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.canary", framework, str(steps)],
+                  worker_like_env())
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, before the framework starts threads
     stats, left = window_stats(measure(framework, steps))
     print(f"{framework} (LeNet, batch {BATCH}, one core), {steps // WINDOW} windows of {WINDOW} rounds:")

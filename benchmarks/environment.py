@@ -13,7 +13,7 @@ from pathlib import Path
 
 PACKAGES = ("torch", "tensorflow", "keras", "jax", "jaxlib", "flax", "optax", "numpy", "pandas")
 FLAGS = ("XLA_FLAGS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES",
-         "OMP_WAIT_POLICY", "TF_ENABLE_ONEDNN_OPTS", "GLIBC_TUNABLES")
+         "OMP_WAIT_POLICY", "TF_ENABLE_ONEDNN_OPTS", "GLIBC_TUNABLES", "LD_PRELOAD")  # LD_PRELOAD: another malloc
 
 
 def _command(args: list[str], cwd: Path | None = None) -> str | None:

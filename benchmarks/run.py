@@ -499,7 +499,8 @@ def main(argv: list[str] | None = None) -> int:
            "threads": selection.threads, "training": training_settings(args), "machine_check": check}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))
     plan = {"selection": dataclasses.asdict(selection), "parity": not args.no_parity,
-            "job_timeout": selection.job_timeout, "interleave": args.interleave, "jobs": [dataclasses.asdict(job) for job in jobs]}
+            "job_timeout": selection.job_timeout, "interleave": args.interleave,
+            "jobs": [dataclasses.asdict(job) for job in jobs]}
     (run_dir / "plan.json").write_text(json.dumps(plan, indent=2))
     console.print(f"data: [bold]{'CIFAR-10 from ' + data_dir if data == 'cifar10' else 'SYNTHETIC'}[/]")
     return execute(run_dir, console)

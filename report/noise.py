@@ -9,7 +9,12 @@ in `steps.csv`:
 - `steal_corr`, `others_corr`: the Pearson correlation, over all the job's windows, of a window's
   step time with `steal` (the share of the worker's cores the hypervisor gave to other virtual
   machines during it) and with `others_cpu` (the share other processes on this machine used);
-- `stolen`: the share of windows during which the hypervisor took at least STOLEN of the cores.
+- `stolen`: the share of windows during which the hypervisor took at least STOLEN of the cores;
+- `process_p`: whether the processes differ by more than the moments they ran at explain. Windows
+  with the same number ran one after another, in one round of turns; removing each round's mean
+  (of log step times) leaves what is each process's own, and `process_p` is the share of
+  SHUFFLES reshufflings of the processes within each round whose process means lie at least as
+  far apart as the real ones (a permutation test; small: a process has a speed of its own).
 
 It reads what the run recorded and measures nothing."""
 
@@ -19,12 +24,15 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmarks.results import latest_attempts, read_table
 from report.render import _latest
 
 STOLEN = 0.005  # share of the cores' time above which a window counts as stolen from
+SHUFFLES = 2000
+SEED = 0  # fixed: the same tables always give the same table
 JOB = ["framework", "variant", "model", "batch_size", "devices"]
 
 
@@ -40,10 +48,24 @@ def _stolen(steal: pd.Series) -> float:
     return float((steal >= STOLEN).mean()) if steal.notna().any() else float("nan")
 
 
+def process_p(windows: pd.DataFrame, rng: np.random.Generator) -> float:
+    """The permutation test's p-value for a process effect beyond the rounds of turns (see the
+    module docstring); NaN with a single process."""
+    rounds = np.log(windows.pivot_table(index="window", columns="repeat", values="step_ms").dropna().to_numpy())
+    if rounds.shape[1] < 2 or len(rounds) < 2:
+        return float("nan")
+    own = rounds - rounds.mean(axis=1, keepdims=True)
+    observed = np.ptp(own.mean(axis=0))
+    shuffled = rng.permuted(np.broadcast_to(own, (SHUFFLES, *own.shape)), axis=2)
+    apart = np.ptp(shuffled.mean(axis=1), axis=1)
+    return float((1 + np.sum(apart >= observed - 1e-12)) / (1 + SHUFFLES))
+
+
 def noise_table(steps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """Per job, the variation of the timed windows of its final attempt (columns as the module
     docstring says)."""
     timed = _latest(steps, latest_attempts(summary))
+    rng = np.random.default_rng(SEED)
     rows = []
     for key, windows in timed.groupby(JOB, sort=False):
         per_process = windows.groupby("repeat")["step_ms"]
@@ -59,6 +81,7 @@ def noise_table(steps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
             "steal_corr": _correlation(windows, "steal"),
             "others_corr": _correlation(windows, "others_cpu"),
             "stolen": _stolen(windows["steal"].astype(float)),
+            "process_p": process_p(windows, rng),
         })
     return pd.DataFrame(rows)
 
@@ -73,7 +96,7 @@ def noise_markdown(run_dirs: list[Path]) -> str:
         return "No timed windows in these runs.\n"
     table = pd.concat(tables)
     columns = ["run", "job", "model", "batch_size", "processes", "process_ms", "spread", "window_cv", "windows",
-               "steal_corr", "others_corr", "stolen"]
+               "steal_corr", "others_corr", "stolen", "process_p"]
     return table[columns].to_markdown(index=False, floatfmt=".3g") + "\n"
 
 

@@ -49,6 +49,17 @@ def test_noise_table_separates_processes_windows_and_steal():
     assert jit["spread"] == 0.0
     assert jit["window_cv"] == pytest.approx(np.std(20.0 + np.tile([-0.2, 0.2], 20), ddof=1) / 20)
     assert np.isnan(jit["steal_corr"]) and np.isnan(jit["stolen"])  # steal not measured: no figure, not zero noise
+    # pytorch's processes are 1 ms apart in every round: no reshuffle within rounds spreads them as far.
+    assert eager["process_p"] == pytest.approx(1 / 2001)
+    assert jit["process_p"] == 1.0  # identical processes: every reshuffle is as far apart (not at all)
+
+
+def test_process_p_is_large_when_processes_differ_only_by_chance():
+    steps, summary = crafted_run()
+    rng = np.random.default_rng(3)
+    eager = steps["framework"] == "pytorch"
+    steps.loc[eager, "step_ms"] = 12.0 * np.exp(0.1 * rng.standard_normal(eager.sum()))
+    assert noise_table(steps, summary).set_index("job").loc["pytorch:eager", "process_p"] > 0.05
 
 
 def test_noise_command_prints_one_row_per_job_and_run(tmp_path, capsys):
