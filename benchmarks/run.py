@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which processes take turns, one timed window each: jobs = every job (and repeat) "
                              "of one model, batch size and device count, so a slow spell of the machine falls on "
                              "every framework alike; repeats = only the repeats of one job (fewer processes held "
-                             "in memory at once). Runs over several nodes always interleave repeats only")
+                             "in memory at once). Data-parallel jobs (--devices N) interleave repeats only")
     parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="initial weights and batch order")
     parser.add_argument("--lr", type=cli.positive_float, default=0.01, help="SGD learning rate")
     parser.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (PyTorch's form)")
@@ -289,13 +289,15 @@ def describe(row: dict) -> str:
 
 def turn_groups(jobs: list[Job], interleave: str) -> list[list[Job]]:
     """The jobs in plan order, gathered into the groups whose processes run at once, taking turns:
-    with "jobs", every job of one comparison (model, batch size, device count and the rest, all
-    but framework, variant and repeat); with "repeats", the repeats of one job. Jobs over several
-    nodes group by repeats alone: their coordinator ports are told apart by the repeat."""
+    with "jobs", every job of one comparison (model, batch size and the rest, all but framework,
+    variant and repeat); with "repeats", the repeats of one job. Data-parallel jobs group by
+    repeats alone: a group's non-leading processes wait for their leader inside the engine's
+    collectives, which may spin beside another job's turn, and over several nodes the repeat tells
+    the coordinator ports apart."""
     groups: dict[Job, list[Job]] = {}
     for job in jobs:
         key = dataclasses.replace(job, repeat=0)
-        if interleave == "jobs" and job.nodes == 1:
+        if interleave == "jobs" and job.replicas == 1:
             key = dataclasses.replace(key, framework="", variant="")
         groups.setdefault(key, []).append(job)
     return list(groups.values())
@@ -306,9 +308,14 @@ def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt:
     run_id = run_dir.name
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    groups = turn_groups(jobs, interleave)
+    largest = max(map(len, groups), default=0)
+    if largest > 1:  # they all hold their memory at once
+        console.print(f"up to {largest} processes at once, taking turns one timed window each "
+                      f"(--interleave {interleave}); each holds its framework's memory meanwhile")
     with Progress(*columns, console=console) as progress:
         overall = progress.add_task("jobs", total=len(jobs))
-        for planned in turn_groups(jobs, interleave):
+        for planned in groups:
             for job in planned:
                 if job.framework in unusable:
                     rows.append(JobRecorder(run_dir, run_id, job, attempt).finish(unusable[job.framework]))

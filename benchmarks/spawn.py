@@ -226,9 +226,9 @@ def _take_turn(group: _Group, index: int, timeout: float, on_message: Callable[[
 def run_workers(jobs: list[Job], log_paths: list[Path], timeout: float,
                 on_message: Callable[[int, dict], None], on_result: Callable[[int, dict], None]) -> None:
     """Run `jobs` in one worker process each, all started at once but taking turns: one runs
-    while the others wait, and each hands the turn on after every window it times. Repeats of a
-    job run this way see the same slow and fast spells of a shared machine, so their spread
-    shows what differs between processes, not when each ran.
+    while the others wait, and each hands the turn on after every window it times. Jobs run this
+    way (the repeats of one, or every job of a comparison) see the same slow and fast spells of a
+    shared machine, so what differs between them is the processes, not when each ran.
 
     `on_message(i, message)` gets job i's progress/epoch/windows messages; `on_result(i, result)`
     its result fields (status, error, measurements) as soon as it ends, so nothing measured is

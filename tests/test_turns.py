@@ -60,7 +60,9 @@ def test_turn_groups_gather_a_comparison_or_only_a_jobs_repeats():
         [("ok", 64, 1), ("ok", 64, 2), ("slow", 64, 1), ("slow", 64, 2)]]
     assert [[(j.variant, j.batch_size) for j in group] for group in turn_groups(plan, "repeats")] == [
         [("ok", 32)] * 2, [("ok", 64)] * 2, [("slow", 32)] * 2, [("slow", 64)] * 2]
-    # Over several nodes the repeat tells the coordinator ports apart, so only repeats share turns.
+    # Data-parallel jobs, on one machine or several, take turns with their own repeats only.
+    parallel = [dataclasses.replace(j, devices=2) for j in plan]
+    assert len(turn_groups(parallel, "jobs")) == 4
     nodes = [dataclasses.replace(j, nodes=2, coordinator="10.0.0.1:29500") for j in plan]
     assert len(turn_groups(nodes, "jobs")) == 4
 
