@@ -22,11 +22,11 @@ import time
 
 import numpy as np
 
-from benchmarks.spawn import base_env
-from frameworks import REGISTRY, load_adapter
-from frameworks.base import TrainConfig, init_params
+from benchmarks.page_faults import BATCH, lenet_on_cpu
+from benchmarks.spawn import framework_env
+from frameworks import REGISTRY
 
-WINDOW, BATCH, WARMUP = 20, 128, 20  # rounds per window; untimed rounds first
+WINDOW, WARMUP = 20, 20  # rounds per window; untimed rounds first
 CANARIES = ("python", "matmul", "memcopy")
 CHILD = "BENCHMARKS_CANARY_CHILD"  # set in the process started again in the workers' environment
 
@@ -66,12 +66,7 @@ def window_stats(times: dict[str, np.ndarray], window: int = WINDOW) -> tuple[di
 
 
 def measure(framework: str, rounds: int) -> dict[str, np.ndarray]:
-    adapter = load_adapter(framework)("lenet", "cpu", REGISTRY[framework].default_variant,
-                                      TrainConfig(learning_rate=0.01, momentum=0.9))
-    adapter.set_params(init_params("lenet", seed=0))
-    rng = np.random.default_rng(0)
-    batch = adapter.place(rng.standard_normal((BATCH, 32, 32, 3), dtype=np.float32),
-                          rng.integers(0, 10, BATCH).astype(np.int64))
+    adapter, (batch,) = lenet_on_cpu(framework, 1)
 
     def step():
         adapter.train_step(*batch)
@@ -90,17 +85,11 @@ def measure(framework: str, rounds: int) -> dict[str, np.ndarray]:
     return times
 
 
-def worker_like_env() -> dict[str, str]:
-    """The environment the suite's workers start with (malloc settings included, which the C
-    library reads only at start-up), for one thread on the CPU."""
-    return {**base_env(), "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
-            "JAX_PLATFORMS": "cpu", CHILD: "1"}
-
-
 def main(framework: str = "pytorch", steps: int = 1000) -> None:
     if CHILD not in os.environ:  # start again in the workers' environment
+        # malloc settings included, which the C library reads only at start-up
         os.execve(sys.executable, [sys.executable, "-m", "benchmarks.canary", framework, str(steps)],
-                  worker_like_env())
+                  {**framework_env("cpu", 1), CHILD: "1"})
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, before the framework starts threads
     stats, left = window_stats(measure(framework, steps))
     print(f"{framework} (LeNet, batch {BATCH}, one core), {steps // WINDOW} windows of {WINDOW} rounds:")

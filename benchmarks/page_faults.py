@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from frameworks import REGISTRY, load_adapter
-from frameworks.base import TrainConfig, init_params
+from frameworks.base import Adapter, TrainConfig, init_params
 
 WINDOW, BATCH, SKIPPED = 50, 128, 4  # the first SKIPPED windows warm up and are left out
 
@@ -32,13 +32,19 @@ def huge_pages_kb() -> int | None:
         return None
 
 
-def main(framework: str = "pytorch", steps: int = 1000) -> None:
+def lenet_on_cpu(framework: str, batches: int) -> tuple[Adapter, list]:
+    """The framework's default variant of LeNet on the CPU from the seed-0 weights, and `batches`
+    fixed random batches of BATCH already placed."""
     adapter = load_adapter(framework)("lenet", "cpu", REGISTRY[framework].default_variant,
                                       TrainConfig(learning_rate=0.01, momentum=0.9))
     adapter.set_params(init_params("lenet", seed=0))
     rng = np.random.default_rng(0)
-    batches = [adapter.place(rng.standard_normal((BATCH, 32, 32, 3), dtype=np.float32),
-                             rng.integers(0, 10, BATCH).astype(np.int64)) for _ in range(8)]
+    return adapter, [adapter.place(rng.standard_normal((BATCH, 32, 32, 3), dtype=np.float32),
+                                   rng.integers(0, 10, BATCH).astype(np.int64)) for _ in range(batches)]
+
+
+def main(framework: str = "pytorch", steps: int = 1000) -> None:
+    adapter, batches = lenet_on_cpu(framework, 8)
     times, faults = [], []
     for _ in range(steps // WINDOW):
         before, start = minor_faults(), time.perf_counter()

@@ -304,7 +304,7 @@ def turn_groups(jobs: list[Job], interleave: str) -> list[list[Job]]:
 
 
 def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, timeout: float,
-             console, interleave: str = "jobs") -> list[dict]:
+             console, interleave: str) -> list[dict]:
     run_id = run_dir.name
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -503,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.rmdir()  # still empty: a refused run leaves nothing behind
         return 4
     env = {**collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic",
-           "threads": selection.threads, "training": training_settings(args), "machine_check": check}
+           "threads": selection.threads, "training": training_settings(args), "interleave": args.interleave,
+           "machine_check": check}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))
     plan = {"selection": dataclasses.asdict(selection), "parity": not args.no_parity,
             "job_timeout": selection.job_timeout, "interleave": args.interleave,

@@ -38,21 +38,27 @@ def base_env() -> dict[str, str]:
     return {**OVERRIDABLE_DEFAULTS, **os.environ}
 
 
-def worker_env(job: Job) -> dict[str, str]:
+def framework_env(device: str, threads: int) -> dict[str, str]:
+    """The environment of a process that imports a framework to run on `device` with `threads`."""
     env = base_env()
     env.update(
         PYTHONUNBUFFERED="1",
         TF_CPP_MIN_LOG_LEVEL="2",  # TensorFlow's info and warning logs; errors still show
         XLA_PYTHON_CLIENT_PREALLOCATE="false",  # JAX would reserve 75% of GPU memory
         TF_FORCE_GPU_ALLOW_GROWTH="true",  # TensorFlow would reserve all of it
-        OMP_NUM_THREADS=str(job.threads),
+        OMP_NUM_THREADS=str(threads),
     )
-    if job.device == "cpu":  # hide any GPU, so nothing is placed there behind our back
+    if device == "cpu":  # hide any GPU, so nothing is placed there behind our back
         env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
-    elif job.processes_per_node > 1:  # one GPU per process: the member's own
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def worker_env(job: Job) -> dict[str, str]:
+    env = framework_env(job.device, job.threads)
+    if job.device != "cpu" and job.processes_per_node > 1:  # one GPU per process: the member's own
         visible = env.get("CUDA_VISIBLE_DEVICES")
         env["CUDA_VISIBLE_DEVICES"] = visible.split(",")[job.member] if visible else str(job.member)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     return env
 
 

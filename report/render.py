@@ -523,14 +523,24 @@ prepared (shuffled, and augmented if shown above) by one NumPy pipeline outside 
 The first training step is timed alone and reported as compile time; the next warm-up steps
 are untimed; then every window of steps ends with a device sync before its clock stops.
 Step time is the median over windows (IQR and p5/p95 show the spread); images/s is batch size
-over the median step time. The processes of one model and batch size (with `--interleave repeats`,
-only a job's repeats) ran at once and took turns, one timed window each, so the machine's slow and
-fast spells fell on all of them alike; the turns of the others count in no job's times. With
-repeats, the median of the per-process medians is shown and `repeat_spread` is (max - min) /
-median across them.
+over the median step time. {turns}, one timed window each, so the machine's slow and fast spells
+fell on all of them alike; the turns of the others count in no job's times. With repeats, the
+median of the per-process medians is shown and `repeat_spread` is (max - min) / median across them.
 `framework_rss_mb` is peak RSS minus the RSS after loading the data set, before importing the
 framework.
 """
+TURNS = {  # by env.json's "interleave"; runs made before it took turns by repeats
+    "jobs": "Every job of one model and batch size (a data-parallel job: its repeats) ran at once, the "
+            "processes taking turns",
+    "repeats": "The repeats of a job ran at once, taking turns",
+    None: "Processes that ran at once (each run's env.json says which: `interleave`) took turns",  # merged runs
+}
+
+
+def method_section(env: dict, run_dir: Path) -> str:
+    plan = run_dir / "plan.json"  # runs of the first version with --interleave recorded it there only
+    planned = json.loads(plan.read_text()).get("interleave") if plan.exists() else None
+    return METHOD.format(turns=TURNS[None if "merged" in env else env.get("interleave", planned or "repeats")])
 
 
 def _read_env(run_dir: Path) -> dict:
@@ -569,7 +579,8 @@ def write_report(run_dir: Path) -> Path:
                  scaling_section(ranking, summary, env) if not ranking.empty else "",
                  sweep_section(ranking, summary, run_dir) if not ranking.empty else "",
                  epochs_section(epochs, summary, run_dir),
-                 profile_section(run_dir, summary), problems_section(summary), METHOD]
+                 profile_section(run_dir, summary), problems_section(summary),
+                 method_section(env, run_dir)]
     path = run_dir / "report.md"
     path.write_text("\n\n".join(section for section in sections if section) + "\n")
     return path
