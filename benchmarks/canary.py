@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 from benchmarks.page_faults import BATCH, lenet_on_cpu
-from benchmarks.spawn import framework_env
+from benchmarks.harness.spawn import framework_env
 from frameworks import REGISTRY
 
 WINDOW, WARMUP = 20, 20  # rounds per window; untimed rounds first

@@ -8,16 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from frameworks import reference
-from frameworks.base import MODELS, init_params
-
-
-def multiply_adds(model: str) -> int:
-    """Forward multiply-adds for one 32x32 image."""
-    nodes, _, out = reference.forward_graph(model, init_params(model, seed=0), np.zeros((1, 32, 32, 3)))
-    kernels = {id(node): node.value.shape for node in nodes.values() if node.value.ndim >= 2}
-    return sum(node.value.size * int(np.prod(kernels[id(parent)][1:]))
-               for node in reference.graph(out) for parent in node.parents if id(parent) in kernels)
+from benchmarks.harness.efficiency import multiply_adds
+from frameworks.base import MODELS
 
 
 def catalogue() -> pd.DataFrame:

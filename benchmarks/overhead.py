@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import cli
-from benchmarks.jobs import INPUTS, Job
-from benchmarks.spawn import run_worker
+from benchmarks.harness.jobs import INPUTS, Job
+from benchmarks.harness.spawn import run_worker
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,14 +21,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks import cli
-from benchmarks.contention import BUSY_THRESHOLD, machine_check
-from benchmarks import data as datasets
-from benchmarks.environment import collect
-from benchmarks.jobs import INPUTS, Job
-from benchmarks.parity import ParityOutcome, run_data_parallel_parity, run_parity_jobs
-from benchmarks.profiling import PROFILERS
-from benchmarks.results import append_rows, latest_attempts, new_run_dir, read_table
-from benchmarks.spawn import PROJECT_ROOT, base_env, run_worker, run_workers
+from benchmarks.harness.contention import BUSY_THRESHOLD, machine_check
+from benchmarks.harness import data as datasets
+from benchmarks.harness.environment import collect
+from benchmarks.harness.jobs import INPUTS, Job
+from benchmarks.checks.runner import ParityOutcome, run_data_parallel_parity, run_parity_jobs
+from benchmarks.harness.profiling import PROFILERS
+from benchmarks.harness.results import append_rows, latest_attempts, new_run_dir, read_table
+from benchmarks.harness.spawn import PROJECT_ROOT, base_env, run_worker, run_workers
 from frameworks.base import LR_SCHEDULES
 
 INTERLEAVE = ("jobs", "repeats")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.results import latest_attempts, measured, read_table
+from benchmarks.harness.results import latest_attempts, measured, read_table
 from report.findings import accuracy_bound, evaluated_images
 
 KEYS = ["framework", "variant", "model", "device", "precision", "batch_size"]

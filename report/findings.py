@@ -17,8 +17,8 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from benchmarks.parity import failures
-from benchmarks.results import measured
+from benchmarks.checks.compare import failures
+from benchmarks.harness.results import measured
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95

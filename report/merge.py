@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.results import TABLES, read_table
+from benchmarks.harness.results import TABLES, read_table
 
 KEPT = ("env.json", "parity.csv")  # per run, in OUT/<run id>/
 

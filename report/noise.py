@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.results import latest_attempts, read_table
+from benchmarks.harness.results import latest_attempts, read_table
 from report.render import _latest
 
 STOLEN = 0.005  # share of the cores' time above which a window counts as stolen from

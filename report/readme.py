@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.results import latest_attempts, read_table
+from benchmarks.harness.results import latest_attempts, read_table
 from report.findings import findings as findings_sentences, read_parity
 from report.noise import noise_markdown
 from report.render import _latest, _markdown, curves_table, ranking_table, throughput_markdown, throughput_table

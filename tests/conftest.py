@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.spawn import base_env
+from benchmarks.harness.spawn import base_env
 from frameworks import REGISTRY, load_adapter
 
 # In-process tests run the frameworks with the settings the suite's workers use (oneDNN for

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from benchmarks.parity import parity_batches
-from benchmarks.stats import relative_error
+from benchmarks.checks.definitions import parity_batches
+from benchmarks.harness.stats import relative_error
 from frameworks import REGISTRY
 from frameworks.base import TrainConfig, init_params
 from tests.conftest import VARIANTS, require

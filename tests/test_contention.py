@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from benchmarks import run
-from benchmarks.contention import BUSY_THRESHOLD, CoreMonitor, Sample, machine_check
-from benchmarks.worker import Trainer
+from benchmarks.harness.contention import BUSY_THRESHOLD, CoreMonitor, Sample, machine_check
+from benchmarks.harness.training import Trainer
 from frameworks import EXTRA_ENV
 from tests.faulty_framework import EXTRA_FRAMEWORKS
 

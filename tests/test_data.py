@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks import data as datasets
-from benchmarks.data import DataError
+from benchmarks.harness import data as datasets
+from benchmarks.harness.data import DataError
 
 
 def write_batch(path: Path, n: int = 20, labels=None, data=None) -> Path:

@@ -19,12 +19,13 @@ import psutil
 import pytest
 from rich.console import Console
 
-from benchmarks import data as datasets
+from benchmarks.harness import data as datasets
 from benchmarks.cli import Selection
-from benchmarks.jobs import Job
-from benchmarks.parity import failures, run_data_parallel_parity
-from benchmarks.spawn import _free_port, run_workers
-from benchmarks.worker import Feed
+from benchmarks.harness.jobs import Job
+from benchmarks.checks.compare import failures
+from benchmarks.checks.runner import run_data_parallel_parity
+from benchmarks.harness.spawn import _free_port, run_workers
+from benchmarks.harness.training import Feed
 from frameworks import REGISTRY
 from tests.conftest import ROOT, import_error, require
 
@@ -104,7 +105,7 @@ def test_two_devices_agree_with_the_other_frameworks_and_float64(parallel_parity
 
 def worker_processes() -> list[psutil.Process]:
     return [child for child in psutil.Process().children(recursive=True)
-            if "benchmarks.worker" in " ".join(child.cmdline())]
+            if "benchmarks.harness.worker" in " ".join(child.cmdline())]
 
 
 def test_a_crashed_replica_ends_the_job_as_error_naming_it_and_leaves_no_process(tmp_path):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmarks.efficiency import matmul_peak, step_flops
-from benchmarks.models import multiply_adds
+from benchmarks.harness.efficiency import matmul_peak, step_flops
+from benchmarks.harness.efficiency import multiply_adds
 from report.render import efficiency_note, ranking_table
 
 

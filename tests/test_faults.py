@@ -16,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmarks import results, run
-from benchmarks.results import TABLES, read_table
+from benchmarks import run
+from benchmarks.harness import results
+from benchmarks.harness.results import TABLES, read_table
 from frameworks import EXTRA_ENV
 from tests.faulty_framework import DIVERGE_STEP, EXIT_STATUS, EXTRA_FRAMEWORKS, RAISE_MESSAGE
 

@@ -3,7 +3,8 @@ agrees with LeNet's layer geometry worked out by hand."""
 
 from __future__ import annotations
 
-from benchmarks.models import catalogue, markdown, multiply_adds
+from benchmarks.harness.efficiency import multiply_adds
+from benchmarks.models import catalogue, markdown
 from tests.conftest import ROOT
 
 

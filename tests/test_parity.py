@@ -18,8 +18,10 @@ import pytest
 from rich.console import Console
 
 from benchmarks.cli import Selection
-from benchmarks.parity import (PARITY_SEED, PLANS, PROOF, REFERENCE, TOLERANCES, TRAIN_STEPS, compare, failures,
-                               key, outliers, reference_outputs, round_trip_state, run_parity_jobs, worst_by_check)
+from benchmarks.checks.compare import compare, failures, outliers, worst_by_check
+from benchmarks.checks.definitions import PARITY_SEED, PLANS, PROOF, REFERENCE, TOLERANCES, TRAIN_STEPS, key, round_trip_state
+from benchmarks.checks.outputs import reference_outputs
+from benchmarks.checks.runner import run_parity_jobs
 from frameworks import REGISTRY
 from frameworks.base import MODELS, TrainConfig, init_params
 from tests.conftest import VARIANTS, import_error, require

@@ -11,9 +11,10 @@ import sys
 import pandas as pd
 import pytest
 
-from benchmarks import data as datasets, profiling, run, worker
-from benchmarks.jobs import Job
-from benchmarks.profiling import CATEGORIES, categorise, hlo_descriptions, hlo_sources, op_table
+from benchmarks import run
+from benchmarks.harness import data as datasets, profiling, training
+from benchmarks.harness.jobs import Job
+from benchmarks.harness.profiling import CATEGORIES, categorise, hlo_descriptions, hlo_sources, op_table
 from frameworks import EXTRA_ENV, REGISTRY
 from tests.conftest import FRAMEWORKS, ROOT, import_error, require
 
@@ -258,7 +259,7 @@ def test_a_failing_profiler_costs_the_job_its_profile_not_its_timings():
     job = Job("benchmark", "faulty", "ok", "lenet", "cpu", 8, 1, 0, 1, "fp32", 0, 2, 0, 1, 0.01, 0.9, 0.0, "constant",
               "synthetic", None, 64, 16, profile=True)
     channel = Messages()
-    worker.profile(Unprofiled(), datasets.synthetic(64, 16), job, channel)
+    training.profile(Unprofiled(), datasets.synthetic(64, 16), job, channel)
     (message,) = channel
     shutil.rmtree(message["folder"])  # the parent would have moved it into the run folder
     assert message["type"] == "profile" and message["rows"] == []

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.parity import parity_batches
+from benchmarks.checks.definitions import parity_batches
 from frameworks import reference
 from frameworks.base import MODELS, TrainConfig, TrainingState, init_params, randomize_batchnorm
 

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks import data as datasets
-from benchmarks.environment import CPU_FEATURES
+from benchmarks.harness import data as datasets
+from benchmarks.harness.environment import CPU_FEATURES
 from report.render import write_report
 from tests.conftest import FRAMEWORKS, ROOT, import_error
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks.stats import relative_error, step_time_summary
+from benchmarks.harness.stats import relative_error, step_time_summary
 
 
 def test_step_time_summary_uses_robust_statistics():

@@ -73,7 +73,7 @@ def test_eval_every_missing_the_target_evaluates_every_n_steps_and_after_the_las
     (0, 8, 20, False, [(0, 8, False)]),
 ])
 def test_evaluation_segments_cut_an_epoch_where_the_test_set_is_evaluated(step, batches, every, last, expected):
-    from benchmarks.worker import evaluation_segments
+    from benchmarks.harness.training import evaluation_segments
 
     segments = evaluation_segments(step, batches, every, last)
     assert [(piece.start, piece.stop, evaluated) for piece, evaluated in segments] == expected

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from benchmarks import run
-from benchmarks.jobs import Job
-from benchmarks import worker
-from benchmarks.results import read_table
+from benchmarks.harness.jobs import Job
+from benchmarks.harness import training
+from benchmarks.harness.results import read_table
 from frameworks import EXTRA_ENV
 from tests.faulty_framework import EXTRA_FRAMEWORKS
 
@@ -100,8 +100,8 @@ def test_input_paths_place_batches_where_they_promise(monkeypatch, path, expecte
               "synthetic", None, None, None, input=path)
     adapter = RecordingAdapter()
     ticks = iter(range(1000))
-    monkeypatch.setattr(worker.time, "perf_counter", lambda: adapter.calls.append(("clock",)) or next(ticks))
-    trainer = worker.Trainer(adapter, job, SilentChannel())
+    monkeypatch.setattr(training.time, "perf_counter", lambda: adapter.calls.append(("clock",)) or next(ticks))
+    trainer = training.Trainer(adapter, job, SilentChannel())
     trainer.run([(np.array([index]), np.array([index])) for index in range(4)], epoch=0)
     compile_step = adapter.calls.index(("sync",)) + 2  # the first step's sync and its clock reading
     assert adapter.calls[compile_step:] == expected

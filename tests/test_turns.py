@@ -8,8 +8,8 @@ import dataclasses
 
 import pytest
 
-from benchmarks.jobs import Job
-from benchmarks.spawn import run_workers
+from benchmarks.harness.jobs import Job
+from benchmarks.harness.spawn import run_workers
 from frameworks import EXTRA_ENV
 from tests.faulty_framework import EXTRA_FRAMEWORKS, SLOW_STEP_S
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.jobs import EPOCHS_COLUMNS, PROFILE_COLUMNS, STEPS_COLUMNS, SUMMARY_COLUMNS
+from benchmarks.harness.jobs import EPOCHS_COLUMNS, PROFILE_COLUMNS, STEPS_COLUMNS, SUMMARY_COLUMNS
 
 TABLES = {"summary": SUMMARY_COLUMNS, "steps": STEPS_COLUMNS, "epochs": EPOCHS_COLUMNS, "profile": PROFILE_COLUMNS}
 

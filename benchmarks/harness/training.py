@@ -1,61 +1,32 @@
-"""One job in one fresh process: pin the threads, import exactly one framework, train and time
-it, and stream result messages (JSON lines) to the parent through an inherited pipe.
-
-Run by `benchmarks.spawn` as `python -m benchmarks.worker RESULT_FD PARENT_PID`, the job as the
-first line of stdin. The worker works only while it holds the turn: a later line on stdin gives
-it the turn, and it hands the turn back after each window of steps (see `spawn.run_workers`)."""
+"""The worker's side of a measurement: the job's batches from the shared NumPy pipeline (`Feed`),
+the timed training loop (`Trainer`), time to accuracy, and each kind of job that trains or times
+something (benchmark, overhead, probe, the machine's peak). It runs inside a worker process
+(`benchmarks.harness.worker`), which imports exactly one framework through the registry."""
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import itertools
-import json
 import os
-import signal
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from benchmarks import data as datasets
-from benchmarks.contention import BUSY_SHARE, BUSY_THRESHOLD, CoreMonitor
-from benchmarks.jobs import Job
-from benchmarks.stats import step_time_summary
+from benchmarks.harness import data as datasets
+from benchmarks.harness.contention import BUSY_SHARE, BUSY_THRESHOLD, CoreMonitor
+from benchmarks.harness.jobs import Job
+from benchmarks.harness.stats import step_time_summary
 from frameworks import load_adapter
-from frameworks.base import Adapter, DeviceUnavailable, init_params
+from frameworks.base import Adapter, init_params
 
-
-class Channel:
-    """Messages to the parent, one JSON object per line, flushed as they happen; and the turn.
-
-    In a job of several processes only the one that `leads` streams its progress and hands the
-    turn on; the others start with the group's first turn, then keep pace through the engine's
-    collectives, and send their result alone."""
-
-    def __init__(self, fd: int, leads: bool = True):
-        self.stream = os.fdopen(fd, "w", buffering=1)
-        self.leads = leads
-        self.waited_s = 0.0  # time spent waiting while other processes held the turn
-
-    def send(self, kind: str, **fields) -> None:
-        if self.leads or kind == "result":
-            self.stream.write(json.dumps({"type": kind, **fields}, default=float) + "\n")
-
-    @staticmethod
-    def wait_for_turn() -> None:
-        sys.stdin.readline()  # blocks until the parent gives the turn
-
-    def hand_on_turn(self) -> None:
-        if self.leads:
-            self.send("yield")
-            start = time.perf_counter()
-            self.wait_for_turn()
-            self.waited_s += time.perf_counter() - start
+if TYPE_CHECKING:
+    from benchmarks.harness.worker import Channel
 
 
 class Diverged(RuntimeError):
@@ -379,7 +350,7 @@ def profile(adapter: Adapter, dataset: datasets.Dataset, job: Job, channel: Chan
     """--profile: a few more steps under the framework's own profiler, after every timed one, on
     batches placed on the device beforehand. The traces go to a fresh folder that the parent moves
     into the run folder; a profiler that fails costs the job its profile, not its timings."""
-    from benchmarks import profiling
+    from benchmarks.harness import profiling
 
     batches = itertools.islice(datasets.train_batches(dataset, job.global_batch, job.seed, 0, job.augment),
                                profiling.STEPS)
@@ -401,40 +372,6 @@ def profile(adapter: Adapter, dataset: datasets.Dataset, job: Job, channel: Chan
 def _mb(value: int | None) -> float | None:
     return None if value is None else value / 2**20
 
-
-# --- Entry point --------------------------------------------------------------------------------
-
-
-def run_parity(job: Job, channel: Channel) -> dict:
-    from benchmarks.parity import PrecisionView, compute_all
-
-    adapter_cls = load_adapter(job.framework)
-    configure_threads(job.framework, job.threads)
-    with np.load(job.reference) as arrays:
-        view = PrecisionView(arrays, job.precision)  # the common states are the same in each
-        common = {name: view[name] for name in view if name.startswith("state|")}
-    outputs = compute_all(adapter_cls, job.model, job.device, job.variant, job.precision, common)
-    np.savez(job.output, **outputs)
-    return {"status": "ok", "framework_version": framework_version(job.framework)}
-
-
-def run_parallel_parity(job: Job, channel: Channel) -> dict:
-    """The training checks on `job.devices` devices, and on the leader also on one device, from
-    the reference's common states (see `benchmarks.parity.training_outputs`)."""
-    from benchmarks.parity import PrecisionView, training_outputs
-
-    adapter_cls = load_adapter(job.framework)
-    configure_threads(job.framework, job.process_threads)
-    with np.load(job.reference) as arrays:
-        view = PrecisionView(arrays, job.precision)
-        common = {name: view[name] for name in view if name.startswith("state|")}
-    outputs = {f"parallel/{name}": value for name, value in
-               training_outputs(adapter_cls, job.model, job.device, job.variant, common, job.parallel).items()}
-    if job.leads:
-        outputs.update({f"single/{name}": value for name, value in
-                        training_outputs(adapter_cls, job.model, job.device, job.variant, common).items()})
-        np.savez(job.output, **outputs)
-    return {"status": "ok", "framework_version": framework_version(job.framework)}
 
 
 def run_probe(job: Job, channel: Channel) -> dict:
@@ -474,54 +411,8 @@ def run_overhead(job: Job, channel: Channel) -> dict:
 
 
 def run_peak(job: Job, channel: Channel) -> dict:
-    """The machine's peak on the run's device and cores (see `benchmarks.efficiency`)."""
-    from benchmarks.efficiency import matmul_peak
+    """The machine's peak on the run's device and cores (see `benchmarks.harness.efficiency`)."""
+    from benchmarks.harness.efficiency import matmul_peak
 
     return {"status": "ok", **matmul_peak(job.device, job.precision)}
 
-
-RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "parallel parity": run_parallel_parity,
-           "probe": run_probe, "overhead": run_overhead, "peak": run_peak}
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Workers run in their own session (so Ctrl-C reaches only the parent): ask Linux to kill
-    this one if the parent dies, so that a killed run never leaves a worker holding a GPU."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before the request took effect
-        os._exit(1)
-
-
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def pin(job: Job) -> None:
-    """Pin the process to its cores: the job's first `threads`, shared out among this node's
-    processes of a data-parallel job, each taking its own slice."""
-    cores = sorted(os.sched_getaffinity(0))[: job.threads]
-    first = job.member * job.process_threads % len(cores)
-    os.sched_setaffinity(0, cores[first:first + job.process_threads])
-
-
-def main() -> int:
-    die_with_parent(int(sys.argv[2]))
-    job = Job.from_json(sys.stdin.readline())
-    channel = Channel(int(sys.argv[1]), job.leads)
-    pin(job)
-    channel.wait_for_turn()
-    try:
-        result = RUNNERS[job.kind](job, channel)
-    except DeviceUnavailable as error:
-        result = {"status": "skipped", "error": str(error)}
-    except ImportError as error:
-        result = {"status": "unavailable", "error": f"cannot import {job.framework}: {error}"}
-    except Exception as error:
-        traceback.print_exc()
-        result = {"status": "error", "error": f"{type(error).__name__}: {error}"}
-    channel.send("result", result=result)
-    return 0 if result["status"] in ("ok", "skipped", "unavailable", "diverged") else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

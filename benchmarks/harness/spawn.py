@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.jobs import Job
+from benchmarks.harness.jobs import Job
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ class _Worker:
         read_fd, write_fd = os.pipe()
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.worker", str(write_fd), str(os.getpid())],
+                [sys.executable, "-m", "benchmarks.harness.worker", str(write_fd), str(os.getpid())],
                 stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
                 env=worker_env(job), cwd=PROJECT_ROOT,
                 start_new_session=True,  # Ctrl-C reaches the parent, which stops the worker itself

@@ -11,7 +11,7 @@ from frameworks import registry
 from frameworks.base import DataParallel, TrainConfig
 
 
-INPUTS = ("prefetch", "resident", "step")  # input paths, see `benchmarks.worker.Trainer`
+INPUTS = ("prefetch", "resident", "step")  # input paths, see `benchmarks.harness.training.Trainer`
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Job:
     output: str | None = None  # parity jobs: where to write their arrays
     reference: str | None = None  # parity jobs: the float64 reference's outputs and common states (.npz)
     augment: str = "none"  # one of data.AUGMENTATIONS, drawn from `seed` and the epoch
-    profile: bool = False  # profile a few steps after the timed ones (see benchmarks.profiling)
+    profile: bool = False  # profile a few steps after the timed ones (see benchmarks.harness.profiling)
     # Data parallelism: `devices` per node (`batch_size` is per device), over `nodes` machines that
     # meet at `coordinator` (HOST:PORT; chosen on 127.0.0.1 for a one-machine group); this node's
     # rank, its host names where an engine needs them ("h0,h1,..."), and which of the job's
@@ -137,5 +137,5 @@ STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds",
 # `epoch_s` the training time since the previous evaluation).
 EPOCHS_COLUMNS = IDENTITY + ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "epoch_s", "eval_s"]
 # With --profile, one row per operation of the profiled steps: self time per step (summed over the
-# threads that ran it), its share of all the ops' self time, and its category (benchmarks.profiling).
+# threads that ran it), its share of all the ops' self time, and its category (benchmarks.harness.profiling).
 PROFILE_COLUMNS = IDENTITY + ["op", "category", "calls", "self_ms", "share", "detail"]

@@ -1,0 +1,167 @@
+"""What each side of a parity check computes, in a worker process: the float64 reference's
+answers and common states (`reference_outputs`), one framework variant's outputs
+(`compute_outputs`), the training checks on several devices (`training_outputs`), and the worker
+entry points of parity jobs."""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from benchmarks.checks.definitions import (PLANS, PROOF, PrecisionView, _state_arrays, _step_outputs, common_state,
+                                           key, model_batches, parity_params, round_trip_state, training_config)
+from benchmarks.harness.jobs import Job
+from benchmarks.harness.training import configure_threads, framework_version
+from frameworks import load_adapter, reference
+from frameworks.base import SINGLE, Adapter, DataParallel, TrainingState
+
+if TYPE_CHECKING:
+    from benchmarks.harness.worker import Channel
+
+
+# --- The float64 reference ------------------------------------------------------------------------
+
+
+@functools.cache
+def reference_outputs(model: str, precision: str = "fp32") -> dict[str, np.ndarray]:
+    """The reference's answers to every check in `precision`, and the common states of the
+    per-step check.
+
+    The common states are float64 steps rounded to float32 between steps: states every framework
+    can hold exactly, in any precision. For float32 comparisons each step's outputs are the
+    correctly rounded float32 answer from that state (an update is new weights rounded, minus the
+    old ones), so a framework's error against it is its own error beyond float32's last rounding;
+    for float64 comparisons they are not rounded, and the free-running trajectory never is."""
+    params = parity_params(model)
+    batches = model_batches(model)
+    images, labels = batches[0]
+    first = training_config(model, PLANS[model].settings[0])  # the untrained checks' loss is its
+    loss, grads = reference.loss_and_grads(model, params, images, labels, first.label_smoothing)
+    outputs = {key("forward", "logits"): reference.logits(model, params, images), key("loss", "loss"): np.float64(loss)}
+    outputs.update({key("gradients", name): grad for name, grad in grads.items()})
+    rounded = precision != PROOF
+    for setting in PLANS[model].settings:
+        config = training_config(model, setting)
+        state = free = TrainingState.fresh(params)
+        for step, (x, y) in enumerate(batches):
+            outputs.update(_state_arrays(setting, step, state))
+            margin = reference.decision_margin(model, state.params, x)
+            outputs[key("margin", "decision", setting, step)] = np.float64(margin)
+            loss, after = reference.train_step(model, state, x, y, config)
+            outputs.update(_step_outputs(setting, step, state, loss, after.astype(np.float32) if rounded else after))
+            state = after.astype(np.float32)
+            loss, free = reference.train_step(model, free, x, y, config)
+            free = free.astype(np.float32) if rounded else free
+            outputs[key("free-running", "loss", setting, step)] = np.float64(loss)
+        outputs.update({key("free-running", name, setting, len(batches)): value for name, value in free.params.items()})
+    return outputs
+
+
+# --- One framework's outputs ----------------------------------------------------------------------
+
+
+def compute_outputs(adapter_cls: type[Adapter], model: str, device: str, variant: str,
+                    precision: str = "fp32", common: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Everything the checks compare in `precision`, as a flat dict of "check|setting|step|tensor"
+    -> array (workers save it as .npz). `common` holds the reference's states for the per-step
+    check (computed here when not given). Weights and batches are random and non-zero. The round
+    trip is checked outside fp64, whose weights are float64 by design. The untrained checks (forward,
+    loss, gradients) use the first setting's adapter, and so its loss (label smoothing)."""
+    common = reference_outputs(model) if common is None else common
+    params = parity_params(model)
+    batches = model_batches(model)
+    images, labels = batches[0]
+    outputs = {}
+    for setting in PLANS[model].settings:
+        config = training_config(model, setting, precision)
+        adapter = adapter_cls(model, device, variant, config)
+        if not outputs:  # the untrained checks need only one adapter
+            if precision != PROOF:
+                adapter.set_state(round_trip_state(model))
+                exported = adapter.get_state()
+                outputs.update({key("round trip", name): value for name, value in exported.params.items()})
+                outputs.update({key("round trip", f"momentum {name}"): value
+                                for name, value in exported.momentum.items()})
+                outputs[key("round trip", "step count")] = np.int64(exported.step)
+            adapter.set_params(params)
+            outputs[key("forward", "logits")] = adapter.logits(images)
+            loss, grads = adapter.loss_and_grads(images, labels)
+            outputs[key("loss", "loss")] = np.float64(loss)
+            outputs.update({key("gradients", name): value for name, value in grads.items()})
+        for step, (x, y) in enumerate(batches):
+            start = common_state(common, setting, step)
+            adapter.set_state(start)
+            loss = adapter.losses_to_numpy([adapter.train_step(x, y)])[0]
+            outputs.update(_step_outputs(setting, step, start, loss, adapter.get_state()))
+        adapter.set_params(params)
+        losses = adapter.losses_to_numpy([adapter.train_step(x, y) for x, y in batches])
+        outputs.update({key("free-running", "loss", setting, step): np.float64(loss)
+                        for step, loss in enumerate(losses)})
+        outputs.update({key("free-running", name, setting, len(batches)): value
+                        for name, value in adapter.get_params().items()})
+    return outputs
+
+
+def training_outputs(adapter_cls: type[Adapter], model: str, device: str, variant: str, common: dict[str, np.ndarray],
+                     parallel: DataParallel = SINGLE) -> dict[str, np.ndarray]:
+    """The training checks alone (per-step from the common states, and free-running), in float32,
+    on one device or on `parallel`'s replicas, where this process feeds its part of every batch."""
+    outputs = {}
+    for setting in PLANS[model].settings:
+        adapter = adapter_cls(model, device, variant, training_config(model, setting), parallel)
+        for step, (x, y) in enumerate(model_batches(model)):
+            start = common_state(common, setting, step)
+            adapter.set_state(start)
+            loss = adapter.losses_to_numpy([adapter.train_step(parallel.local(x), parallel.local(y))])[0]
+            outputs.update(_step_outputs(setting, step, start, loss, adapter.get_state()))
+        adapter.set_params(parity_params(model))
+        losses = adapter.losses_to_numpy([adapter.train_step(parallel.local(x), parallel.local(y))
+                                          for x, y in model_batches(model)])
+        outputs.update({key("free-running", "loss", setting, step): np.float64(loss)
+                        for step, loss in enumerate(losses)})
+        outputs.update({key("free-running", name, setting, len(losses)): value
+                        for name, value in adapter.get_params().items()})
+    return outputs
+
+
+def compute_all(adapter_cls: type[Adapter], model: str, device: str, variant: str, precision: str,
+                common: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The outputs in `precision` and in float64, as "precision/check|...": float64 last, because
+    JAX's 64-bit mode and Keras's float64 default stay on for the rest of the process."""
+    outputs = {}
+    for each in dict.fromkeys((precision, PROOF)):
+        outputs.update({f"{each}/{name}": value
+                        for name, value in compute_outputs(adapter_cls, model, device, variant, each, common).items()})
+    return outputs
+
+
+def run_parity(job: Job, channel: Channel) -> dict:
+    adapter_cls = load_adapter(job.framework)
+    configure_threads(job.framework, job.threads)
+    with np.load(job.reference) as arrays:
+        view = PrecisionView(arrays, job.precision)  # the common states are the same in each
+        common = {name: view[name] for name in view if name.startswith("state|")}
+    outputs = compute_all(adapter_cls, job.model, job.device, job.variant, job.precision, common)
+    np.savez(job.output, **outputs)
+    return {"status": "ok", "framework_version": framework_version(job.framework)}
+
+
+def run_parallel_parity(job: Job, channel: Channel) -> dict:
+    """The training checks on `job.devices` devices, and on the leader also on one device, from
+    the reference's common states (see `training_outputs`)."""
+    adapter_cls = load_adapter(job.framework)
+    configure_threads(job.framework, job.process_threads)
+    with np.load(job.reference) as arrays:
+        view = PrecisionView(arrays, job.precision)
+        common = {name: view[name] for name in view if name.startswith("state|")}
+    outputs = {f"parallel/{name}": value for name, value in
+               training_outputs(adapter_cls, job.model, job.device, job.variant, common, job.parallel).items()}
+    if job.leads:
+        outputs.update({f"single/{name}": value for name, value in
+                        training_outputs(adapter_cls, job.model, job.device, job.variant, common).items()})
+        np.savez(job.output, **outputs)
+    return {"status": "ok", "framework_version": framework_version(job.framework)}
+
+

@@ -1,0 +1,160 @@
+"""Running the parity checks in worker processes, one framework variant each (a group of them for
+DDP): the float64 reference computed once here and handed to every worker as a file, the outputs
+read back and compared, the verdict printed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.markup import escape
+
+from benchmarks.checks.compare import compare, failures, outliers
+from benchmarks.checks.definitions import PARITY_SEED, PLANS, PROOF, REFERENCE, PrecisionView
+from benchmarks.checks.outputs import reference_outputs
+from benchmarks.harness.jobs import Job
+from benchmarks.harness.spawn import run_worker
+
+@dataclass(frozen=True)
+class ParityOutcome:
+    table: pd.DataFrame | None  # every comparison; None when fewer than one framework produced outputs
+    unusable: dict[str, dict]  # framework -> the status and reason its benchmark rows will carry
+
+    @property
+    def passed(self) -> bool:
+        return self.table is not None and not failures(self.table)
+
+
+def print_verdict(console, title: str, table: pd.DataFrame) -> None:
+    """One check's verdict, then each failed comparison and each tolerated outlier on its own line."""
+    failed = failures(table)
+    verdict = "[bold green]passed[/]" if not failed else f"[bold red]FAILED {len(failed)} comparisons[/]"
+    console.print(f"{title}: {verdict}")
+    for line in failed:
+        console.print(f"  {line}", markup=False)
+    for line in outliers(table):
+        console.print(f"  outlier (tolerated once per pair and setting): {line}", markup=False)
+
+
+def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False,
+                    precision: str = "fp32") -> ParityOutcome:
+    """Run the parity computation (or, with `probe_only`, only the device check) for every
+    selected model, framework and variant, each in its own worker, and compare the outputs. The
+    runner checks in fp32 whatever its own precision: TF32 changes the numerics by design."""
+    (folder / "logs").mkdir(parents=True, exist_ok=True)
+    if probe_only:  # one worker per framework, on the first model
+        unusable = {}
+        for framework, variant in dict(selection.pairs).items():
+            job = _parity_job("probe", selection, selection.models[0], framework, variant, precision)
+            with console.status(f"probing: {framework}:{variant}"):
+                result = run_worker(job, folder / "logs" / f"probe-{framework}.log", selection.job_timeout,
+                                    lambda message: None)
+            if result["status"] != "ok":
+                console.print(f"[bold red]{framework}:{variant}: {result['status']}: {escape(str(result['error']))}[/]")
+                unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
+        return ParityOutcome(None, unusable)
+    tables, unusable = [], {}
+    for model in selection.models:
+        table = _model_parity(selection, model, folder, console, precision, unusable)
+        if table is not None:
+            tables.append(table)
+    return ParityOutcome(pd.concat(tables, ignore_index=True) if tables else None, unusable)
+
+
+def _parity_job(kind: str, selection, model: str, framework: str, variant: str, precision: str, **files):
+    plan = PLANS[model]
+    return Job(kind, framework, variant, model, selection.device, plan.batch_size, 1, PARITY_SEED, selection.threads,
+               precision, 0, plan.steps, 0, 1, 0.0, 0.0, 0.0, "constant", "synthetic", None, None, None, **files)
+
+
+def _model_parity(selection, model: str, folder: Path, console, precision: str, unusable: dict) -> pd.DataFrame | None:
+    """One model's checks: the float64 reference computed once, here, and handed to every worker
+    as a file; each variant's outputs read back lazily, compared, then deleted (they are large)."""
+    precisions = list(dict.fromkeys((precision, PROOF)))
+    logs = folder / "logs"
+    reference_file = logs / f"parity-{model}-reference.npz"
+    with console.status(f"float64 reference: {model}"):
+        references = {each: reference_outputs.__wrapped__(model, each) for each in precisions}  # not kept
+        np.savez(reference_file, **{f"{each}/{name}": value for each, arrays in references.items()
+                                    for name, value in arrays.items()})
+    files = {}
+    for framework, variant in selection.pairs:
+        output = logs / f"parity-{model}-{framework}-{variant}.npz"
+        job = _parity_job("parity", selection, model, framework, variant, precision, output=str(output),
+                          reference=str(reference_file))
+        with console.status(f"parity check: {model} {framework}:{variant}"):
+            result = run_worker(job, logs / f"parity-{model}-{framework}-{variant}.log", selection.job_timeout,
+                                lambda message: None)
+        if result["status"] != "ok":
+            console.print(f"[bold red]{framework}:{variant}: {result['status']}: {escape(str(result['error']))}[/]")
+            unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
+        else:
+            files[f"{framework}:{variant}"] = output
+    reference_file.unlink()
+    if not files:
+        return None
+    opened = {name: np.load(path) for name, path in files.items()}
+    try:
+        table = pd.concat([compare({**{name: PrecisionView(arrays, each) for name, arrays in opened.items()},
+                                    REFERENCE: references[each]}, model, each) for each in precisions],
+                          ignore_index=True)
+    finally:
+        for arrays in opened.values():
+            arrays.close()
+        for path in files.values():
+            path.unlink()
+    table.insert(0, "model", model)
+    print_verdict(console, f"parity of {model} across {', '.join(files)} and the float64 reference on "
+                           f"{selection.device} ({' and '.join(precisions)})", table)
+    return table
+
+
+def run_data_parallel_parity(selection, devices: int, folder: Path, console) -> ParityOutcome:
+    """The data-parallel check of every selected model and variant: one group of workers each
+    trains on `devices` devices and, for comparison, on one; the float32 tables of every pair
+    (`framework:variant xN` for N devices) and against the float64 reference. A variant that does
+    not train on several devices here (skipped) is named, not counted as unusable."""
+    logs = folder / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    tables, unusable = [], {}
+    for model in selection.models:
+        reference_file = logs / f"parallel-parity-{model}-reference.npz"
+        with console.status(f"float64 reference: {model}"):
+            np.savez(reference_file, **{f"fp32/{name}": value for name, value in reference_outputs(model).items()
+                                        if name.startswith("state|")})
+        outputs, opened = {}, []
+        for framework, variant in selection.pairs:
+            name = f"parallel-parity-{model}-{framework}-{variant}-x{devices}"
+            job = _parity_job("parallel parity", selection, model, framework, variant, "fp32",
+                              output=str(logs / f"{name}.npz"), reference=str(reference_file), devices=devices)
+            with console.status(f"data-parallel parity check: {model} {framework}:{variant} on {devices} devices"):
+                result = run_worker(job, logs / f"{name}.log", selection.job_timeout, lambda message: None)
+            if result["status"] == "skipped":
+                console.print(f"[yellow]{framework}:{variant} on {devices} devices: {escape(str(result['error']))}[/]")
+            elif result["status"] != "ok":
+                console.print(f"[bold red]{framework}:{variant} on {devices} devices: {result['status']}: "
+                              f"{escape(str(result['error']))}[/]")
+                unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
+            else:
+                arrays = np.load(logs / f"{name}.npz")
+                opened.append((arrays, logs / f"{name}.npz"))
+                outputs[f"{framework}:{variant} x{devices}"] = PrecisionView(arrays, "parallel")
+                outputs[f"{framework}:{variant}"] = PrecisionView(arrays, "single")
+        reference_file.unlink()
+        try:
+            if outputs:
+                table = compare({**outputs, REFERENCE: reference_outputs(model)}, model)
+                table.insert(0, "model", model)
+                table.insert(1, "devices", devices)  # the single-device check's rows have none
+                tables.append(table)
+                print_verdict(console, f"data-parallel parity of {model} on {devices} devices against one device, "
+                                       f"across frameworks and against the float64 reference", table)
+        finally:
+            for arrays, path in opened:
+                arrays.close()
+                path.unlink()
+    return ParityOutcome(pd.concat(tables, ignore_index=True) if tables else None, unusable)
+
+
