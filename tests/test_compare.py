@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.harness.jobs import STEPS_COLUMNS, SUMMARY_COLUMNS
+from benchmarks.harness.results import STEPS_COLUMNS, SUMMARY_COLUMNS
 from report.__main__ import main as report_main
 from report.compare import compare, main
 from tests.conftest import ROOT

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.harness.jobs import STEPS_COLUMNS
+from benchmarks.harness.results import STEPS_COLUMNS
 from report.noise import main, noise_table
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.harness.jobs import IDENTITY, PROFILE_COLUMNS
+from benchmarks.harness.results import IDENTITY, PROFILE_COLUMNS
 
 STEPS = 5  # profiled steps: enough to average out one step's jitter, few enough to keep traces small
 

@@ -1,5 +1,6 @@
-"""The run folder: a fresh `results/<run-id>/` that never overwrites an earlier run, and the CSV
-tables, appended one job at a time so an interrupted run keeps everything it measured."""
+"""The result tables' columns and the run folder: a fresh `results/<run-id>/` that never
+overwrites an earlier run, and the CSV tables, appended as rows arrive so an interrupted run keeps
+everything it measured."""
 
 from __future__ import annotations
 
@@ -9,7 +10,29 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.harness.jobs import EPOCHS_COLUMNS, PROFILE_COLUMNS, STEPS_COLUMNS, SUMMARY_COLUMNS
+IDENTITY = ["run_id", "job_id", "framework", "variant", "model", "device", "precision", "batch_size", "devices",
+            "repeat", "attempt"]  # batch_size: per device; devices: all nodes'; attempt: 1, or the resumed invocation
+
+SUMMARY_COLUMNS = IDENTITY + [
+    "threads", "global_batch", "nodes", "data", "augment", "status", "error",
+    "framework_version", "import_s", "build_s", "compile_s", "warmup_steps", "recompiles",
+    "windows", "contention", "busy_windows", "busy",
+    "step_ms_median", "step_ms_q1", "step_ms_q3", "step_ms_iqr", "step_ms_p5", "step_ms_p95",
+    "images_per_s", "epochs", "epoch_s", "augment_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
+    "target_accuracy", "target_reached", "epochs_to_target", "steps_to_target", "train_s_to_target",
+    "wall_s_to_target", "best_accuracy",
+    "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "input", "copy_ms", "data_digest",
+]
+# others_cpu: the share of the worker's cores' time other processes used during the window; steal:
+# the share a hypervisor gave to other machines; load: the one-minute load average at its end.
+STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms", "others_cpu", "steal",
+                            "load"]
+# One row per evaluation: after each epoch, or every --eval-every steps (`epoch` then fractional,
+# `epoch_s` the training time since the previous evaluation).
+EPOCHS_COLUMNS = IDENTITY + ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "epoch_s", "eval_s"]
+# With --profile, one row per operation of the profiled steps: self time per step (summed over the
+# threads that ran it), its share of all the ops' self time, and its category (benchmarks.harness.profiling).
+PROFILE_COLUMNS = IDENTITY + ["op", "category", "calls", "self_ms", "share", "detail"]
 
 TABLES = {"summary": SUMMARY_COLUMNS, "steps": STEPS_COLUMNS, "epochs": EPOCHS_COLUMNS, "profile": PROFILE_COLUMNS}
 
