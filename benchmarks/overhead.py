@@ -15,8 +15,9 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import cli
-from benchmarks.harness.jobs import INPUTS, Job
+from benchmarks.harness.jobs import INPUTS, Data, Job, Placement, Timing, Workload
 from benchmarks.harness.spawn import run_worker
+from frameworks.base import TrainConfig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,9 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for model, (framework, variant) in itertools.product(selection.models, selection.pairs):
-            job = Job("overhead", framework, variant, model, selection.device, args.batch_size, 1, 0,
-                      selection.threads, selection.precision, 0, args.pairs, 5, args.window, 0.01, 0.9, 0.0,
-                      "constant", "synthetic", None, None, None, input=args.input)
+            job = Job(kind="overhead", what=Workload(framework, variant, model, args.batch_size),
+                      training=TrainConfig(precision=selection.precision),
+                      timing=Timing(warmup_steps=5, window=args.window, pairs=args.pairs), data=Data(input=args.input),
+                      placement=Placement(device=selection.device, threads=selection.threads))
             with console.status(f"measuring {model} {framework}:{variant}"):
                 result = run_worker(job, Path(folder) / f"{job.job_id}.log", selection.job_timeout,
                                     lambda message: None)

@@ -24,12 +24,12 @@ from benchmarks import cli
 from benchmarks.harness.contention import BUSY_THRESHOLD, machine_check
 from benchmarks.harness import data as datasets
 from benchmarks.harness.environment import collect
-from benchmarks.harness.jobs import INPUTS, Job
+from benchmarks.harness.jobs import INPUTS, Data, Job, Placement, Timing, Workload
 from benchmarks.checks.runner import ParityOutcome, run_data_parallel_parity, run_parity_jobs
 from benchmarks.harness.profiling import PROFILERS
 from benchmarks.harness.results import append_rows, latest_attempts, new_run_dir, read_table
 from benchmarks.harness.spawn import PROJECT_ROOT, base_env, run_worker, run_workers
-from frameworks.base import LR_SCHEDULES
+from frameworks.base import LR_SCHEDULES, TrainConfig
 
 INTERLEAVE = ("jobs", "repeats")
 
@@ -201,16 +201,20 @@ def training_settings(args: argparse.Namespace) -> dict:
 
 
 def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, data_dir: str | None) -> list[Job]:
-    epochs = args.epochs if args.epochs is not None else (0 if args.steps else 1)
+    training = TrainConfig(learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
+                           lr_schedule=args.lr_schedule, precision=selection.precision, nesterov=args.nesterov,
+                           label_smoothing=args.label_smoothing, warmup_fraction=args.lr_warmup)
+    timing = Timing(epochs=args.epochs if args.epochs is not None else (0 if args.steps else 1), steps=args.steps,
+                    warmup_steps=args.warmup, window=args.window, eval_every=args.eval_every or 0,
+                    target_accuracy=args.target_accuracy, profile=args.profile)
+    feed = Data(name=data, folder=data_dir, train_size=args.train_size, test_size=args.test_size,
+                augment=args.augment, input=args.input)
     return [
-        Job("benchmark", framework, variant, model, selection.device, batch_size, repeat, args.seed,
-            selection.threads, selection.precision, epochs, args.steps, args.warmup, args.window, args.lr,
-            args.momentum, args.weight_decay, args.lr_schedule, data, data_dir, args.train_size, args.test_size,
-            target_accuracy=args.target_accuracy, nesterov=args.nesterov, label_smoothing=args.label_smoothing,
-            warmup_fraction=args.lr_warmup, input=args.input,
-            augment=args.augment, eval_every=args.eval_every or 0, profile=args.profile, devices=devices,
-            nodes=args.nodes, node_rank=args.node_rank, coordinator=args.coordinator,
-            node_hosts=",".join(args.node_hosts) if args.node_hosts else None)
+        Job(kind="benchmark", what=Workload(framework, variant, model, batch_size), training=training, timing=timing,
+            data=feed, placement=Placement(device=selection.device, threads=selection.threads, devices=devices,
+                                           nodes=args.nodes, node_rank=args.node_rank, coordinator=args.coordinator,
+                                           node_hosts=tuple(args.node_hosts or ())),
+            repeat=repeat, seed=args.seed)
         for model in selection.models
         for framework, variant in selection.pairs
         for batch_size in args.batch_size
@@ -227,9 +231,10 @@ class JobRecorder:
 
     def __init__(self, run_dir: Path, run_id: str, job: Job, attempt: int):
         self.run_dir, self.job = run_dir, job
-        self.identity = {"run_id": run_id, "job_id": job.job_id, "framework": job.framework,
-                         "variant": job.variant, "model": job.model, "device": job.device,
-                         "precision": job.precision, "batch_size": job.batch_size, "devices": job.replicas,
+        what = job.what
+        self.identity = {"run_id": run_id, "job_id": job.job_id, "framework": what.framework,
+                         "variant": what.variant, "model": what.model, "device": job.placement.device,
+                         "precision": job.training.precision, "batch_size": what.batch_size, "devices": job.replicas,
                          "repeat": job.repeat, "attempt": attempt}
         self.epochs: list[dict] = []
         self.windows: list[dict] = []
@@ -244,8 +249,9 @@ class JobRecorder:
             self.profile = message
 
     def finish(self, result: dict) -> dict:
-        row = {**self.identity, "threads": self.job.threads, "global_batch": self.job.global_batch,
-               "nodes": self.job.nodes, "data": self.job.data, "augment": self.job.augment, **result,
+        row = {**self.identity, "threads": self.job.placement.threads, "global_batch": self.job.global_batch,
+               "nodes": self.job.placement.nodes, "data": self.job.data.name, "augment": self.job.data.augment,
+               **result,
                **({"profile_error": self.profile.get("error")} if self.profile else {})}
         append_rows(self.run_dir, "epochs", [{**self.identity, **epoch} for epoch in self.epochs])
         append_rows(self.run_dir, "steps", [{**self.identity, **window} for window in self.windows])
@@ -298,7 +304,7 @@ def turn_groups(jobs: list[Job], interleave: str) -> list[list[Job]]:
     for job in jobs:
         key = dataclasses.replace(job, repeat=0)
         if interleave == "jobs" and job.replicas == 1:
-            key = dataclasses.replace(key, framework="", variant="")
+            key = dataclasses.replace(key, what=dataclasses.replace(job.what, framework="", variant=""))
         groups.setdefault(key, []).append(job)
     return list(groups.values())
 
@@ -317,10 +323,10 @@ def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt:
         overall = progress.add_task("jobs", total=len(jobs))
         for planned in groups:
             for job in planned:
-                if job.framework in unusable:
-                    rows.append(JobRecorder(run_dir, run_id, job, attempt).finish(unusable[job.framework]))
+                if job.what.framework in unusable:
+                    rows.append(JobRecorder(run_dir, run_id, job, attempt).finish(unusable[job.what.framework]))
                     progress.advance(overall)
-            group = [job for job in planned if job.framework not in unusable]
+            group = [job for job in planned if job.what.framework not in unusable]
             if not group:
                 continue
             recorders = [JobRecorder(run_dir, run_id, job, attempt) for job in group]
@@ -391,8 +397,8 @@ def measure_peak(run_dir: Path, plan: dict, console) -> None:
     if "peak_gflops" in env:
         return
     selection = plan["selection"]
-    job = Job("peak", "numpy", "matmul", "", selection["device"], 0, 1, 0, selection["threads"],
-              selection["precision"], 0, 0, 0, 1, 0.0, 0.0, 0.0, "constant", "synthetic", None, None, None)
+    job = Job(kind="peak", what=Workload("numpy", "matmul", "", 0), training=TrainConfig(precision=selection["precision"]),
+              placement=Placement(device=selection["device"], threads=selection["threads"]))
     with console.status("measuring the machine's peak (a large matrix product)"):
         result = run_worker(job, run_dir / "logs" / "peak.log", 300.0, lambda message: None)
     if result.get("status") != "ok":
@@ -409,7 +415,7 @@ def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
     selection = cli.Selection(**{**plan["selection"], "pairs": tuple(map(tuple, plan["selection"]["pairs"]))})
     outcome: ParityOutcome = run_parity_jobs(selection, run_dir, console, probe_only=not plan["parity"])
     tables, unusable = [outcome.table], outcome.unusable
-    for devices in sorted({job.get("devices", 1) for job in plan["jobs"]} - {1}) if plan["parity"] else []:
+    for devices in sorted({job["placement"]["devices"] for job in plan["jobs"]} - {1}) if plan["parity"] else []:
         parallel = run_data_parallel_parity(selection, devices, run_dir, console)  # N devices must equal one
         tables.append(parallel.table)
         unusable = {**parallel.unusable, **unusable}
@@ -419,11 +425,20 @@ def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
     return unusable
 
 
+def load_plan(run_dir: Path) -> tuple[dict, list[Job]]:
+    """A run folder's plan and its jobs; ValueError when plan.json is not one this version wrote."""
+    plan = json.loads((run_dir / "plan.json").read_text())
+    try:
+        return plan, [Job.from_dict(job) for job in plan["jobs"]]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{run_dir / 'plan.json'} describes its jobs in an older form ({type(error).__name__}: "
+                         f"{error}); rerun the command in its env.json instead") from None
+
+
 def execute(run_dir: Path, console) -> int:
     from report.render import write_report
 
-    plan = json.loads((run_dir / "plan.json").read_text())
-    jobs = [Job(**job) for job in plan["jobs"]]
+    plan, jobs = load_plan(run_dir)
     summary = latest_attempts(read_table(run_dir, "summary"))
     finished = set(summary.loc[summary["status"] == "ok", "job_id"])
     attempt = int(summary["attempt"].max()) + 1 if len(summary) else 1
@@ -434,7 +449,7 @@ def execute(run_dir: Path, console) -> int:
     try:
         measure_peak(run_dir, plan, console)
         unusable = probe_or_parity(run_dir, plan, console)  # prints each framework's reason once
-        nothing_runs = bool(pending) and {job.framework for job in pending} <= set(unusable)
+        nothing_runs = bool(pending) and {job.what.framework for job in pending} <= set(unusable)
         if nothing_runs:
             console.print(f"[bold red]error: no framework can run on {plan['selection']['device']}; nothing was run[/]")
         rows = run_jobs(run_dir, pending, unusable, attempt, plan["job_timeout"], console,  # skipped rows too
@@ -467,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("argument --profile: a resumed run follows its plan; profile a new run instead")
         if not (args.resume / "plan.json").is_file():
             parser.error(f"argument --resume: {args.resume} is not a run folder (no plan.json)")
+        try:
+            load_plan(args.resume)
+        except ValueError as error:
+            parser.error(f"argument --resume: {error}")
         if look_at_machine(console, args.require_quiet) is None:
             return 4
         return execute(args.resume, console)
@@ -508,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))
     plan = {"selection": dataclasses.asdict(selection), "parity": not args.no_parity,
             "job_timeout": selection.job_timeout, "interleave": args.interleave,
-            "jobs": [dataclasses.asdict(job) for job in jobs]}
+            "jobs": [job.to_dict() for job in jobs]}
     (run_dir / "plan.json").write_text(json.dumps(plan, indent=2))
     console.print(f"data: [bold]{'CIFAR-10 from ' + data_dir if data == 'cifar10' else 'SYNTHETIC'}[/]")
     return execute(run_dir, console)

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.harness.jobs import Data, Job, Placement, Timing, Workload
 from benchmarks.harness.spawn import base_env
 from frameworks import REGISTRY, load_adapter
+from frameworks.base import TrainConfig
 
 # In-process tests run the frameworks with the settings the suite's workers use (oneDNN for
 # TensorFlow), so parity covers the kernels that are benchmarked. No framework is imported yet.
@@ -50,6 +52,14 @@ def require(framework: str):
     if reason:
         pytest.skip(reason)
     return load_adapter(framework)
+
+
+def make_job(framework: str = "faulty", variant: str = "ok", batch_size: int = 32, *, timing: Timing = Timing(),
+             data: Data = Data(), placement: Placement = Placement(), repeat: int = 1) -> Job:
+    """A LeNet training job for tests that start a worker or a trainer themselves, by default of
+    the fault-injecting stand-in that misbehaves in no way; each test names the parts it needs."""
+    return Job(kind="benchmark", what=Workload(framework, variant, "lenet", batch_size), training=TrainConfig(),
+               timing=timing, data=data, placement=placement, repeat=repeat)
 
 
 @pytest.fixture(params=FRAMEWORKS, ids=str)

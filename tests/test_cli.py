@@ -4,6 +4,7 @@ any run folder is created or any worker is started."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -154,6 +155,13 @@ def test_resume_of_a_folder_that_is_not_a_run_exits_2(capsys, tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["summary.csv"]
 
 
+def test_resume_of_a_run_planned_in_an_older_form_exits_2(capsys, tmp_path):
+    flat_job = {"kind": "benchmark", "framework": "pytorch", "variant": "eager", "model": "lenet", "batch_size": 32}
+    (tmp_path / "plan.json").write_text(json.dumps({"jobs": [flat_job]}))
+    line = error_line(capsys, ["--resume", str(tmp_path)])
+    assert "describes its jobs in an older form" in line and "rerun the command in its env.json" in line
+
+
 def test_extra_framework_is_accepted_once_registered(capsys, monkeypatch):
     """The accepted names follow the registry: a registered extra framework is listed."""
     monkeypatch.setenv(EXTRA_ENV, "faulty=tests.faulty_framework:ok")
@@ -172,7 +180,7 @@ def test_recipe_settings_are_defaults_that_explicit_options_override():
     jobs = run.plan_jobs(args, run.cli.selection_from_args(parser, args), "synthetic", None)
     assert len(jobs) == 1
     job = jobs[0]
-    assert (job.model, job.batch_size, job.epochs, job.augment) == ("resnet9", 64, 24, "crop-flip")
+    assert (job.what.model, job.what.batch_size, job.timing.epochs, job.data.augment) == ("resnet9", 64, 24, "crop-flip")
     config = job.train_config(total_steps=2400)
     assert (config.learning_rate, config.momentum, config.nesterov, config.weight_decay, config.label_smoothing,
             config.lr_schedule) == (0.4, 0.9, True, 5e-4, 0.2, "onecycle")
@@ -189,7 +197,8 @@ def test_a_model_list_plans_every_job_for_each_model():
     selection = run.cli.selection_from_args(parser, args)
     jobs = run.plan_jobs(args, selection, "synthetic", None)
     assert selection.models == ("resnet9", "lenet")
-    assert [(job.model, job.batch_size) for job in jobs] == [("resnet9", 8), ("resnet9", 16), ("lenet", 8), ("lenet", 16)]
+    assert [(job.what.model, job.what.batch_size) for job in jobs] == [
+        ("resnet9", 8), ("resnet9", 16), ("lenet", 8), ("lenet", 16)]
     assert len({job.job_id for job in jobs}) == len(jobs), "job ids must differ between models"
 
 
@@ -199,7 +208,7 @@ def test_every_job_carries_the_augmentation(argv, augment):
     parser = run.build_parser()
     args = parser.parse_args(["--framework", "pytorch,jax", "--batch-size", "8,16", *argv])
     jobs = run.plan_jobs(args, run.cli.selection_from_args(parser, args), "synthetic", None)
-    assert len(jobs) == 4 and {job.augment for job in jobs} == {augment}
+    assert len(jobs) == 4 and {job.data.augment for job in jobs} == {augment}
 
 
 @pytest.mark.parametrize("argv, message", [(["nope"], "invalid choice: 'nope'"), (["pytorch", "100"], "at least 250")])

@@ -21,23 +21,23 @@ from rich.console import Console
 
 from benchmarks.harness import data as datasets
 from benchmarks.cli import Selection
-from benchmarks.harness.jobs import Job
+from benchmarks.harness.jobs import Data, Job, Placement, Timing
 from benchmarks.checks.compare import failures
 from benchmarks.checks.runner import run_data_parallel_parity
 from benchmarks.harness.spawn import _free_port, run_workers
 from benchmarks.harness.training import Feed
 from frameworks import REGISTRY
-from tests.conftest import ROOT, import_error, require
+from tests.conftest import ROOT, import_error, make_job, require
 
 pytestmark = pytest.mark.slow  # worker processes
 DEVICES = 2
 DEFAULTS = [f"{name}:{entry.default_variant}" for name, entry in REGISTRY.items()]
 
 
-def job(framework: str = "pytorch", batch_size: int = 16, devices: int = 1, steps: int = 40, **fields) -> Job:
-    return Job("benchmark", framework, REGISTRY[framework].default_variant, "lenet", "cpu", batch_size, 1, 0, 2,
-               "fp32", 0, steps, 2, 5, 0.01, 0.9, 0.0, "constant", "synthetic", None, 512, 64, devices=devices,
-               **fields)
+def job(framework: str = "pytorch", batch_size: int = 16, devices: int = 1, steps: int = 40, member: int = 0) -> Job:
+    return make_job(framework, REGISTRY[framework].default_variant, batch_size,
+                    timing=Timing(steps=steps, warmup_steps=2, window=5), data=Data(train_size=512, test_size=64),
+                    placement=Placement(threads=2, devices=devices, member=member))
 
 
 def test_each_process_is_fed_its_shard_of_the_same_global_batch():

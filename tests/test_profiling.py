@@ -13,10 +13,10 @@ import pytest
 
 from benchmarks import run
 from benchmarks.harness import data as datasets, profiling, training
-from benchmarks.harness.jobs import Job
+from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness.profiling import CATEGORIES, categorise, hlo_descriptions, hlo_sources, op_table
 from frameworks import EXTRA_ENV, REGISTRY
-from tests.conftest import FRAMEWORKS, ROOT, import_error, require
+from tests.conftest import FRAMEWORKS, ROOT, import_error, make_job, require
 
 # (framework, the framework's own name for an operation, its category)
 NAMES = [
@@ -256,8 +256,8 @@ def test_a_failing_profiler_costs_the_job_its_profile_not_its_timings():
         def send(self, kind, **fields):
             self.append({"type": kind, **fields})
 
-    job = Job("benchmark", "faulty", "ok", "lenet", "cpu", 8, 1, 0, 1, "fp32", 0, 2, 0, 1, 0.01, 0.9, 0.0, "constant",
-              "synthetic", None, 64, 16, profile=True)
+    job = make_job("faulty", "ok", 8, timing=Timing(steps=2, warmup_steps=0, window=1, profile=True),
+                   data=Data(train_size=64, test_size=16))
     channel = Messages()
     training.profile(Unprofiled(), datasets.synthetic(64, 16), job, channel)
     (message,) = channel

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from benchmarks import run
-from benchmarks.harness.jobs import Job
+from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness import training
 from benchmarks.harness.results import read_table
 from frameworks import EXTRA_ENV
+from tests.conftest import make_job
 from tests.faulty_framework import EXTRA_FRAMEWORKS
 
 
@@ -96,8 +97,7 @@ class SilentChannel:
 def test_input_paths_place_batches_where_they_promise(monkeypatch, path, expected):
     """`prefetch` places each next batch after the current step is dispatched (the window's first
     before its clock starts), `resident` every batch before the clock, `step` none."""
-    job = Job("benchmark", "faulty", "ok", "lenet", "cpu", 1, 1, 0, 1, "fp32", 0, 4, 0, 3, 0.01, 0.9, 0.0, "constant",
-              "synthetic", None, None, None, input=path)
+    job = make_job("faulty", "ok", 1, timing=Timing(steps=4, warmup_steps=0, window=3), data=Data(input=path))
     adapter = RecordingAdapter()
     ticks = iter(range(1000))
     monkeypatch.setattr(training.time, "perf_counter", lambda: adapter.calls.append(("clock",)) or next(ticks))

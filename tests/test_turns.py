@@ -4,13 +4,12 @@ stops nor loses the others."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
-from benchmarks.harness.jobs import Job
+from benchmarks.harness.jobs import Data, Job, Placement, Timing
 from benchmarks.harness.spawn import run_workers
 from frameworks import EXTRA_ENV
+from tests.conftest import make_job
 from tests.faulty_framework import EXTRA_FRAMEWORKS, SLOW_STEP_S
 
 pytestmark = pytest.mark.slow  # every test here starts worker processes
@@ -21,10 +20,11 @@ def faulty(monkeypatch):
     monkeypatch.setenv(EXTRA_ENV, EXTRA_FRAMEWORKS)
 
 
-def job(variant: str, repeat: int = 1) -> Job:
-    # 1 compile step, a warm-up window of 5 steps, then 2 timed windows of 20: 3 turns' worth
-    return Job("benchmark", "faulty", variant, "lenet", "cpu", 32, repeat, 0, 1, "fp32", 0, 40, 5, 20, 0.01, 0.9,
-               0.0, "constant", "synthetic", None, 256, 64)
+def job(variant: str, repeat: int = 1, batch_size: int = 32, placement: Placement = Placement(),
+        timing: Timing = Timing(steps=40, warmup_steps=5, window=20)) -> Job:
+    # by default 1 compile step, a warm-up window of 5 steps, then 2 timed windows of 20: 3 turns' worth
+    return make_job("faulty", variant, batch_size, timing=timing, data=Data(train_size=256, test_size=64),
+                    placement=placement, repeat=repeat)
 
 
 def run(jobs: list[Job], tmp_path, timeout: float = 120.0) -> tuple[list[int], dict[int, dict]]:
@@ -52,26 +52,27 @@ def test_a_crash_or_timeout_in_turn_leaves_the_others_running(tmp_path):
 
 def test_turn_groups_gather_a_comparison_or_only_a_jobs_repeats():
     from benchmarks.run import turn_groups
-    plan = [dataclasses.replace(job(variant, repeat), batch_size=batch_size)
-            for variant in ("ok", "slow") for batch_size in (32, 64) for repeat in (1, 2)]
-    by_jobs = turn_groups(plan, "jobs")
-    assert [[(j.variant, j.batch_size, j.repeat) for j in group] for group in by_jobs] == [
+    layouts = {"one device": Placement(), "two devices": Placement(devices=2),
+               "two nodes": Placement(nodes=2, coordinator="10.0.0.1:29500")}
+    plan = {name: [job(variant, repeat, batch_size, placement) for variant in ("ok", "slow")
+                   for batch_size in (32, 64) for repeat in (1, 2)] for name, placement in layouts.items()}
+    by_jobs = turn_groups(plan["one device"], "jobs")
+    assert [[(j.what.variant, j.what.batch_size, j.repeat) for j in group] for group in by_jobs] == [
         [("ok", 32, 1), ("ok", 32, 2), ("slow", 32, 1), ("slow", 32, 2)],
         [("ok", 64, 1), ("ok", 64, 2), ("slow", 64, 1), ("slow", 64, 2)]]
-    assert [[(j.variant, j.batch_size) for j in group] for group in turn_groups(plan, "repeats")] == [
+    assert [[(j.what.variant, j.what.batch_size) for j in group]
+            for group in turn_groups(plan["one device"], "repeats")] == [
         [("ok", 32)] * 2, [("ok", 64)] * 2, [("slow", 32)] * 2, [("slow", 64)] * 2]
     # Data-parallel jobs, on one machine or several, take turns with their own repeats only.
-    parallel = [dataclasses.replace(j, devices=2) for j in plan]
-    assert len(turn_groups(parallel, "jobs")) == 4
-    nodes = [dataclasses.replace(j, nodes=2, coordinator="10.0.0.1:29500") for j in plan]
-    assert len(turn_groups(nodes, "jobs")) == 4
+    assert len(turn_groups(plan["two devices"], "jobs")) == 4
+    assert len(turn_groups(plan["two nodes"], "jobs")) == 4
 
 
 def test_epoch_time_leaves_out_the_turns_of_other_jobs(tmp_path):
     # One epoch of 8 steps in windows of 2: the slow job's windows (0.05 s a step) fall between
     # the fast job's, and must not count in the fast job's epoch time.
-    epoch = dict(epochs=1, steps=0, warmup_steps=1, window=2)
-    fast, slow = (dataclasses.replace(job(variant), **epoch) for variant in ("ok", "slow"))
+    epoch = Timing(epochs=1, steps=0, warmup_steps=1, window=2)
+    fast, slow = (job(variant, timing=epoch) for variant in ("ok", "slow"))
     _, results = run([fast, slow], tmp_path)
     assert [results[i]["status"] for i in range(2)] == ["ok", "ok"]
     assert results[1]["epoch_s"] > 6 * SLOW_STEP_S  # 7 steps after the first, each sleeping

@@ -138,30 +138,30 @@ def compute_all(adapter_cls: type[Adapter], model: str, device: str, variant: st
 
 
 def run_parity(job: Job, channel: Channel) -> dict:
-    adapter_cls = load_adapter(job.framework)
-    configure_threads(job.framework, job.threads)
-    with np.load(job.reference) as arrays:
-        view = PrecisionView(arrays, job.precision)  # the common states are the same in each
+    adapter_cls = load_adapter(job.what.framework)
+    configure_threads(job.what.framework, job.placement.threads)
+    with np.load(job.files.reference) as arrays:
+        view = PrecisionView(arrays, job.training.precision)  # the common states are the same in each
         common = {name: view[name] for name in view if name.startswith("state|")}
-    outputs = compute_all(adapter_cls, job.model, job.device, job.variant, job.precision, common)
-    np.savez(job.output, **outputs)
-    return {"status": "ok", "framework_version": framework_version(job.framework)}
+    outputs = compute_all(adapter_cls, job.what.model, job.placement.device, job.what.variant, job.training.precision, common)
+    np.savez(job.files.output, **outputs)
+    return {"status": "ok", "framework_version": framework_version(job.what.framework)}
 
 
 def run_parallel_parity(job: Job, channel: Channel) -> dict:
-    """The training checks on `job.devices` devices, and on the leader also on one device, from
+    """The training checks on `job.placement.devices` devices, and on the leader also on one device, from
     the reference's common states (see `training_outputs`)."""
-    adapter_cls = load_adapter(job.framework)
-    configure_threads(job.framework, job.process_threads)
-    with np.load(job.reference) as arrays:
-        view = PrecisionView(arrays, job.precision)
+    adapter_cls = load_adapter(job.what.framework)
+    configure_threads(job.what.framework, job.process_threads)
+    with np.load(job.files.reference) as arrays:
+        view = PrecisionView(arrays, job.training.precision)
         common = {name: view[name] for name in view if name.startswith("state|")}
     outputs = {f"parallel/{name}": value for name, value in
-               training_outputs(adapter_cls, job.model, job.device, job.variant, common, job.parallel).items()}
+               training_outputs(adapter_cls, job.what.model, job.placement.device, job.what.variant, common, job.parallel).items()}
     if job.leads:
         outputs.update({f"single/{name}": value for name, value in
-                        training_outputs(adapter_cls, job.model, job.device, job.variant, common).items()})
-        np.savez(job.output, **outputs)
-    return {"status": "ok", "framework_version": framework_version(job.framework)}
+                        training_outputs(adapter_cls, job.what.model, job.placement.device, job.what.variant, common).items()})
+        np.savez(job.files.output, **outputs)
+    return {"status": "ok", "framework_version": framework_version(job.what.framework)}
 
 

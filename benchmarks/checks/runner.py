@@ -14,8 +14,9 @@ from rich.markup import escape
 from benchmarks.checks.compare import compare, failures, outliers
 from benchmarks.checks.definitions import PARITY_SEED, PLANS, PROOF, REFERENCE, PrecisionView
 from benchmarks.checks.outputs import reference_outputs
-from benchmarks.harness.jobs import Job
+from benchmarks.harness.jobs import Job, ParityFiles, Placement, Timing, Workload
 from benchmarks.harness.spawn import run_worker
+from frameworks.base import TrainConfig
 
 @dataclass(frozen=True)
 class ParityOutcome:
@@ -63,10 +64,13 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False,
     return ParityOutcome(pd.concat(tables, ignore_index=True) if tables else None, unusable)
 
 
-def _parity_job(kind: str, selection, model: str, framework: str, variant: str, precision: str, **files):
+def _parity_job(kind: str, selection, model: str, framework: str, variant: str, precision: str,
+                files: ParityFiles | None = None, devices: int = 1) -> Job:
     plan = PLANS[model]
-    return Job(kind, framework, variant, model, selection.device, plan.batch_size, 1, PARITY_SEED, selection.threads,
-               precision, 0, plan.steps, 0, 1, 0.0, 0.0, 0.0, "constant", "synthetic", None, None, None, **files)
+    return Job(kind=kind, what=Workload(framework, variant, model, plan.batch_size),
+               training=TrainConfig(precision=precision), timing=Timing(steps=plan.steps, warmup_steps=0, window=1),
+               placement=Placement(device=selection.device, threads=selection.threads, devices=devices),
+               seed=PARITY_SEED, files=files)
 
 
 def _model_parity(selection, model: str, folder: Path, console, precision: str, unusable: dict) -> pd.DataFrame | None:
@@ -82,8 +86,8 @@ def _model_parity(selection, model: str, folder: Path, console, precision: str, 
     files = {}
     for framework, variant in selection.pairs:
         output = logs / f"parity-{model}-{framework}-{variant}.npz"
-        job = _parity_job("parity", selection, model, framework, variant, precision, output=str(output),
-                          reference=str(reference_file))
+        job = _parity_job("parity", selection, model, framework, variant, precision,
+                          ParityFiles(output=str(output), reference=str(reference_file)))
         with console.status(f"parity check: {model} {framework}:{variant}"):
             result = run_worker(job, logs / f"parity-{model}-{framework}-{variant}.log", selection.job_timeout,
                                 lambda message: None)
@@ -128,7 +132,7 @@ def run_data_parallel_parity(selection, devices: int, folder: Path, console) -> 
         for framework, variant in selection.pairs:
             name = f"parallel-parity-{model}-{framework}-{variant}-x{devices}"
             job = _parity_job("parallel parity", selection, model, framework, variant, "fp32",
-                              output=str(logs / f"{name}.npz"), reference=str(reference_file), devices=devices)
+                              ParityFiles(output=str(logs / f"{name}.npz"), reference=str(reference_file)), devices)
             with console.status(f"data-parallel parity check: {model} {framework}:{variant} on {devices} devices"):
                 result = run_worker(job, logs / f"{name}.log", selection.job_timeout, lambda message: None)
             if result["status"] == "skipped":

@@ -1,4 +1,6 @@
-"""What a run is made of: the frozen job description a worker receives."""
+"""What a run is made of: the frozen job description a worker receives, built from named parts
+(what runs, how it trains, how it is timed, what feeds it, where it runs), never by position.
+It travels to the worker as JSON and is kept in the run's plan.json."""
 
 from __future__ import annotations
 
@@ -9,105 +11,160 @@ from dataclasses import dataclass
 from frameworks import registry
 from frameworks.base import DataParallel, TrainConfig
 
-
+# What a worker does with a job: train and time it (benchmark), compute the parity outputs of one
+# variant on one device (parity) or on several (parallel parity), check that the framework builds
+# on the device (probe), time the harness against a bare loop (overhead), or measure the machine's
+# matrix-product peak (peak).
+KINDS = ("benchmark", "parity", "parallel parity", "probe", "overhead", "peak")
 INPUTS = ("prefetch", "resident", "step")  # input paths, see `benchmarks.harness.training.Trainer`
 
 
 @dataclass(frozen=True)
-class Job:
-    kind: str  # "benchmark", or "parity" (compute the parity outputs into `output`)
+class Workload:
+    """What runs: one framework's variant of one model, at a batch size per device."""
+
     framework: str
     variant: str
     model: str
-    device: str
     batch_size: int
-    repeat: int  # 1..--repeats, each in its own process
-    seed: int  # initial weights and batch order
-    threads: int  # CPU cores the worker is pinned to, and each framework's intra-op threads
-    precision: str
-    epochs: int  # full passes with evaluation after each; 0 in timing-only runs
-    steps: int  # timed steps of a timing-only run; 0 when timing the epochs themselves (overhead: pairs)
-    warmup_steps: int  # untimed steps after the first (compile) step
-    window: int  # steps per timed window; each window ends with a device sync
-    learning_rate: float
-    momentum: float
-    weight_decay: float
-    lr_schedule: str
-    data: str  # "cifar10" or "synthetic"
-    data_dir: str | None  # the cifar-10-batches-py folder
-    train_size: int | None  # leading subset of the training set, for quick runs
-    test_size: int | None
-    eval_batch_size: int = 1000
-    nesterov: bool = False
-    label_smoothing: float = 0.0
-    warmup_fraction: float = 0.25  # of the one-cycle schedule
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How the job is timed: the first step alone (it compiles), `warmup_steps` untimed, then
+    windows of `window` steps, each ending with a device sync."""
+
+    epochs: int = 0  # full passes with evaluation after each; 0 in timing-only runs
+    steps: int = 0  # timed steps of a timing-only run; 0 when timing the epochs themselves
+    warmup_steps: int = 5  # untimed steps after the first (compile) step
+    window: int = 20  # steps per timed window
     eval_every: int = 0  # evaluate after every this many steps (and the last); 0: after every epoch
-    input: str = "prefetch"  # where the host-to-device copy falls: "prefetch", "resident" or "step" (see Trainer)
     target_accuracy: float | None = None  # stop after the first evaluation that reaches it
-    output: str | None = None  # parity jobs: where to write their arrays
-    reference: str | None = None  # parity jobs: the float64 reference's outputs and common states (.npz)
-    augment: str = "none"  # one of data.AUGMENTATIONS, drawn from `seed` and the epoch
+    pairs: int = 0  # overhead jobs: bare loops and runner windows, alternating
     profile: bool = False  # profile a few steps after the timed ones (see benchmarks.harness.profiling)
-    # Data parallelism: `devices` per node (`batch_size` is per device), over `nodes` machines that
-    # meet at `coordinator` (HOST:PORT; chosen on 127.0.0.1 for a one-machine group); this node's
-    # rank, its host names where an engine needs them ("h0,h1,..."), and which of the job's
-    # processes on this node a worker is (`member`, set when the processes start).
+
+
+@dataclass(frozen=True)
+class Data:
+    """What feeds the job: the data set, its augmentation, and where each batch's host-to-device
+    copy falls (`input`, one of INPUTS)."""
+
+    name: str = "synthetic"  # "cifar10" or "synthetic"
+    folder: str | None = None  # the cifar-10-batches-py folder
+    train_size: int | None = None  # leading subset of the training set, for quick runs
+    test_size: int | None = None
+    augment: str = "none"  # one of data.AUGMENTATIONS, drawn from the job's seed and the epoch
+    input: str = "prefetch"
+    eval_batch_size: int = 1000
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the job runs: the device, the CPU cores its workers are pinned to (each framework's
+    intra-op threads), and the data-parallel layout: `devices` per node (the batch size is per
+    device), over `nodes` machines that meet at `coordinator` (HOST:PORT; chosen on 127.0.0.1 for
+    a one-machine group), this node's rank, every node's host where an engine needs them, and
+    which of the job's processes on this node a worker is (`member`, set when they start)."""
+
+    device: str = "cpu"
+    threads: int = 1
     devices: int = 1
     nodes: int = 1
     node_rank: int = 0
     coordinator: str | None = None
-    node_hosts: str | None = None
+    node_hosts: tuple[str, ...] = ()
     member: int = 0
+
+
+@dataclass(frozen=True)
+class ParityFiles:
+    """Parity jobs: where the worker writes its outputs, and the float64 reference's (.npz)."""
+
+    output: str
+    reference: str
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str  # one of KINDS
+    what: Workload
+    training: TrainConfig  # its `total_steps` is set by the worker, which knows the data set's size
+    timing: Timing = Timing()
+    data: Data = Data()
+    placement: Placement = Placement()
+    repeat: int = 1  # 1..--repeats, each in its own process
+    seed: int = 0  # initial weights, batch order and augmentation
+    files: ParityFiles | None = None
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown job kind {self.kind!r} (choose from: {', '.join(KINDS)})")
 
     @property
     def job_id(self) -> str:
+        what = self.what
         on = f"-x{self.replicas}" if self.replicas > 1 else ""
-        return f"{self.model}-{self.framework}-{self.variant}-bs{self.batch_size}{on}-r{self.repeat}"
+        return f"{what.model}-{what.framework}-{what.variant}-bs{what.batch_size}{on}-r{self.repeat}"
 
     @property
     def label(self) -> str:
+        what = self.what
         on = f" on {self.replicas} devices" if self.replicas > 1 else ""
-        return f"{self.model} {self.framework}:{self.variant} batch {self.batch_size}{on}, repeat {self.repeat}"
+        return f"{what.model} {what.framework}:{what.variant} batch {what.batch_size}{on}, repeat {self.repeat}"
 
     @property
     def replicas(self) -> int:
-        return self.devices * self.nodes
+        return self.placement.devices * self.placement.nodes
 
     @property
     def global_batch(self) -> int:
-        return self.batch_size * self.replicas
+        return self.what.batch_size * self.replicas
 
     @property
     def processes_per_node(self) -> int:
         """DDP runs a process per device; the other engines one per machine, driving all of its devices."""
-        entry = registry().get(self.framework)
-        return self.devices if entry is not None and entry.process_per_device else 1
+        entry = registry().get(self.what.framework)
+        return self.placement.devices if entry is not None and entry.process_per_device else 1
 
     @property
     def process_threads(self) -> int:
         """The cores of each of this node's processes: `threads` shared among them."""
-        return max(1, self.threads // self.processes_per_node)
+        return max(1, self.placement.threads // self.processes_per_node)
 
     @property
     def parallel(self) -> DataParallel:
-        per_node = self.processes_per_node
-        hosts = tuple(self.node_hosts.split(",")) if self.node_hosts else ()
-        return DataParallel(self.devices // per_node, per_node * self.nodes, self.node_rank * per_node + self.member,
-                            self.coordinator, tuple(host for host in hosts for _ in range(per_node)))
+        place, per_node = self.placement, self.processes_per_node
+        return DataParallel(place.devices // per_node, per_node * place.nodes, place.node_rank * per_node + place.member,
+                            place.coordinator, tuple(host for host in place.node_hosts for _ in range(per_node)))
 
     @property
     def leads(self) -> bool:
         """The process that takes turns, streams the job's progress and speaks for the group."""
-        return self.node_rank == 0 and self.member == 0
+        return self.placement.node_rank == 0 and self.placement.member == 0
 
     def train_config(self, total_steps: int) -> TrainConfig:
-        return TrainConfig(self.learning_rate, self.momentum, self.weight_decay, self.lr_schedule,
-                           max(total_steps, 1), self.precision, self.nesterov, self.label_smoothing,
-                           self.warmup_fraction)
+        return dataclasses.replace(self.training, total_steps=max(total_steps, 1))
+
+    def as_member(self, member: int, coordinator: str | None) -> Job:
+        """The description of one of the job's processes on this node."""
+        return dataclasses.replace(self, placement=dataclasses.replace(self.placement, member=member,
+                                                                       coordinator=coordinator))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> Job:
+        placement = fields["placement"]
+        return cls(kind=fields["kind"], what=Workload(**fields["what"]), training=TrainConfig(**fields["training"]),
+                   timing=Timing(**fields["timing"]), data=Data(**fields["data"]),
+                   placement=Placement(**{**placement, "node_hosts": tuple(placement["node_hosts"])}),
+                   repeat=fields["repeat"], seed=fields["seed"],
+                   files=ParityFiles(**fields["files"]) if fields["files"] else None)
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self))
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str) -> Job:
-        return cls(**json.loads(text))
+        return cls.from_dict(json.loads(text))

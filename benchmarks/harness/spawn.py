@@ -5,7 +5,6 @@ whole group."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import selectors
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from benchmarks.harness.jobs import Job
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Defaults a user may override from the shell (env.json records the values workers ran with).
 # TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512/AMX features;
@@ -55,10 +54,10 @@ def framework_env(device: str, threads: int) -> dict[str, str]:
 
 
 def worker_env(job: Job) -> dict[str, str]:
-    env = framework_env(job.device, job.threads)
-    if job.device != "cpu" and job.processes_per_node > 1:  # one GPU per process: the member's own
+    env = framework_env(job.placement.device, job.placement.threads)
+    if job.placement.device != "cpu" and job.processes_per_node > 1:  # one GPU per process: the member's own
         visible = env.get("CUDA_VISIBLE_DEVICES")
-        env["CUDA_VISIBLE_DEVICES"] = visible.split(",")[job.member] if visible else str(job.member)
+        env["CUDA_VISIBLE_DEVICES"] = visible.split(",")[job.placement.member] if visible else str(job.placement.member)
     return env
 
 
@@ -140,12 +139,12 @@ class _Group:
 
     def __init__(self, job: Job, log_path: Path):
         count = job.processes_per_node
-        if job.nodes > 1:
-            host, port = job.coordinator.rsplit(":", 1)
+        if job.placement.nodes > 1:
+            host, port = job.placement.coordinator.rsplit(":", 1)
             coordinator = f"{host}:{int(port) + (job.repeat - 1) * self.PORTS_PER_GROUP}"
         else:
             coordinator = f"127.0.0.1:{_free_port()}" if count > 1 else None
-        self.jobs = [dataclasses.replace(job, member=member, coordinator=coordinator) for member in range(count)]
+        self.jobs = [job.as_member(member, coordinator) for member in range(count)]
         self.paths = [log_path if member == 0 else log_path.with_suffix(f".member{member}.log")
                       for member in range(count)]
         self.workers = [_Worker(member_job, path) for member_job, path in zip(self.jobs, self.paths)]
@@ -159,7 +158,7 @@ class _Group:
 
     def name(self, member: int) -> str:
         job = self.jobs[member]
-        return (f"process {job.parallel.rank} of {job.parallel.processes} (node {job.node_rank}, "
+        return (f"process {job.parallel.rank} of {job.parallel.processes} (node {job.placement.node_rank}, "
                 f"log {self.paths[member].name})")
 
     def give_turn(self) -> None:
@@ -183,7 +182,7 @@ class _Group:
         if not failed:
             return self.results[0]
         member, result = failed[0]
-        if result["status"] == "error" and (len(self.workers) > 1 or self.jobs[0].nodes > 1):
+        if result["status"] == "error" and (len(self.workers) > 1 or self.jobs[0].placement.nodes > 1):
             return {**result, "error": f"{self.name(member)}: {result.get('error')}"}
         return result
 

@@ -48,11 +48,11 @@ def current_rss_mb() -> float:
 
 
 def load_dataset(job: Job) -> datasets.Dataset:
-    if job.data == "cifar10":
-        dataset = datasets.load_cifar10(Path(job.data_dir))
+    if job.data.name == "cifar10":
+        dataset = datasets.load_cifar10(Path(job.data.folder))
     else:
         dataset = datasets.synthetic()
-    return dataset.subset(job.train_size, job.test_size)
+    return dataset.subset(job.data.train_size, job.data.test_size)
 
 
 def configure_threads(framework: str, threads: int) -> None:
@@ -93,7 +93,7 @@ class Feed:
 
     def epoch(self, epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         job, parallel = self.job, self.job.parallel
-        for images, labels in datasets.train_batches(self.dataset, job.global_batch, job.seed, epoch, job.augment,
+        for images, labels in datasets.train_batches(self.dataset, job.global_batch, job.seed, epoch, job.data.augment,
                                                      self.augmenting):
             datasets.batch_digest(images, labels, self.digest)
             self.batches += 1
@@ -113,7 +113,7 @@ class Trainer:
     compiles), the next `warmup_steps` are untimed, and every later window of `window` steps
     ends with a device sync before its clock stops. Losses are read only between windows.
 
-    The input path (`job.input`) decides where each batch's host-to-device copy falls: `step`
+    The input path (`job.data.input`) decides where each batch's host-to-device copy falls: `step`
     hands NumPy arrays to the step, which copies inside the timed window; `prefetch` places the
     next batch on the device right after the current step is dispatched, as a prefetching loader
     does (the window's first batch is placed before its clock starts); `resident` places all of a
@@ -137,7 +137,7 @@ class Trainer:
     def _before_clock(self, window: list) -> list:
         """The window's batches as its steps will take them, placed as far as the input path
         places them before the clock starts."""
-        ahead = {"step": 0, "prefetch": 1, "resident": len(window)}[self.job.input]
+        ahead = {"step": 0, "prefetch": 1, "resident": len(window)}[self.job.data.input]
         placed = [self.adapter.place(*batch) for batch in window[:ahead]]
         if placed:
             self.adapter.wait(placed[-1])
@@ -148,7 +148,7 @@ class Trainer:
         adapter, losses = self.adapter, []
         for index, batch in enumerate(window):
             losses.append(adapter.train_step(*batch))
-            if self.job.input == "prefetch" and index + 1 < len(window):
+            if self.job.data.input == "prefetch" and index + 1 < len(window):
                 window[index + 1] = adapter.place(*window[index + 1])
         return losses
 
@@ -165,11 +165,11 @@ class Trainer:
             self.compile_s = time.perf_counter() - start
             losses.extend(self._check(loss, 0))
             self.step = 1
-            if job.warmup_steps == 0:
+            if job.timing.warmup_steps == 0:
                 self.compiles_after_warmup = adapter.compile_count()
         while True:
-            warm = self.step <= job.warmup_steps
-            size = job.warmup_steps + 1 - self.step if warm else job.window
+            warm = self.step <= job.timing.warmup_steps
+            size = job.timing.warmup_steps + 1 - self.step if warm else job.timing.window
             window = self._before_clock([batch for _, batch in zip(range(size), batches)])
             if not window:
                 return np.asarray(losses, np.float32)
@@ -180,9 +180,9 @@ class Trainer:
             seconds = time.perf_counter() - start
             after = self.monitor.sample()
             losses.extend(self._check(window_losses, self.step))
-            if warm and self.step + len(window) > job.warmup_steps:
+            if warm and self.step + len(window) > job.timing.warmup_steps:
                 self.compiles_after_warmup = adapter.compile_count()
-            elif not warm and len(window) == job.window:  # a short tail window would skew the median
+            elif not warm and len(window) == job.timing.window:  # a short tail window would skew the median
                 self.window_rows.append({"window": len(self.window_rows), "epoch": epoch, "first_step": self.step,
                                          "steps": len(window), "seconds": seconds,
                                          "step_ms": 1000 * seconds / len(window),
@@ -275,17 +275,17 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     per_epoch = datasets.steps_per_epoch(dataset, job.global_batch)
     if per_epoch == 0:
         raise ValueError(f"batch size {job.global_batch} exceeds the {len(dataset.train_labels)} training examples")
-    total_steps = job.steps + job.warmup_steps + 1 if job.steps else job.epochs * per_epoch
+    total_steps = job.timing.steps + job.timing.warmup_steps + 1 if job.timing.steps else job.timing.epochs * per_epoch
     baseline_rss = current_rss_mb()
 
     start = time.perf_counter()
-    adapter_cls = load_adapter(job.framework)
-    configure_threads(job.framework, job.process_threads)
+    adapter_cls = load_adapter(job.what.framework)
+    configure_threads(job.what.framework, job.process_threads)
     import_s = time.perf_counter() - start
 
     start = time.perf_counter()
-    adapter = adapter_cls(job.model, job.device, job.variant, job.train_config(total_steps), job.parallel)
-    adapter.set_params(init_params(job.model, job.seed))
+    adapter = adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(total_steps), job.parallel)
+    adapter.set_params(init_params(job.what.model, job.seed))
     build_s = time.perf_counter() - start
     channel.send("started", total_steps=total_steps)
 
@@ -293,23 +293,23 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     copy = copy_ms(adapter, dataset.train_images[:local], dataset.train_labels[:local])
     trainer = Trainer(adapter, job, channel)
     feed = Feed(dataset, job)
-    result = {"framework_version": framework_version(job.framework), "import_s": import_s, "build_s": build_s,
-              "warmup_steps": job.warmup_steps, "epochs": job.epochs, "baseline_rss_mb": baseline_rss,
+    result = {"framework_version": framework_version(job.what.framework), "import_s": import_s, "build_s": build_s,
+              "warmup_steps": job.timing.warmup_steps, "epochs": job.timing.epochs, "baseline_rss_mb": baseline_rss,
               "threads": (adapter.applied_threads() or len(os.sched_getaffinity(0))) * job.processes_per_node,
-              "global_batch": job.global_batch, "nodes": job.nodes, "input": job.input,
+              "global_batch": job.global_batch, "nodes": job.placement.nodes, "input": job.data.input,
               "copy_ms": copy}
     try:
-        if job.steps:
+        if job.timing.steps:
             trainer.run(itertools.islice(feed.stream(), total_steps), epoch=0)
         epoch_times = []
-        race = TimeToAccuracy(job.target_accuracy)
+        race = TimeToAccuracy(job.timing.target_accuracy)
         pending_losses, pending_s = [], 0.0  # training since the last evaluation
-        for epoch in range(job.epochs):
+        for epoch in range(job.timing.epochs):
             compiles_here = trainer.step == 0
             batches = list(feed.epoch(epoch))  # shuffled, augmented and hashed before the epoch's clock starts
             epoch_s, stop = 0.0, False
-            for segment, evaluated in evaluation_segments(trainer.step, len(batches), job.eval_every,
-                                                          epoch == job.epochs - 1):
+            for segment, evaluated in evaluation_segments(trainer.step, len(batches), job.timing.eval_every,
+                                                          epoch == job.timing.epochs - 1):
                 start, waited = time.perf_counter(), channel.waited_s
                 pending_losses.extend(trainer.run(batches[segment], epoch))
                 train_s = time.perf_counter() - start - (channel.waited_s - waited)  # not the others' turns
@@ -317,7 +317,7 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
                 if not evaluated:
                     continue
                 start = time.perf_counter()
-                test_loss, test_accuracy = evaluate(adapter, dataset, job.eval_batch_size)
+                test_loss, test_accuracy = evaluate(adapter, dataset, job.data.eval_batch_size)
                 eval_s = time.perf_counter() - start
                 done = trainer.step / per_epoch  # epochs, fractional between epochs' ends
                 row = {"epoch": int(done) if done.is_integer() else round(done, 4), "step": trainer.step,
@@ -338,7 +338,7 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
         result["status"] = "ok"
     except Diverged as diverged:
         result.update(status="diverged", error=str(diverged), diverged_step=diverged.step)
-    if job.profile and result["status"] == "ok":
+    if job.timing.profile and result["status"] == "ok":
         profile(adapter, dataset, job, channel)
     channel.send("windows", rows=trainer.window_rows)
     result.update(trainer.timing_summary(), **feed.summary(), compile_s=trainer.compile_s,
@@ -352,7 +352,7 @@ def profile(adapter: Adapter, dataset: datasets.Dataset, job: Job, channel: Chan
     into the run folder; a profiler that fails costs the job its profile, not its timings."""
     from benchmarks.harness import profiling
 
-    batches = itertools.islice(datasets.train_batches(dataset, job.global_batch, job.seed, 0, job.augment),
+    batches = itertools.islice(datasets.train_batches(dataset, job.global_batch, job.seed, 0, job.data.augment),
                                profiling.STEPS)
     placed = [adapter.place(job.parallel.local(images), job.parallel.local(labels)) for images, labels in batches]
     adapter.wait(placed[-1])
@@ -375,30 +375,30 @@ def _mb(value: int | None) -> float | None:
 
 
 def run_probe(job: Job, channel: Channel) -> dict:
-    adapter_cls = load_adapter(job.framework)
-    configure_threads(job.framework, job.threads)
-    adapter_cls(job.model, job.device, job.variant, job.train_config(1))
-    return {"status": "ok", "framework_version": framework_version(job.framework)}
+    adapter_cls = load_adapter(job.what.framework)
+    configure_threads(job.what.framework, job.placement.threads)
+    adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(1))
+    return {"status": "ok", "framework_version": framework_version(job.what.framework)}
 
 
 def run_overhead(job: Job, channel: Channel) -> dict:
-    """The harness's own cost: the same `job.window` steps timed as one of the runner's windows
+    """The harness's own cost: the same `timing.window` steps timed as one of the runner's windows
     (`Trainer`: loss checks, progress message, turn hand-off, the job's input path) and by a bare
-    loop over batches already on the device with one sync at the end, in `job.steps` pairs back to
-    back, so that the machine's drift falls on both alike. The ratio is the median of the pairs'
+    loop over batches already on the device with one sync at the end, in `timing.pairs` pairs back
+    to back, so that the machine's drift falls on both alike. The ratio is the median of the pairs'
     ratios."""
     dataset = load_dataset(job)
-    batches = list(datasets.train_batches(dataset, job.batch_size, job.seed, 0))[: job.window]
-    adapter_cls = load_adapter(job.framework)
-    configure_threads(job.framework, job.threads)
-    adapter = adapter_cls(job.model, job.device, job.variant, job.train_config(1))
-    adapter.set_params(init_params(job.model, job.seed))
+    batches = list(datasets.train_batches(dataset, job.what.batch_size, job.seed, 0))[: job.timing.window]
+    adapter_cls = load_adapter(job.what.framework)
+    configure_threads(job.what.framework, job.placement.threads)
+    adapter = adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(1))
+    adapter.set_params(init_params(job.what.model, job.seed))
     trainer = Trainer(adapter, job, channel)
-    trainer.run(batches[: job.warmup_steps + 1], epoch=0)  # compile and warm up
+    trainer.run(batches[: job.timing.warmup_steps + 1], epoch=0)  # compile and warm up
     placed = [adapter.place(*batch) for batch in batches]
     adapter.wait(placed[-1])
     minimal_ms = []
-    for _ in range(job.steps):
+    for _ in range(job.timing.pairs):
         start = time.perf_counter()
         for images, labels in placed:
             adapter.train_step(images, labels)
@@ -414,5 +414,5 @@ def run_peak(job: Job, channel: Channel) -> dict:
     """The machine's peak on the run's device and cores (see `benchmarks.harness.efficiency`)."""
     from benchmarks.harness.efficiency import matmul_peak
 
-    return {"status": "ok", **matmul_peak(job.device, job.precision)}
+    return {"status": "ok", **matmul_peak(job.placement.device, job.training.precision)}
 

@@ -69,8 +69,8 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 def pin(job: Job) -> None:
     """Pin the process to its cores: the job's first `threads`, shared out among this node's
     processes of a data-parallel job, each taking its own slice."""
-    cores = sorted(os.sched_getaffinity(0))[: job.threads]
-    first = job.member * job.process_threads % len(cores)
+    cores = sorted(os.sched_getaffinity(0))[: job.placement.threads]
+    first = job.placement.member * job.process_threads % len(cores)
     os.sched_setaffinity(0, cores[first:first + job.process_threads])
 
 
@@ -85,7 +85,7 @@ def main() -> int:
     except DeviceUnavailable as error:
         result = {"status": "skipped", "error": str(error)}
     except ImportError as error:
-        result = {"status": "unavailable", "error": f"cannot import {job.framework}: {error}"}
+        result = {"status": "unavailable", "error": f"cannot import {job.what.framework}: {error}"}
     except Exception as error:
         traceback.print_exc()
         result = {"status": "error", "error": f"{type(error).__name__}: {error}"}
