@@ -388,17 +388,19 @@ def run_overhead(job: Job, channel: Channel) -> dict:
     to back, so that the machine's drift falls on both alike. The ratio is the median of the pairs'
     ratios."""
     dataset = load_dataset(job)
-    batches = list(datasets.train_batches(dataset, job.what.batch_size, job.seed, 0))[: job.timing.window]
+    timing = job.timing
+    batches = list(datasets.train_batches(dataset, job.what.batch_size, job.seed, 0))
+    warmup, batches = batches[: timing.warmup_steps + 1], batches[: timing.window]
     adapter_cls = load_adapter(job.what.framework)
     configure_threads(job.what.framework, job.placement.threads)
     adapter = adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(1))
     adapter.set_params(init_params(job.what.model, job.seed))
     trainer = Trainer(adapter, job, channel)
-    trainer.run(batches[: job.timing.warmup_steps + 1], epoch=0)  # compile and warm up
+    trainer.run(warmup, epoch=0)  # compile and warm up, all untimed: the first window is a pair's
     placed = [adapter.place(*batch) for batch in batches]
     adapter.wait(placed[-1])
     minimal_ms = []
-    for _ in range(job.timing.pairs):
+    for _ in range(timing.pairs):
         start = time.perf_counter()
         for images, labels in placed:
             adapter.train_step(images, labels)
