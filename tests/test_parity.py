@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from benchmarks.cli import Selection
-from benchmarks.checks.compare import compare, failures, outliers, worst_by_check
+from benchmarks.checks.compare import compare, failures, outliers, parity_summary, worst_by_check
 from benchmarks.checks.definitions import PARITY_SEED, PLANS, PROOF, REFERENCE, TOLERANCES, TRAIN_STEPS, key, round_trip_state
 from benchmarks.checks.outputs import reference_outputs
 from benchmarks.checks.runner import run_parity_jobs
@@ -27,6 +27,7 @@ from frameworks.base import MODELS, TrainConfig, init_params
 from tests.conftest import VARIANTS, import_error, require
 
 PRECISIONS = ["fp32", PROOF]
+TRAINING_CHECKS = ("per-step", "step count", "free-running")
 PAIRS = [pytest.param(a, b, model, precision, id=f"{a}-vs-{b}-{model}-{precision}")
          for a, b in itertools.combinations(VARIANTS, 2) for model in MODELS for precision in PRECISIONS]
 AGAINST_REFERENCE = [pytest.param(variant, REFERENCE, model, precision, id=f"{variant}-vs-float64-{model}-{precision}")
@@ -202,6 +203,18 @@ def test_free_running_trajectories_report_where_they_part():
     row = worst[(worst["pair"] == "a vs b") & (worst["check"] == "free-running")].iloc[0]
     assert row["parts at step"] == 12 and row["step"] == TRAIN_STEPS - 1
     assert row["error"] == pytest.approx(_relative(8e-3), rel=1e-6) and not row["asserted"]
+
+
+def test_the_summary_says_which_checks_a_data_parallel_pair_does_not_cover():
+    """`--devices 2` adds pairs that train only (no forward, loss or gradients) to the same table."""
+    reference = reference_outputs("lenet")
+    single = compare({"a": _as_variant(reference), REFERENCE: reference}, "lenet")
+    training = {name: value for name, value in reference.items() if name.split("|")[0] in TRAINING_CHECKS}
+    parallel = compare({"a x2": training, "a": training, REFERENCE: reference}, "lenet")
+    summary = parity_summary(pd.concat([single, parallel], ignore_index=True))
+    assert summary.loc["a x2 vs a", "forward"] == "not checked"
+    assert summary.loc["a x2 vs a", "per-step"].startswith("0.0e+00")
+    assert summary.loc["a vs float64", "forward"] == "0.0e+00"
 
 
 def test_tolerances_are_the_promised_ones():

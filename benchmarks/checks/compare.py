@@ -115,22 +115,26 @@ def worst_by_check(table: pd.DataFrame) -> pd.DataFrame:
 
 def parity_summary(pairs: pd.DataFrame) -> pd.DataFrame:
     """One row per pair, for one precision: the worst error of each check; for the per-step check
-    the worst error with its step, and any tolerated outlier apart; for the free-running check the step at which
-    the trajectories part ("-" where they never do). Cells are formatted text."""
+    the worst error with its step, and any tolerated outlier apart; for the free-running check the
+    step at which the trajectories part ("-" where they never do). A pair that a check does not
+    cover (the data-parallel check trains only) says "not checked" there. Cells are formatted text."""
     worst = worst_by_check(pairs[~pairs["outlier"]]).set_index(["pair", "check"])
     flips = pairs[pairs["outlier"]].groupby("pair")[["step", "error"]].max()
     summary = pd.DataFrame(index=pd.Index(pairs["pair"].unique(), name="pair"))
-    for check in ("forward", "loss", "gradients"):  # the data-parallel check trains only
+
+    def cells(check: str, text) -> list[str]:
+        return [text(worst.loc[(pair, check)]) if (pair, check) in worst.index else "not checked"
+                for pair in summary.index]
+
+    for check in ("forward", "loss", "gradients"):
         if check in pairs["check"].values:
-            summary[check] = [f"{worst.loc[(pair, check), 'error']:.1e}" for pair in summary.index]
-    per_step = worst.xs("per-step", level="check")
-    summary["per-step"] = [f"{per_step.loc[pair, 'error']:.1e} (step {per_step.loc[pair, 'step']})"
-                           for pair in summary.index]
+            summary[check] = cells(check, lambda row: f"{row['error']:.1e}")
+    summary["per-step"] = cells("per-step", lambda row: f"{row['error']:.1e} (step {row['step']})")
     summary["outlier"] = [f"step {flips.loc[pair, 'step']}: {flips.loc[pair, 'error']:.1e}" if pair in flips.index
                           else "-" for pair in summary.index]
-    summary["free-running"] = [f"{worst.loc[(pair, 'free-running'), 'error']:.1e}" for pair in summary.index]
-    parts = [worst.loc[(pair, "free-running"), "parts at step"] for pair in summary.index]
-    summary["parts at step"] = ["-" if pd.isna(step) else str(step) for step in parts]
+    summary["free-running"] = cells("free-running", lambda row: f"{row['error']:.1e}")
+    summary["parts at step"] = cells("free-running", lambda row: "-" if pd.isna(row["parts at step"])
+                                     else str(row["parts at step"]))
     return summary
 
 
