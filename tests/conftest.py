@@ -25,6 +25,14 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 FRAMEWORKS = list(REGISTRY)
 VARIANTS = [f"{name}:{variant}" for name, entry in REGISTRY.items() for variant in entry.variants]
+DEFAULT_VARIANTS = [f"{name}:{entry.default_variant}" for name, entry in REGISTRY.items()]
+
+
+def tiered(*values, id: str) -> pytest.param:
+    """A test case, in the slow tier (`pytest -m slow`) when it involves a variant other than a
+    framework's default: the default tier checks every framework's default variant."""
+    slow = any(value in VARIANTS and value not in DEFAULT_VARIANTS for value in values)
+    return pytest.param(*values, id=id, marks=[pytest.mark.slow] if slow else [])
 
 
 @functools.cache

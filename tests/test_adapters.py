@@ -7,10 +7,10 @@ from benchmarks.checks.definitions import parity_batches
 from benchmarks.harness.stats import relative_error
 from frameworks import REGISTRY
 from frameworks.base import TrainConfig, init_params
-from tests.conftest import VARIANTS, require
+from tests.conftest import VARIANTS, require, tiered
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+@pytest.mark.parametrize("variant", [tiered(variant, id=variant) for variant in VARIANTS])
 def test_training_steps_lower_the_loss_on_a_fixed_batch(variant):
     framework, name = variant.split(":")
     adapter = require(framework)("lenet", "cpu", name, TrainConfig(learning_rate=0.01, momentum=0.9))
@@ -26,7 +26,7 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(variant):
     assert adapter.compile_count() == compiles, f"{variant} recompiled after warm-up on the same batch shape"
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+@pytest.mark.parametrize("variant", [tiered(variant, id=variant) for variant in VARIANTS])
 def test_a_placed_batch_trains_exactly_as_its_numpy_arrays_without_retracing(variant):
     """`place` (the prefetching and resident input paths) hands the step the same bytes, in the
     framework's own tensors, and the step takes them without compiling again."""

@@ -24,23 +24,25 @@ from benchmarks.checks.outputs import reference_outputs
 from benchmarks.checks.runner import run_parity_jobs
 from frameworks import REGISTRY
 from frameworks.base import MODELS, TrainConfig, init_params
-from tests.conftest import VARIANTS, import_error, require
+from tests.conftest import DEFAULT_VARIANTS, VARIANTS, import_error, require, tiered
 
 PRECISIONS = ["fp32", PROOF]
 TRAINING_CHECKS = ("per-step", "step count", "free-running")
-PAIRS = [pytest.param(a, b, model, precision, id=f"{a}-vs-{b}-{model}-{precision}")
+# Pairs with a variant other than a framework's default are in the slow tier (see `tiered`).
+PAIRS = [tiered(a, b, model, precision, id=f"{a}-vs-{b}-{model}-{precision}")
          for a, b in itertools.combinations(VARIANTS, 2) for model in MODELS for precision in PRECISIONS]
-AGAINST_REFERENCE = [pytest.param(variant, REFERENCE, model, precision, id=f"{variant}-vs-float64-{model}-{precision}")
+AGAINST_REFERENCE = [tiered(variant, REFERENCE, model, precision, id=f"{variant}-vs-float64-{model}-{precision}")
                      for variant in VARIANTS for model in MODELS for precision in PRECISIONS]
-STEPS = [pytest.param(a, b, model, precision, setting, id=f"{a}-vs-{b}-{model}-{precision}-{setting}")
+STEPS = [tiered(a, b, model, precision, setting, id=f"{a}-vs-{b}-{model}-{precision}-{setting}")
          for a, b in [*itertools.combinations(VARIANTS, 2), *((variant, REFERENCE) for variant in VARIANTS)]
          for model in MODELS for precision in PRECISIONS for setting in PLANS[model].settings]
 
 
 @functools.cache
-def parity_table(model: str, tmp_root: str) -> pd.DataFrame:
-    """Every installed variant's checks for `model`, run in worker processes as users run them."""
-    pairs = tuple(tuple(variant.split(":")) for variant in VARIANTS if import_error(variant.split(":")[0]) is None)
+def parity_table(model: str, variants: tuple[str, ...], tmp_root: str) -> pd.DataFrame:
+    """The checks of every installed variant of `variants` for `model`, run in worker processes
+    as users run them."""
+    pairs = tuple(tuple(variant.split(":")) for variant in variants if import_error(variant.split(":")[0]) is None)
     if not pairs:
         pytest.skip("no framework is installed")
     selection = Selection(pairs, (model,), "cpu", 2, "fp32", 1800.0)
@@ -51,9 +53,12 @@ def parity_table(model: str, tmp_root: str) -> pd.DataFrame:
 
 
 @pytest.fixture
-def table(tmp_path_factory):
-    root = str(tmp_path_factory.getbasetemp() / "parity")
-    return lambda model: parity_table(model, root)
+def table(request, tmp_path_factory):
+    """The parity table a test reads: of the default variants in the default tier, of every
+    variant in the slow tier."""
+    variants = tuple(VARIANTS if request.node.get_closest_marker("slow") else DEFAULT_VARIANTS)
+    root = str(tmp_path_factory.getbasetemp() / f"parity-{len(variants)}")
+    return lambda model: parity_table(model, variants, root)
 
 
 def comparison(table, a: str, b: str, model: str, precision: str, *checks: str,
@@ -77,8 +82,8 @@ def assert_agree(table, a, b, model, precision, *checks, setting=None) -> None:
 # --- Round trip ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", list(MODELS), ids=str)
-@pytest.mark.parametrize("variant", VARIANTS, ids=str)
+@pytest.mark.parametrize("variant, model", [tiered(variant, model, id=f"{variant}-{model}")
+                                            for variant in VARIANTS for model in MODELS])
 def test_training_state_survives_a_round_trip_exactly(table, variant, model):
     require(variant.split(":")[0])
     rows = table(model)
