@@ -17,7 +17,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from benchmarks.checks.compare import failures
+from benchmarks.checks.verdicts import failures
 from benchmarks.harness.results import measured
 
 RESAMPLES = 2000

@@ -15,8 +15,7 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.harness.contention import BUSY_THRESHOLD  # noqa: E402
 from benchmarks.harness.efficiency import step_flops  # noqa: E402
-from benchmarks.checks.compare import failures, outliers, parity_summary  # noqa: E402
-from benchmarks.checks.definitions import REFERENCE  # noqa: E402
+from benchmarks.checks.verdicts import REFERENCE, failures, outliers, parity_summary  # noqa: E402
 from benchmarks.harness.profiling import CATEGORIES, STEPS as PROFILED_STEPS  # noqa: E402
 from benchmarks.harness.results import latest_attempts, measured, read_table  # noqa: E402
 from report.findings import findings_section, read_parity  # noqa: E402
