@@ -12,6 +12,7 @@ import dataclasses
 import json
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,11 +24,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from benchmarks import cli
 from benchmarks.harness.contention import BUSY_THRESHOLD, machine_check
 from benchmarks.harness import data as datasets
+from benchmarks.harness.efficiency import efficiency
 from benchmarks.harness.environment import collect
 from benchmarks.harness.jobs import INPUTS, Job
 from benchmarks.checks.runner import ParityOutcome, run_data_parallel_parity, run_parity_jobs
 from benchmarks.harness.profiling import PROFILERS
-from benchmarks.harness.results import append_rows, latest_attempts, new_run_dir, read_table
+from benchmarks.harness.results import SCHEMA, append_rows, latest_attempts, new_run_dir, read_table
 from benchmarks.harness.spawn import PROJECT_ROOT, base_env, run_worker, run_workers
 from frameworks.base import LR_SCHEDULES
 
@@ -225,8 +227,8 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
 class JobRecorder:
     """Collects one job's streamed messages and appends its rows to the tables when it ends."""
 
-    def __init__(self, run_dir: Path, run_id: str, job: Job, attempt: int):
-        self.run_dir, self.job = run_dir, job
+    def __init__(self, run_dir: Path, run_id: str, job: Job, attempt: int, peak_gflops: float | None = None):
+        self.run_dir, self.job, self.peak_gflops = run_dir, job, peak_gflops
         self.identity = {"run_id": run_id, "job_id": job.job_id, "framework": job.framework,
                          "variant": job.variant, "model": job.model, "device": job.device,
                          "precision": job.precision, "batch_size": job.batch_size, "devices": job.replicas,
@@ -246,6 +248,8 @@ class JobRecorder:
     def finish(self, result: dict) -> dict:
         row = {**self.identity, "threads": self.job.threads, "global_batch": self.job.global_batch,
                "nodes": self.job.nodes, "data": self.job.data, "augment": self.job.augment, **result,
+               **efficiency(self.job.model, self.job.global_batch, result.get("step_ms_median"), self.job.device,
+                            self.job.replicas, self.peak_gflops),
                **({"profile_error": self.profile.get("error")} if self.profile else {})}
         append_rows(self.run_dir, "epochs", [{**self.identity, **epoch} for epoch in self.epochs])
         append_rows(self.run_dir, "steps", [{**self.identity, **window} for window in self.windows])
@@ -306,6 +310,7 @@ def turn_groups(jobs: list[Job], interleave: str) -> list[list[Job]]:
 def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, timeout: float,
              console, interleave: str) -> list[dict]:
     run_id = run_dir.name
+    peak = json.loads((run_dir / "env.json").read_text()).get("peak_gflops")  # measure_peak's, or none
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     groups = turn_groups(jobs, interleave)
@@ -318,12 +323,12 @@ def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt:
         for planned in groups:
             for job in planned:
                 if job.framework in unusable:
-                    rows.append(JobRecorder(run_dir, run_id, job, attempt).finish(unusable[job.framework]))
+                    rows.append(JobRecorder(run_dir, run_id, job, attempt, peak).finish(unusable[job.framework]))
                     progress.advance(overall)
             group = [job for job in planned if job.framework not in unusable]
             if not group:
                 continue
-            recorders = [JobRecorder(run_dir, run_id, job, attempt) for job in group]
+            recorders = [JobRecorder(run_dir, run_id, job, attempt, peak) for job in group]
             tasks = [progress.add_task(job.label, total=None) for job in group]
             finished = set()
 
@@ -419,9 +424,21 @@ def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
     return unusable
 
 
-def execute(run_dir: Path, console) -> int:
-    from report.render import write_report
+def render_report(run_dir: Path, console, interrupted: bool) -> None:
+    """report.md, rendered by `python -m report` in a process of its own: the harness never imports
+    the report. A report that fails to render loses nothing: the tables are written already."""
+    result = subprocess.run([sys.executable, "-m", "report", str(run_dir)], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+        console.print(f"[bold red]report not rendered ({escape(reason)}); the measurements are kept in "
+                      f"{escape(str(run_dir))}[/]", soft_wrap=True)
+        return
+    console.print(f"report{' of the jobs that finished' if interrupted else ''}: {result.stdout.strip()}",
+                  markup=False, soft_wrap=True)
 
+
+def execute(run_dir: Path, console) -> int:
     plan = json.loads((run_dir / "plan.json").read_text())
     jobs = [Job(**job) for job in plan["jobs"]]
     summary = latest_attempts(read_table(run_dir, "summary"))
@@ -449,9 +466,7 @@ def execute(run_dir: Path, console) -> int:
         console.print(f"[bold yellow]interrupted: finished jobs are kept in {escape(str(run_dir))}; "
                       f"finish with: python -m benchmarks.run --resume {escape(str(run_dir))}[/]", soft_wrap=True)
         status = 130
-    report = write_report(run_dir)
-    console.print(f"report{' of the jobs that finished' if status == 130 else ''}: {report}", markup=False,
-                  soft_wrap=True)
+    render_report(run_dir, console, interrupted=status == 130)
     return status
 
 
@@ -467,6 +482,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("argument --profile: a resumed run follows its plan; profile a new run instead")
         if not (args.resume / "plan.json").is_file():
             parser.error(f"argument --resume: {args.resume} is not a run folder (no plan.json)")
+        schema = json.loads((args.resume / "env.json").read_text()).get("schema", 1)
+        if schema != SCHEMA:  # its tables' columns are not this version's
+            parser.error(f"argument --resume: {args.resume} was written under results schema {schema}; this version "
+                         f"writes schema {SCHEMA}: start a new run")
         if look_at_machine(console, args.require_quiet) is None:
             return 4
         return execute(args.resume, console)
@@ -502,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
     if check is None:
         run_dir.rmdir()  # still empty: a refused run leaves nothing behind
         return 4
-    env = {**collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic",
+    env = {"schema": SCHEMA, **collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic",
            "threads": selection.threads, "training": training_settings(args), "interleave": args.interleave,
            "machine_check": check}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))

@@ -154,6 +154,15 @@ def test_resume_of_a_folder_that_is_not_a_run_exits_2(capsys, tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["summary.csv"]
 
 
+def test_resume_of_a_run_of_another_schema_exits_2(capsys, tmp_path):
+    """Its tables' columns are not this version's: appending to them would mix two layouts."""
+    (tmp_path / "plan.json").write_text("{}")
+    (tmp_path / "env.json").write_text("{}")  # written before the schema was recorded: version 1
+    line = error_line(capsys, ["--resume", str(tmp_path)])
+    assert f"argument --resume: {tmp_path} was written under results schema 1; this version writes schema" in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["env.json", "plan.json"]
+
+
 def test_extra_framework_is_accepted_once_registered(capsys, monkeypatch):
     """The accepted names follow the registry: a registered extra framework is listed."""
     monkeypatch.setenv(EXTRA_ENV, "faulty=tests.faulty_framework:ok")
