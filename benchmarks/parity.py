@@ -29,8 +29,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import cli
-from benchmarks.checks.compare import parity_summary
 from benchmarks.checks.runner import ParityOutcome, run_data_parallel_parity, run_parity_jobs
+from benchmarks.checks.verdicts import parity_summary
 
 
 def main(argv: list[str] | None = None) -> int:

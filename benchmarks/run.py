@@ -12,6 +12,7 @@ import dataclasses
 import json
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,11 +24,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from benchmarks import cli
 from benchmarks.harness.contention import BUSY_THRESHOLD, machine_check
 from benchmarks.harness import data as datasets
+from benchmarks.harness.efficiency import efficiency
 from benchmarks.harness.environment import collect
 from benchmarks.harness.jobs import INPUTS, Data, Job, Placement, Timing, Workload
 from benchmarks.checks.runner import ParityOutcome, run_data_parallel_parity, run_parity_jobs
 from benchmarks.harness.profiling import PROFILERS
-from benchmarks.harness.results import append_rows, latest_attempts, new_run_dir, read_table
+from benchmarks.harness.results import SCHEMA, append_rows, latest_attempts, new_run_dir, read_table
 from benchmarks.harness.spawn import PROJECT_ROOT, base_env, run_worker, run_workers
 from frameworks.base import LR_SCHEDULES, TrainConfig
 
@@ -229,8 +231,8 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
 class JobRecorder:
     """Collects one job's streamed messages and appends its rows to the tables when it ends."""
 
-    def __init__(self, run_dir: Path, run_id: str, job: Job, attempt: int):
-        self.run_dir, self.job = run_dir, job
+    def __init__(self, run_dir: Path, run_id: str, job: Job, attempt: int, peak_gflops: float | None = None):
+        self.run_dir, self.job, self.peak_gflops = run_dir, job, peak_gflops
         what = job.what
         self.identity = {"run_id": run_id, "job_id": job.job_id, "framework": what.framework,
                          "variant": what.variant, "model": what.model, "device": job.placement.device,
@@ -249,9 +251,11 @@ class JobRecorder:
             self.profile = message
 
     def finish(self, result: dict) -> dict:
-        row = {**self.identity, "threads": self.job.placement.threads, "global_batch": self.job.global_batch,
-               "nodes": self.job.placement.nodes, "data": self.job.data.name, "augment": self.job.data.augment,
-               **result,
+        job = self.job
+        row = {**self.identity, "threads": job.placement.threads, "global_batch": job.global_batch,
+               "nodes": job.placement.nodes, "data": job.data.name, "augment": job.data.augment, **result,
+               **efficiency(job.what.model, job.global_batch, result.get("step_ms_median"), job.placement.device,
+                            job.replicas, self.peak_gflops),
                **({"profile_error": self.profile.get("error")} if self.profile else {})}
         append_rows(self.run_dir, "epochs", [{**self.identity, **epoch} for epoch in self.epochs])
         append_rows(self.run_dir, "steps", [{**self.identity, **window} for window in self.windows])
@@ -312,6 +316,7 @@ def turn_groups(jobs: list[Job], interleave: str) -> list[list[Job]]:
 def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, timeout: float,
              console, interleave: str) -> list[dict]:
     run_id = run_dir.name
+    peak = json.loads((run_dir / "env.json").read_text()).get("peak_gflops")  # measure_peak's, or none
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     groups = turn_groups(jobs, interleave)
@@ -324,12 +329,12 @@ def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt:
         for planned in groups:
             for job in planned:
                 if job.what.framework in unusable:
-                    rows.append(JobRecorder(run_dir, run_id, job, attempt).finish(unusable[job.what.framework]))
+                    rows.append(JobRecorder(run_dir, run_id, job, attempt, peak).finish(unusable[job.what.framework]))
                     progress.advance(overall)
             group = [job for job in planned if job.what.framework not in unusable]
             if not group:
                 continue
-            recorders = [JobRecorder(run_dir, run_id, job, attempt) for job in group]
+            recorders = [JobRecorder(run_dir, run_id, job, attempt, peak) for job in group]
             tasks = [progress.add_task(job.label, total=None) for job in group]
             finished = set()
 
@@ -425,6 +430,20 @@ def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
     return unusable
 
 
+def render_report(run_dir: Path, console, interrupted: bool) -> None:
+    """report.md, rendered by `python -m report` in a process of its own: the harness never imports
+    the report. A report that fails to render loses nothing: the tables are written already."""
+    result = subprocess.run([sys.executable, "-m", "report", str(run_dir)], cwd=PROJECT_ROOT, capture_output=True,
+                            text=True)
+    if result.returncode != 0:
+        reason = (result.stderr.strip().splitlines() or [f"exit status {result.returncode}"])[-1]
+        console.print(f"[bold red]report not rendered ({escape(reason)}); the measurements are kept in "
+                      f"{escape(str(run_dir))}[/]", soft_wrap=True)
+        return
+    console.print(f"report{' of the jobs that finished' if interrupted else ''}: {result.stdout.strip()}",
+                  markup=False, soft_wrap=True)
+
+
 def load_plan(run_dir: Path) -> tuple[dict, list[Job]]:
     """A run folder's plan and its jobs; ValueError when plan.json is not one this version wrote."""
     plan = json.loads((run_dir / "plan.json").read_text())
@@ -436,8 +455,6 @@ def load_plan(run_dir: Path) -> tuple[dict, list[Job]]:
 
 
 def execute(run_dir: Path, console) -> int:
-    from report.render import write_report
-
     plan, jobs = load_plan(run_dir)
     summary = latest_attempts(read_table(run_dir, "summary"))
     finished = set(summary.loc[summary["status"] == "ok", "job_id"])
@@ -464,9 +481,7 @@ def execute(run_dir: Path, console) -> int:
         console.print(f"[bold yellow]interrupted: finished jobs are kept in {escape(str(run_dir))}; "
                       f"finish with: python -m benchmarks.run --resume {escape(str(run_dir))}[/]", soft_wrap=True)
         status = 130
-    report = write_report(run_dir)
-    console.print(f"report{' of the jobs that finished' if status == 130 else ''}: {report}", markup=False,
-                  soft_wrap=True)
+    render_report(run_dir, console, interrupted=status == 130)
     return status
 
 
@@ -482,6 +497,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("argument --profile: a resumed run follows its plan; profile a new run instead")
         if not (args.resume / "plan.json").is_file():
             parser.error(f"argument --resume: {args.resume} is not a run folder (no plan.json)")
+        schema = json.loads((args.resume / "env.json").read_text()).get("schema", 1)
+        if schema != SCHEMA:  # its tables' columns are not this version's
+            parser.error(f"argument --resume: {args.resume} was written under results schema {schema}; this version "
+                         f"writes schema {SCHEMA}: start a new run")
         try:
             load_plan(args.resume)
         except ValueError as error:
@@ -521,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     if check is None:
         run_dir.rmdir()  # still empty: a refused run leaves nothing behind
         return 4
-    env = {**collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic",
+    env = {"schema": SCHEMA, **collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic",
            "threads": selection.threads, "training": training_settings(args), "interleave": args.interleave,
            "machine_check": check}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))

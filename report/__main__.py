@@ -8,6 +8,7 @@ from pathlib import Path
 
 from report.merge import MergeError, merge_runs
 from report.render import write_report
+from report.source import SchemaError
 
 
 def main(argv=None) -> int:
@@ -18,16 +19,17 @@ def main(argv=None) -> int:
     for run_dir in args.run_dirs:
         if not (run_dir / "summary.csv").is_file():
             parser.error(f"{run_dir} holds no summary.csv: not a run folder")
-    if args.out is None:
-        if len(args.run_dirs) > 1:
-            parser.error("several runs are merged into one report: name its folder with --out DIR")
-        print(write_report(args.run_dirs[0]))
-        return 0
+    if args.out is None and len(args.run_dirs) > 1:
+        parser.error("several runs are merged into one report: name its folder with --out DIR")
     try:
-        merge_runs(args.run_dirs, args.out)
+        if args.out is not None:
+            merge_runs(args.run_dirs, args.out)
+        print(write_report(args.run_dirs[0] if args.out is None else args.out))
+    except SchemaError as error:  # one line: the folder, its schema, and what to do
+        print(f"python -m report: error: {error}", file=sys.stderr)
+        return 2
     except MergeError as error:
         parser.error(str(error))
-    print(write_report(args.out))
     return 0
 
 

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.harness.results import latest_attempts, measured, read_table
+from benchmarks.harness.results import measured, read_table
 from report.findings import accuracy_bound, evaluated_images
+from report.source import SchemaError, final_summary, read_env
 
 KEYS = ["framework", "variant", "model", "device", "precision", "batch_size"]
 MEMORY_FLOOR = 0.05  # relative change of peak memory below which a single-process job is not flagged
@@ -47,7 +48,7 @@ def job_table(summary: pd.DataFrame, memory: str = "peak_rss_mb") -> pd.DataFram
     single = table["processes"] == 1
     table.loc[single, "step_spread"] = table.loc[single, "iqr_ms"] / table.loc[single, "step_ms"]
     table["memory_spread"] = grouped[memory].agg(_range)
-    busy = jobs["busy"].astype(str).eq("True") if "busy" in jobs else pd.Series(False, index=jobs.index)
+    busy = jobs["busy"].astype(str).eq("True")
     table["busy"] = busy.groupby([jobs[key] for key in KEYS]).any()
     return table
 
@@ -91,8 +92,9 @@ def only_in(old: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], list[str]]
 
 
 def comparison_markdown(old_dir: Path, new_dir: Path) -> str:
-    old = latest_attempts(read_table(old_dir, "summary"))
-    new = latest_attempts(read_table(new_dir, "summary"))
+    """Raises `report.source.SchemaError` when either run was written under another schema."""
+    read_env(old_dir), read_env(new_dir)
+    old, new = final_summary(old_dir), final_summary(new_dir)
     images = {evaluated_images(pd.concat([read_table(run_dir, "epochs")["test_accuracy"], summary["test_accuracy"]]))
               for run_dir, summary in ((old_dir, old), (new_dir, new))}
     table = compare(old, new, images.pop() if len(images) == 1 else None)
@@ -116,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     for run_dir in (args.old_run, args.new_run):
         if not (run_dir / "summary.csv").is_file():
             parser.error(f"{run_dir} holds no summary.csv: not a run folder")
-    text = comparison_markdown(args.old_run, args.new_run)
+    try:
+        text = comparison_markdown(args.old_run, args.new_run)
+    except SchemaError as error:
+        parser.error(str(error))
     if args.out:
         args.out.write_text(text)
     else:

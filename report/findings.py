@@ -17,7 +17,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
-from benchmarks.checks.compare import failures
+from benchmarks.checks.verdicts import failures
 from benchmarks.harness.results import measured
 
 RESAMPLES = 2000
@@ -35,20 +35,18 @@ ONE_PROCESS = ("one process each: the intervals cover window-to-window noise onl
 def timed_jobs(summary: pd.DataFrame) -> pd.DataFrame:
     """Jobs that measured steps on a quiet machine, labelled framework:variant."""
     jobs = measured(summary)
-    if "busy" in jobs:
-        jobs = jobs[~jobs["busy"].astype(str).eq("True")]  # a busy machine's speed is not compared
+    jobs = jobs[~jobs["busy"].astype(str).eq("True")]  # a busy machine's speed is not compared
     return _labelled(jobs)
 
 
 def _labelled(jobs: pd.DataFrame) -> pd.DataFrame:
-    """`jobs` labelled framework:variant, with their data-parallel device count (1 in older tables)."""
-    devices = jobs["devices"].fillna(1).astype(int) if "devices" in jobs else 1
-    return jobs.assign(label=jobs["framework"] + ":" + jobs["variant"], devices=devices)
+    """`jobs` labelled framework:variant, with their data-parallel device count as an integer."""
+    return jobs.assign(label=jobs["framework"] + ":" + jobs["variant"], devices=jobs["devices"].astype(int))
 
 
 def window_times(jobs: pd.DataFrame, steps: pd.DataFrame) -> dict[tuple, list[np.ndarray]]:
     """Per (device, model, batch size, label): one array of window step times (ms) per process."""
-    windows = steps.drop(columns="devices", errors="ignore").merge(jobs[["job_id", "attempt", "label", "devices"]],
+    windows = steps.drop(columns="devices").merge(jobs[["job_id", "attempt", "label", "devices"]],
                                                                    on=["job_id", "attempt"])
     return {key: [group["step_ms"].to_numpy(float) for _, group in rows.groupby("repeat")]
             for key, rows in windows.groupby([*GROUP, "label"])}
@@ -59,7 +57,9 @@ def read_parity(run_dir: Path) -> pd.DataFrame | None:
     path = run_dir / "parity.csv"
     if not path.exists():
         return None
-    return pd.read_csv(path, keep_default_na=False, na_values={"step": [""], "error": [""]})
+    table = pd.read_csv(path, keep_default_na=False, na_values={"step": [""], "error": [""], "devices": [""]})
+    devices = table["devices"].fillna(1) if "devices" in table else 1  # named by the data-parallel check only
+    return table.assign(devices=devices).astype({"step": "Int64", "devices": int})
 
 
 def evaluated_images(accuracies: pd.Series) -> int | None:
@@ -207,7 +207,7 @@ def memory_findings(summary: pd.DataFrame) -> list[str]:
     several_devices = summary["device"].nunique() > 1
     sentences = []
     for key, group in jobs.groupby(GROUP):
-        device = group["peak_device_mb"].notna().all() if "peak_device_mb" in group else False
+        device = group["peak_device_mb"].notna().all()
         column, name = ("peak_device_mb", "peak device memory") if device else ("peak_rss_mb", "peak RSS")
         peaks = group.groupby("label")[column].max().dropna().sort_values(kind="stable")
         if len(peaks) > 1:
@@ -218,8 +218,6 @@ def memory_findings(summary: pd.DataFrame) -> list[str]:
 
 def parity_passed(table: pd.DataFrame) -> bool:
     """The verdict of the report's Parity section for one run's parity.csv."""
-    if not {"model", "precision", "step", "asserted"} <= set(table.columns):  # written before per-step checks
-        return bool(table["passed"].astype(str).eq("True").all())
     return not failures(table)
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.harness.results import TABLES, read_table
+from benchmarks.harness.results import SCHEMA, TABLES, read_table
+from report.source import read_env
 
 KEPT = ("env.json", "parity.csv")  # per run, in OUT/<run id>/
 
@@ -27,7 +28,10 @@ def run_id(run_dir: Path) -> str:
 
 def merge_runs(run_dirs: list[Path], out: Path) -> list[str]:
     """Write the merged tables into `out`; the run ids, in order. Refuses runs that share a run id
-    or a device: their jobs could not be told apart (report.compare compares such runs)."""
+    or a device: their jobs could not be told apart (report.compare compares such runs). Raises
+    `report.source.SchemaError` for a run of another schema."""
+    for run_dir in run_dirs:
+        read_env(run_dir)
     ids = [run_id(run_dir) for run_dir in run_dirs]
     if len(set(ids)) < len(ids):
         raise MergeError(f"the runs share a run id: {', '.join(ids)}")
@@ -48,5 +52,5 @@ def merge_runs(run_dirs: list[Path], out: Path) -> list[str]:
         for name in KEPT:
             if (run_dir / name).exists():
                 shutil.copy(run_dir / name, out / run / name)
-    (out / "env.json").write_text(json.dumps({"merged": ids}, indent=2))
+    (out / "env.json").write_text(json.dumps({"schema": SCHEMA, "merged": ids}, indent=2))
     return ids

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.harness.results import latest_attempts, read_table
-from report.render import _latest
+from report.source import SchemaError, latest, read_env
 
 STOLEN = 0.005  # share of the cores' time above which a window counts as stolen from
 SHUFFLES = 2000
@@ -64,7 +64,7 @@ def process_p(windows: pd.DataFrame, rng: np.random.Generator) -> float:
 def noise_table(steps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """Per job, the variation of the timed windows of its final attempt (columns as the module
     docstring says)."""
-    timed = _latest(steps, latest_attempts(summary))
+    timed = latest(steps, latest_attempts(summary))
     rng = np.random.default_rng(SEED)
     rows = []
     for key, windows in timed.groupby(JOB, sort=False):
@@ -89,6 +89,7 @@ def noise_table(steps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
 def noise_markdown(run_dirs: list[Path]) -> str:
     tables = []
     for run_dir in run_dirs:
+        read_env(run_dir)  # refuses a run of another schema
         table = noise_table(read_table(run_dir, "steps"), read_table(run_dir, "summary"))
         if len(table):
             tables.append(table.assign(run=run_dir.name))
@@ -108,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     for run_dir in args.runs:
         if not (run_dir / "summary.csv").is_file():
             parser.error(f"{run_dir} holds no summary.csv: not a run folder")
-    print(noise_markdown(args.runs), end="")
+    try:
+        print(noise_markdown(args.runs), end="")
+    except SchemaError as error:
+        parser.error(str(error))
     return 0
 
 

@@ -19,10 +19,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.harness.results import latest_attempts, read_table
+from benchmarks.harness.results import read_table
 from report.findings import findings as findings_sentences, read_parity
 from report.noise import noise_markdown
-from report.render import _latest, _markdown, curves_table, ranking_table, throughput_markdown, throughput_table
+from report.source import final_summary, latest, read_env
+from report.tables import curves_table, markdown, ranking_table, throughput_markdown, throughput_table
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(?P<open><!-- generated: (?P<kind>[\w-]+) (?P<run>\S+) -->\n)(?P<body>.*?)(?P<close><!-- end "
@@ -30,7 +31,8 @@ BLOCK = re.compile(r"(?P<open><!-- generated: (?P<kind>[\w-]+) (?P<run>\S+) -->\
 
 
 def _summary(run_dir: Path):
-    return latest_attempts(read_table(run_dir, "summary"))
+    read_env(run_dir)  # refuses a run of another schema
+    return final_summary(run_dir)
 
 
 def throughput(run_dir: Path) -> str:
@@ -40,13 +42,13 @@ def throughput(run_dir: Path) -> str:
 
 def curves(run_dir: Path) -> str:
     summary = _summary(run_dir)
-    return _markdown(curves_table(_latest(read_table(run_dir, "epochs"), summary)).reset_index())
+    return markdown(curves_table(latest(read_table(run_dir, "epochs"), summary)).reset_index())
 
 
 def findings(run_dir: Path) -> str:
     summary = _summary(run_dir)
     sentences = findings_sentences(summary, read_table(run_dir, "steps"),
-                                   _latest(read_table(run_dir, "epochs"), summary),
+                                   latest(read_table(run_dir, "epochs"), summary),
                                    {run_dir.name: read_parity(run_dir)})
     return "\n".join(f"- {sentence}" for sentence in sentences)
 

@@ -7,18 +7,20 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from report.render import chart_title, ranking_table, speed_chart, speed_whiskers
+from benchmarks.harness.results import SUMMARY_COLUMNS
+from report.charts import chart_title, speed_chart, speed_whiskers
+from report.tables import ranking_table
 
 
 def summary_rows(rows: list[tuple[str, int, float, float, float]], batch: int = 128) -> pd.DataFrame:
-    """(framework:variant, repeat, median, p5, p95 step ms) per process."""
+    """(framework:variant, repeat, median, p5, p95 step ms) per process, as summary.csv's rows."""
     return pd.DataFrame([{"framework": job.split(":")[0], "variant": job.split(":")[1], "model": "lenet",
                           "device": "cpu", "precision": "fp32", "data": "synthetic", "batch_size": batch,
-                          "repeat": repeat, "status": "ok", "windows": 5, "step_ms_median": ms, "step_ms_iqr": 0.1,
+                          "devices": 1, "busy": False, "repeat": repeat, "status": "ok", "windows": 5, "step_ms_median": ms, "step_ms_iqr": 0.1,
                           "step_ms_p5": p5, "step_ms_p95": p95, "images_per_s": batch / ms * 1000,
                           "compile_s": 1.0, "recompiles": 0, "peak_rss_mb": 100.0, "baseline_rss_mb": 50.0,
                           "peak_device_mb": None, "test_accuracy": None}
-                         for job, repeat, ms, p5, p95 in rows])
+                         for job, repeat, ms, p5, p95 in rows], columns=SUMMARY_COLUMNS)
 
 
 def test_whiskers_span_the_repeats_processes_or_one_process_windows():

@@ -10,6 +10,7 @@ import os
 import pytest
 
 from benchmarks import run
+from benchmarks.harness.results import SCHEMA
 from frameworks import EXTRA_ENV
 
 CORES = len(os.sched_getaffinity(0))
@@ -158,8 +159,18 @@ def test_resume_of_a_folder_that_is_not_a_run_exits_2(capsys, tmp_path):
 def test_resume_of_a_run_planned_in_an_older_form_exits_2(capsys, tmp_path):
     flat_job = {"kind": "benchmark", "framework": "pytorch", "variant": "eager", "model": "lenet", "batch_size": 32}
     (tmp_path / "plan.json").write_text(json.dumps({"jobs": [flat_job]}))
+    (tmp_path / "env.json").write_text(json.dumps({"schema": SCHEMA}))
     line = error_line(capsys, ["--resume", str(tmp_path)])
     assert "describes its jobs in an older form" in line and "rerun the command in its env.json" in line
+
+
+def test_resume_of_a_run_of_another_schema_exits_2(capsys, tmp_path):
+    """Its tables' columns are not this version's: appending to them would mix two layouts."""
+    (tmp_path / "plan.json").write_text("{}")
+    (tmp_path / "env.json").write_text("{}")  # written before the schema was recorded: version 1
+    line = error_line(capsys, ["--resume", str(tmp_path)])
+    assert f"argument --resume: {tmp_path} was written under results schema 1; this version writes schema" in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["env.json", "plan.json"]
 
 
 def test_extra_framework_is_accepted_once_registered(capsys, monkeypatch):

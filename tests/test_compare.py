@@ -5,6 +5,7 @@ against its own device only."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.harness.results import STEPS_COLUMNS, SUMMARY_COLUMNS
+from benchmarks.harness.results import SCHEMA, STEPS_COLUMNS, SUMMARY_COLUMNS
 from report.__main__ import main as report_main
 from report.compare import compare, main
 from tests.conftest import ROOT
@@ -20,8 +21,9 @@ from tests.conftest import ROOT
 JOBS = [("pytorch", "eager", 10.0), ("pytorch", "compile", 12.0), ("jax", "jit", 20.0), ("tensorflow", "function", 9.0)]
 
 
-def write_run(folder, slowdown: dict[str, float], jobs=JOBS, seed: int = 0, device: str = "cpu"):
-    """summary.csv and steps.csv of a run whose jobs' windows scatter 2% around their step time,
+def write_run(folder, slowdown: dict[str, float], jobs=JOBS, seed: int = 0, device: str = "cpu",
+              schema: int = SCHEMA):
+    """summary.csv, steps.csv and env.json of a run whose jobs' windows scatter 2% around their step time,
     each job's step time multiplied by its `slowdown` entry (framework:variant)."""
     rng = np.random.default_rng(seed)
     folder.mkdir()
@@ -31,7 +33,7 @@ def write_run(folder, slowdown: dict[str, float], jobs=JOBS, seed: int = 0, devi
         windows = ms * (1 + 0.02 * rng.standard_normal(30))
         identity = {"run_id": folder.name, "job_id": f"{framework}-{variant}-bs128-r1", "framework": framework,
                     "variant": variant, "model": "lenet", "device": device, "precision": "fp32", "batch_size": 128,
-                    "repeat": 1, "attempt": 1}
+                    "devices": 1, "repeat": 1, "attempt": 1}
         p5, q1, median, q3, p95 = np.percentile(windows, [5, 25, 50, 75, 95])
         summary.append({**identity, "status": "ok", "windows": len(windows), "step_ms_median": median,
                         "step_ms_q1": q1, "step_ms_q3": q3, "step_ms_iqr": q3 - q1, "step_ms_p5": p5,
@@ -41,6 +43,7 @@ def write_run(folder, slowdown: dict[str, float], jobs=JOBS, seed: int = 0, devi
         steps += [{**identity, "window": i, "steps": 20, "step_ms": value} for i, value in enumerate(windows)]
     pd.DataFrame(summary, columns=SUMMARY_COLUMNS).to_csv(folder / "summary.csv", index=False)
     pd.DataFrame(steps, columns=STEPS_COLUMNS).to_csv(folder / "steps.csv", index=False)
+    (folder / "env.json").write_text(json.dumps({"schema": schema, "cpu_features": None, "interleave": "jobs"}))
     return folder
 
 
@@ -78,6 +81,16 @@ def test_a_folder_that_is_not_a_run_is_refused_with_one_message(tmp_path, missin
     assert completed.returncode == 2
     assert "Traceback" not in completed.stderr
     assert completed.stderr.strip().splitlines()[-1].endswith(f"{bad} holds no summary.csv: not a run folder")
+
+
+def test_a_run_of_another_schema_is_refused_with_one_message(tmp_path):
+    good, old = write_run(tmp_path / "good", {}), write_run(tmp_path / "old", {}, schema=SCHEMA - 1)
+    completed = subprocess.run([sys.executable, "-m", "report.compare", str(old), str(good)], cwd=ROOT,
+                               capture_output=True, text=True)
+    assert completed.returncode == 2 and "Traceback" not in completed.stderr
+    assert completed.stderr.strip().splitlines()[-1].endswith(
+        f"{old} was written under results schema {SCHEMA - 1}; this report reads schema {SCHEMA} only (render it "
+        f"with the version of the project that wrote it)")
 
 
 # --- Merging runs from different devices ---------------------------------------------------------

@@ -22,8 +22,8 @@ from rich.console import Console
 from benchmarks.harness import data as datasets
 from benchmarks.cli import Selection
 from benchmarks.harness.jobs import Data, Job, Placement, Timing
-from benchmarks.checks.compare import failures
 from benchmarks.checks.runner import run_data_parallel_parity
+from benchmarks.checks.verdicts import failures
 from benchmarks.harness.spawn import _free_port, run_workers
 from benchmarks.harness.training import Feed
 from frameworks import REGISTRY

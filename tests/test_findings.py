@@ -25,7 +25,7 @@ def run_tables(jobs: list[dict], batch_size: int = 128) -> tuple[pd.DataFrame, p
             job_id = f"{job['framework']}-{job['variant']}-bs{batch_size}-r{repeat}"
             identity = {"run_id": "run", "job_id": job_id, "framework": job["framework"], "variant": job["variant"],
                         "model": "lenet", "device": job.get("device", "cpu"), "precision": "fp32",
-                        "batch_size": batch_size, "repeat": repeat, "attempt": 1}
+                        "batch_size": batch_size, "devices": 1, "repeat": repeat, "attempt": 1}
             summary.append({**identity, "status": "ok", "windows": len(windows),
                             "step_ms_median": float(np.median(windows)), "compile_s": job.get("compile_s", 1.0),
                             "peak_rss_mb": job.get("peak_rss_mb", 1000.0), "peak_device_mb": job.get("peak_device_mb"),
@@ -175,9 +175,15 @@ def test_device_memory_ranks_when_every_variant_reports_it():
     assert "peak device memory in MiB from least to most: pytorch:eager 300, jax:jit 500." in sentence
 
 
+def parity_rows(passed: bool) -> pd.DataFrame:
+    """One asserted comparison of parity.csv that passed or failed."""
+    return pd.DataFrame([{"model": "lenet", "precision": "fp32", "pair": "a vs b", "check": "loss",
+                          "setting": "", "step": None, "tensor": "loss", "error": 0.0 if passed else 1.0,
+                          "tolerance": 1e-4, "asserted": True, "passed": passed, "outlier": False}])
+
+
 def test_parity_verdicts():
-    passed = pd.DataFrame({"pair": ["a vs b"], "passed": [True]})
-    failed = pd.DataFrame({"pair": ["a vs b"], "passed": [False]})
+    passed, failed = parity_rows(True), parity_rows(False)
     assert parity_finding({"run": passed}) == "Parity passed (see Parity below)."
     assert parity_finding({"run": None}) == "Parity not checked (see Parity below)."
     assert parity_finding({"run": failed}).startswith("Parity **FAILED** (see Parity below). Speed comparisons")

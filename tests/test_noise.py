@@ -4,11 +4,13 @@ correlation, from each job's final attempt only; a folder that is not a run is r
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.harness.results import STEPS_COLUMNS
+from benchmarks.harness.results import SCHEMA, STEPS_COLUMNS
 from report.noise import main, noise_table
 
 
@@ -68,6 +70,7 @@ def test_noise_command_prints_one_row_per_job_and_run(tmp_path, capsys):
         steps, summary = crafted_run(name)
         steps.to_csv(tmp_path / name / "steps.csv", index=False)
         summary.to_csv(tmp_path / name / "summary.csv", index=False)
+        (tmp_path / name / "env.json").write_text(json.dumps({"schema": SCHEMA}))
     assert main([str(tmp_path / "a"), str(tmp_path / "b")]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "|" in line][2:]
     assert sorted((line.split("|")[1].strip(), line.split("|")[2].strip()) for line in lines) == [

@@ -18,10 +18,11 @@ import pytest
 from rich.console import Console
 
 from benchmarks.cli import Selection
-from benchmarks.checks.compare import compare, failures, outliers, parity_summary, worst_by_check
-from benchmarks.checks.definitions import PARITY_SEED, PLANS, PROOF, REFERENCE, TOLERANCES, TRAIN_STEPS, key, round_trip_state
+from benchmarks.checks.compare import compare
+from benchmarks.checks.definitions import PARITY_SEED, PLANS, PROOF, TOLERANCES, TRAIN_STEPS, key, round_trip_state
 from benchmarks.checks.outputs import reference_outputs
 from benchmarks.checks.runner import run_parity_jobs
+from benchmarks.checks.verdicts import REFERENCE, failures, outliers, parity_summary, worst_by_check
 from frameworks import REGISTRY
 from frameworks.base import MODELS, TrainConfig, init_params
 from tests.conftest import DEFAULT_VARIANTS, VARIANTS, import_error, require, tiered

@@ -31,3 +31,13 @@ def test_importing_the_harness_imports_no_framework():
             "print(sorted({'torch', 'tensorflow', 'jax'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_report_reads_data_and_the_harness_never_imports_the_report():
+    code = ("import sys, report.render, report.readme, report.compare, report.merge, report.noise; "
+            "print(sorted(m for m in sys.modules if m.startswith('frameworks')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", "the report reads CSV files and env.json, never a framework or the float64 model"
+    code = "import sys, benchmarks.run; print(sorted(m for m in sys.modules if m.split('.')[0] == 'report'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", "the runner renders the report in a process of its own"

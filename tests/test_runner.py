@@ -19,6 +19,7 @@ import pytest
 
 from benchmarks.harness import data as datasets
 from benchmarks.harness.environment import CPU_FEATURES
+from benchmarks.harness.results import SCHEMA
 from report.render import write_report
 from tests.conftest import FRAMEWORKS, ROOT, import_error
 
@@ -207,13 +208,51 @@ def test_the_recipe_trains_every_framework_and_the_report_states_its_settings(au
             "momentum 0.9, L2 weight decay 0.0005, label smoothing 0.2; recipe `resnet9-94`") in report
 
 
-def test_a_run_written_before_augmentation_still_renders(tmp_path):
-    """A summary written before augmentation had neither augment nor augment_s columns: the
-    committed CIFAR-10 reference run with them taken out."""
+@pytest.mark.parametrize("schema", [None, SCHEMA - 1, SCHEMA + 1], ids=["unrecorded", "older", "newer"])
+def test_a_run_folder_of_another_schema_is_refused_in_one_line(tmp_path, schema):
+    """The committed CIFAR-10 reference run, its env.json claiming another schema (or, as folders
+    written before the schema was recorded, none): refused with one line, exit status 2, nothing written."""
     copy = tmp_path / "reference-cifar10"
     shutil.copytree(ROOT / "results" / "reference-cifar10", copy)
-    summary = pd.read_csv(copy / "summary.csv")
-    summary.drop(columns=["augment", "augment_s"], errors="ignore").to_csv(copy / "summary.csv", index=False)
+    (copy / "report.md").unlink()
+    env = json.loads((copy / "env.json").read_text())
+    env.pop("schema") if schema is None else env.update(schema=schema)
+    (copy / "env.json").write_text(json.dumps(env))
+    completed = subprocess.run([sys.executable, "-m", "report", str(copy)], cwd=ROOT, capture_output=True, text=True)
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert completed.stderr.splitlines() == [
+        f"python -m report: error: {copy} was written under results schema {schema or 1}; this report reads schema "
+        f"{SCHEMA} only (render it with the version of the project that wrote it)"]
+    assert not (copy / "report.md").exists()
+
+
+def test_the_committed_run_renders_as_committed_from_its_csv_files_and_env_alone(tmp_path):
+    """The current schema needs nothing but the tables and env.json (no plan, no float64 model)."""
+    source = ROOT / "results" / "reference-cifar10"
+    copy = tmp_path / source.name
+    copy.mkdir()
+    for name in ("summary.csv", "steps.csv", "epochs.csv", "parity.csv", "env.json"):
+        shutil.copy(source / name, copy / name)
+    assert json.loads((copy / "env.json").read_text())["schema"] == SCHEMA
     report = write_report(copy).read_text()
+    assert report == (source / "report.md").read_text()
     assert "- Augmentation: none" in report
-    assert "the first (compile) step in epoch 1 included, and the shuffling of its batches." in report
+    assert (copy / "curves.png").stat().st_size > 0
+
+
+def test_a_report_that_fails_to_render_is_said_in_one_line_and_loses_nothing(tmp_path):
+    """The runner renders the report in a child process; its failure names the reason and the
+    folder whose tables are kept."""
+    from benchmarks.run import render_report
+    from rich.console import Console
+
+    copy = tmp_path / "run"
+    shutil.copytree(ROOT / "results" / "reference-cifar10", copy)
+    env = json.loads((copy / "env.json").read_text())
+    (copy / "env.json").write_text(json.dumps({**env, "schema": SCHEMA - 1}))
+    console = Console(record=True, width=400)
+    render_report(copy, console, interrupted=False)
+    lines = console.export_text().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("report not rendered (python -m report: error: ")
+    assert lines[0].endswith(f"); the measurements are kept in {copy}")
+    assert (copy / "summary.csv").read_bytes() == (ROOT / "results" / "reference-cifar10" / "summary.csv").read_bytes()

@@ -79,11 +79,8 @@ def test_epoch_time_leaves_out_the_turns_of_other_jobs(tmp_path):
     assert results[0]["epoch_s"] < results[1]["epoch_s"] / 4
 
 
-def test_the_report_says_which_processes_took_turns(tmp_path):
-    from report.render import method_section
-    assert "Every job of one model and batch size" in method_section({"interleave": "jobs"}, tmp_path)
-    assert "The repeats of a job ran at once" in method_section({"interleave": "repeats"}, tmp_path)
-    assert "The repeats of a job ran at once" in method_section({}, tmp_path)  # runs from before --interleave
-    (tmp_path / "plan.json").write_text('{"interleave": "jobs"}')  # recorded in the plan only
-    assert "Every job of one model and batch size" in method_section({}, tmp_path)
-    assert "each run's env.json says which" in method_section({"merged": ["a", "b"]}, tmp_path)
+def test_the_report_says_which_processes_took_turns():
+    from report.sections import method_section
+    assert "Every job of one model and batch size" in method_section({"interleave": "jobs"})
+    assert "The repeats of a job ran at once" in method_section({"interleave": "repeats"})
+    assert "each run's env.json says which" in method_section({"merged": ["a", "b"]})

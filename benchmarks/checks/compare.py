@@ -1,6 +1,5 @@
 """The comparison of parity outputs, pure NumPy and pandas: every pair of variants and each
-against the float64 reference, tensor by tensor, with the verdicts, tolerated outliers and the
-summary users read. The report reads its verdicts through these functions too."""
+against the float64 reference, tensor by tensor, into the table `checks.verdicts` reads."""
 
 from __future__ import annotations
 
@@ -10,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.checks.definitions import (COLUMNS, FLIP_BOUND, NEAR_TIE, PLANS, PRECISION_TOLERANCES, PROOF,
-                                           REFERENCE, TOLERANCES, key, parse_key, round_trip_state)
+                                           TOLERANCES, key, parse_key, round_trip_state)
+from benchmarks.checks.verdicts import REFERENCE
 from benchmarks.harness.stats import relative_error
 
 def tolerance(check: str, precision: str = "fp32") -> float:
@@ -72,69 +72,3 @@ def _mark_flip_outliers(table: pd.DataFrame, reference_arrays: dict[str, np.ndar
         near_tie = float(reference_arrays[key("margin", "decision", setting, step)]) < NEAR_TIE
         if loss_ok and near_tie and step_rows["error"].max() <= FLIP_BOUND:
             table.loc[step_rows.index, ["asserted", "outlier"]] = [False, True]
-
-
-def failures(table: pd.DataFrame) -> list[str]:
-    """One line per asserted comparison that failed, naming pair, check, setting, step and tensor."""
-    lines = []
-    for row in table[table["asserted"] & ~table["passed"]].itertuples():
-        where = f" [{row.setting}, step {row.step}]" if row.setting else ""
-        lines.append(f"{row.pair}, {row.precision}: {row.check}{where} {row.tensor}: relative error "
-                     f"{row.error:.2e} > tolerance {row.tolerance:.0e}")
-    return lines
-
-
-def outliers(table: pd.DataFrame) -> list[str]:
-    """One line per tolerated one-step outlier: pair, setting, step, worst tensor and error."""
-    rows = table[table["outlier"] & ~table["passed"]]
-    lines = []
-    for (precision, pair, setting, step), group in rows.groupby(["precision", "pair", "setting", "step"], sort=False):
-        worst = group.loc[group["error"].idxmax()]
-        lines.append(f"{pair}, {precision}: per-step [{setting}, step {step}] {worst['tensor']}: relative error "
-                     f"{worst['error']:.2e} in {len(group)} tensors, loss agreeing: one flipped decision")
-    return lines
-
-
-def parting_steps(table: pd.DataFrame) -> pd.Series:
-    """For each pair and setting, the first step whose free-running loss differs by more than the
-    tolerance (missing where the trajectories never part)."""
-    losses = table[(table["check"] == "free-running") & (table["tensor"] == "loss") & ~table["passed"]]
-    return losses.groupby(["pair", "setting"], sort=False)["step"].min()
-
-
-def worst_by_check(table: pd.DataFrame) -> pd.DataFrame:
-    """The largest error of each check for each pair, with where it occurred, and for the
-    free-running check the first step at which the trajectories part: the table users read."""
-    worst = table.loc[table.groupby(["pair", "check"], sort=False)["error"].idxmax()].reset_index(drop=True)
-    parts = parting_steps(table).groupby(level="pair").min()
-    worst["parts at step"] = [parts.get(row.pair) if row.check == "free-running" else None
-                              for row in worst.itertuples()]
-    worst["parts at step"] = worst["parts at step"].astype("Int64")
-    return worst
-
-
-def parity_summary(pairs: pd.DataFrame) -> pd.DataFrame:
-    """One row per pair, for one precision: the worst error of each check; for the per-step check
-    the worst error with its step, and any tolerated outlier apart; for the free-running check the
-    step at which the trajectories part ("-" where they never do). A pair that a check does not
-    cover (the data-parallel check trains only) says "not checked" there. Cells are formatted text."""
-    worst = worst_by_check(pairs[~pairs["outlier"]]).set_index(["pair", "check"])
-    flips = pairs[pairs["outlier"]].groupby("pair")[["step", "error"]].max()
-    summary = pd.DataFrame(index=pd.Index(pairs["pair"].unique(), name="pair"))
-
-    def cells(check: str, text) -> list[str]:
-        return [text(worst.loc[(pair, check)]) if (pair, check) in worst.index else "not checked"
-                for pair in summary.index]
-
-    for check in ("forward", "loss", "gradients"):
-        if check in pairs["check"].values:
-            summary[check] = cells(check, lambda row: f"{row['error']:.1e}")
-    summary["per-step"] = cells("per-step", lambda row: f"{row['error']:.1e} (step {row['step']})")
-    summary["outlier"] = [f"step {flips.loc[pair, 'step']}: {flips.loc[pair, 'error']:.1e}" if pair in flips.index
-                          else "-" for pair in summary.index]
-    summary["free-running"] = cells("free-running", lambda row: f"{row['error']:.1e}")
-    summary["parts at step"] = cells("free-running", lambda row: "-" if pd.isna(row["parts at step"])
-                                     else str(row["parts at step"]))
-    return summary
-
-

@@ -29,7 +29,6 @@ TRAINING_CONFIGS = {
     "recipe": TrainConfig(learning_rate=0.05, momentum=0.9, weight_decay=5e-3, nesterov=True, label_smoothing=0.2,
                           lr_schedule="onecycle", warmup_fraction=0.3),
 }
-REFERENCE = "float64"  # the reference's name in the outputs and in the pairs
 PROOF = "fp64"  # the precision every variant is also checked in, where no decision can flip
 
 

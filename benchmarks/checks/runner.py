@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 from rich.markup import escape
 
-from benchmarks.checks.compare import compare, failures, outliers
-from benchmarks.checks.definitions import PARITY_SEED, PLANS, PROOF, REFERENCE, PrecisionView
+from benchmarks.checks.compare import compare
+from benchmarks.checks.definitions import PARITY_SEED, PLANS, PROOF, PrecisionView
+from benchmarks.checks.verdicts import REFERENCE, failures, outliers
 from benchmarks.checks.outputs import reference_outputs
 from benchmarks.harness.jobs import Job, ParityFiles, Placement, Timing, Workload
 from benchmarks.harness.spawn import run_worker

@@ -36,6 +36,17 @@ def step_flops(model: str, batch_size: int) -> int:
     return FORWARD_PASSES_PER_STEP * FLOPS_PER_MULTIPLY_ADD * multiply_adds(model) * batch_size
 
 
+def efficiency(model: str, global_batch: int, step_ms: float | None, device: str, devices: int,
+               peak_gflops: float | None) -> dict:
+    """A summary row's `gflop_per_step`, `gflops` (achieved, over the median step time) and `of_peak`
+    (the share of the peak, measured on one device: GPUs add theirs, CPU host devices share the
+    cores); None where there is no step time or no peak."""
+    flop = step_flops(model, global_batch) / 1e9
+    gflops = flop / (step_ms / 1000) if step_ms else None
+    peak = peak_gflops * (devices if device == "cuda" else 1) if peak_gflops else None
+    return {"gflop_per_step": flop, "gflops": gflops, "of_peak": gflops / peak if gflops and peak else None}
+
+
 def matmul_peak(device: str, precision: str, seconds: float = 1.0) -> dict:
     """GFLOP/s of repeated square matrix products on this process's cores (NumPy's BLAS) or on the
     GPU (PyTorch, else JAX), in float32, or bfloat16 on a GPU with --precision bf16; the best of

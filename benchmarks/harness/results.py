@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 
+# The version of what a run folder holds (these tables' columns, env.json's keys), written into
+# env.json as "schema": the report reads exactly this version. Raise it with any change a reader of
+# an earlier folder would get wrong. Folders written before it was recorded are version 1.
+SCHEMA = 2
+
 IDENTITY = ["run_id", "job_id", "framework", "variant", "model", "device", "precision", "batch_size", "devices",
             "repeat", "attempt"]  # batch_size: per device; devices: all nodes'; attempt: 1, or the resumed invocation
 
@@ -18,11 +23,15 @@ SUMMARY_COLUMNS = IDENTITY + [
     "framework_version", "import_s", "build_s", "compile_s", "warmup_steps", "recompiles",
     "windows", "contention", "busy_windows", "busy",
     "step_ms_median", "step_ms_q1", "step_ms_q3", "step_ms_iqr", "step_ms_p5", "step_ms_p95",
-    "images_per_s", "epochs", "epoch_s", "augment_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
+    "images_per_s", "gflop_per_step", "gflops", "of_peak",
+    "epochs", "epoch_s", "augment_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
     "target_accuracy", "target_reached", "epochs_to_target", "steps_to_target", "train_s_to_target",
     "wall_s_to_target", "best_accuracy",
     "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "input", "copy_ms", "data_digest",
 ]
+# gflop_per_step: training GFLOPs of one step on the global batch (benchmarks.harness.efficiency's
+# convention); gflops: that over the median step time; of_peak: gflops over the machine's measured
+# peak (env.json's peak_gflops, once per GPU), empty where the peak was not measured.
 # others_cpu: the share of the worker's cores' time other processes used during the window; steal:
 # the share a hypervisor gave to other machines; load: the one-minute load average at its end.
 STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms", "others_cpu", "steal",

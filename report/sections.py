@@ -1,0 +1,318 @@
+"""The report's Markdown sections, each from a run's tables and env.json: the machine, parity,
+speed, scaling, throughput against batch size, learning curves, time to accuracy, the profile,
+the jobs that did not finish, and how it was all measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from benchmarks.checks.verdicts import REFERENCE, failures, outliers, parity_summary
+from benchmarks.harness.contention import BUSY_THRESHOLD
+from benchmarks.harness.profiling import CATEGORIES, STEPS as PROFILED_STEPS
+from benchmarks.harness.results import read_table
+from report.charts import accuracy_time_chart, curves_chart, speed_chart, throughput_chart
+from report.findings import read_parity
+from report.source import latest
+from report.tables import curves_table, label, markdown, scaling_table, throughput_markdown, throughput_table
+
+
+def training_line(settings: dict) -> str:
+    """The run's optimizer in words, e.g. 'SGD lr 0.4, Nesterov momentum 0.9, ...'."""
+    momentum = f"{'Nesterov ' if settings.get('nesterov') else ''}momentum {settings.get('momentum')}"
+    schedule = settings.get("lr_schedule", "constant")
+    if schedule == "onecycle":
+        warmup = settings.get("warmup_fraction", 0)
+        schedule = f"one-cycle (linear up over the first {warmup:.1%} of the steps, then down)"
+    parts = [f"SGD lr {settings.get('learning_rate')} ({schedule})", momentum,
+             f"L2 weight decay {settings.get('weight_decay')}", f"label smoothing {settings.get('label_smoothing')}"]
+    recipe = settings.get("recipe")
+    return ", ".join(parts) + (f"; recipe `{recipe}`" if recipe else "")
+
+
+def check_text(check: dict) -> str:
+    if check.get("others_cpu") is None:
+        return "not measured on this platform"
+    verdict = "**busy**" if check["others_cpu"] > BUSY_THRESHOLD else "quiet"
+    busiest = ", ".join(f"{row['name']} {row['cpu_percent']:.0f}%" for row in check.get("top", [])[:3])
+    return f"{verdict}, other processes took {check['others_cpu']:.1%} of the cores" + (
+        f" (busiest: {busiest})" if busiest and verdict != "quiet" else "")
+
+
+def cpu_features_text(env: dict) -> str:
+    """The widest vector instruction sets, which decide the kernels: " (AVX2, FMA)"; nothing where the
+    platform does not list them (env.json's `cpu_features` is null)."""
+    features = env["cpu_features"]
+    if features is None:
+        return ""
+    return f" ({', '.join(feature.upper() for feature in features if feature not in ('sse4_2', 'avx')) or 'no AVX2'})"
+
+
+def machine_section(env: dict, summary: pd.DataFrame) -> str:
+    packages = ", ".join(f"{name} {version}" for name, version in env.get("packages", {}).items() if version)
+    data = env.get("data", "?")
+    data_line = (f"**CIFAR-10** (`{env.get('data_source')}`)" if data == "cifar10" else
+                 "**SYNTHETIC** (timings are valid; accuracies are not CIFAR-10's)")
+    lines = [
+        f"- Command: `{env.get('command', '?')}`",
+        f"- Data: {data_line}",
+        *([f"- Training: {training_line(env['training'])}"] if env.get("training") else []),
+        f"- Augmentation: {augmentation_text(summary)}",
+        f"- CPU: {env.get('cpu', '?')}{cpu_features_text(env)}, {env.get('usable_cores', '?')} usable cores; threads "
+        f"per worker: {env.get('threads', '?')}; memory {env.get('memory_gb', '?')} GB"
+        f"{'; transparent huge pages: ' + env['transparent_hugepages'] if env.get('transparent_hugepages') else ''}",
+        f"- GPU: {'; '.join(env.get('gpus') or []) or 'none'}",
+        *([f"- Machine check before the run: {check_text(env['machine_check'])}"] if env.get("machine_check") else []),
+        f"- Python {env.get('python', '?')} on {env.get('platform', '?')}; git commit `{env.get('git_commit')}`",
+        f"- Packages: {packages}",
+    ]
+    return "\n".join(lines)
+
+
+AUGMENTATIONS = {"crop-flip": "4-pixel reflect padding, a random 32x32 crop and a random horizontal flip per image, "
+                              "drawn from the seed and epoch"}
+
+
+def augmentation_text(summary: pd.DataFrame) -> str:
+    """Each augmentation the jobs used and its median cost per job."""
+    parts = []
+    for augment, rows in summary.groupby("augment", sort=False):
+        if augment == "none":
+            parts.append("none")
+            continue
+        cost = rows["augment_s"].dropna()
+        spent = (f", {cost.median():.3g} s per job (median of {len(cost)}, `augment_s`), spent outside every timed "
+                 f"window and epoch time" if len(cost) else "")
+        parts.append(f"**{augment}** ({AUGMENTATIONS.get(augment, augment)}){spent}")
+    return "; ".join(parts) or "none"
+
+
+def parity_section(run_dir: Path) -> str:
+    table = read_parity(run_dir)
+    if table is None:
+        return "Parity was not checked in this run (`--no-parity`, or no framework could run)."
+    failed = failures(table)
+    verdict = ("**Passed**: every framework variant computes the same function, gradients and training step "
+               "as every other and as the float64 reference, within tolerance." if not failed else
+               f"**FAILED** in {len(failed)} of {int(table['asserted'].sum())} asserted comparisons: see the "
+               f"pairs below before trusting their comparison.")
+    round_trip = table[table["check"] == "round trip"]
+    exact = "exact" if round_trip["passed"].all() else "NOT exact"
+    lines = [verdict, f"Training state (weights, BatchNorm statistics, momentum buffers, step count) round trips "
+                      f"through every adapter: {exact}. `python -m benchmarks.parity` reruns these checks."]
+    notes = [f"- failed: {line}" for line in failed[:20]] + [f"- tolerated outlier: {line}" for line in outliers(table)]
+    if notes:
+        lines.append("\n".join(notes))
+    for (model, precision, devices), rows in table[table["check"] != "round trip"].groupby(
+            ["model", "precision", "devices"], sort=False):
+        lines += _parity_tables(model, precision, rows, devices)
+    return "\n\n".join(lines)
+
+
+def _parity_tables(model: str, precision: str, pairs: pd.DataFrame, devices: int = 1) -> list[str]:
+    """Between variants, and each against the float64 reference, for one model and precision
+    (and, for the data-parallel check, `devices` devices: variants named "xN" there)."""
+    tolerances = ", ".join(f"{check} {value:g}" for check, value in
+                           pairs.groupby("check", sort=False)["tolerance"].first().items())
+    steps = int(pairs.loc[pairs["check"] == "per-step", "step"].max()) + 1
+    settings = pairs.loc[pairs["check"] == "per-step", "setting"].nunique()
+    unasserted = sorted(set(pairs.loc[~pairs["asserted"] & (pairs["check"] != "free-running"), "check"]))
+    worst = parity_summary(pairs)
+    between = worst[~worst.index.str.endswith(f" vs {REFERENCE}")]
+    against = worst[worst.index.str.endswith(f" vs {REFERENCE}")].rename(index=lambda pair: pair.split(" vs ")[0])
+    heading = {"fp64": "in float64, where no rounding can flip a ReLU or max-pool decision (the proof of the same "
+                       "computation)", "fp32": "in float32, as the benchmark runs"}.get(precision, f"in {precision}")
+    heading = f"{model}, {heading}"
+    if devices > 1:
+        heading = (f"{model}, data-parallel training on {devices} devices (`xN`) against one device on the global "
+                   f"batch, in float32")
+    return [
+        f"**{heading}.** Largest relative error per pair and check (tolerances: {tolerances}). *Per-step*: one "
+        f"step from the common state, worst over {settings} optimizer setting(s) and {steps} steps, with the step, "
+        f"and the one-step outlier tolerated per pair and setting, if any; *free-running*: {steps} steps without "
+        f"resets, reported, not asserted, with the first step at which the losses part (README, *Parity*)."
+        + (f" Reported, not asserted here: the gradient-derived parts of {', '.join(unasserted)} (README)."
+           if unasserted else ""),
+        between.reset_index().to_markdown(index=False, disable_numparse=True),
+        "Error against the float64 reference, per variant:",
+        against.reset_index().rename(columns={"pair": "variant"}).to_markdown(index=False, disable_numparse=True),
+    ]
+
+
+def speed_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict, run_dir: Path) -> str:
+    """The ranking with its notes and chart (`ranking`: tables.ranking_table)."""
+    if ranking.empty:
+        return "## Speed\n\nNo job finished its timed steps."
+    device = " on the same device" if "merged" in env else ""
+    return ("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model at the "
+            f"same batch size{device}. Times in ms, memory in MiB.{efficiency_note(ranking, env)}{busy_note(ranking)}"
+            f"\n\n{markdown(ranking)}\n\n{speed_chart(ranking, summary, run_dir)}")
+
+def efficiency_note(ranking: pd.DataFrame, env: dict) -> str:
+    """How far the best row is from the machine's measured peak, and the FLOP convention."""
+    text = (" `gflops`: training FLOPs per step (2 per multiply-add of the convolutions and dense layers, three "
+            "forward passes' worth per step) over the median step time.")
+    clean = ranking[~ranking["job"].str.endswith(" (busy)")]
+    if "of_peak" not in clean or clean["of_peak"].isna().all():  # no peak measured on this machine
+        return text
+    best = clean.loc[clean["of_peak"].idxmax()]
+    return (text + f" The machine's measured peak is {env['peak_gflops']:,.0f} GFLOP/s ({env['peak_how']}); "
+            f"`of_peak` is the share of it. The most efficient row, {best['job']} ({best['model']}, batch "
+            f"{best['batch_size']}), reaches {best['gflops']:,.1f} GFLOP/s, {best['of_peak']:.0%} of the peak.")
+
+
+def busy_note(ranking: pd.DataFrame) -> str:
+    busy = ranking[ranking["job"].str.endswith(" (busy)")]
+    if busy.empty:
+        return ""
+    return (f"\n\n**{len(busy)} row(s) marked (busy) were measured on a busy machine**: other processes took more "
+            f"than {BUSY_THRESHOLD:.0%} of the worker's cores in at least half of their timed windows (`contention` "
+            f"is the median share). Their speed says more about the machine than about the framework: they are "
+            f"listed after the clean rows and not compared (`vs_fastest` left empty). Rerun them on a quiet "
+            f"machine (`--require-quiet` refuses to start on a busy one).")
+
+
+def scaling_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict) -> str:
+    table = scaling_table(ranking)
+    if table.empty:
+        return ""
+    caveat = ""
+    if summary["device"].eq("cpu").all():
+        caveat = (f" **On this CPU the devices are not extra hardware:** every replica shares the same "
+                  f"{env.get('threads', 'few')} cores (host devices in JAX, logical devices in TensorFlow, one "
+                  f"process per device with its share of the cores in PyTorch), so these ratios measure what each "
+                  f"engine's replication and gradient exchange cost, not how it speeds up; scaling is measured on a "
+                  f"machine with several GPUs.")
+    return ("## Scaling across devices\n\nData-parallel training with the batch size per device fixed (the global "
+            "batch grows with the devices), through each framework's own engine: `scaling xN` is images/s on N "
+            "devices over N times images/s on one. BatchNorm is synchronised across replicas, so N devices compute "
+            f"what one device computes on the global batch (parity above).{caveat}"
+            f"{' Rows marked busy rest on timings taken while other processes used the cores.' if 'busy' in table else ''}"
+            f"\n\n{markdown(table)}\n")
+
+
+def sweep_section(table: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
+    if table["batch_size"].nunique() < 2:
+        return ""
+    pivot = throughput_table(table)
+    chart = throughput_chart(pivot, summary, run_dir)
+    return ("## Throughput vs batch size\n\nImages per second (median of timed windows).\n\n"
+            f"{throughput_markdown(pivot)}\n\n{chart}\n")
+
+
+def epochs_section(epochs: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
+    if epochs.empty:
+        return ""
+    curves = curves_table(epochs)
+    chart = curves_chart(curves, summary[summary["job_id"].isin(epochs["job_id"])], run_dir)
+    return ("## Learning curves\n\nSame initial weights and batches in every framework: the curves should "
+            "overlap. Epoch time counts the epoch's training steps, the first (compile) step in epoch 1 included.\n\n"
+            f"{markdown(curves.reset_index())}\n\n{chart}\n")
+
+
+def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_dir: Path) -> str:
+    """Jobs ranked by training time to the target accuracy (those that missed it last, with their
+    best), and every job's test accuracy against its cumulative training time in one chart."""
+    if summary["target_accuracy"].isna().all():
+        return ""
+    jobs = summary[summary["target_accuracy"].notna()].copy()
+    jobs["job"] = label(jobs) + " bs" + jobs["batch_size"].astype(str) + " r" + jobs["repeat"].astype(str)
+    jobs["reached"] = jobs["target_reached"].astype(str).eq("True")
+    jobs = jobs.sort_values(["reached", "train_s_to_target", "best_accuracy"], ascending=[False, True, False])
+    table = jobs[["job", "reached", "epochs_to_target", "steps_to_target", "train_s_to_target", "wall_s_to_target",
+                  "best_accuracy"]]
+    target = jobs["target_accuracy"].iloc[0]
+    curves = epochs.merge(jobs[["job_id", "attempt", "job"]], on=["job_id", "attempt"]).sort_values("epoch")
+    chart = accuracy_time_chart(curves, target, jobs, run_dir)
+    fractional = not curves["epoch"].astype(float).apply(float.is_integer).all()
+    when = f"every {int(curves['step'].min())} training steps" if fractional else "after every epoch"  # --eval-every
+    return (f"## Time to {target:.1%} test accuracy\n\nEvaluated {when}; a job stops at the first "
+            f"evaluation that reaches the target. `train_s_to_target` counts training only (compilation included), "
+            f"`wall_s_to_target` adds the evaluations, as MLPerf counts time to quality.\n\n{markdown(table)}\n\n"
+            f"{chart}\n")
+
+
+TRACE_VIEWERS = {"pytorch": "`trace.json`: chrome://tracing or ui.perfetto.dev",
+                 "tensorflow": "`plugins/profile/*/*.xplane.pb`: TensorBoard's profile plugin or xprof; "
+                               "`train_step.hlo.txt` (tensorflow:xla): the compiled step",
+                 "jax": "`plugins/profile/*/perfetto_trace.json.gz`: ui.perfetto.dev; `*.xplane.pb`: TensorBoard or "
+                        "xprof; `train_step.hlo.txt`: the compiled step the op names refer to"}
+
+
+def profile_section(run_dir: Path, summary: pd.DataFrame, top: int = 8) -> str:
+    """With --profile: per job, the share of self time in each category, and its largest operations."""
+    ops = latest(read_table(run_dir, "profile"), summary)
+    if ops.empty:
+        return ""
+    ops = ops[ops["repeat"] == ops["repeat"].min()].copy()  # one process's profile per job
+    ops["job"] = label(ops) + " bs" + ops["batch_size"].astype(str)
+    ops["job"] = pd.Categorical(ops["job"], categories=ops["job"].unique())  # in the run's order
+    shares = ops.pivot_table(index="job", columns="category", values="share", aggfunc="sum", observed=True)
+    shares = shares.reindex(columns=[category for category in CATEGORIES if category in shares.columns])
+    table = (100 * shares).round(1).fillna(0.0)
+    table.insert(0, "profiled_ms", ops.groupby("job", observed=True)["self_ms"].sum().round(1))
+    largest = ops.sort_values(["job", "self_ms"], ascending=[True, False]).groupby("job", observed=True).head(top)
+    largest = largest.assign(share=(100 * largest["share"]).round(1), self_ms=largest["self_ms"].round(2),
+                             detail=largest["detail"].fillna("").str.slice(0, 90))
+    xla = summary["framework"].eq("jax") | summary["variant"].eq("xla")
+    threads = summary.loc[xla & summary["threads"].gt(1), "job_id"]
+    caveat = (" XLA runs its own convolutions asynchronously when it has more than one thread, and their events end "
+              "at dispatch: the XLA rows under-count them (profile with `--threads 1` to attribute them)."
+              if ops["job_id"].isin(threads).any() else "")
+    viewers = "; ".join(f"{name}: {text}" for name, text in TRACE_VIEWERS.items() if name in set(ops["framework"]))
+    return (f"## Where the time goes (profile)\n\nEach job ran {PROFILED_STEPS} more training steps after its timed "
+            f"ones, under its framework's own profiler. Self time is the time spent in an operation itself, not in "
+            f"the operations it called, summed over the threads that ran it; `profiled_ms` is its sum per step. It "
+            f"can exceed the step time on several cores, and the profiler adds its own cost: compare the shares, not "
+            f"the sums. Shares in % per category, each operation sorted by its framework's name for it (rules in "
+            f"`benchmarks/harness/profiling.py`; `data transfer` counts copies and layout transposes).{caveat}\n\n"
+            f"{markdown(table.reset_index())}\n\nThe {top} largest operations of each job (self ms per step; "
+            f"`detail`: for XLA, the HLO instruction's opcode, shape, the JAX op_name or TensorFlow op it came "
+            f"from, and JAX's Python call stack):\n\n"
+            f"{markdown(largest[['job', 'op', 'category', 'self_ms', 'share', 'detail']])}\n\n"
+            f"Traces, per job in `profiles/<job_id>/`: {viewers}.\n")
+
+
+def problems_section(summary: pd.DataFrame) -> str:
+    problems = summary[summary["status"] != "ok"]
+    recompiled = summary[summary["recompiles"].fillna(0) > 0]
+    parts = []
+    if not problems.empty:
+        columns = ["job", "batch_size", "repeat", "status", "diverged_step", "error"]
+        shown = problems.assign(job=label(problems))[columns]
+        shown = shown.astype({"diverged_step": "Int64"}).astype(str).replace({"<NA>": "", "nan": ""})
+        parts.append(f"Jobs that did not finish (failed, skipped, diverged or interrupted):\n\n{markdown(shown)}")
+    if not recompiled.empty:
+        shown = recompiled.assign(job=label(recompiled))[["job", "batch_size", "repeat", "recompiles"]]
+        parts.append(f"**Recompiled after warm-up** (their step times include compilation):\n\n{markdown(shown)}")
+    return "## Failed, skipped and diverged jobs\n\n" + "\n\n".join(parts) + "\n" if parts else ""
+
+
+METHOD = """\
+## How this was measured
+
+Each job ran in a fresh process that imported one framework, pinned to the threads shown.
+All frameworks started from the same NumPy-drawn weights and were fed the same batches,
+prepared (shuffled, and augmented if shown above) by one NumPy pipeline outside every timed window.
+The first training step is timed alone and reported as compile time; the next warm-up steps
+are untimed; then every window of steps ends with a device sync before its clock stops.
+Step time is the median over windows (IQR and p5/p95 show the spread); images/s is batch size
+over the median step time. {turns}, one timed window each, so the machine's slow and fast spells
+fell on all of them alike; the turns of the others count in no job's times. With repeats, the
+median of the per-process medians is shown and `repeat_spread` is (max - min) / median across them.
+`framework_rss_mb` is peak RSS minus the RSS after loading the data set, before importing the
+framework.
+"""
+
+
+TURNS = {  # by env.json's "interleave"
+    "jobs": "Every job of one model and batch size (a data-parallel job: its repeats) ran at once, the "
+            "processes taking turns",
+    "repeats": "The repeats of a job ran at once, taking turns",
+    None: "Processes that ran at once (each run's env.json says which: `interleave`) took turns",  # merged runs
+}
+
+
+def method_section(env: dict) -> str:
+    return METHOD.format(turns=TURNS[None if "merged" in env else env["interleave"]])
