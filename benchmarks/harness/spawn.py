@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.harness.jobs import Job
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 # Defaults a user may override from the shell (env.json records the values workers ran with).
 # TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512/AMX features;
