@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import sys
 import tempfile
 import time
 import traceback
@@ -53,25 +52,6 @@ def load_dataset(job: Job) -> datasets.Dataset:
     else:
         dataset = datasets.synthetic()
     return dataset.subset(job.train_size, job.test_size)
-
-
-def configure_threads(framework: str, threads: int) -> None:
-    """Each framework's own intra-op setting, before it starts its runtime. The process is
-    already pinned to `threads` cores, which is what bounds XLA's CPU thread pool in JAX."""
-    if framework == "pytorch":
-        import torch
-
-        torch.set_num_threads(threads)
-    elif framework == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def framework_version(framework: str) -> str:
-    module = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}.get(framework)
-    return sys.modules[module].__version__ if module in sys.modules else ""
 
 
 # --- Training and timing ------------------------------------------------------------------------
@@ -280,7 +260,7 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
 
     start = time.perf_counter()
     adapter_cls = load_adapter(job.framework)
-    configure_threads(job.framework, job.process_threads)
+    adapter_cls.configure_threads(job.process_threads)
     import_s = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -293,7 +273,7 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     copy = copy_ms(adapter, dataset.train_images[:local], dataset.train_labels[:local])
     trainer = Trainer(adapter, job, channel)
     feed = Feed(dataset, job)
-    result = {"framework_version": framework_version(job.framework), "import_s": import_s, "build_s": build_s,
+    result = {"framework_version": adapter_cls.version(), "import_s": import_s, "build_s": build_s,
               "warmup_steps": job.warmup_steps, "epochs": job.epochs, "baseline_rss_mb": baseline_rss,
               "threads": (adapter.applied_threads() or len(os.sched_getaffinity(0))) * job.processes_per_node,
               "global_batch": job.global_batch, "nodes": job.nodes, "input": job.input,
@@ -376,9 +356,9 @@ def _mb(value: int | None) -> float | None:
 
 def run_probe(job: Job, channel: Channel) -> dict:
     adapter_cls = load_adapter(job.framework)
-    configure_threads(job.framework, job.threads)
+    adapter_cls.configure_threads(job.threads)
     adapter_cls(job.model, job.device, job.variant, job.train_config(1))
-    return {"status": "ok", "framework_version": framework_version(job.framework)}
+    return {"status": "ok", "framework_version": adapter_cls.version()}
 
 
 def run_overhead(job: Job, channel: Channel) -> dict:
@@ -390,7 +370,7 @@ def run_overhead(job: Job, channel: Channel) -> dict:
     dataset = load_dataset(job)
     batches = list(datasets.train_batches(dataset, job.batch_size, job.seed, 0))[: job.window]
     adapter_cls = load_adapter(job.framework)
-    configure_threads(job.framework, job.threads)
+    adapter_cls.configure_threads(job.threads)
     adapter = adapter_cls(job.model, job.device, job.variant, job.train_config(1))
     adapter.set_params(init_params(job.model, job.seed))
     trainer = Trainer(adapter, job, channel)
