@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from benchmarks.harness.jobs import Job
+from benchmarks.harness.spawn import framework_env, job_frameworks, worker_env
 from frameworks import REGISTRY, UnknownFramework, resolve
 from tests.conftest import ROOT
 
@@ -31,3 +33,34 @@ def test_importing_the_harness_imports_no_framework():
             "print(sorted({'torch', 'tensorflow', 'jax'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# What each framework's workers must have before the import; every worker also gets GLIBC_TUNABLES,
+# OMP_NUM_THREADS, PYTHONUNBUFFERED and, on CPU, CUDA_VISIBLE_DEVICES="".
+WORKER_ENV = {
+    "pytorch": ({}, {}),
+    "tensorflow": ({"TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true"},
+                   {}),
+    "jax": ({"TF_CPP_MIN_LOG_LEVEL": "2", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}, {"JAX_PLATFORMS": "cpu"}),
+}
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("framework", list(WORKER_ENV), ids=str)
+def test_a_worker_gets_its_frameworks_environment(framework, device, monkeypatch):
+    for name in ("TF_ENABLE_ONEDNN_OPTS", "GLIBC_TUNABLES", "CUDA_VISIBLE_DEVICES", "JAX_PLATFORMS"):
+        monkeypatch.delenv(name, raising=False)
+    always, on_cpu = WORKER_ENV[framework]
+    env = framework_env([resolve(framework)], device, 3)
+    expected = {**always, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "OMP_NUM_THREADS": "3", "PYTHONUNBUFFERED": "1",
+                **({**on_cpu, "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {})}
+    assert {name: env.get(name) for name in expected} == expected
+    others = {name for entry in WORKER_ENV.values() for part in entry for name in part} - set(expected)
+    assert not others & set(env), "another framework's settings"
+
+
+def test_the_peak_worker_gets_the_environment_of_every_framework_it_may_import():
+    job = Job("peak", "numpy", "matmul", "", "cuda", 0, 1, 0, 1, "fp32", 0, 0, 0, 1, 0.0, 0.0, 0.0, "constant",
+              "synthetic", None, 0, 0)
+    assert [entry.name for entry in job_frameworks(job)] == ["pytorch", "jax"]
+    assert worker_env(job)["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
