@@ -10,7 +10,8 @@ deviation over mean of the window averages) and the correlation of its windows w
 then the step's noise left after dividing each window by the canaries' (each scaled to its mean).
 A correlation near 1 and little noise left say that the step's windows scatter because the
 machine's speed moves (a shared host's other tenants), not because of anything in the process.
-It runs in the suite's worker environment (`GLIBC_TUNABLES`, `TF_ENABLE_ONEDNN_OPTS`, one thread).
+It runs in the framework's worker environment (`GLIBC_TUNABLES`, the framework's own settings such as
+`TF_ENABLE_ONEDNN_OPTS`, one thread).
 A diagnostic, not a benchmark: the suite's figures come from `benchmarks.run`."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np
 
 from benchmarks.page_faults import BATCH, lenet_on_cpu
 from benchmarks.harness.spawn import framework_env
-from frameworks import REGISTRY
+from frameworks import REGISTRY, resolve
 
 WINDOW, WARMUP = 20, 20  # rounds per window; untimed rounds first
 CANARIES = ("python", "matmul", "memcopy")
@@ -89,7 +90,7 @@ def main(framework: str = "pytorch", steps: int = 1000) -> None:
     if CHILD not in os.environ:  # start again in the workers' environment
         # malloc settings included, which the C library reads only at start-up
         os.execve(sys.executable, [sys.executable, "-m", "benchmarks.canary", framework, str(steps)],
-                  {**framework_env("cpu", 1), CHILD: "1"})
+                  {**framework_env([resolve(framework)], "cpu", 1), CHILD: "1"})
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, before the framework starts threads
     stats, left = window_stats(measure(framework, steps))
     print(f"{framework} (LeNet, batch {BATCH}, one core), {steps // WINDOW} windows of {WINDOW} rounds:")

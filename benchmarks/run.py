@@ -28,9 +28,9 @@ from benchmarks.harness.efficiency import efficiency
 from benchmarks.harness.environment import collect
 from benchmarks.harness.jobs import INPUTS, Data, Job, Placement, Timing, Workload
 from benchmarks.checks.runner import ParityOutcome, run_data_parallel_parity, run_parity_jobs
-from benchmarks.harness.profiling import PROFILERS
 from benchmarks.harness.results import SCHEMA, append_rows, latest_attempts, new_run_dir, read_table
 from benchmarks.harness.spawn import PROJECT_ROOT, base_env, run_worker, run_workers
+from frameworks import profiled
 from frameworks.base import LR_SCHEDULES, TrainConfig
 
 INTERLEAVE = ("jobs", "repeats")
@@ -509,9 +509,9 @@ def main(argv: list[str] | None = None) -> int:
             return 4
         return execute(args.resume, console)
     selection = cli.selection_from_args(parser, args)
-    unprofiled = sorted({framework for framework, _ in selection.pairs} - set(PROFILERS))
+    unprofiled = sorted({framework for framework, _ in selection.pairs} - set(profiled()))
     if args.profile and unprofiled:
-        parser.error(f"argument --profile: no profiler for {', '.join(unprofiled)} (profiles: {', '.join(PROFILERS)})")
+        parser.error(f"argument --profile: no profiler for {', '.join(unprofiled)} (profiles: {', '.join(profiled())})")
     if args.epochs == 0 and args.steps == 0:
         parser.error("argument --epochs: with --epochs 0, give --steps N (a run needs something to time)")
     if args.eval_every and (args.epochs == 0 or (args.epochs is None and args.steps)):

@@ -1,11 +1,14 @@
-"""Registry of framework adapters: CLI names, aliases and variants, importing a framework only
-when a job asks for it (so `--framework jax` never pays for importing TensorFlow)."""
+"""Registry of framework adapters: CLI names, aliases and variants, and what the parent process
+must know of a framework without importing it (its profiler, device peak, packages and workers'
+environment), importing a framework only when a job asks for it (so `--framework jax` never pays
+for importing TensorFlow)."""
 
 from __future__ import annotations
 
 import importlib
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from frameworks.base import Adapter
 
@@ -19,37 +22,77 @@ class FrameworkEntry:
     # Data parallelism: one process per device (PyTorch DDP), or one process per machine driving
     # all its devices (tf.distribute, JAX sharding).
     process_per_device: bool = False
+    profiler: bool = False  # offers `Adapter.profile` (--profile is refused up front otherwise)
+    device_matmul: bool = False  # offers `Adapter.device_matmul`, for the machine's GPU peak
+    packages: tuple[str, ...] = ()  # distributions whose versions env.json records
+    # Its workers' environment, set before the framework is imported: `env_defaults` give way to the
+    # user's shell, `env` is always set, `cpu_env` too when the job runs on CPU; `flags`: variables
+    # it reads from the user's shell, recorded in env.json with the defaults.
+    env_defaults: Mapping[str, str] = field(default_factory=dict, hash=False)
+    env: Mapping[str, str] = field(default_factory=dict, hash=False)
+    cpu_env: Mapping[str, str] = field(default_factory=dict, hash=False)
+    flags: tuple[str, ...] = ()
 
     @property
     def default_variant(self) -> str:
         return self.variants[0]
 
 
+QUIET_TSL = {"TF_CPP_MIN_LOG_LEVEL": "2"}  # TensorFlow's and XLA's info and warning logs; errors still show
+
 REGISTRY: dict[str, FrameworkEntry] = {
     "pytorch": FrameworkEntry("pytorch", "frameworks.pytorch", ("eager", "compile"), ("torch",),
-                              process_per_device=True),
+                              process_per_device=True, profiler=True, device_matmul=True, packages=("torch",)),
     "tensorflow": FrameworkEntry(
-        "tensorflow", "frameworks.tensorflow_keras", ("function", "eager", "xla", "fit"), ("tf",)
+        "tensorflow", "frameworks.tensorflow_keras", ("function", "eager", "xla", "fit"), ("tf",),
+        profiler=True, packages=("tensorflow", "keras"),
+        # TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512/AMX
+        # features; elsewhere (e.g. AVX2-only AMD EPYC) it falls back to Eigen kernels several times
+        # slower, while PyTorch uses oneDNN on every x86 CPU. Turning them on gives both the same
+        # kernel library.
+        env_defaults={"TF_ENABLE_ONEDNN_OPTS": "1"},
+        env={**QUIET_TSL, "TF_FORCE_GPU_ALLOW_GROWTH": "true"},  # it would reserve all GPU memory
+        flags=("XLA_FLAGS", "TF_XLA_FLAGS"),
     ),
-    "jax": FrameworkEntry("jax", "frameworks.jax_flax", ("jit",)),
+    "jax": FrameworkEntry(
+        "jax", "frameworks.jax_flax", ("jit",), profiler=True, device_matmul=True,
+        packages=("jax", "jaxlib", "flax", "optax"),
+        env={**QUIET_TSL, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"},  # it would reserve 75% of GPU memory
+        cpu_env={"JAX_PLATFORMS": "cpu"},  # starts on the CPU without probing for a GPU
+        flags=("XLA_FLAGS",),
+    ),
 }
 
-# Extra adapters, e.g. a third-party framework or the test suite's fault-injecting one:
-# "name=package.module[:variant,variant...]" entries separated by ";".
+# Extra adapters, e.g. a third-party framework or the test suite's stand-ins:
+# "name=package.module[:variant,variant...][+profiler][+device_matmul]" entries separated by ";".
+# An extra entry has no aliases, packages or environment of its own; "+profiler" and
+# "+device_matmul" say that its adapter offers those hooks.
 EXTRA_ENV = "BENCHMARKS_EXTRA_FRAMEWORKS"
+EXTRA_FEATURES = ("profiler", "device_matmul")
 
 
 def _extra_entries() -> dict[str, FrameworkEntry]:
     entries = {}
     for spec in filter(None, os.environ.get(EXTRA_ENV, "").split(";")):
         name, _, rest = spec.partition("=")
+        rest, *features = rest.split("+")
         module, _, variants = rest.partition(":")
-        entries[name] = FrameworkEntry(name, module, tuple(variants.split(",")) if variants else ("default",))
+        unknown = set(features) - set(EXTRA_FEATURES)
+        if unknown:
+            raise ValueError(f"{EXTRA_ENV}: {name} asks for {', '.join(sorted(unknown))} "
+                             f"(features: {', '.join(EXTRA_FEATURES)})")
+        entries[name] = FrameworkEntry(name, module, tuple(variants.split(",")) if variants else ("default",),
+                                       **{feature: True for feature in features})
     return entries
 
 
 def registry() -> dict[str, FrameworkEntry]:
     return {**REGISTRY, **_extra_entries()}
+
+
+def profiled() -> list[str]:
+    """The frameworks that offer a profiler, in registry order."""
+    return [name for name, entry in registry().items() if entry.profiler]
 
 
 class UnknownFramework(ValueError):

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -247,9 +249,33 @@ class Adapter(abc.ABC):
     With `parallel` active, the adapter is one process of a data-parallel group: `train_step`
     takes this process's part of the global batch (`DataParallel.local`) and returns the loss of
     the whole global batch; states load and export identically on every process; evaluation and
-    `loss_and_grads` stay on one device."""
+    `loss_and_grads` stay on one device.
+
+    The class-level hooks (`configure_threads`, `version`, `device_matmul`) serve a worker before
+    any model is built; `profile` and `op_category` serve --profile. What the parent process needs
+    to know of them without importing the framework, its registry entry says."""
 
     framework: str
+
+    # --- Runtime, before a model is built -------------------------------------------------------
+
+    @classmethod
+    def configure_threads(cls, threads: int) -> None:
+        """Set the framework's own intra-op threads before it starts its runtime (the process is
+        already pinned to `threads` cores)."""
+
+    @classmethod
+    @abc.abstractmethod
+    def version(cls) -> str:
+        """The framework's version, recorded with every result row."""
+
+    @classmethod
+    def device_matmul(cls, precision: str, size: int) -> tuple[Callable[[], object], Callable[[object], None], str]:
+        """A square float32 (bfloat16 with "bf16", TF32 allowed with "tf32") matrix product of
+        `size` on the GPU, for the machine's peak: (multiply, which queues one product and returns
+        it; wait, which blocks until a returned product is done; a description of the kernel's
+        framework and dtype). Only where the registry entry says `device_matmul`."""
+        raise NotImplementedError(f"{cls.framework} offers no device matmul")
 
     def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
                  parallel: DataParallel = SINGLE):
@@ -324,6 +350,27 @@ class Adapter(abc.ABC):
     def applied_threads(self) -> int | None:
         """Intra-op threads the framework actually uses on CPU."""
         return None
+
+    # --- Profiling ------------------------------------------------------------------------------
+
+    def run_steps(self, batches: list) -> None:
+        """Train on every (placed) batch of `batches` and wait for the device: what a profile records."""
+        for batch in batches:
+            self.train_step(*batch)
+        self.synchronize()
+
+    def profile(self, batches: list, folder: Path) -> list[dict]:
+        """`run_steps(batches)` under the framework's own profiler, its trace written in `folder`
+        in the framework's native viewable format; the operations it recorded, one row per event
+        or aggregate of events: `op`, `calls`, `self_us` (microseconds, summed over the steps) and
+        `detail` (what else names the op, or ""). Only where the registry entry says `profiler`."""
+        raise NotImplementedError(f"no profiler for {self.framework}")
+
+    @staticmethod
+    def op_category(op: str, detail: str) -> str:
+        """The category, comparable across frameworks, of one op `profile` recorded (one of
+        `benchmarks.harness.profiling.CATEGORIES`; rules in `frameworks.profiles`)."""
+        raise NotImplementedError("no profiler, so no op categories")
 
 
 # --- Layout conversions shared by the NHWC frameworks -------------------------------------------

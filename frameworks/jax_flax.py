@@ -4,7 +4,10 @@ several devices, the same step on a device mesh, the batch sharded and the state
 
 from __future__ import annotations
 
+import gzip
+import json
 from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -16,6 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
                              Adapter, DataParallel, DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc,
                              variable_paths)
+from frameworks.profiles import hlo_descriptions, xla_category
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -203,6 +207,24 @@ def _mesh(parallel: DataParallel, device: str) -> Mesh:
 class FlaxAdapter(Adapter):
     framework = "jax"
 
+    # --- Runtime, before a model is built -------------------------------------------------------
+
+    @classmethod
+    def configure_threads(cls, threads: int) -> None:
+        """Nothing to set: the process is pinned to `threads` cores, which bounds XLA's CPU pool."""
+
+    @classmethod
+    def version(cls) -> str:
+        return jax.__version__
+
+    @classmethod
+    def device_matmul(cls, precision, size):
+        bf16 = precision == "bf16"
+        dtype = jnp.bfloat16 if bf16 else jnp.float32
+        a, b = (jax.random.normal(jax.random.key(seed), (size, size), dtype) for seed in (0, 1))
+        matmul = jax.jit(lambda x, y: jnp.matmul(x, y, precision="highest" if not bf16 else None))
+        return (lambda: matmul(a, b)), jax.block_until_ready, f"JAX {jax.__version__} {jnp.dtype(dtype).name}"
+
     def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
                  parallel: DataParallel = SINGLE):
         super().__init__(model, device, variant, config, parallel)
@@ -320,6 +342,34 @@ class FlaxAdapter(Adapter):
         if self.device != "cuda":
             return None
         return int(jax.devices()[0].memory_stats()["peak_bytes_in_use"])
+
+    # --- Profiling ------------------------------------------------------------------------------
+
+    def profile(self, batches, folder: Path) -> list[dict]:
+        """jax.profiler: a TensorBoard profile (`plugins/profile/<run>/<host>.xplane.pb` and
+        `.trace.json.gz`) and a Perfetto trace; each XLA thunk's event names its HLO instruction,
+        looked up in the step's optimised HLO module (saved beside it as `train_step.hlo.txt`).
+        On more than one thread XLA's own convolutions run asynchronously on its intra-op pool and
+        their events end when they are dispatched: only a one-thread profile counts them whole."""
+        with jax.profiler.trace(str(folder), create_perfetto_trace=True):
+            self.run_steps(batches)
+        images, labels = self.place(*batches[0])
+        hlo = train_step.lower(self.graphdef, self.state, images, labels,
+                               self.config.label_smoothing).compile().as_text()
+        (folder / "train_step.hlo.txt").write_text(hlo)
+        described = hlo_descriptions(hlo)
+        rows = []
+        for path in folder.glob("plugins/profile/*/*.trace.json.gz"):
+            with gzip.open(path) as f:
+                for event in json.load(f)["traceEvents"]:
+                    args = event.get("args", {})
+                    step = args.get("hlo_module", "").endswith("train_step")
+                    if event.get("ph") == "X" and step and "hlo_op" in args:
+                        rows.append({"op": args["hlo_op"], "calls": 1, "self_us": event["dur"],
+                                     "detail": described.get(args["hlo_op"], "")})
+        return rows
+
+    op_category = staticmethod(xla_category)
 
 
 ADAPTER = FlaxAdapter

@@ -3,15 +3,19 @@ several devices, one process per device under `DistributedDataParallel`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+import torch.profiler
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
                              Adapter, DataParallel, DeviceUnavailable, TrainConfig, TrainingState)
+from frameworks.profiles import torch_category
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -98,8 +102,29 @@ def _join_group(parallel: DataParallel, device: str) -> None:
                             rank=parallel.rank, world_size=parallel.processes)
 
 
+INDUCTOR_GRAPH = ("kernels torch.compile generated, timed as one (TORCHINDUCTOR_CPP_ENABLE_KERNEL_PROFILE=1 "
+                  "names each, at a cost to every step)")
+
+
 class PyTorchAdapter(Adapter):
     framework = "pytorch"
+
+    # --- Runtime, before a model is built -------------------------------------------------------
+
+    @classmethod
+    def configure_threads(cls, threads: int) -> None:
+        torch.set_num_threads(threads)
+
+    @classmethod
+    def version(cls) -> str:
+        return torch.__version__
+
+    @classmethod
+    def device_matmul(cls, precision, size):
+        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        a, b = (torch.randn(size, size, device="cuda", dtype=dtype) for _ in range(2))
+        return (lambda: a @ b), (lambda result: torch.cuda.synchronize()), f"PyTorch {torch.__version__} {dtype}"
 
     def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
                  parallel: DataParallel = SINGLE):
@@ -253,6 +278,23 @@ class PyTorchAdapter(Adapter):
 
     def applied_threads(self):
         return torch.get_num_threads()
+
+    # --- Profiling ------------------------------------------------------------------------------
+
+    def profile(self, batches, folder: Path) -> list[dict]:
+        """torch.profiler: a Chrome trace (chrome://tracing, Perfetto) and `key_averages`' self times,
+        on the device where there is one. torch.compile's own kernels run inside one "## Call
+        CompiledFxGraph ##" event per graph unless inductor was told to record each."""
+        cuda = self.torch_device.type == "cuda"
+        activities = [torch.profiler.ProfilerActivity.CPU, *([torch.profiler.ProfilerActivity.CUDA] if cuda else [])]
+        with torch.profiler.profile(activities=activities) as prof:
+            self.run_steps(batches)
+        prof.export_chrome_trace(str(folder / "trace.json"))
+        return [{"op": event.key, "calls": event.count,
+                 "self_us": event.self_device_time_total if cuda else event.self_cpu_time_total,
+                 "detail": INDUCTOR_GRAPH if "CompiledFxGraph" in event.key else ""} for event in prof.key_averages()]
+
+    op_category = staticmethod(torch_category)
 
 
 ADAPTER = PyTorchAdapter

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
@@ -16,6 +17,7 @@ from keras import layers, ops
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
                              Adapter, DataParallel, DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc,
                              variable_paths)
+from frameworks.profiles import TF_OP, hlo_sources, self_times, tensorflow_category
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -228,6 +230,19 @@ def _strategy(parallel: DataParallel, device: str) -> tf.distribute.Strategy:
 class KerasAdapter(Adapter):
     framework = "tensorflow"
 
+    # --- Runtime, before a model is built -------------------------------------------------------
+
+    @classmethod
+    def configure_threads(cls, threads: int) -> None:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+    @classmethod
+    def version(cls) -> str:
+        return tf.__version__
+
+    # No `device_matmul`: the machine's GPU peak comes from PyTorch or JAX.
+
     def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
                  parallel: DataParallel = SINGLE):
         super().__init__(model, device, variant, config, parallel)
@@ -366,6 +381,47 @@ class KerasAdapter(Adapter):
 
     def applied_threads(self):
         return tf.config.threading.get_intra_op_parallelism_threads()
+
+    # --- Profiling ------------------------------------------------------------------------------
+
+    def profile(self, batches, folder: Path) -> list[dict]:
+        """tf.profiler: an XSpace (`plugins/profile/<run>/<host>.xplane.pb`, opened by TensorBoard's
+        profile plugin or xprof), whose op-kernel events carry "op_name:OpType" names; under XLA
+        (`xla`), thunks named by the HLO instruction they run, looked up in the step's optimised
+        HLO module (saved beside it as `train_step.hlo.txt`)."""
+        from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the profiler's own format, read only here
+
+        tf.profiler.experimental.start(str(folder))
+        try:
+            self.run_steps(batches)
+        finally:
+            tf.profiler.experimental.stop()
+        compiled = {}
+        if self.variant == "xla":
+            hlo = self._compiled_step.experimental_get_compiler_ir(*self.place(*batches[0]))(stage="optimized_hlo")
+            (folder / "train_step.hlo.txt").write_text(hlo)
+            compiled = hlo_sources(hlo)
+        rows = []
+        for path in folder.glob("plugins/profile/*/*.xplane.pb"):
+            space = xplane_pb2.XSpace.FromString(path.read_bytes())
+            for plane in space.planes:
+                device = "/device:GPU" in plane.name
+                if not (device or plane.name == "/host:CPU"):
+                    continue
+                for line in plane.lines:
+                    events = [(event.offset_ps, event.duration_ps, plane.event_metadata[event.metadata_id].name)
+                              for event in line.events]
+                    for index, own in self_times(events).items():
+                        name = events[index][2]
+                        if name in compiled:  # its TensorFlow op's "op_name:OpType" where it came from one
+                            description, source = compiled[name]
+                            rows.append({"op": source or name, "calls": 1, "self_us": own / 1e6,
+                                         "detail": f"{name}: {description}"})
+                        elif TF_OP.match(name) and (device or not line.name.startswith("python")):
+                            rows.append({"op": name, "calls": 1, "self_us": own / 1e6, "detail": ""})
+        return rows
+
+    op_category = staticmethod(tensorflow_category)
 
 
 ADAPTER = KerasAdapter

@@ -34,6 +34,10 @@ HANG_S = 600.0
 class FaultyAdapter(Adapter):
     framework = "faulty"
 
+    @classmethod
+    def version(cls) -> str:
+        return ""  # no framework behind it
+
     def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
                  parallel: DataParallel = SINGLE):
         super().__init__(model, device, variant, config, parallel)

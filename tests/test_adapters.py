@@ -1,4 +1,6 @@
-"""Each adapter on its own: training lowers the loss without recompiling after warm-up, and\nevaluation counts and sums what its logits say."""
+"""Each adapter on its own: training lowers the loss without recompiling after warm-up,\nevaluation counts and sums what its logits say, and its registry entry tells the truth about its hooks."""
+
+import importlib.metadata
 
 import numpy as np
 import pytest
@@ -6,7 +8,7 @@ import pytest
 from benchmarks.checks.definitions import parity_batches
 from benchmarks.harness.stats import relative_error
 from frameworks import REGISTRY
-from frameworks.base import TrainConfig, init_params
+from frameworks.base import Adapter, TrainConfig, init_params
 from tests.conftest import VARIANTS, require, tiered
 
 
@@ -80,3 +82,16 @@ def test_bf16_computes_the_same_function_in_lower_precision(framework):
             name: np.float32 for name in init_params("lenet", seed=1)}, "weights must stay float32"
     error = relative_error(logits["fp32"], logits["bf16"])
     assert 1e-5 < error < 5e-2, f"{framework}: bf16 logits differ from fp32 by {error:.1e}"
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
+def test_the_registry_entry_says_which_hooks_the_adapter_offers(framework):
+    """The parent process trusts the entry (it never imports the framework): --profile and the GPU
+    peak must find the hooks the entry promises, and its first package must be the one whose
+    version the rows record."""
+    adapter_cls, entry = require(framework), REGISTRY[framework]
+    assert entry.profiler == (adapter_cls.profile is not Adapter.profile)
+    assert entry.profiler == (adapter_cls.op_category is not Adapter.op_category)
+    assert entry.device_matmul == (adapter_cls.device_matmul.__func__ is not Adapter.device_matmul.__func__)
+    # a local build tag ("+cu130") is the module's, not the distribution's
+    assert adapter_cls.version().split("+")[0] == importlib.metadata.version(entry.packages[0])

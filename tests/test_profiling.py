@@ -12,11 +12,15 @@ import pandas as pd
 import pytest
 
 from benchmarks import run
-from benchmarks.harness import data as datasets, profiling, training
+from benchmarks.harness import data as datasets, training
 from benchmarks.harness.jobs import Data, Timing
-from benchmarks.harness.profiling import CATEGORIES, categorise, hlo_descriptions, hlo_sources, op_table
+from benchmarks.harness.profiling import CATEGORIES, op_table
 from frameworks import EXTRA_ENV, REGISTRY
+from frameworks.profiles import (TF_RULES, TORCH_RULES, XLA_RULES, categorise, hlo_descriptions, hlo_sources,
+                                 self_times, tensorflow_category)
 from tests.conftest import FRAMEWORKS, ROOT, import_error, make_job, require
+
+RULES = {"pytorch": TORCH_RULES, "tensorflow": TF_RULES, "jax": XLA_RULES}
 
 # (framework, the framework's own name for an operation, its category)
 NAMES = [
@@ -74,7 +78,12 @@ NAMES = [
 @pytest.mark.parametrize("framework, name, category", NAMES,
                          ids=[f"{framework} {name[:60]} is {category}" for framework, name, category in NAMES])
 def test_operation_names_map_to_their_category(framework, name, category):
-    assert categorise(framework, name) == category
+    assert categorise(RULES[framework], name) == category
+
+
+@pytest.mark.parametrize("framework", RULES, ids=str)
+def test_every_rule_names_a_comparable_category(framework):
+    assert {category for _, category in RULES[framework]} <= set(CATEGORIES)
 
 
 HLO = '''HloModule jit_train_step, is_scheduled=true
@@ -132,7 +141,7 @@ def test_hlo_instructions_are_described_by_opcode_source_and_call_stack():
     }
     for name, (description, category) in expected.items():
         assert described[name] == description
-        assert categorise("jax", described[name]) == category, name
+        assert categorise(XLA_RULES, described[name]) == category, name
 
 
 TF_HLO = '''HloModule a_inference__step_563__.26, is_scheduled=true
@@ -165,7 +174,7 @@ def test_tensorflow_xla_instructions_take_their_tensorflow_op_or_xla_rules():
     rows.append({"op": "le_net_1/conv2d_1/convolution:Conv2D", "calls": 1, "self_us": 10.0,  # a layout copy XLA
                  "detail": "copy.22: copy f32[5,5,6,3] le_net_1/conv2d_1/convolution:Conv2D"})  # named by its user
     rows.append({"op": "le_net/conv2d/convolution:_MklNativeConv2D", "calls": 1, "self_us": 10.0, "detail": ""})
-    table = op_table("tensorflow", pd.DataFrame(rows), steps=1).set_index("detail")["category"]
+    table = op_table(tensorflow_category, pd.DataFrame(rows), steps=1).set_index("detail")["category"]
     assert table.to_dict() == {
         "convolution.2: convolution f32[8,28,28,6] le_net_1/conv2d_1/convolution:Conv2D": "convolution forward",
         "convolution.1: convolution f32[3,5,5,6] (no op_name)": "convolution backward",
@@ -179,7 +188,7 @@ def test_tensorflow_xla_instructions_take_their_tensorflow_op_or_xla_rules():
 def test_self_time_is_duration_less_nested_events():
     # an executor event holding two op events, then a third op after it, on one thread's timeline
     events = [(0, 100, "ExecutorState::Process"), (10, 30, "a:Conv2D"), (50, 20, "b:Relu"), (120, 5, "c:Mul")]
-    assert profiling._self_times(events) == {0: 50, 1: 30, 2: 20, 3: 5}
+    assert self_times(events) == {0: 50, 1: 30, 2: 20, 3: 5}
 
 
 # --- A profiled run, end to end -----------------------------------------------------------------

@@ -5,7 +5,10 @@ import sys
 
 import pytest
 
+from benchmarks.harness.jobs import Job, Placement, Workload
+from benchmarks.harness.spawn import framework_env, job_frameworks, worker_env
 from frameworks import REGISTRY, UnknownFramework, resolve
+from frameworks.base import TrainConfig
 from tests.conftest import ROOT
 
 
@@ -41,3 +44,34 @@ def test_the_report_reads_data_and_the_harness_never_imports_the_report():
     code = "import sys, benchmarks.run; print(sorted(m for m in sys.modules if m.split('.')[0] == 'report'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", "the runner renders the report in a process of its own"
+
+
+# What each framework's workers must have before the import; every worker also gets GLIBC_TUNABLES,
+# OMP_NUM_THREADS, PYTHONUNBUFFERED and, on CPU, CUDA_VISIBLE_DEVICES="".
+WORKER_ENV = {
+    "pytorch": ({}, {}),
+    "tensorflow": ({"TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true"},
+                   {}),
+    "jax": ({"TF_CPP_MIN_LOG_LEVEL": "2", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}, {"JAX_PLATFORMS": "cpu"}),
+}
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("framework", list(WORKER_ENV), ids=str)
+def test_a_worker_gets_its_frameworks_environment(framework, device, monkeypatch):
+    settings = {name for entry in WORKER_ENV.values() for part in entry for name in part}
+    for name in (*settings, "GLIBC_TUNABLES", "CUDA_VISIBLE_DEVICES"):  # the shell's (or another test's) own
+        monkeypatch.delenv(name, raising=False)
+    always, on_cpu = WORKER_ENV[framework]
+    env = framework_env([resolve(framework)], device, 3)
+    expected = {**always, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "OMP_NUM_THREADS": "3", "PYTHONUNBUFFERED": "1",
+                **({**on_cpu, "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {})}
+    assert {name: env.get(name) for name in expected} == expected
+    assert not (settings - set(expected)) & set(env), "another framework's settings"
+
+
+def test_the_peak_worker_gets_the_environment_of_every_framework_it_may_import():
+    job = Job(kind="peak", what=Workload("numpy", "matmul", "", 0), training=TrainConfig(),
+              placement=Placement(device="cuda"))
+    assert [entry.name for entry in job_frameworks(job)] == ["pytorch", "jax"]
+    assert worker_env(job)["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"

@@ -14,11 +14,12 @@ import time
 
 import numpy as np
 
-from frameworks import reference
+from frameworks import load_adapter, reference, registry
 from frameworks.base import init_params
 
 FLOPS_PER_MULTIPLY_ADD = 2
 FORWARD_PASSES_PER_STEP = 3
+CPU_SIZE, GPU_SIZE = 2048, 8192  # matrix sides of the peak's products
 
 
 @functools.cache
@@ -49,14 +50,16 @@ def efficiency(model: str, global_batch: int, step_ms: float | None, device: str
 
 def matmul_peak(device: str, precision: str, seconds: float = 1.0) -> dict:
     """GFLOP/s of repeated square matrix products on this process's cores (NumPy's BLAS) or on the
-    GPU (PyTorch, else JAX), in float32, or bfloat16 on a GPU with --precision bf16; the best of
-    three timed rounds."""
+    GPU (the first registered framework that is installed and offers a device matmul: PyTorch,
+    else JAX), in float32, or bfloat16 on a GPU with --precision bf16; the best of three timed
+    rounds."""
     if device == "cpu":
-        size, name = 2048, f"NumPy {np.__version__} float32 matmul"
+        size, name = CPU_SIZE, f"NumPy {np.__version__} float32 matmul"
         a, b = (np.random.default_rng(seed).standard_normal((size, size), np.float32) for seed in (0, 1))
         multiply, wait = (lambda: a @ b), (lambda result: None)
     else:
-        multiply, wait, name, size = _gpu_matmul(precision)
+        size = GPU_SIZE
+        multiply, wait, name = _device_matmul(precision, size)
     best = 0.0
     wait(multiply())  # warm-up: libraries load, kernels are chosen
     for _ in range(3):
@@ -69,21 +72,13 @@ def matmul_peak(device: str, precision: str, seconds: float = 1.0) -> dict:
     return {"peak_gflops": best, "peak_how": f"{name}, {size}x{size}, best of 3 rounds"}
 
 
-def _gpu_matmul(precision: str):
-    size = 8192
-    bf16 = precision == "bf16"
-    try:
-        import torch
-
-        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-        dtype = torch.bfloat16 if bf16 else torch.float32
-        a, b = (torch.randn(size, size, device="cuda", dtype=dtype) for _ in range(2))
-        return (lambda: a @ b), (lambda result: torch.cuda.synchronize()), f"PyTorch {torch.__version__} {dtype}", size
-    except ImportError:
-        import jax
-        import jax.numpy as jnp
-
-        dtype = jnp.bfloat16 if bf16 else jnp.float32
-        a, b = (jax.random.normal(jax.random.key(seed), (size, size), dtype) for seed in (0, 1))
-        matmul = jax.jit(lambda x, y: jnp.matmul(x, y, precision="highest" if not bf16 else None))
-        return (lambda: matmul(a, b)), jax.block_until_ready, f"JAX {jax.__version__} {jnp.dtype(dtype).name}", size
+def _device_matmul(precision: str, size: int):
+    """The device matmul of the first registered framework that offers one and imports."""
+    missing = []
+    for entry in registry().values():
+        if entry.device_matmul:
+            try:
+                return load_adapter(entry.name).device_matmul(precision, size)
+            except ImportError as error:
+                missing.append(f"{entry.name}: {error}")
+    raise ImportError(f"no installed framework offers a device matmul ({'; '.join(missing) or 'none registered'})")

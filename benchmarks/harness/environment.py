@@ -1,5 +1,6 @@
 """What a run ran on, for `env.json`: versions, CPU and GPU, threads, flags, command and git
-commit. Framework versions come from package metadata, so nothing heavy is imported here."""
+commit. Framework versions come from package metadata (the packages each registry entry names),
+so nothing heavy is imported here."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-PACKAGES = ("torch", "tensorflow", "keras", "jax", "jaxlib", "flax", "optax", "numpy", "pandas")
-FLAGS = ("XLA_FLAGS", "TF_XLA_FLAGS", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES",
-         "OMP_WAIT_POLICY", "TF_ENABLE_ONEDNN_OPTS", "GLIBC_TUNABLES", "LD_PRELOAD")  # LD_PRELOAD: another malloc
+from frameworks import registry
+
+PACKAGES = ("numpy", "pandas")  # besides each framework's own
+FLAGS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY", "GLIBC_TUNABLES",
+         "LD_PRELOAD")  # besides each framework's own; LD_PRELOAD: another malloc
 
 
 def _command(args: list[str], cwd: Path | None = None) -> str | None:
@@ -66,6 +69,9 @@ def _version(package: str) -> str | None:
 
 def collect(root: Path, worker_env: dict[str, str]) -> dict:
     """`worker_env`: the environment workers start from, for the flags they ran with."""
+    frameworks = registry().values()
+    packages = [*(package for entry in frameworks for package in entry.packages), *PACKAGES]
+    flags = dict.fromkeys([*(flag for entry in frameworks for flag in (*entry.flags, *entry.env_defaults)), *FLAGS])
     gpus = _command(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
     commit = _command(["git", "rev-parse", "HEAD"], cwd=root)
     dirty = _command(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root)
@@ -81,6 +87,6 @@ def collect(root: Path, worker_env: dict[str, str]) -> dict:
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
         "gpus": gpus.splitlines() if gpus else [],
         "git_commit": commit and (commit + ("-dirty" if dirty else "")),
-        "packages": {package: _version(package) for package in PACKAGES},
-        "flags": {flag: worker_env[flag] for flag in FLAGS if flag in worker_env},
+        "packages": {package: _version(package) for package in packages},
+        "flags": {flag: worker_env[flag] for flag in flags if flag in worker_env},
     }

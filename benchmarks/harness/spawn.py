@@ -1,5 +1,6 @@
-"""Runs one job in fresh worker processes and relays their messages: the environment every
-framework needs before import, the job timeout, and a readable reason when a worker dies. A
+"""Runs one job in fresh worker processes and relays their messages: the environment a worker
+needs before it imports its framework (the generic part here, the framework's own from its
+registry entry), the job timeout, and a readable reason when a worker dies. A
 data-parallel job is a group of processes (one per device for DDP); a member that fails ends the
 whole group."""
 
@@ -13,48 +14,62 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from benchmarks.harness.jobs import Job
+from frameworks import FrameworkEntry, UnknownFramework, registry, resolve
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the folder holding benchmarks/ and frameworks/
 
-# Defaults a user may override from the shell (env.json records the values workers ran with).
-# TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512/AMX features;
-# elsewhere (e.g. AVX2-only AMD EPYC) it falls back to Eigen kernels several times slower, while
-# PyTorch uses oneDNN on every x86 CPU. Turning them on gives both the same kernel library.
+# Defaults a user may override from the shell (env.json records the values workers ran with),
+# besides each framework's own (`FrameworkEntry.env_defaults`).
 # glibc's malloc hands the large buffers of a training step back to the kernel and maps them
 # again, so every step page-faults them in afresh (about 2,000 minor faults per LeNet step at batch
 # 128 in PyTorch, `python -m benchmarks.page_faults`). `glibc.malloc.hugetlb=1` (glibc >= 2.35;
 # older ones ignore it) makes malloc keep them in transparent huge pages, for every framework
 # alike: 3 faults per step and a faster step (README: "Process to process").
-OVERRIDABLE_DEFAULTS = {"TF_ENABLE_ONEDNN_OPTS": "1", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+OVERRIDABLE_DEFAULTS = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
 
 
-def base_env() -> dict[str, str]:
-    """The environment every worker starts from, before the job's own settings."""
-    return {**OVERRIDABLE_DEFAULTS, **os.environ}
+def base_env(frameworks: Iterable[FrameworkEntry] | None = None) -> dict[str, str]:
+    """The environment workers start from, before the job's own settings: the defaults, those of
+    `frameworks` (every registered one unless given) included, under the user's shell."""
+    frameworks = registry().values() if frameworks is None else frameworks
+    defaults = {name: value for entry in frameworks for name, value in entry.env_defaults.items()}
+    return {**OVERRIDABLE_DEFAULTS, **defaults, **os.environ}
 
 
-def framework_env(device: str, threads: int) -> dict[str, str]:
-    """The environment of a process that imports a framework to run on `device` with `threads`."""
-    env = base_env()
-    env.update(
-        PYTHONUNBUFFERED="1",
-        TF_CPP_MIN_LOG_LEVEL="2",  # TensorFlow's info and warning logs; errors still show
-        XLA_PYTHON_CLIENT_PREALLOCATE="false",  # JAX would reserve 75% of GPU memory
-        TF_FORCE_GPU_ALLOW_GROWTH="true",  # TensorFlow would reserve all of it
-        OMP_NUM_THREADS=str(threads),
-    )
+def framework_env(frameworks: Iterable[FrameworkEntry], device: str, threads: int) -> dict[str, str]:
+    """The environment of a process that imports `frameworks` (one, or any of several it may
+    pick) to run on `device` with `threads`."""
+    frameworks = list(frameworks)
+    env = base_env(frameworks)
+    env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads))
+    for entry in frameworks:
+        env.update(entry.env)
     if device == "cpu":  # hide any GPU, so nothing is placed there behind our back
-        env.update(CUDA_VISIBLE_DEVICES="", JAX_PLATFORMS="cpu")
+        env.update(CUDA_VISIBLE_DEVICES="")
+        for entry in frameworks:
+            env.update(entry.cpu_env)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     return env
 
 
+def job_frameworks(job: Job) -> list[FrameworkEntry]:
+    """The frameworks a job's worker may import: its own (none known: the worker reports that);
+    for the machine's peak, each that offers a device matmul (`efficiency.matmul_peak` takes the
+    first installed)."""
+    if job.kind == "peak":
+        return [entry for entry in registry().values() if entry.device_matmul]
+    try:
+        return [resolve(job.what.framework)]
+    except UnknownFramework:
+        return []
+
+
 def worker_env(job: Job) -> dict[str, str]:
-    env = framework_env(job.placement.device, job.placement.threads)
+    env = framework_env(job_frameworks(job), job.placement.device, job.placement.threads)
     if job.placement.device != "cpu" and job.processes_per_node > 1:  # one GPU per process: the member's own
         visible = env.get("CUDA_VISIBLE_DEVICES")
         env["CUDA_VISIBLE_DEVICES"] = visible.split(",")[job.placement.member] if visible else str(job.placement.member)

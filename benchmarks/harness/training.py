@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import sys
 import tempfile
 import time
 import traceback
@@ -22,7 +21,7 @@ from benchmarks.harness import data as datasets
 from benchmarks.harness.contention import BUSY_SHARE, BUSY_THRESHOLD, CoreMonitor
 from benchmarks.harness.jobs import Job
 from benchmarks.harness.stats import step_time_summary
-from frameworks import load_adapter
+from frameworks import load_adapter, profiled
 from frameworks.base import Adapter, init_params
 
 if TYPE_CHECKING:
@@ -53,25 +52,6 @@ def load_dataset(job: Job) -> datasets.Dataset:
     else:
         dataset = datasets.synthetic()
     return dataset.subset(job.data.train_size, job.data.test_size)
-
-
-def configure_threads(framework: str, threads: int) -> None:
-    """Each framework's own intra-op setting, before it starts its runtime. The process is
-    already pinned to `threads` cores, which is what bounds XLA's CPU thread pool in JAX."""
-    if framework == "pytorch":
-        import torch
-
-        torch.set_num_threads(threads)
-    elif framework == "tensorflow":
-        import tensorflow as tf
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-def framework_version(framework: str) -> str:
-    module = {"pytorch": "torch", "tensorflow": "tensorflow", "jax": "jax"}.get(framework)
-    return sys.modules[module].__version__ if module in sys.modules else ""
 
 
 # --- Training and timing ------------------------------------------------------------------------
@@ -280,7 +260,7 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
 
     start = time.perf_counter()
     adapter_cls = load_adapter(job.what.framework)
-    configure_threads(job.what.framework, job.process_threads)
+    adapter_cls.configure_threads(job.process_threads)
     import_s = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -293,7 +273,7 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     copy = copy_ms(adapter, dataset.train_images[:local], dataset.train_labels[:local])
     trainer = Trainer(adapter, job, channel)
     feed = Feed(dataset, job)
-    result = {"framework_version": framework_version(job.what.framework), "import_s": import_s, "build_s": build_s,
+    result = {"framework_version": adapter_cls.version(), "import_s": import_s, "build_s": build_s,
               "warmup_steps": job.timing.warmup_steps, "epochs": job.timing.epochs, "baseline_rss_mb": baseline_rss,
               "threads": (adapter.applied_threads() or len(os.sched_getaffinity(0))) * job.processes_per_node,
               "global_batch": job.global_batch, "nodes": job.placement.nodes, "input": job.data.input,
@@ -363,10 +343,25 @@ def profile(adapter: Adapter, dataset: datasets.Dataset, job: Job, channel: Chan
         return
     folder = Path(tempfile.mkdtemp(prefix=f"profile-{job.job_id}-"))
     try:
-        channel.send("profile", folder=str(folder), rows=profiling.capture(adapter, placed, folder))
+        channel.send("profile", folder=str(folder), rows=capture_profile(adapter, placed, folder))
     except Exception as error:
         traceback.print_exc()
         channel.send("profile", folder=str(folder), rows=[], error=f"{type(error).__name__}: {error}")
+
+
+def capture_profile(adapter: Adapter, batches: list, folder: Path) -> list[dict]:
+    """Profile `len(batches)` training steps of a warmed-up adapter into `folder`; the op rows."""
+    import pandas as pd
+
+    from benchmarks.harness import profiling
+
+    if adapter.framework not in profiled():
+        raise ValueError(f"no profiler for {adapter.framework} (profiles: {', '.join(profiled())})")
+    folder.mkdir(parents=True, exist_ok=True)
+    ops = pd.DataFrame(adapter.profile(batches, folder), columns=profiling.RECORDED)
+    if ops.empty:
+        raise RuntimeError(f"the {adapter.framework} profiler recorded no operation of the training step")
+    return profiling.op_table(adapter.op_category, ops, len(batches)).to_dict("records")
 
 
 def _mb(value: int | None) -> float | None:
@@ -376,9 +371,9 @@ def _mb(value: int | None) -> float | None:
 
 def run_probe(job: Job, channel: Channel) -> dict:
     adapter_cls = load_adapter(job.what.framework)
-    configure_threads(job.what.framework, job.placement.threads)
+    adapter_cls.configure_threads(job.placement.threads)
     adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(1))
-    return {"status": "ok", "framework_version": framework_version(job.what.framework)}
+    return {"status": "ok", "framework_version": adapter_cls.version()}
 
 
 def run_overhead(job: Job, channel: Channel) -> dict:
@@ -392,7 +387,7 @@ def run_overhead(job: Job, channel: Channel) -> dict:
     batches = list(datasets.train_batches(dataset, job.what.batch_size, job.seed, 0))
     warmup, batches = batches[: timing.warmup_steps + 1], batches[: timing.window]
     adapter_cls = load_adapter(job.what.framework)
-    configure_threads(job.what.framework, job.placement.threads)
+    adapter_cls.configure_threads(job.placement.threads)
     adapter = adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(1))
     adapter.set_params(init_params(job.what.model, job.seed))
     trainer = Trainer(adapter, job, channel)
