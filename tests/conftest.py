@@ -14,8 +14,9 @@ import pytest
 
 from benchmarks.harness.jobs import Data, Job, Placement, Timing, Workload
 from benchmarks.harness.spawn import base_env
-from frameworks import REGISTRY, load_adapter
+from frameworks import EXTRA_ENV, REGISTRY, load_adapter
 from frameworks.base import TrainConfig
+from tests.faulty_framework import EXTRA_FRAMEWORKS
 
 # In-process tests run the frameworks with the settings the suite's workers use (oneDNN for
 # TensorFlow), so parity covers the kernels that are benchmarked. No framework is imported yet.
@@ -60,6 +61,24 @@ def require(framework: str):
     if reason:
         pytest.skip(reason)
     return load_adapter(framework)
+
+
+@pytest.fixture
+def faulty(monkeypatch):
+    """The fault-injecting stand-in framework (`tests.faulty_framework`), registered for in-process
+    runs and the workers they start; test modules that run it throughout name it in `pytestmark`."""
+    monkeypatch.setenv(EXTRA_ENV, EXTRA_FRAMEWORKS)
+
+
+def faulty_env() -> dict[str, str]:
+    """The environment of a runner started as a subprocess, with the stand-in registered."""
+    return {**os.environ, EXTRA_ENV: EXTRA_FRAMEWORKS}
+
+
+def run_folder(out: Path) -> Path:
+    """The one run folder a runner wrote under `out`."""
+    (folder,) = out.iterdir()
+    return folder
 
 
 def make_job(framework: str = "faulty", variant: str = "ok", batch_size: int = 32, *, timing: Timing = Timing(),

@@ -173,9 +173,8 @@ def test_resume_of_a_run_of_another_schema_exits_2(capsys, tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["env.json", "plan.json"]
 
 
-def test_extra_framework_is_accepted_once_registered(capsys, monkeypatch):
+def test_extra_framework_is_accepted_once_registered(capsys, faulty):
     """The accepted names follow the registry: a registered extra framework is listed."""
-    monkeypatch.setenv(EXTRA_ENV, "faulty=tests.faulty_framework:ok")
     line = error_line(capsys, ["--framework", "mxnet"])
     assert "choose from: all, faulty, jax, pytorch, tensorflow, tf, torch" in line
 

@@ -16,18 +16,14 @@ import pytest
 from benchmarks import run
 from benchmarks.harness.contention import BUSY_THRESHOLD, CoreMonitor, Sample, machine_check
 from benchmarks.harness.training import Trainer
-from frameworks import EXTRA_ENV
-from tests.faulty_framework import EXTRA_FRAMEWORKS
 
 CORES = len(os.sched_getaffinity(0))
 SHORT = ["--framework", "faulty", "--variant", "faulty:slow", "--data", "synthetic", "--train-size", "256",
          "--batch-size", "32", "--steps", "20", "--warmup", "0", "--window", "5", "--no-parity"]
 HOG = "import time\nend = time.monotonic() + 120\nwhile time.monotonic() < end:\n    pass\n"
 
+pytestmark = pytest.mark.usefixtures("faulty")
 
-@pytest.fixture(autouse=True)
-def faulty(monkeypatch):
-    monkeypatch.setenv(EXTRA_ENV, EXTRA_FRAMEWORKS)
 
 
 @pytest.fixture

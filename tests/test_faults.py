@@ -19,12 +19,11 @@ import pytest
 from benchmarks import run
 from benchmarks.harness import results
 from benchmarks.harness.results import TABLES, read_table
-from frameworks import EXTRA_ENV
-from tests.faulty_framework import DIVERGE_STEP, EXIT_STATUS, EXTRA_FRAMEWORKS, RAISE_MESSAGE
+from tests.conftest import ROOT, faulty_env, run_folder
+from tests.faulty_framework import DIVERGE_STEP, EXIT_STATUS, RAISE_MESSAGE
 
 pytestmark = pytest.mark.slow  # every test here starts worker processes
 
-ROOT = Path(__file__).resolve().parent.parent
 SMALL = ["--framework", "faulty", "--data", "synthetic", "--train-size", "256", "--test-size", "64",
          "--batch-size", "32", "--no-parity"]
 PROBLEMS = "## Failed, skipped and diverged jobs"
@@ -33,14 +32,6 @@ PROBLEMS = "## Failed, skipped and diverged jobs"
 # --- Helpers ------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def faulty(monkeypatch):
-    """Register the fault-injecting framework for in-process runs and the workers they start."""
-    monkeypatch.setenv(EXTRA_ENV, EXTRA_FRAMEWORKS)
-
-
-def subprocess_env() -> dict[str, str]:
-    return {**os.environ, EXTRA_ENV: EXTRA_FRAMEWORKS}
 
 
 def command(*args: str) -> list[str]:
@@ -51,10 +42,6 @@ def flat(text: str) -> str:
     """Console output with the line wrapping undone."""
     return " ".join(text.split())
 
-
-def run_folder(out: Path) -> Path:
-    (folder,) = out.iterdir()
-    return folder
 
 
 def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
@@ -119,7 +106,7 @@ def faulted_run(tmp_path_factory):
     completed = subprocess.run(
         command(*SMALL, "--variant", variants, "--steps", "12", "--warmup", "1", "--window", "4",
                 "--job-timeout", str(JOB_TIMEOUT), "--out", str(out)),
-        cwd=ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+        cwd=ROOT, env=faulty_env(), capture_output=True, text=True, timeout=300)
     folder = run_folder(out)
     return completed, folder, read_table(folder, "summary").set_index("variant")
 
@@ -204,7 +191,7 @@ SLOW_JOB_IDS = [f"lenet-faulty-slow-bs{batch_size}-r1" for batch_size in (32, 31
 def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):
     out = tmp_path / "results"
     with open(tmp_path / "console.txt", "w") as console:
-        parent = subprocess.Popen(command(*SLOW_JOBS, "--out", str(out)), cwd=ROOT, env=subprocess_env(),
+        parent = subprocess.Popen(command(*SLOW_JOBS, "--out", str(out)), cwd=ROOT, env=faulty_env(),
                                   stdout=console, stderr=subprocess.STDOUT)
         try:
             folder = wait_for(lambda: out.exists() and any(out.iterdir()) and run_folder(out), what="the run folder")
@@ -230,7 +217,7 @@ def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):
     line = problem_line((folder / "report.md").read_text(), "faulty:slow")
     assert "| interrupted " in line and "stopped by Ctrl-C" in line
 
-    resumed = subprocess.run(command("--resume", str(folder)), cwd=ROOT, env=subprocess_env(),
+    resumed = subprocess.run(command("--resume", str(folder)), cwd=ROOT, env=faulty_env(),
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"run folder: {folder} (2 of 3 jobs to run)" in flat(resumed.stdout)
@@ -269,7 +256,7 @@ def test_resume_reruns_only_jobs_without_an_ok_row(faulty, capsys, tmp_path):
 
 def test_killed_parent_leaves_well_formed_csv_files_and_resume_finishes(tmp_path):
     out = tmp_path / "results"
-    parent = subprocess.Popen(command(*SLOW_JOBS, "--out", str(out)), cwd=ROOT, env=subprocess_env(),
+    parent = subprocess.Popen(command(*SLOW_JOBS, "--out", str(out)), cwd=ROOT, env=faulty_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         folder = wait_for(lambda: out.exists() and any(out.iterdir()) and run_folder(out), what="the run folder")
@@ -290,7 +277,7 @@ def test_killed_parent_leaves_well_formed_csv_files_and_resume_finishes(tmp_path
     # An orphaned worker stops at its next message to the dead parent (broken pipe).
     wait_for(lambda: not live_workers(folder), timeout=30, what="the orphaned worker to stop")
 
-    resumed = subprocess.run(command("--resume", str(folder)), cwd=ROOT, env=subprocess_env(),
+    resumed = subprocess.run(command("--resume", str(folder)), cwd=ROOT, env=faulty_env(),
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     summary = pd.read_csv(folder / "summary.csv")

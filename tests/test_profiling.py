@@ -15,7 +15,7 @@ from benchmarks import run
 from benchmarks.harness import data as datasets, training
 from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness.profiling import CATEGORIES, op_table
-from frameworks import EXTRA_ENV, REGISTRY
+from frameworks import REGISTRY
 from frameworks.profiles import (TF_RULES, TORCH_RULES, XLA_RULES, categorise, hlo_descriptions, hlo_sources,
                                  self_times, tensorflow_category)
 from tests.conftest import FRAMEWORKS, ROOT, import_error, make_job, require
@@ -299,8 +299,7 @@ def test_profile_of_a_resumed_run_exits_2(capsys, tmp_path):
     assert "argument --profile: a resumed run follows its plan" in line
 
 
-def test_profile_of_a_framework_without_profiler_exits_2(capsys, monkeypatch, tmp_path):
-    monkeypatch.setenv(EXTRA_ENV, "faulty=tests.faulty_framework:ok")
+def test_profile_of_a_framework_without_profiler_exits_2(capsys, faulty, tmp_path):
     line = error_line(capsys, ["--framework", "faulty", "--profile", "--data", "synthetic", "--out", str(tmp_path)])
     assert "argument --profile: no profiler for faulty (profiles: pytorch, tensorflow, jax)" in line
     assert not any(tmp_path.iterdir()), "nothing was started"

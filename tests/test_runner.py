@@ -45,6 +45,7 @@ def run(tmp_path_factory):
     return run_dir, completed.stdout
 
 
+@pytest.mark.slow
 def test_runner_writes_the_four_tables_env_and_report(run):
     run_dir, stdout = run
     for name in ("summary.csv", "steps.csv", "epochs.csv", "env.json", "report.md", "parity.csv"):
@@ -61,12 +62,14 @@ def test_runner_writes_the_four_tables_env_and_report(run):
     assert (steps["steps"] == 5).all()
 
 
+@pytest.mark.slow
 def test_every_framework_was_fed_the_same_bytes(run):
     summary = pd.read_csv(run[0] / "summary.csv")
     assert summary["data_digest"].notna().all()
     assert summary["data_digest"].nunique() == 1, summary[["framework", "data_digest"]]
 
 
+@pytest.mark.slow
 def test_per_epoch_losses_and_accuracies_agree_across_frameworks(run):
     epochs = pd.read_csv(run[0] / "epochs.csv").set_index("framework")
     reference = epochs.iloc[0]
@@ -78,11 +81,13 @@ def test_per_epoch_losses_and_accuracies_agree_across_frameworks(run):
         assert examples <= TEST_SIZE / 1000, f"{epochs.index[0]} vs {framework}: {examples:.0f} test examples differ"
 
 
+@pytest.mark.slow
 def test_synthetic_data_is_learned_beyond_chance(run):
     summary = pd.read_csv(run[0] / "summary.csv")
     assert (summary["test_accuracy"] > 0.15).all(), summary[["framework", "test_accuracy"]]
 
 
+@pytest.mark.slow
 def test_report_states_the_data_parity_and_ranks_every_framework(run):
     report = (run[0] / "report.md").read_text()
     assert "**SYNTHETIC**" in report
@@ -92,6 +97,7 @@ def test_report_states_the_data_parity_and_ranks_every_framework(run):
         assert f"| {framework}:" in ranking
 
 
+@pytest.mark.slow
 def test_report_renders_from_the_csv_files_alone(run, tmp_path):
     run_dir, _ = run
     copy = tmp_path / run_dir.name
@@ -104,6 +110,7 @@ def test_report_renders_from_the_csv_files_alone(run, tmp_path):
     assert (copy / "curves.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_the_machine_peak_is_measured_once_and_every_row_gets_its_share(run):
     run_dir, stdout = run
     env = json.loads((run_dir / "env.json").read_text())
@@ -117,6 +124,7 @@ def test_the_machine_peak_is_measured_once_and_every_row_gets_its_share(run):
     assert (run_dir / "speed.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_env_records_the_cpu_instruction_sets_the_kernels_depend_on(run):
     run_dir, _ = run
     env = json.loads((run_dir / "env.json").read_text())
@@ -136,6 +144,7 @@ def test_report_command_rejects_a_folder_that_is_not_a_run(tmp_path):
     assert "holds no summary.csv: not a run folder" in completed.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_step_times_are_per_step_and_positive(run):
     steps = pd.read_csv(run[0] / "steps.csv")
     assert np.allclose(steps["step_ms"], 1000 * steps["seconds"] / steps["steps"])
@@ -184,6 +193,7 @@ def small_synthetic() -> datasets.Dataset:
     return datasets.synthetic().subset(AUGMENTED_TRAIN_SIZE, None)  # as the worker loads it
 
 
+@pytest.mark.slow
 def test_augmented_batches_are_identical_for_every_framework_and_all_hashed(augmented_run):
     _, summary = augmented_run
     assert summary["framework"].tolist() == installed() and (summary["status"] == "ok").all()
@@ -191,6 +201,7 @@ def test_augmented_batches_are_identical_for_every_framework_and_all_hashed(augm
     assert fed_digest("crop-flip") != fed_digest("none")
 
 
+@pytest.mark.slow
 def test_augmentation_and_its_cost_are_recorded_and_reported(augmented_run):
     run_dir, summary = augmented_run
     assert (summary["augment"] == "crop-flip").all()
@@ -200,6 +211,7 @@ def test_augmentation_and_its_cost_are_recorded_and_reported(augmented_run):
     assert "s per job (median of " in report
 
 
+@pytest.mark.slow
 def test_the_recipe_trains_every_framework_and_the_report_states_its_settings(augmented_run):
     run_dir, summary = augmented_run
     assert (summary["model"] == "lenet").all() and (summary["batch_size"] == AUGMENTED_BATCH).all()

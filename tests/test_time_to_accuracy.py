@@ -9,7 +9,8 @@ import subprocess
 import pandas as pd
 import pytest
 
-from tests.test_faults import ROOT, command, flat, run_folder, subprocess_env
+from tests.conftest import ROOT, faulty_env, run_folder
+from tests.test_faults import command, flat
 
 pytestmark = pytest.mark.slow  # starts worker processes
 
@@ -19,7 +20,7 @@ SMALL = ["--framework", "faulty", "--variant", "faulty:ok", "--data", "synthetic
 
 def run(tmp_path, target: str, *extra: str) -> tuple[pd.DataFrame, pd.DataFrame, str, str]:
     completed = subprocess.run(command(*SMALL, *extra, "--target-accuracy", target, "--out", str(tmp_path)), cwd=ROOT,
-                               env=subprocess_env(), capture_output=True, text=True, timeout=300)
+                               env=faulty_env(), capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     folder = run_folder(tmp_path)
     return (pd.read_csv(folder / "summary.csv"), pd.read_csv(folder / "epochs.csv"), flat(completed.stdout),

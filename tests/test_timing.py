@@ -9,19 +9,11 @@ from benchmarks import run
 from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness import training
 from benchmarks.harness.results import read_table
-from frameworks import EXTRA_ENV
-from tests.conftest import make_job
-from tests.faulty_framework import EXTRA_FRAMEWORKS
+from tests.conftest import make_job, run_folder
+
+pytestmark = pytest.mark.usefixtures("faulty")
 
 
-@pytest.fixture(autouse=True)
-def faulty(monkeypatch):
-    monkeypatch.setenv(EXTRA_ENV, EXTRA_FRAMEWORKS)
-
-
-def run_folder(out):
-    (folder,) = out.iterdir()
-    return folder
 
 
 @pytest.mark.parametrize("train_size", [256, 64], ids=["8 batches an epoch", "2 batches an epoch"])

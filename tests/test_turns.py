@@ -8,16 +8,11 @@ import pytest
 
 from benchmarks.harness.jobs import Data, Job, Placement, Timing
 from benchmarks.harness.spawn import run_workers
-from frameworks import EXTRA_ENV
 from tests.conftest import make_job
-from tests.faulty_framework import EXTRA_FRAMEWORKS, SLOW_STEP_S
+from tests.faulty_framework import SLOW_STEP_S
 
-pytestmark = pytest.mark.slow  # every test here starts worker processes
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("faulty")]  # every test starts worker processes
 
-
-@pytest.fixture(autouse=True)
-def faulty(monkeypatch):
-    monkeypatch.setenv(EXTRA_ENV, EXTRA_FRAMEWORKS)
 
 
 def job(variant: str, repeat: int = 1, batch_size: int = 32, placement: Placement = Placement(),
