@@ -17,6 +17,14 @@ from benchmarks.harness.results import measured  # noqa: E402
 from report.tables import label  # noqa: E402
 
 
+
+def save(fig, path: Path, alt: str) -> str:
+    """Write the chart beside the report and close it; the Markdown that shows it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return f"![{alt}]({path.name})"
+
 def line_styles() -> itertools.cycle:
     """Line charts tell their jobs apart by marker and dash as well as by colour."""
     return itertools.cycle([{"marker": marker, "linestyle": dash}
@@ -75,10 +83,7 @@ def speed_chart(ranking: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> 
             ax.set_title(title + ", log scale", fontsize="medium")
         ax.margins(x=0.25)
     fig.suptitle(f"Training speed, memory and compile time: {chart_title(summary)}")
-    fig.tight_layout()
-    fig.savefig(run_dir / "speed.png", dpi=120)
-    plt.close(fig)
-    return "![speed, memory and compile time per job](speed.png)"
+    return save(fig, run_dir / "speed.png", "speed, memory and compile time per job")
 
 
 def throughput_chart(pivot: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
@@ -92,10 +97,7 @@ def throughput_chart(pivot: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) 
     ax.set(xlabel="batch size", ylabel="images / s (median)",
            title=f"Training throughput: {chart_title(summary)}")
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
-    fig.savefig(run_dir / "throughput.png", dpi=120)
-    plt.close(fig)
-    return "![throughput](throughput.png)"
+    return save(fig, run_dir / "throughput.png", "throughput")
 
 
 def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
@@ -110,10 +112,7 @@ def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> 
         ax.xaxis.get_major_locator().set_params(integer=True)
     acc_ax.legend(fontsize="small")
     fig.suptitle(f"Learning curves: {chart_title(summary)}")
-    fig.tight_layout()
-    fig.savefig(run_dir / "curves.png", dpi=120)
-    plt.close(fig)
-    return "![curves](curves.png)"
+    return save(fig, run_dir / "curves.png", "curves")
 
 
 def accuracy_time_chart(curves: pd.DataFrame, target: float, jobs: pd.DataFrame, run_dir: Path) -> str:
@@ -125,7 +124,4 @@ def accuracy_time_chart(curves: pd.DataFrame, target: float, jobs: pd.DataFrame,
     ax.set(xlabel="training time, s (evaluation excluded)", ylabel="test accuracy",
            title=f"Accuracy against time: {chart_title(jobs)}")
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
-    fig.tight_layout()
-    fig.savefig(run_dir / "accuracy_time.png", dpi=120)
-    plt.close(fig)
-    return "![accuracy against time](accuracy_time.png)"
+    return save(fig, run_dir / "accuracy_time.png", "accuracy against time")
