@@ -152,9 +152,16 @@ class PyTorchAdapter(Adapter):
         self._compiled_step = step
 
     def _build_optimizer(self) -> None:
+        # A compiled step guards on a float learning rate and compiles again whenever a schedule
+        # changes it (until dynamo's recompile limit, then runs that frame eagerly): as PyTorch's
+        # "compiled optimizer with an LR scheduler" tutorial prescribes, it gets a tensor, which
+        # the scheduler fills in place.
+        lr = self.config.learning_rate
+        if self.variant == "compile":
+            lr = torch.tensor(lr, dtype=self.dtype, device=self.torch_device)
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
-            lr=self.config.learning_rate,
+            lr=lr,
             momentum=self.config.momentum,
             weight_decay=self.config.weight_decay,
             nesterov=self.config.nesterov,
@@ -187,7 +194,11 @@ class PyTorchAdapter(Adapter):
         self.scheduler.last_epoch = state.step  # and the rate the scheduler's own lambda gives there
         for group, base_lr, lr_lambda in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
                                              self.scheduler.lr_lambdas):
-            group["lr"] = base_lr * lr_lambda(state.step)
+            lr = base_lr * lr_lambda(state.step)
+            if isinstance(group["lr"], torch.Tensor):
+                group["lr"].fill_(lr)
+            else:
+                group["lr"] = lr
 
     def get_state(self) -> TrainingState:
         params = {name: value.detach().cpu().numpy().copy() for name, value in self.model.state_dict().items()}

@@ -29,6 +29,21 @@ def test_training_steps_lower_the_loss_on_a_fixed_batch(variant):
 
 
 @pytest.mark.parametrize("variant", [tiered(variant, id=variant) for variant in VARIANTS])
+def test_a_scheduled_learning_rate_compiles_the_step_once(variant):
+    """Every step of a schedule has its own rate: a compiled step must take it as data, not
+    compile again for each value (torch.compile guards on a float rate)."""
+    framework, name = variant.split(":")
+    config = TrainConfig(learning_rate=0.05, momentum=0.9, lr_schedule="cosine", total_steps=12)
+    adapter = require(framework)("lenet", "cpu", name, config)
+    adapter.set_params(init_params("lenet", seed=0))
+    images, labels = parity_batches(1)[0]
+    adapter.losses_to_numpy([adapter.train_step(images, labels) for _ in range(2)])  # warm-up: compiles
+    compiles = adapter.compile_count()
+    adapter.losses_to_numpy([adapter.train_step(images, labels) for _ in range(8)])
+    assert adapter.compile_count() == compiles, f"{variant} compiled again as the learning rate changed"
+
+
+@pytest.mark.parametrize("variant", [tiered(variant, id=variant) for variant in VARIANTS])
 def test_a_placed_batch_trains_exactly_as_its_numpy_arrays_without_retracing(variant):
     """`place` (the prefetching and resident input paths) hands the step the same bytes, in the
     framework's own tensors, and the step takes them without compiling again."""
