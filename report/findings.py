@@ -267,6 +267,8 @@ def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
 def target_findings(summary: pd.DataFrame) -> list[str]:
     """Per model and batch size of a time-to-accuracy run: the fastest clean job to the target,
     and every time that rests on contention named as not ranked (a sum has no median to shield it)."""
+    if "target_reached" not in summary:  # a table of timing-only columns
+        return []
     jobs = summary[summary["status"].eq("ok") & summary["target_reached"].astype(str).eq("True")]
     jobs = _labelled(jobs).assign(busy=target_busy(jobs))
     several_devices = summary["device"].nunique() > 1
