@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks import cli
-from benchmarks.harness.contention import BUSY_THRESHOLD, machine_check
+from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE, machine_check
 from benchmarks.harness import data as datasets
 from benchmarks.harness.efficiency import efficiency
 from benchmarks.harness.environment import collect
@@ -229,7 +229,8 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
 
 
 class JobRecorder:
-    """Collects one job's streamed messages and appends its rows to the tables when it ends."""
+    """Appends one job's timed windows and evaluations to the tables as they arrive (an interrupted
+    job keeps what it measured) and its summary row when it ends."""
 
     def __init__(self, run_dir: Path, run_id: str, job: Job, attempt: int, peak_gflops: float | None = None):
         self.run_dir, self.job, self.peak_gflops = run_dir, job, peak_gflops
@@ -238,17 +239,21 @@ class JobRecorder:
                          "variant": what.variant, "model": what.model, "device": job.placement.device,
                          "precision": job.training.precision, "batch_size": what.batch_size, "devices": job.replicas,
                          "repeat": job.repeat, "attempt": attempt}
-        self.epochs: list[dict] = []
-        self.windows: list[dict] = []
+        self.windows = 0
         self.profile: dict | None = None
 
     def on_message(self, message: dict) -> None:
         if message["type"] == "epoch":
-            self.epochs.append(message["row"])
-        elif message["type"] == "windows":
-            self.windows = message["rows"]
+            append_rows(self.run_dir, "epochs", [{**self.identity, **message["row"]}])
+        elif message["type"] == "window":
+            append_rows(self.run_dir, "steps", [{**self.identity, **message["row"]}])
+            self.windows += 1
         elif message["type"] == "profile":
             self.profile = message
+
+    def interrupted(self, error: str) -> dict:
+        """The summary row of a job stopped part-way: its windows so far are in steps.csv."""
+        return self.finish({"status": "interrupted", "error": error, "windows": self.windows})
 
     def finish(self, result: dict) -> dict:
         job = self.job
@@ -257,8 +262,6 @@ class JobRecorder:
                **efficiency(job.what.model, job.global_batch, result.get("step_ms_median"), job.placement.device,
                             job.replicas, self.peak_gflops),
                **({"profile_error": self.profile.get("error")} if self.profile else {})}
-        append_rows(self.run_dir, "epochs", [{**self.identity, **epoch} for epoch in self.epochs])
-        append_rows(self.run_dir, "steps", [{**self.identity, **window} for window in self.windows])
         append_rows(self.run_dir, "summary", [row])
         if self.profile:
             self._keep_profile()
@@ -359,7 +362,7 @@ def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt:
             except KeyboardInterrupt:
                 for index in sorted(set(range(len(group))) - finished):
                     progress.remove_task(tasks[index])
-                    rows.append(recorders[index].finish({"status": "interrupted", "error": "stopped by Ctrl-C"}))
+                    rows.append(recorders[index].interrupted("stopped by Ctrl-C"))
                 raise
     return rows
 
@@ -384,6 +387,11 @@ def look_at_machine(console, require_quiet: bool) -> dict | None:
     return check
 
 
+# The sums of times a job records, each with the column holding its busy share.
+SUMS = {"epoch time": "epoch_busy_share", "time to target": "train_busy_share_to_target",
+        "wall time to target": "wall_busy_share_to_target"}
+
+
 def warn_if_busy(rows: list[dict], console) -> None:
     busy = [row for row in rows if row.get("busy")]
     if busy:
@@ -394,9 +402,28 @@ def warn_if_busy(rows: list[dict], console) -> None:
                       f"windows: {escape(names)}. The report marks them and does not rank them.[/]")
 
 
+def warn_if_busy_sums(rows: list[dict], console) -> None:
+    """Like warn_if_busy, for sums of times (an epoch time, a time to accuracy), which a median
+    does not shield: flagged when more than SUM_BUSY_SHARE of the sum fell in busy windows."""
+    flagged = []
+    for row in rows:
+        shares = {name: row.get(column) for name, column in SUMS.items()}
+        busy = [f"{name} {share:.0%}" for name, share in shares.items() if share is not None and share > SUM_BUSY_SHARE]
+        if busy:
+            flagged.append(f"{row['model']} {row['framework']}:{row['variant']} bs{row['batch_size']} "
+                           f"r{row['repeat']} ({', '.join(busy)})")
+    if flagged:
+        console.print(f"[bold yellow]WARNING: {len(flagged)} job(s) have a time (an epoch, or to the target) of which "
+                      f"more than {SUM_BUSY_SHARE:.0%} fell in windows where other processes took more than "
+                      f"{BUSY_THRESHOLD:.0%} of the worker's cores: {escape('; '.join(flagged))}. A sum counts those "
+                      f"windows in full: the report marks these times and does not rank them.[/]")
+
+
 def measure_peak(run_dir: Path, plan: dict, console) -> None:
     """The machine's peak on the run's device and cores, once per run, into env.json (a resumed
-    run keeps the first measurement)."""
+    run keeps the first measurement). A peak measured while other processes took more than
+    BUSY_THRESHOLD of the cores is measured once more; still busy, env.json flags it (`peak_busy`,
+    `peak_others_cpu`) and the report says so wherever it shows `of_peak`."""
     env_path = run_dir / "env.json"
     env = json.loads(env_path.read_text()) if env_path.exists() else {}
     if "peak_gflops" in env:
@@ -404,13 +431,24 @@ def measure_peak(run_dir: Path, plan: dict, console) -> None:
     selection = plan["selection"]
     job = Job(kind="peak", what=Workload("numpy", "matmul", "", 0), training=TrainConfig(precision=selection["precision"]),
               placement=Placement(device=selection["device"], threads=selection["threads"]))
-    with console.status("measuring the machine's peak (a large matrix product)"):
-        result = run_worker(job, run_dir / "logs" / "peak.log", 300.0, lambda message: None)
-    if result.get("status") != "ok":
-        console.print(f"[yellow]machine peak not measured: {escape(str(result.get('error')))}[/]")
-        return
+    for tries in (1, 2):
+        with console.status("measuring the machine's peak (a large matrix product)"):
+            result = run_worker(job, run_dir / "logs" / "peak.log", 300.0, lambda message: None)
+        if result.get("status") != "ok":
+            console.print(f"[yellow]machine peak not measured: {escape(str(result.get('error')))}[/]")
+            return
+        if not result["busy"]:
+            break
+        if tries == 1:
+            console.print(f"machine peak measured while other processes took {result['others_cpu']:.0%} of the "
+                          f"cores: measuring it again", markup=False)
     console.print(f"machine peak: {result['peak_gflops']:,.0f} GFLOP/s ({result['peak_how']})", markup=False)
-    env.update(peak_gflops=result["peak_gflops"], peak_how=result["peak_how"])
+    if result["busy"]:
+        console.print(f"[bold yellow]WARNING: the machine's peak was measured twice while other processes took "
+                      f"{result['others_cpu']:.0%} of the cores: it is too low, so every of_peak is too high; the "
+                      f"report says so.[/]")
+    env.update(peak_gflops=result["peak_gflops"], peak_how=result["peak_how"], peak_busy=result["busy"],
+               peak_others_cpu=result["others_cpu"])
     env_path.write_text(json.dumps(env, indent=2))
 
 
@@ -454,14 +492,52 @@ def load_plan(run_dir: Path) -> tuple[dict, list[Job]]:
                          f"{error}); rerun the command in its env.json instead") from None
 
 
+def close_killed_attempts(run_dir: Path, jobs: list[Job]) -> int:
+    """Give every attempt that streamed windows or evaluations but has no summary row (the runner
+    was killed while it ran) an "interrupted" row counting its windows, so that its rows are
+    accounted for and never read as a finished job's; the next attempt's number."""
+    summary, steps = read_table(run_dir, "summary"), read_table(run_dir, "steps")
+    streamed = pd.concat([steps[["job_id", "attempt"]], read_table(run_dir, "epochs")[["job_id", "attempt"]]])
+    recorded = pd.concat([summary[["job_id", "attempt"]], streamed])
+    if recorded.empty:
+        return 1
+    closed = set(summary[["job_id", "attempt"]].itertuples(index=False, name=None))
+    by_id = {job.job_id: job for job in jobs}
+    windows = steps.groupby(["job_id", "attempt"]).size()
+    for job_id, attempt in sorted(set(streamed.itertuples(index=False, name=None)) - closed):
+        recorder = JobRecorder(run_dir, run_dir.name, by_id[job_id], int(attempt))
+        recorder.windows = int(windows.get((job_id, attempt), 0))
+        recorder.interrupted("the runner was stopped before the job ended")
+    return int(recorded["attempt"].max()) + 1
+
+
+def resume_note(summary: pd.DataFrame, steps: pd.DataFrame, pending: list[Job]) -> str:
+    """What a resumed run keeps and reruns: finished jobs are kept, interrupted ones rerun from
+    the start while their earlier windows stay in steps.csv under their attempt."""
+    finished = int(summary["status"].eq("ok").sum())
+    interrupted = summary[summary["status"].eq("interrupted") & summary["job_id"].isin([job.job_id for job in pending])]
+    others = len(pending) - len(interrupted)
+    kept = steps.merge(interrupted[["job_id", "attempt"]], on=["job_id", "attempt"])
+    attempts = ", ".join(str(attempt) for attempt in sorted(interrupted["attempt"].astype(int).unique()))
+    parts = [f"{finished} job{'s' * (finished != 1)} finished"]
+    if len(interrupted):
+        parts.append(f"{len(interrupted)} interrupted job{'s' * (len(interrupted) != 1)} rerun from the start (their "
+                     f"earlier {len(kept)} window{'s' * (len(kept) != 1)} are kept as attempt {attempts})")
+    if others:
+        parts.append(f"{others} failed or not started job{'s' * (others != 1)} run")
+    return "resuming: " + ", ".join(parts)
+
+
 def execute(run_dir: Path, console) -> int:
     plan, jobs = load_plan(run_dir)
+    attempt = close_killed_attempts(run_dir, jobs)
     summary = latest_attempts(read_table(run_dir, "summary"))
     finished = set(summary.loc[summary["status"] == "ok", "job_id"])
-    attempt = int(summary["attempt"].max()) + 1 if len(summary) else 1
     pending = [job for job in jobs if job.job_id not in finished]
     (run_dir / "logs").mkdir(exist_ok=True)
     console.print(f"run folder: {run_dir}  ({len(pending)} of {len(jobs)} jobs to run)", markup=False, soft_wrap=True)
+    if attempt > 1:
+        console.print(resume_note(summary, read_table(run_dir, "steps"), pending), markup=False, soft_wrap=True)
     status = 0
     try:
         measure_peak(run_dir, plan, console)
@@ -472,6 +548,7 @@ def execute(run_dir: Path, console) -> int:
         rows = run_jobs(run_dir, pending, unusable, attempt, plan["job_timeout"], console,  # skipped rows too
                         plan.get("interleave", "repeats"))  # runs planned before --interleave took turns by repeats
         warn_if_busy(rows, console)
+        warn_if_busy_sums(rows, console)
         if nothing_runs:
             status = 3
         elif any(row["status"] in FAILED for row in rows):

@@ -1,6 +1,7 @@
 """The report's opening findings: plain sentences computed from a run's tables alone, namely the
 fastest variant per model and batch size with every other variant's step-time ratio to it and its
-bootstrap confidence interval, when compiling pays off, memory order, parity and accuracy agreement.
+bootstrap confidence interval, when compiling pays off, memory order, parity, accuracy agreement and
+the time to a target accuracy (a time that rests on contention named, never ranked).
 
 Step-time ratios are other / fastest (above 1: slower). Their interval is a hierarchical bootstrap:
 each resample draws a variant's processes (repeats) with replacement, then each drawn process's
@@ -19,6 +20,7 @@ import pandas as pd
 
 from benchmarks.checks.verdicts import failures
 from benchmarks.harness.results import measured
+from report.tables import target_busy
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -262,11 +264,38 @@ def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
     return sentences
 
 
+def target_findings(summary: pd.DataFrame) -> list[str]:
+    """Per model and batch size of a time-to-accuracy run: the fastest clean job to the target,
+    and every time that rests on contention named as not ranked (a sum has no median to shield it)."""
+    if "target_reached" not in summary:  # a table of timing-only columns
+        return []
+    jobs = summary[summary["status"].eq("ok") & summary["target_reached"].astype(str).eq("True")]
+    jobs = _labelled(jobs).assign(busy=target_busy(jobs))
+    several_devices = summary["device"].nunique() > 1
+    sentences = []
+    for key, group in jobs.groupby(GROUP):
+        target = group["target_accuracy"].iloc[0]
+        times = group.groupby("label")["train_s_to_target"].median().sort_values(kind="stable")
+        busy = group[group["busy"]].groupby("label")["train_busy_share_to_target"].max()
+        clean = times.drop(busy.index)
+        text = f"Time to {target:.1%} test accuracy, {_where(key, several_devices)}: "
+        if len(clean):
+            text += f"fastest on a quiet machine {clean.index[0]} ({clean.iloc[0]:.1f} s of training)"
+            text += "".join(f", {name} {seconds:.1f} s" for name, seconds in clean.iloc[1:].items())
+        else:
+            text += "no time measured on a quiet machine"
+        if len(busy):
+            text += ("; **not ranked, measured on a busy machine**: " + ", ".join(
+                f"{name} ({times[name]:.1f} s, {share:.0%} of it in busy windows)" for name, share in busy.items()))
+        sentences.append(text + ".")
+    return sentences
+
+
 def findings(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,
              parity: dict[str, pd.DataFrame | None]) -> list[str]:
     """Every finding, in the order the report lists them."""
     return [*speed_findings(summary, steps), *compile_findings(summary), *memory_findings(summary),
-            parity_finding(parity), *accuracy_findings(summary, epochs)]
+            parity_finding(parity), *accuracy_findings(summary, epochs), *target_findings(summary)]
 
 
 def findings_section(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,

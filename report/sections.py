@@ -9,13 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.checks.verdicts import REFERENCE, failures, outliers, parity_summary
-from benchmarks.harness.contention import BUSY_THRESHOLD
+from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE
 from benchmarks.harness.profiling import CATEGORIES, STEPS as PROFILED_STEPS
 from benchmarks.harness.results import read_table
 from report.charts import accuracy_time_chart, curves_chart, speed_chart, throughput_chart
 from report.findings import read_parity
 from report.source import latest
-from report.tables import curves_table, label, markdown, scaling_table, throughput_markdown, throughput_table
+from report.tables import (busy_sum, curves_table, label, markdown, scaling_table, target_busy, throughput_markdown,
+                           throughput_table)
 
 
 def training_line(settings: dict) -> str:
@@ -145,21 +146,33 @@ def speed_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict, run_d
     if ranking.empty:
         return "## Speed\n\nNo job finished its timed steps."
     device = " on the same device" if "merged" in env else ""
+    shown = ranking.rename(columns={"of_peak": BUSY_PEAK}) if env.get("peak_busy") else ranking
     return ("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model at the "
             f"same batch size{device}. Times in ms, memory in MiB.{efficiency_note(ranking, env)}{busy_note(ranking)}"
-            f"\n\n{markdown(ranking)}\n\n{speed_chart(ranking, summary, run_dir)}")
+            f"\n\n{markdown(shown)}\n\n{speed_chart(ranking, summary, run_dir)}")
+
+BUSY_PEAK = "of_peak (busy peak)"  # the column's name when the peak it divides by was measured on a busy machine
+
 
 def efficiency_note(ranking: pd.DataFrame, env: dict) -> str:
-    """How far the best row is from the machine's measured peak, and the FLOP convention."""
+    """How far the best row is from the machine's measured peak, the FLOP convention, and a warning
+    when the peak itself was measured on a busy machine."""
     text = (" `gflops`: training FLOPs per step (2 per multiply-add of the convolutions and dense layers, three "
             "forward passes' worth per step) over the median step time.")
+    if "of_peak" not in ranking or ranking["of_peak"].isna().all():  # no peak measured on this machine
+        return text
+    text += (f" The machine's measured peak is {env['peak_gflops']:,.0f} GFLOP/s ({env['peak_how']}); `of_peak` is "
+             f"the share of it.")
+    if env.get("peak_busy"):
+        text += (f" **The peak was measured on a busy machine** (other processes took {env['peak_others_cpu']:.0%} of "
+                 f"the cores, measured twice): it is too low, so every `of_peak` below is too high (its column is "
+                 f"marked `{BUSY_PEAK}`).")
     clean = ranking[~ranking["job"].str.endswith(" (busy)")]
-    if "of_peak" not in clean or clean["of_peak"].isna().all():  # no peak measured on this machine
+    if clean["of_peak"].isna().all():
         return text
     best = clean.loc[clean["of_peak"].idxmax()]
-    return (text + f" The machine's measured peak is {env['peak_gflops']:,.0f} GFLOP/s ({env['peak_how']}); "
-            f"`of_peak` is the share of it. The most efficient row, {best['job']} ({best['model']}, batch "
-            f"{best['batch_size']}), reaches {best['gflops']:,.1f} GFLOP/s, {best['of_peak']:.0%} of the peak.")
+    return (text + f" The most efficient row, {best['job']} ({best['model']}, batch {best['batch_size']}), reaches "
+            f"{best['gflops']:,.1f} GFLOP/s, {best['of_peak']:.0%} of the peak.")
 
 
 def busy_note(ranking: pd.DataFrame) -> str:
@@ -206,9 +219,14 @@ def epochs_section(epochs: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -
         return ""
     curves = curves_table(epochs)
     chart = curves_chart(curves, summary[summary["job_id"].isin(epochs["job_id"])], run_dir)
+    busy = curves[busy_sum(curves["epoch_busy_share"])] if "epoch_busy_share" in curves else curves.iloc[:0]
+    note = (f" **{len(busy)} epoch time(s) rest on contention**: more than {SUM_BUSY_SHARE:.0%} of each fell in "
+            f"windows where other processes took more than {BUSY_THRESHOLD:.0%} of the worker's cores "
+            f"(`epoch_busy_share`; " + ", ".join(f"{job} epoch {epoch}" for job, epoch in busy.index) + "); an epoch "
+            f"time is a sum, so those windows inflate it in full: do not compare them." if len(busy) else "")
     return ("## Learning curves\n\nSame initial weights and batches in every framework: the curves should "
-            "overlap. Epoch time counts the epoch's training steps, the first (compile) step in epoch 1 included.\n\n"
-            f"{markdown(curves.reset_index())}\n\n{chart}\n")
+            "overlap. Epoch time counts the epoch's training steps, the first (compile) step in epoch 1 included."
+            f"{note}\n\n{markdown(curves.reset_index())}\n\n{chart}\n")
 
 
 def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_dir: Path) -> str:
@@ -219,9 +237,20 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_di
     jobs = summary[summary["target_accuracy"].notna()].copy()
     jobs["job"] = label(jobs) + " bs" + jobs["batch_size"].astype(str) + " r" + jobs["repeat"].astype(str)
     jobs["reached"] = jobs["target_reached"].astype(str).eq("True")
-    jobs = jobs.sort_values(["reached", "train_s_to_target", "best_accuracy"], ascending=[False, True, False])
+    jobs["busy"] = target_busy(jobs)
+    jobs["job"] = jobs["job"] + jobs["busy"].map({True: " (busy)", False: ""})
+    jobs = jobs.sort_values(["reached", "busy", "train_s_to_target", "best_accuracy"],
+                            ascending=[False, True, True, False])
     table = jobs[["job", "reached", "epochs_to_target", "steps_to_target", "train_s_to_target", "wall_s_to_target",
-                  "best_accuracy"]]
+                  "train_busy_share_to_target", "wall_busy_share_to_target", "best_accuracy"]]
+    table = table.dropna(axis="columns", how="all")  # busy shares: not measured in older runs
+    busy = jobs[jobs["busy"]]
+    note = (f"\n\n**{len(busy)} time(s) to target marked (busy) rest on contention**: more than "
+            f"{SUM_BUSY_SHARE:.0%} of the training or wall time fell in windows where other processes took more than "
+            f"{BUSY_THRESHOLD:.0%} of the worker's cores (`train_busy_share_to_target`, `wall_busy_share_to_target`). "
+            f"A time to accuracy is a sum: a median step time shrugs off a few slow windows, a sum counts them in "
+            f"full. They are listed after the clean times and not ranked against them; rerun them on a quiet machine."
+            if len(busy) else "")
     target = jobs["target_accuracy"].iloc[0]
     curves = epochs.merge(jobs[["job_id", "attempt", "job"]], on=["job_id", "attempt"]).sort_values("epoch")
     chart = accuracy_time_chart(curves, target, jobs, run_dir)
@@ -229,7 +258,7 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_di
     when = f"every {int(curves['step'].min())} training steps" if fractional else "after every epoch"  # --eval-every
     return (f"## Time to {target:.1%} test accuracy\n\nEvaluated {when}; a job stops at the first "
             f"evaluation that reaches the target. `train_s_to_target` counts training only (compilation included), "
-            f"`wall_s_to_target` adds the evaluations, as MLPerf counts time to quality.\n\n{markdown(table)}\n\n"
+            f"`wall_s_to_target` adds the evaluations, as MLPerf counts time to quality.{note}\n\n{markdown(table)}\n\n"
             f"{chart}\n")
 
 
@@ -279,10 +308,11 @@ def problems_section(summary: pd.DataFrame) -> str:
     recompiled = summary[summary["recompiles"].fillna(0) > 0]
     parts = []
     if not problems.empty:
-        columns = ["job", "batch_size", "repeat", "status", "diverged_step", "error"]
+        columns = ["job", "batch_size", "repeat", "status", "windows", "diverged_step", "error"]
         shown = problems.assign(job=label(problems))[columns]
-        shown = shown.astype({"diverged_step": "Int64"}).astype(str).replace({"<NA>": "", "nan": ""})
-        parts.append(f"Jobs that did not finish (failed, skipped, diverged or interrupted):\n\n{markdown(shown)}")
+        shown = shown.astype({"windows": "Int64", "diverged_step": "Int64"}).astype(str).replace({"<NA>": "", "nan": ""})
+        parts.append(f"Jobs that did not finish (failed, skipped, diverged or interrupted), with the timed windows "
+                     f"each measured before it stopped (in `steps.csv`, never ranked):\n\n{markdown(shown)}")
     if not recompiled.empty:
         shown = recompiled.assign(job=label(recompiled))[["job", "batch_size", "repeat", "recompiles"]]
         parts.append(f"**Recompiled after warm-up** (their step times include compilation):\n\n{markdown(shown)}")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from benchmarks.harness.contention import SUM_BUSY_SHARE
+
 from benchmarks.harness.results import measured
 
 
@@ -100,8 +102,22 @@ def scaling_table(ranking: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def busy_sum(share: pd.Series) -> pd.Series:
+    """Whether each sum of times rests on contention: more than SUM_BUSY_SHARE of it fell in busy
+    windows (a share not measured, in runs written before it was, is not flagged)."""
+    return share.astype(float).gt(SUM_BUSY_SHARE)
+
+
+def target_busy(jobs: pd.DataFrame) -> pd.Series:
+    """Whether each job's time to target, in training or in wall time, rests on contention."""
+    return busy_sum(jobs["train_busy_share_to_target"]) | busy_sum(jobs["wall_busy_share_to_target"])
+
+
 def curves_table(epochs: pd.DataFrame) -> pd.DataFrame:
-    """Per job and epoch: the median over repeats of its losses, accuracy and epoch time."""
+    """Per job and epoch: the median over repeats of its losses, accuracy and epoch time, and the
+    largest busy share of that epoch time among the repeats (omitted where never measured)."""
     epochs = epochs.assign(job=label(epochs) + " bs" + epochs["batch_size"].astype(str))
-    columns = ["train_loss", "test_loss", "test_accuracy", "epoch_s"]
-    return epochs.groupby(["job", "epoch"], sort=False)[columns].median()
+    grouped = epochs.groupby(["job", "epoch"], sort=False)
+    table = grouped[["train_loss", "test_loss", "test_accuracy", "epoch_s"]].median()
+    table["epoch_busy_share"] = grouped["epoch_busy_share"].max()
+    return table.dropna(axis="columns", how="all")

@@ -5,6 +5,7 @@ whose steps sleep, so that a CPU hog gets every core it asks for."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,9 +14,11 @@ import pandas as pd
 import psutil
 import pytest
 
-from benchmarks import run
-from benchmarks.harness.contention import BUSY_THRESHOLD, CoreMonitor, Sample, machine_check
-from benchmarks.harness.training import Trainer
+from benchmarks import cli, run
+from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE, CoreMonitor, Sample, machine_check
+from benchmarks.harness.training import TimeToAccuracy, Trainer, median_epoch_busy_share
+from tests.conftest import ROOT, faulty_env, run_folder
+from tests.test_faults import flat, wait_for, window_rows
 
 CORES = len(os.sched_getaffinity(0))
 SHORT = ["--framework", "faulty", "--variant", "faulty:slow", "--data", "synthetic", "--train-size", "256",
@@ -26,14 +29,23 @@ pytestmark = pytest.mark.usefixtures("faulty")
 
 
 
-@pytest.fixture
-def hog():
-    """One busy-looping process per core, bounded to two minutes, stopped when the test ends."""
-    processes = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(CORES)]
-    yield processes
+def start_hog() -> list[subprocess.Popen]:
+    """One busy-looping process per core, each bounded to two minutes."""
+    return [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(CORES)]
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         process.kill()
         process.wait()
+
+
+@pytest.fixture
+def hog():
+    """A CPU hog (`start_hog`) for the whole test, stopped when it ends."""
+    processes = start_hog()
+    yield processes
+    stop(processes)
 
 
 def run_short(tmp_path, capsys, *extra: str) -> tuple[int, str, pd.DataFrame | None, str]:
@@ -114,6 +126,91 @@ def test_the_same_run_on_an_idle_machine_is_not_flagged(tmp_path, capsys):
     assert not bool(row["busy"]) and row["contention"] < BUSY_THRESHOLD, row
     assert "busy" not in output.replace("--require-quiet", "")
     assert "(busy)" not in report and "- Machine check before the run: quiet" in report
+
+
+# --- Sums of times -------------------------------------------------------------------------------
+
+
+def test_a_sum_records_the_share_of_its_time_in_busy_windows():
+    race = TimeToAccuracy(0.5)
+    assert not race.record(1, 8, train_s=10.0, eval_s=1.0, accuracy=0.3, busy_train_s=0.0, busy_eval_s=0.0)
+    assert race.record(2, 16, train_s=10.0, eval_s=1.0, accuracy=0.6, busy_train_s=2.0, busy_eval_s=0.2)
+    summary = race.summary()
+    assert summary["train_s_to_target"] == 20.0 and summary["train_busy_share_to_target"] == pytest.approx(0.1)
+    assert summary["wall_busy_share_to_target"] == pytest.approx(2.2 / 22.0)
+    assert summary["train_busy_share_to_target"] > SUM_BUSY_SHARE  # flagged: 10% of the sum was busy
+
+
+@pytest.mark.parametrize("epochs, share", [
+    ([(10.0, 0.0)], 0.0),
+    ([(10.0, 0.0), (30.0, 20.0), (11.0, 0.0)], 0.0),  # the busy epoch is not the median one
+    ([(10.0, 0.0), (30.0, 20.0), (11.0, 1.1)], 0.1),  # the median epoch (11 s) was 10% busy
+    ([(10.0, 1.0), (12.0, 0.0), (30.0, 3.0), (9.0, 0.0)], 0.1),  # even count: the larger of the middle two's
+])
+def test_a_median_epoch_time_is_as_busy_as_the_epochs_at_its_middle(epochs, share):
+    assert median_epoch_busy_share(epochs) == pytest.approx(share)
+
+
+def test_a_busy_peak_is_measured_again_and_flagged_when_still_busy(tmp_path, capsys, monkeypatch):
+    """Without a hog: the worker's answers stand in, first busy, then as `second` says."""
+    plan = {"selection": {"device": "cpu", "threads": 1, "precision": "fp32"}}
+    for second_busy in (False, True):
+        answers = iter([{"status": "ok", "peak_gflops": 30.0, "peak_how": "matmul", "others_cpu": 0.6, "busy": True},
+                        {"status": "ok", "peak_gflops": 160.0 if not second_busy else 31.0, "peak_how": "matmul",
+                         "others_cpu": 0.5 if second_busy else 0.01, "busy": second_busy}])
+        monkeypatch.setattr(run, "run_worker", lambda *args: next(answers))
+        folder = tmp_path / str(second_busy)
+        (folder / "logs").mkdir(parents=True)
+        run.measure_peak(folder, plan, cli.console())
+        env = json.loads((folder / "env.json").read_text())
+        output = " ".join(capsys.readouterr().out.split())
+        assert "other processes took 60% of the cores: measuring it again" in output
+        assert env["peak_busy"] is second_busy and env["peak_gflops"] == (31.0 if second_busy else 160.0)
+        assert ("WARNING: the machine's peak was measured twice" in output) is second_busy
+
+
+@pytest.mark.slow
+def test_a_peak_measured_under_a_cpu_hog_is_flagged(tmp_path, capsys, hog):
+    (tmp_path / "logs").mkdir()
+    run.measure_peak(tmp_path, {"selection": {"device": "cpu", "threads": CORES, "precision": "fp32"}}, cli.console())
+    env = json.loads((tmp_path / "env.json").read_text())
+    output = " ".join(capsys.readouterr().out.split())
+    assert "measuring it again" in output
+    assert env["peak_busy"] is True and env["peak_others_cpu"] > BUSY_THRESHOLD
+    assert "WARNING: the machine's peak was measured twice" in output
+
+
+@pytest.mark.slow
+def test_a_hog_during_a_time_to_accuracy_run_flags_the_time_and_it_is_not_ranked(tmp_path):
+    """The hog starts once the first window is measured (windows are appended as they are), so
+    the time to target is part quiet, part busy."""
+    out = tmp_path / "results"
+    arguments = ["--framework", "faulty", "--variant", "faulty:slow", "--data", "synthetic", "--train-size", "1024",
+                 "--test-size", "64", "--batch-size", "32", "--epochs", "1", "--warmup", "0", "--window", "4",
+                 "--target-accuracy", "0.05", "--no-parity", "--out", str(out)]  # 32 steps of 50 ms, then the target
+    processes = []
+    with open(tmp_path / "console.txt", "w") as console:
+        parent = subprocess.Popen([sys.executable, "-m", "benchmarks.run", *arguments], cwd=ROOT, env=faulty_env(),
+                                  stdout=console, stderr=subprocess.STDOUT)
+        try:
+            folder = wait_for(lambda: out.exists() and any(out.iterdir()) and run_folder(out), what="the run folder")
+            wait_for(lambda: window_rows(folder) >= 1, what="the first window")
+            processes = start_hog()
+            status = parent.wait(timeout=120)
+        finally:
+            parent.kill()
+            stop(processes)
+    output = flat((tmp_path / "console.txt").read_text())
+    assert status == 0, output
+    row = pd.read_csv(folder / "summary.csv").iloc[0]
+    assert bool(row["target_reached"]) and row["train_busy_share_to_target"] > SUM_BUSY_SHARE, row
+    epochs = pd.read_csv(folder / "epochs.csv")
+    assert epochs["epoch_busy_share"].iloc[0] == pytest.approx(row["train_busy_share_to_target"])
+    assert "WARNING: 1 job(s) have a time (an epoch, or to the target) of which more than 5% fell" in output
+    report = (folder / "report.md").read_text()
+    assert "| faulty:slow bs32 r1 (busy) | True" in report
+    assert "time(s) to target marked (busy) rest on contention" in report
+    assert "**not ranked, measured on a busy machine**: faulty:slow" in report  # the finding
 
 
 def test_without_per_core_times_contention_is_not_measured_rather_than_guessed(monkeypatch):

@@ -100,6 +100,21 @@ def test_two_devices_agree_with_the_other_frameworks_and_float64(parallel_parity
     assert not failures(mine), "\n".join(failures(mine))
 
 
+def test_the_parity_command_on_two_devices_exits_0_and_prints_its_tables():
+    """The command a user runs, end to end, on LeNet only: ResNet-9 on two devices takes minutes per
+    framework on a CPU, too slow for the suite (the fixture above checks its numbers in-process)."""
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.parity", "--framework", "all", "--model", "lenet",
+                                "--devices", str(DEVICES)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert "Traceback" not in output
+    assert "lenet, fp32:" in output
+    for variant in DEFAULTS:
+        if import_error(variant.split(":")[0]) is None:
+            assert f"{variant} x{DEVICES} vs {variant}" in output  # the data-parallel rows of its table
+    assert "not checked" in output  # the checks a data-parallel pair does not cover say so
+
+
 # --- A job as a group of processes ----------------------------------------------------------------
 
 

@@ -230,6 +230,57 @@ def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):
     assert PROBLEMS not in (folder / "report.md").read_text()
 
 
+# Two repeats of one job (16 steps, 4 windows of 4 each, 0.8 s of training), which take turns
+# window by window, so they end together: an interrupt catches both part-way.
+TURNS = [*SMALL, "--variant", "faulty:slow", "--repeats", "2", "--epochs", "2", "--warmup", "0", "--window", "4"]
+
+
+def window_rows(folder: Path) -> int:
+    path = folder / "steps.csv"
+    return len(path.read_text().splitlines()) - 1 if path.exists() else 0
+
+
+def test_ctrl_c_in_a_comparison_keeps_its_windows_and_resume_reruns_the_interrupted_jobs(tmp_path):
+    out = tmp_path / "results"
+    with open(tmp_path / "console.txt", "w") as console:
+        parent = subprocess.Popen(command(*TURNS, "--out", str(out)), cwd=ROOT, env=faulty_env(),
+                                  stdout=console, stderr=subprocess.STDOUT)
+        try:
+            folder = wait_for(lambda: out.exists() and any(out.iterdir()) and run_folder(out), what="the run folder")
+            wait_for(lambda: window_rows(folder) >= 2, what="two timed windows")
+            parent.send_signal(signal.SIGINT)
+            status = parent.wait(timeout=60)
+        finally:
+            parent.kill()
+    output = flat((tmp_path / "console.txt").read_text())
+    assert status == 130, output
+    assert "Traceback" not in output
+    steps = read_table(folder, "steps")
+    assert len(steps) >= 2 and set(steps["attempt"]) == {1}
+    summary = read_table(folder, "summary")
+    assert summary["status"].tolist() == ["interrupted", "interrupted"]  # neither job had ended
+    assert summary.set_index("repeat")["windows"].to_dict() == steps.groupby("repeat").size().reindex(
+        [1, 2], fill_value=0).to_dict()  # each row counts the windows its job measured
+    report = (folder / "report.md").read_text()
+    assert "No job finished its timed steps." in report  # partial jobs are never ranked
+    lines = [line for line in problems_section(report).splitlines() if line.startswith("| faulty:slow ")]
+    assert len(lines) == 2 and all("| interrupted " in line and "stopped by Ctrl-C" in line for line in lines)
+    kept = steps.copy()
+
+    resumed = subprocess.run(command("--resume", str(folder)), cwd=ROOT, env=faulty_env(),
+                             capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert (f"resuming: 0 jobs finished, 2 interrupted jobs rerun from the start (their earlier {len(kept)} "
+            f"windows are kept as attempt 1)") in flat(resumed.stdout)
+    summary = read_table(folder, "summary")
+    assert sorted(summary[["repeat", "status", "attempt"]].values.tolist()[2:]) == [[1, "ok", 2], [2, "ok", 2]]
+    steps = read_table(folder, "steps")
+    assert steps[steps["attempt"] == 1].reset_index(drop=True).equals(kept)  # the earlier windows are kept
+    assert steps[steps["attempt"] == 2].groupby("repeat").size().tolist() == [3, 3]  # 16 steps less compile and tail
+    report = (folder / "report.md").read_text()
+    assert PROBLEMS not in report and "| faulty:slow " in report.split("## Speed, ranked by throughput", 1)[1]
+
+
 def test_resume_reruns_only_jobs_without_an_ok_row(faulty, capsys, tmp_path):
     status = run.main([*SMALL, "--variant", "faulty:ok,faulty:raise", "--steps", "6", "--warmup", "1",
                        "--window", "2", "--out", str(tmp_path)])
@@ -276,13 +327,22 @@ def test_killed_parent_leaves_well_formed_csv_files_and_resume_finishes(tmp_path
     assert set(summary["status"]) == {"ok"}  # rows are whole jobs: none half-written
     # An orphaned worker stops at its next message to the dead parent (broken pipe).
     wait_for(lambda: not live_workers(folder), timeout=30, what="the orphaned worker to stop")
+    streamed = pd.read_csv(folder / "steps.csv")
+    killed = set(streamed["job_id"]) - set(summary["job_id"])  # windows of the job the kill cut short
 
     resumed = subprocess.run(command("--resume", str(folder)), cwd=ROOT, env=faulty_env(),
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     summary = pd.read_csv(folder / "summary.csv")
-    assert sorted(summary["job_id"]) == sorted(SLOW_JOB_IDS)
-    assert set(summary["status"]) == {"ok"}
+    final = summary.drop_duplicates("job_id", keep="last")
+    assert sorted(final["job_id"]) == sorted(SLOW_JOB_IDS)
+    assert set(final["status"]) == {"ok"} and set(final["attempt"]) <= {1, 2}
+    # The cut-short job's windows are kept under an "interrupted" row of their attempt, counted.
+    cut = summary[summary["status"] == "interrupted"]
+    assert set(cut["job_id"]) == killed and set(cut["attempt"]) <= {1}
+    assert cut.set_index("job_id")["windows"].to_dict() == streamed[streamed["job_id"].isin(killed)].groupby(
+        "job_id").size().to_dict()
+    assert pd.read_csv(folder / "steps.csv").iloc[:len(streamed)].equals(streamed)
 
 
 def test_a_second_run_in_the_same_second_never_touches_the_first(faulty, capsys, tmp_path, monkeypatch):

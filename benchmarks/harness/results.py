@@ -13,7 +13,7 @@ import pandas as pd
 # The version of what a run folder holds (these tables' columns, env.json's keys), written into
 # env.json as "schema": the report reads exactly this version. Raise it with any change a reader of
 # an earlier folder would get wrong. Folders written before it was recorded are version 1.
-SCHEMA = 2
+SCHEMA = 3
 
 IDENTITY = ["run_id", "job_id", "framework", "variant", "model", "device", "precision", "batch_size", "devices",
             "repeat", "attempt"]  # batch_size: per device; devices: all nodes'; attempt: 1, or the resumed invocation
@@ -24,9 +24,9 @@ SUMMARY_COLUMNS = IDENTITY + [
     "windows", "contention", "busy_windows", "busy",
     "step_ms_median", "step_ms_q1", "step_ms_q3", "step_ms_iqr", "step_ms_p5", "step_ms_p95",
     "images_per_s", "gflop_per_step", "gflops", "of_peak",
-    "epochs", "epoch_s", "augment_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
+    "epochs", "epoch_s", "epoch_busy_share", "augment_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
     "target_accuracy", "target_reached", "epochs_to_target", "steps_to_target", "train_s_to_target",
-    "wall_s_to_target", "best_accuracy",
+    "wall_s_to_target", "train_busy_share_to_target", "wall_busy_share_to_target", "best_accuracy",
     "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "input", "copy_ms", "data_digest",
 ]
 # gflop_per_step: training GFLOPs of one step on the global batch (benchmarks.harness.efficiency's
@@ -37,8 +37,11 @@ SUMMARY_COLUMNS = IDENTITY + [
 STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms", "others_cpu", "steal",
                             "load"]
 # One row per evaluation: after each epoch, or every --eval-every steps (`epoch` then fractional,
-# `epoch_s` the training time since the previous evaluation).
-EPOCHS_COLUMNS = IDENTITY + ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "epoch_s", "eval_s"]
+# `epoch_s` the training time since the previous evaluation). Each sum of times (`epoch_s`,
+# `train_s_to_target`, `wall_s_to_target`) comes with the share of it that fell in busy windows
+# (`epoch_busy_share`, ...; contention.SUM_BUSY_SHARE flags it); empty in runs written before it was measured.
+EPOCHS_COLUMNS = IDENTITY + ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "epoch_s", "eval_s",
+                             "epoch_busy_share"]
 # With --profile, one row per operation of the profiled steps: self time per step (summed over the
 # threads that ran it), its share of all the ops' self time, and its category (benchmarks.harness.profiling).
 PROFILE_COLUMNS = IDENTITY + ["op", "category", "calls", "self_ms", "share", "detail"]

@@ -106,6 +106,11 @@ class Trainer:
         self.compiles_after_warmup = None
         self.window_rows: list[dict] = []
         self.monitor = CoreMonitor()  # what else ran on the worker's cores during each window
+        # Seconds of every window (compile step, warm-up and short tails included) on which other
+        # processes took more than BUSY_THRESHOLD of the cores: what an epoch or a time to accuracy,
+        # which are sums, owe to contention.
+        self.busy_s = 0.0
+        self.compile_busy_s = 0.0
 
     def _check(self, losses: list, first_step: int) -> np.ndarray:
         values = self.adapter.losses_to_numpy(losses)
@@ -139,10 +144,12 @@ class Trainer:
         batches = iter(batches)
         if self.step == 0:
             first = self._before_clock([next(batches)])
+            before = self.monitor.sample()
             start = time.perf_counter()
             loss = self._steps(first)
             adapter.synchronize()
             self.compile_s = time.perf_counter() - start
+            self.compile_busy_s = self.count_busy(self.compile_s, self.monitor.between(before, self.monitor.sample()))
             losses.extend(self._check(loss, 0))
             self.step = 1
             if job.timing.warmup_steps == 0:
@@ -158,18 +165,26 @@ class Trainer:
             window_losses = self._steps(window)
             adapter.synchronize()
             seconds = time.perf_counter() - start
-            after = self.monitor.sample()
+            shares = self.monitor.between(before, self.monitor.sample())
+            self.count_busy(seconds, shares)
             losses.extend(self._check(window_losses, self.step))
             if warm and self.step + len(window) > job.timing.warmup_steps:
                 self.compiles_after_warmup = adapter.compile_count()
             elif not warm and len(window) == job.timing.window:  # a short tail window would skew the median
-                self.window_rows.append({"window": len(self.window_rows), "epoch": epoch, "first_step": self.step,
-                                         "steps": len(window), "seconds": seconds,
-                                         "step_ms": 1000 * seconds / len(window),
-                                         **self.monitor.between(before, after)})
+                row = {"window": len(self.window_rows), "epoch": epoch, "first_step": self.step, "steps": len(window),
+                       "seconds": seconds, "step_ms": 1000 * seconds / len(window), **shares}
+                self.window_rows.append(row)
+                self.channel.send("window", row=row)  # appended by the parent at once: an interrupt keeps it
             self.step += len(window)
             self.channel.send("progress", step=self.step)
             self.channel.hand_on_turn()  # outside the timed window: other workers run meanwhile
+
+    def count_busy(self, seconds: float, shares: dict) -> float:
+        """Count `seconds` as busy when other processes took more than BUSY_THRESHOLD of the
+        cores meanwhile; the seconds counted."""
+        busy = seconds if shares["others_cpu"] is not None and shares["others_cpu"] > BUSY_THRESHOLD else 0.0
+        self.busy_s += busy
+        return busy
 
     def timing_summary(self) -> dict:
         summary = step_time_summary(np.array([row["step_ms"] for row in self.window_rows]))
@@ -192,21 +207,28 @@ class Trainer:
 
 class TimeToAccuracy:
     """Time to a target test accuracy, MLPerf-style: training time to the first evaluation that
-    reaches it (compile included, evaluation excluded) and wall time (evaluation included)."""
+    reaches it (compile included, evaluation excluded) and wall time (evaluation included), each
+    with the share of it that fell in busy windows (a sum has no median to shield it)."""
 
     def __init__(self, target: float | None):
         self.target, self.train_s, self.wall_s, self.best = target, 0.0, 0.0, 0.0
+        self.busy_train_s = self.busy_wall_s = 0.0
         self.reached: dict | None = None
 
-    def record(self, epoch: int, steps: int, train_s: float, eval_s: float, accuracy: float) -> bool:
+    def record(self, epoch: int, steps: int, train_s: float, eval_s: float, accuracy: float, busy_train_s: float = 0.0,
+               busy_eval_s: float = 0.0) -> bool:
         """Account the training since the previous evaluation (an epoch, or --eval-every steps) and
-        this evaluation; True when the job should stop here."""
+        this evaluation, and the seconds of each that were busy; True when the job should stop here."""
         self.train_s += train_s
         self.wall_s += train_s + eval_s
+        self.busy_train_s += busy_train_s
+        self.busy_wall_s += busy_train_s + busy_eval_s
         self.best = max(self.best, accuracy)
         if self.target is not None and self.reached is None and accuracy >= self.target:
             self.reached = {"epochs_to_target": epoch, "steps_to_target": steps, "train_s_to_target": self.train_s,
-                            "wall_s_to_target": self.wall_s}
+                            "wall_s_to_target": self.wall_s,
+                            "train_busy_share_to_target": _share(self.busy_train_s, self.train_s),
+                            "wall_busy_share_to_target": _share(self.busy_wall_s, self.wall_s)}
         return self.reached is not None
 
     def summary(self) -> dict:
@@ -214,6 +236,19 @@ class TimeToAccuracy:
             return {}
         return {"target_accuracy": self.target, "target_reached": self.reached is not None,
                 "best_accuracy": self.best, **(self.reached or {})}
+
+
+def _share(busy_s: float, total_s: float) -> float:
+    """The busy part of a sum (capped: a window can spill past the untimed edges of the sum)."""
+    return min(busy_s / total_s, 1.0) if total_s > 0 else 0.0
+
+
+def median_epoch_busy_share(epochs: list[tuple[float, float]]) -> float:
+    """The busy share behind a median of epoch times: the largest share among the epoch(s) whose
+    time is the median (the middle one, or the two middle ones of an even count)."""
+    ordered = sorted(epochs)
+    middle = ordered[(len(ordered) - 1) // 2: len(ordered) // 2 + 1]
+    return max(_share(busy_s, seconds) for seconds, busy_s in middle)
 
 
 def evaluation_segments(step: int, batches: int, every: int, last_epoch: bool) -> list[tuple[slice, bool]]:
@@ -281,37 +316,45 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     try:
         if job.timing.steps:
             trainer.run(itertools.islice(feed.stream(), total_steps), epoch=0)
-        epoch_times = []
+        epoch_times = []  # (seconds, busy seconds) of each whole epoch
         race = TimeToAccuracy(job.timing.target_accuracy)
-        pending_losses, pending_s = [], 0.0  # training since the last evaluation
+        pending_losses, pending_s, pending_busy_s = [], 0.0, 0.0  # training since the last evaluation
         for epoch in range(job.timing.epochs):
             compiles_here = trainer.step == 0
             batches = list(feed.epoch(epoch))  # shuffled, augmented and hashed before the epoch's clock starts
-            epoch_s, stop = 0.0, False
+            epoch_s, epoch_busy_s, stop = 0.0, 0.0, False
             for segment, evaluated in evaluation_segments(trainer.step, len(batches), job.timing.eval_every,
                                                           epoch == job.timing.epochs - 1):
-                start, waited = time.perf_counter(), channel.waited_s
+                start, waited, busy = time.perf_counter(), channel.waited_s, trainer.busy_s
                 pending_losses.extend(trainer.run(batches[segment], epoch))
                 train_s = time.perf_counter() - start - (channel.waited_s - waited)  # not the others' turns
+                busy_s = trainer.busy_s - busy
                 epoch_s, pending_s = epoch_s + train_s, pending_s + train_s
+                epoch_busy_s, pending_busy_s = epoch_busy_s + busy_s, pending_busy_s + busy_s
                 if not evaluated:
                     continue
+                before = trainer.monitor.sample()
                 start = time.perf_counter()
                 test_loss, test_accuracy = evaluate(adapter, dataset, job.data.eval_batch_size)
                 eval_s = time.perf_counter() - start
+                eval_busy_s = trainer.count_busy(eval_s, trainer.monitor.between(before, trainer.monitor.sample()))
                 done = trainer.step / per_epoch  # epochs, fractional between epochs' ends
                 row = {"epoch": int(done) if done.is_integer() else round(done, 4), "step": trainer.step,
                        "train_loss": float(np.mean(pending_losses)), "test_loss": test_loss,
-                       "test_accuracy": test_accuracy, "epoch_s": pending_s, "eval_s": eval_s}
+                       "test_accuracy": test_accuracy, "epoch_s": pending_s, "eval_s": eval_s,
+                       "epoch_busy_share": _share(pending_busy_s, pending_s)}
                 channel.send("epoch", row=row)
                 result.update(train_loss=row["train_loss"], test_loss=test_loss, test_accuracy=test_accuracy)
-                stop = race.record(row["epoch"], trainer.step, pending_s, eval_s, test_accuracy)
-                pending_losses, pending_s = [], 0.0
+                stop = race.record(row["epoch"], trainer.step, pending_s, eval_s, test_accuracy, pending_busy_s,
+                                   eval_busy_s)
+                pending_losses, pending_s, pending_busy_s = [], 0.0, 0.0
                 if stop:
                     break
             if segment.stop == len(batches):  # a whole epoch: its training time counts in the median
-                epoch_times.append(epoch_s - (trainer.compile_s if compiles_here else 0.0))
-                result["epoch_s"] = float(np.median(epoch_times))
+                compile_s, compile_busy_s = (trainer.compile_s, trainer.compile_busy_s) if compiles_here else (0.0, 0.0)
+                epoch_times.append((epoch_s - compile_s, epoch_busy_s - compile_busy_s))
+                result["epoch_s"] = float(np.median([seconds for seconds, _ in epoch_times]))
+                result["epoch_busy_share"] = median_epoch_busy_share(epoch_times)
             if stop:
                 break
         result.update(race.summary())
@@ -320,7 +363,6 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
         result.update(status="diverged", error=str(diverged), diverged_step=diverged.step)
     if job.timing.profile and result["status"] == "ok":
         profile(adapter, dataset, job, channel)
-    channel.send("windows", rows=trainer.window_rows)
     result.update(trainer.timing_summary(), **feed.summary(), compile_s=trainer.compile_s,
                   peak_rss_mb=peak_rss_mb(), peak_device_mb=_mb(adapter.peak_device_memory()))
     return result
@@ -408,8 +450,14 @@ def run_overhead(job: Job, channel: Channel) -> dict:
 
 
 def run_peak(job: Job, channel: Channel) -> dict:
-    """The machine's peak on the run's device and cores (see `benchmarks.harness.efficiency`)."""
+    """The machine's peak on the run's device and cores (see `benchmarks.harness.efficiency`), with
+    the check a timed window gets: the share of the cores other processes took meanwhile, and
+    whether that makes it busy (a peak measured so is too low, and every `of_peak` too high)."""
     from benchmarks.harness.efficiency import matmul_peak
 
-    return {"status": "ok", **matmul_peak(job.placement.device, job.training.precision)}
+    monitor = CoreMonitor()
+    before = monitor.sample()
+    peak = matmul_peak(job.placement.device, job.training.precision)
+    others = monitor.between(before, monitor.sample())["others_cpu"]
+    return {"status": "ok", **peak, "others_cpu": others, "busy": others is not None and others > BUSY_THRESHOLD}
 
