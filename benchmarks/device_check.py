@@ -30,6 +30,7 @@ from benchmarks.harness.spawn import PROJECT_ROOT
 from frameworks import registry
 
 BUDGET_S = 540.0  # a lent device machine gives one check 9 minutes
+DRY_RUN_BUDGET_S = 1500.0  # a busy 2-core CPU: the float64 parity reference alone can take minutes there
 GRACE_S = 15.0  # a step stopped at its limit gets this long after Ctrl-C to stop its workers and render its report
 RETURN_LIMIT = 16 * 2**20  # the largest file a device machine hands back from $OUT
 LOG_TAIL = 256 * 2**10  # a log in the bundle keeps its last bytes: where a failure says why
@@ -101,7 +102,8 @@ DRY_RUN = Scale(
     recipe=(*TINY, "--epochs", "1"),
     parallel=(*TINY, "--model", "lenet", "--steps", "2", "--window", "2"),
     profile=(*TINY, "--model", "lenet", "--steps", "2", "--window", "2"),
-    limits=dict.fromkeys(GPU.limits, 120),
+    # The parity steps compute the float64 reference in NumPy, which no option shrinks.
+    limits={**dict.fromkeys(GPU.limits, 240), "parity-fp32": 360, "parity-tf32": 360, "parity-bf16": 360},
 )
 
 
@@ -123,8 +125,8 @@ def plan(machine: Machine) -> list[Step]:
         for precision in ("fp32", "tf32", "bf16")
     ]
     tuning = ("--tuning", "both") if machine.tuning else ()
-    steps.append(Step("timing", "benchmarks.run", ("--device", device, *scale.timing, *synthetic, "--no-parity", *tuning),
-                      scale.limits["timing"]))
+    steps.append(Step("timing", "benchmarks.run",
+                      ("--device", device, *scale.timing, *synthetic, "--no-parity", *tuning), scale.limits["timing"]))
     steps += [
         Step(f"recipe-{precision}", "benchmarks.run",
              ("--device", device, *scale.recipe, "--recipe", "resnet9-94", "--target-accuracy", "0.94",
@@ -134,9 +136,10 @@ def plan(machine: Machine) -> list[Step]:
     ]
     # On a CPU the two devices are host devices (README: "Several devices and machines"). The
     # runner first checks 2 devices against one, so this step keeps its parity check.
-    two = machine.dry_run or machine.gpus >= 2
-    steps.append(Step("devices-2", "benchmarks.run", ("--device", device, "--devices", "2", *scale.parallel, *synthetic),
-                      scale.limits["devices-2"], None if two else f"{machine.gpus} GPU listed by nvidia-smi -L, 2 needed"))
+    one_gpu = None if machine.dry_run or machine.gpus >= 2 else f"{machine.gpus} GPU listed by nvidia-smi -L, 2 needed"
+    steps.append(Step("devices-2", "benchmarks.run",
+                      ("--device", device, "--devices", "2", *scale.parallel, *synthetic), scale.limits["devices-2"],
+                      one_gpu))
     steps.append(Step("profile", "benchmarks.run", ("--device", device, "--profile", *scale.profile, *synthetic,
                                                     "--no-parity"), scale.limits["profile"]))
     return steps
@@ -197,11 +200,10 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def execute(step: Step, folder: Path) -> tuple[str, float]:
-    """Run one step with its output in folder/console.log; its status and seconds."""
+def execute(step: Step, folder: Path) -> str:
+    """Run one step with its output in folder/console.log; its status."""
     folder.mkdir()
     argv = [sys.executable, "-m", step.module, *step.options, *(("--out", str(folder)) if step.writes_run else ())]
-    start = time.monotonic()
     with open(folder / "console.log", "wb") as log:
         # Same process group: a Ctrl-C at the terminal reaches the step too, which stops itself.
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
@@ -209,11 +211,11 @@ def execute(step: Step, folder: Path) -> tuple[str, float]:
             returncode = process.wait(max(step.limit_s - GRACE_S, 1.0))
         except subprocess.TimeoutExpired:
             stop(process)
-            return "timeout", time.monotonic() - start
+            return "timeout"
         except KeyboardInterrupt:
             stop(process)
             raise
-    return ("ok" if returncode == 0 else f"failed (exit {returncode})"), time.monotonic() - start
+    return "ok" if returncode == 0 else f"failed (exit {returncode})"
 
 
 def run_folder_of(folder: Path) -> Path | None:
@@ -253,10 +255,12 @@ def run_check(steps: list[Step], folder: Path, budget_s: float, absent: list[str
         else:
             console.print(f"[{number}/{len(steps)}] {step.name} (limit {step.limit_s:.0f} s, {left:.0f} s left): "
                           f"{step.command}", markup=False)
+            began = time.monotonic()
             try:
-                status, seconds = execute(step, folder / step.name)
+                status = execute(step, folder / step.name)
             except KeyboardInterrupt:
                 interrupted, status = True, "interrupted"
+            seconds = time.monotonic() - began
             run_dir = run_folder_of(folder / step.name)
             run_folder = str(run_dir.relative_to(folder)) if run_dir else ""
             frameworks = framework_statuses(run_dir) if run_dir else absent_note
@@ -274,7 +278,7 @@ def write_summary(outcomes: list[Outcome], folder: Path, context: list[str]) -> 
     table = pd.DataFrame([asdict(outcome) for outcome in outcomes])
     table.to_csv(folder / "summary.csv", index=False)
     lines = [f"# Device check {folder.name}", "", *(f"- {line}" for line in context), "",
-             table.to_markdown(index=False, disable_numparse=True, missingval="")]
+             table.astype(object).where(table.notna(), "").to_markdown(index=False, disable_numparse=True)]
     (folder / "device-check.md").write_text("\n".join(lines) + "\n")
     return table
 
@@ -316,8 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.device_check", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--out", type=Path, help="the check's folder (default: results/device-check-<UTC stamp>/)")
-    parser.add_argument("--budget-s", type=non_negative_float, default=BUDGET_S, metavar="SECONDS",
-                        help="no step starts whose time limit exceeds what is left of this")
+    parser.add_argument("--budget-s", type=non_negative_float, metavar="SECONDS",
+                        help=f"no step starts whose time limit exceeds what is left of this (default: {BUDGET_S:.0f}, "
+                             f"or {DRY_RUN_BUDGET_S:.0f} for the dry run)")
     parser.add_argument("--data-dir", type=Path,
                         help="a folder holding cifar-10-batches-py/, for time to 94%% (default: the cached copy; "
                              "without one those steps are skipped)")
@@ -334,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     parser = build_parser()
     args = parser.parse_args(argv)
+    budget_s = args.budget_s if args.budget_s is not None else DRY_RUN_BUDGET_S if args.dry_run else BUDGET_S
     if args.dry_run and args.data_dir:
         parser.error("argument --data-dir: the dry run trains on synthetic data; give --data-dir to the GPU check")
     try:
@@ -353,11 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     machine = Machine(args.dry_run, len(gpus), batches.parent if batches else None, runner_offers_tuning())
     absent = not_installed()
     started = time.monotonic()
-    outcomes = run_check(plan(machine), folder, args.budget_s, absent)
+    outcomes = run_check(plan(machine), folder, budget_s, absent)
     context = [f"device: {', '.join(gpus) if gpus else 'CPU (dry run: every step scaled down, synthetic data)'}",
-               f"budget {args.budget_s:.0f} s, used {time.monotonic() - started:.0f} s; "
+               f"budget {budget_s:.0f} s, used {time.monotonic() - started:.0f} s; "
                f"data for time to 94%: {machine.data_dir or 'none'}",
-               *([f"not installed: {', '.join(absent)} (its rows say unavailable; no step needs it)"] if absent else [])]
+               *([f"not installed: {', '.join(absent)} (its rows say unavailable; no step needs it)"]
+                 if absent else [])]
     table = write_summary(outcomes, folder, context)
     console = cli.console()
     console.print("\n" + "\n".join(context), markup=False)

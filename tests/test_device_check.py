@@ -73,7 +73,7 @@ def test_a_framework_that_is_not_installed_reads_as_such(tmp_path):
 def test_the_dry_run_runs_every_step_and_bundles_what_comes_back(tmp_path):
     out, archive = tmp_path / "check", tmp_path / "check.tar.gz"
     completed = subprocess.run([sys.executable, "-m", "benchmarks.device_check", "--dry-run", "--out", str(out),
-                                "--bundle", str(archive)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+                                "--bundle", str(archive)], cwd=ROOT, capture_output=True, text=True, timeout=2000)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False)
     statuses = dict(zip(summary["step"], summary["status"]))
