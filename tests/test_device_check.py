@@ -69,7 +69,7 @@ def test_a_framework_that_is_not_installed_reads_as_such(tmp_path):
     assert device_check.framework_statuses(tmp_path) == "pytorch: ok x1, error x1; tensorflow: not installed"
 
 
-@pytest.mark.slow
+@pytest.mark.device_check
 def test_the_dry_run_runs_every_step_and_bundles_what_comes_back(tmp_path):
     out, archive = tmp_path / "check", tmp_path / "check.tar.gz"
     completed = subprocess.run([sys.executable, "-m", "benchmarks.device_check", "--dry-run", "--out", str(out),
