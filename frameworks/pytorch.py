@@ -113,9 +113,9 @@ def _attribute_path(path: str):
 def _unbuildable(name: str, value: str) -> str:
     """Why this torch cannot build the structural setting `name`=`value` ("" when it can)."""
     if name == "torch.compile mode":
-        import torch._inductor  # loaded by the first compilation otherwise
+        from torch._inductor import list_mode_options  # loaded by the first compilation otherwise
 
-        modes = torch._inductor.list_mode_options()
+        modes = list_mode_options()
         return "" if value in modes else f"torch {torch.__version__}'s torch.compile has no mode {value!r}"
     if name == "memory_format":
         return "" if hasattr(torch, value) else f"torch {torch.__version__} has no memory format {value!r}"
