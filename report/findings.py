@@ -178,7 +178,8 @@ def tuning_gains(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -
     """Per model, batch size and framework:variant measured under both profiles: the gain from
     tuning, stock step time over tuned (above 1: the tuned profile is faster), with its bootstrap
     interval; `busy` where either side was measured on a busy machine (compared all the same: the
-    two sides took turns, so a busy spell fell on both)."""
+    two sides took turns, so a busy spell fell on both); `tuned settings`: what the tuned side's
+    workers found in effect, so a gain reads as the effect of those settings."""
     jobs = _labelled(measured(summary))
     times = window_times(jobs, steps)
     rng = np.random.default_rng(seed)
@@ -192,7 +193,8 @@ def tuning_gains(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -
         rows.append({"job": label, "device": device, "model": model, "devices": devices, "batch_size": batch_size,
                      "stock_ms": step_ms["stock"], "tuned_ms": step_ms["tuned"], "gain": gain,
                      "interval": f"{low:.2f}-{high:.2f}" + (", tied" if low <= 1 <= high else ""),
-                     "busy": "busy" if group["busy"].astype(str).eq("True").any() else ""})
+                     "busy": "busy" if group["busy"].astype(str).eq("True").any() else "",
+                     "tuned settings": "; ".join(group.loc[group["tuning"] == "tuned", "settings"].fillna("").unique())})
     return pd.DataFrame(rows)
 
 
