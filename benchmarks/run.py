@@ -399,7 +399,7 @@ def look_at_machine(console, require_quiet: bool) -> dict | None:
 def warn_if_busy(rows: list[dict], console) -> None:
     busy = [row for row in rows if row.get("busy")]
     if busy:
-        names = ", ".join(f"{row['model']} {row['framework']}:{row['variant']} bs{row['batch_size']}"
+        names = ", ".join(f"{row['model']} {row['framework']}:{row['variant']} {row['tuning']} bs{row['batch_size']}"
                           + (f" x{row['devices']}" if row["devices"] > 1 else "") for row in busy)
         console.print(f"[bold yellow]WARNING: {len(busy)} job(s) measured on a busy machine, where other processes "
                       f"took more than {BUSY_THRESHOLD:.0%} of the worker's cores in at least half of the timed "
