@@ -246,7 +246,8 @@ class JobRecorder:
         self.run_dir, self.job, self.peak_gflops = run_dir, job, peak_gflops
         what = job.what
         self.identity = {"run_id": run_id, "job_id": job.job_id, "framework": what.framework,
-                         "variant": what.variant, "tuning": what.tuning, "model": what.model, "device": job.placement.device,
+                         "variant": what.variant, "tuning": what.tuning, "model": what.model,
+                         "device": job.placement.device,
                          "precision": job.training.precision, "batch_size": what.batch_size, "devices": job.replicas,
                          "repeat": job.repeat, "attempt": attempt}
         self.epochs: list[dict] = []

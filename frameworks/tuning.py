@@ -40,7 +40,8 @@ class Setting:
         return f"{self.name}={self.value}"
 
     def applies(self, framework: str, device: str, precision: str, variant: str) -> bool:
-        return (self.framework == framework and device in self.devices and (not self.variants or variant in self.variants)
+        return (self.framework == framework and device in self.devices
+                and (not self.variants or variant in self.variants)
                 and (not self.precisions or precision in self.precisions))
 
 

@@ -194,7 +194,8 @@ def tuning_gains(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -
                      "stock_ms": step_ms["stock"], "tuned_ms": step_ms["tuned"], "gain": gain,
                      "interval": f"{low:.2f}-{high:.2f}" + (", tied" if low <= 1 <= high else ""),
                      "busy": "busy" if group["busy"].astype(str).eq("True").any() else "",
-                     "tuned settings": "; ".join(group.loc[group["tuning"] == "tuned", "settings"].fillna("").unique())})
+                     "tuned settings": "; ".join(group.loc[group["tuning"] == "tuned", "settings"].fillna("")
+                                                 .unique())})
     return pd.DataFrame(rows)
 
 
@@ -247,7 +248,8 @@ def memory_findings(summary: pd.DataFrame) -> list[str]:
         peaks = group.groupby("label")[column].max().dropna().sort_values(kind="stable")
         if len(peaks) > 1:
             order = ", ".join(f"{label} {mb:,.0f}" for label, mb in peaks.items())
-            sentences.append(f"Memory, {_where(key, several_devices, several_profiles)}, {name} in MiB from least to most: {order}.")
+            sentences.append(f"Memory, {_where(key, several_devices, several_profiles)}, {name} in MiB from least "
+                             f"to most: {order}.")
     return sentences
 
 

@@ -1,5 +1,6 @@
 """Renders `report.md` (and its PNG charts) from a run folder's CSV files and env.json alone:
-what ran where and with which settings, parity verdict, speed ranking, the gain from tuning, batch-size sweep, learning curves, failures.
+what ran where and with which settings, parity verdict, speed ranking, the gain from tuning,
+batch-size sweep, learning curves, failures.
 The tables are built in `report.tables`, the charts drawn in `report.charts`, the sections
 written in `report.sections`; this module puts them in order."""
 

@@ -90,7 +90,8 @@ def settings_section(summary: pd.DataFrame) -> str:
         table = table.drop(columns="missing")
     table = table.rename(columns={"settings": "settings in effect, beyond stock",
                                   "missing": "asked for, not applied (why)"})
-    profiles = "; ".join(f"**{profile}**: {PROFILE_TEXT.get(profile, profile)}" for profile in table["profile"].unique())
+    profiles = "; ".join(f"**{profile}**: {PROFILE_TEXT.get(profile, profile)}"
+                         for profile in table["profile"].unique())
     return ("## Settings\n\nTuning profile(s) of this run: " + profiles + ". Each worker recorded the settings of "
             "the tuning table it found in effect, in its environment and in its framework's state; a stock row lists "
             "none unless the user's shell set one. Speed is ranked within one profile, never across.\n\n"

@@ -20,8 +20,8 @@ from tests.faulty_framework import EXTRA_FRAMEWORKS
 # In-process tests run the frameworks with the environment of the default profile's CPU workers
 # (oneDNN for TensorFlow, XLA's own convolutions for JAX), so parity covers the kernels that are
 # benchmarked by default (`tuning.DEFAULT_PROFILE`). No framework is imported yet.
-TUNED_CPU_ENV = tuning.environment([setting for name in REGISTRY for setting in tuning.settings_for(name, "cpu", "fp32", "")],
-                                   os.environ)
+TUNED_CPU_ENV = tuning.environment([setting for name in REGISTRY
+                                    for setting in tuning.settings_for(name, "cpu", "fp32", "")], os.environ)
 SHELL_ENV = {name: os.environ.get(name) for name in TUNED_CPU_ENV}  # what `untuned` restores
 os.environ.update(TUNED_CPU_ENV)
 

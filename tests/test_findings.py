@@ -26,7 +26,8 @@ def run_tables(jobs: list[dict], batch_size: int = 128) -> tuple[pd.DataFrame, p
         for repeat, windows in enumerate(job["processes"], start=1):
             job_id = f"{job['framework']}-{job['variant']}-{job.get('tuning', 'tuned')}-bs{batch_size}-r{repeat}"
             identity = {"run_id": "run", "job_id": job_id, "framework": job["framework"], "variant": job["variant"],
-                        "tuning": job.get("tuning", "tuned"), "model": "lenet", "device": job.get("device", "cpu"), "precision": "fp32",
+                        "tuning": job.get("tuning", "tuned"), "model": "lenet", "device": job.get("device", "cpu"),
+                        "precision": "fp32",
                         "batch_size": batch_size, "devices": 1, "repeat": repeat, "attempt": 1}
             summary.append({**identity, "status": "ok", "windows": len(windows), "settings": job.get("settings", ""),
                             "step_ms_median": float(np.median(windows)), "compile_s": job.get("compile_s", 1.0),
@@ -87,7 +88,8 @@ def test_a_run_of_both_profiles_never_compares_a_stock_row_with_a_tuned_one():
 def test_the_settings_section_lists_each_variant_under_each_profile():
     summary, _ = run_tables([
         {"framework": "pytorch", "variant": "eager", "tuning": tuning, "processes": [windows(10.0, 0.1, seed=1)],
-         "settings": settings} for tuning, settings in [("stock", ""), ("tuned", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1")]])
+         "settings": settings}
+        for tuning, settings in [("stock", ""), ("tuned", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1")]])
     section = settings_section(summary.assign(settings_not_applied=""))
     assert "| pytorch:eager | stock     | none " in section
     assert "| pytorch:eager | tuned     | GLIBC_TUNABLES=glibc.malloc.hugetlb=1 " in section

@@ -77,7 +77,8 @@ def test_pytorch_sets_its_state_and_reports_what_this_version_lacks(monkeypatch)
     wanted = [setting for setting in TABLE if setting.framework == "pytorch" and setting.kind != "env"]
     lacking = [Setting("pytorch", "state", "torch.backends.cudnn.no_such_switch", "True", ("cuda",), "https://x",
                        "nothing", False),
-               Setting("pytorch", "build", "torch.compile mode", "warp-speed", ("cuda",), "https://x", "nothing", False)]
+               Setting("pytorch", "build", "torch.compile mode", "warp-speed", ("cuda",), "https://x", "nothing",
+                       False)]
     assert adapter.tuning_state(tuple(wanted)) == {"torch.backends.cudnn.benchmark": "False", "memory_format": None,
                                                    "torch.compile mode": None}
     refused = adapter.apply_tuning(tuple(wanted))

@@ -114,7 +114,8 @@ class Job:
         what = self.what
         on = f" on {self.replicas} devices" if self.replicas > 1 else ""
         profile = "" if what.tuning == DEFAULT_PROFILE else f" {what.tuning}"
-        return f"{what.model} {what.framework}:{what.variant}{profile} batch {what.batch_size}{on}, repeat {self.repeat}"
+        return (f"{what.model} {what.framework}:{what.variant}{profile} batch {what.batch_size}{on}, "
+                f"repeat {self.repeat}")
 
     @property
     def replicas(self) -> int:

@@ -38,8 +38,9 @@ def framework_env(frameworks: Iterable[FrameworkEntry], device: str, threads: in
         for entry in frameworks:
             env.update(entry.cpu_env)
     if profile == "tuned":
-        env.update(tuning.environment([setting for entry in frameworks
-                                       for setting in tuning.settings_for(entry.name, device, precision, variant)], env))
+        settings = [setting for entry in frameworks
+                    for setting in tuning.settings_for(entry.name, device, precision, variant)]
+        env.update(tuning.environment(settings, env))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     return env
 
