@@ -35,7 +35,7 @@ def print_verdict(console, title: str, table: pd.DataFrame) -> None:
     """One check's verdict, then each failed comparison and each tolerated outlier on its own line."""
     failed = failures(table)
     verdict = "[bold green]passed[/]" if not failed else f"[bold red]FAILED {len(failed)} comparisons[/]"
-    console.print(f"{title}: {verdict}")
+    console.print(f"{escape(title)}: {verdict}")  # names such as "jax:jit [tuned]" are not markup
     for line in failed:
         console.print(f"  {line}", markup=False)
     for line in outliers(table):
@@ -54,11 +54,11 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False,
             for profile in selection.profiles:
                 name = selection.name(framework, variant, profile)
                 job = _parity_job("probe", selection, selection.models[0], framework, variant, precision, profile)
-                with console.status(f"probing: {name}"):
+                with console.status(escape(f"probing: {name}")):
                     result = run_worker(job, folder / "logs" / f"probe-{framework}-{profile}.log",
                                         selection.job_timeout, lambda message: None)
                 if result["status"] != "ok":
-                    console.print(f"[bold red]{name}: {result['status']}: {escape(str(result['error']))}[/]")
+                    console.print(f"[bold red]{escape(name)}: {result['status']}: {escape(str(result['error']))}[/]")
                     unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
         return ParityOutcome(None, unusable)
     tables, unusable = [], {}
@@ -93,10 +93,10 @@ def _model_parity(selection, model: str, folder: Path, console, precision: str, 
         name, stem = selection.name(framework, variant, profile), f"parity-{model}-{framework}-{variant}-{profile}"
         job = _parity_job("parity", selection, model, framework, variant, precision, profile,
                           ParityFiles(output=str(logs / f"{stem}.npz"), reference=str(reference_file)))
-        with console.status(f"parity check: {model} {name}"):
+        with console.status(escape(f"parity check: {model} {name}")):
             result = run_worker(job, logs / f"{stem}.log", selection.job_timeout, lambda message: None)
         if result["status"] != "ok":
-            console.print(f"[bold red]{name}: {result['status']}: {escape(str(result['error']))}[/]")
+            console.print(f"[bold red]{escape(name)}: {result['status']}: {escape(str(result['error']))}[/]")
             unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
         else:
             files[name] = logs / f"{stem}.npz"
@@ -138,12 +138,12 @@ def run_data_parallel_parity(selection, devices: int, folder: Path, console) -> 
             name = f"parallel-parity-{model}-{framework}-{variant}-{profile}-x{devices}"
             job = _parity_job("parallel parity", selection, model, framework, variant, "fp32", profile,
                               ParityFiles(output=str(logs / f"{name}.npz"), reference=str(reference_file)), devices)
-            with console.status(f"data-parallel parity check: {model} {label} on {devices} devices"):
+            with console.status(escape(f"data-parallel parity check: {model} {label} on {devices} devices")):
                 result = run_worker(job, logs / f"{name}.log", selection.job_timeout, lambda message: None)
             if result["status"] == "skipped":
-                console.print(f"[yellow]{label} on {devices} devices: {escape(str(result['error']))}[/]")
+                console.print(f"[yellow]{escape(label)} on {devices} devices: {escape(str(result['error']))}[/]")
             elif result["status"] != "ok":
-                console.print(f"[bold red]{label} on {devices} devices: {result['status']}: "
+                console.print(f"[bold red]{escape(label)} on {devices} devices: {result['status']}: "
                               f"{escape(str(result['error']))}[/]")
                 unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
             else:
