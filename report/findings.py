@@ -60,10 +60,15 @@ def window_times(jobs: pd.DataFrame, steps: pd.DataFrame) -> dict[tuple, list[np
             for key, rows in windows.groupby([*GROUP, "label"])}
 
 
+# Where a run keeps its parity table: as the runner writes it, or xz-compressed (a committed run whose
+# table runs to tens of MB, e.g. every variant under both profiles compared pairwise).
+PARITY_FILES = ("parity.csv", "parity.csv.xz")
+
+
 def read_parity(run_dir: Path) -> pd.DataFrame | None:
     """parity.csv as the report's Parity section reads it; None when the run did not check parity."""
-    path = run_dir / "parity.csv"
-    if not path.exists():
+    path = next((run_dir / name for name in PARITY_FILES if (run_dir / name).exists()), None)
+    if path is None:
         return None
     table = pd.read_csv(path, keep_default_na=False, na_values={"step": [""], "error": [""], "devices": [""]})
     devices = table["devices"].fillna(1) if "devices" in table else 1  # named by the data-parallel check only
