@@ -1,6 +1,6 @@
 """Command-line vocabulary shared by `benchmarks.run` and `benchmarks.parity`: argument types
 that reject bad values argparse-style (exit status 2, one line naming the accepted values), and
-the selection of frameworks, variants, model and device they both run."""
+the selection of frameworks, variants, model, device and tuning profiles they both run."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.console import Console
 
 from frameworks import REGISTRY, FrameworkEntry, UnknownFramework, resolve
 from frameworks.base import MODELS, PRECISIONS
+from frameworks.tuning import DEFAULT_PROFILE, PROFILES
 
 DEVICES = ("cpu", "cuda")
 
@@ -96,6 +97,11 @@ class Selection:
     threads: int
     precision: str
     job_timeout: float
+    profiles: tuple[str, ...] = (DEFAULT_PROFILE,)  # tuning profiles, each run for every pair
+
+    def name(self, framework: str, variant: str, profile: str) -> str:
+        """framework:variant, with the profile in brackets when the selection runs several."""
+        return f"{framework}:{variant}" + (f" [{profile}]" if len(self.profiles) > 1 else "")
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +121,10 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32 disables TF32 in all three frameworks; tf32 allows it on GPU; bf16 is "
                              "mixed precision (float32 weights and loss, bfloat16 compute)")
+    parser.add_argument("--tuning", default=DEFAULT_PROFILE, choices=(*PROFILES, "both"),
+                        help="stock: each framework as pip installs it; tuned: each framework's own documented "
+                             "performance settings for the device and precision (README, Tuning: the table); both: "
+                             "every job under each profile, side by side")
     parser.add_argument("--job-timeout", type=positive_float, default=3600.0, metavar="SECONDS",
                         help="a job running longer is stopped and recorded as timeout (default %(default)s)")
 
@@ -168,6 +178,8 @@ def selection_from_args(parser: argparse.ArgumentParser, args: argparse.Namespac
     unknown = [model for model in args.model if model not in MODELS]
     if unknown:
         parser.error(f"argument --model: unknown model {unknown[0]!r} (choose from: {', '.join(MODELS)})")
-    return Selection(tuple(pairs), tuple(args.model), args.device, args.threads, args.precision, args.job_timeout)
+    profiles = PROFILES if args.tuning == "both" else (args.tuning,)
+    return Selection(tuple(pairs), tuple(args.model), args.device, args.threads, args.precision, args.job_timeout,
+                     profiles)
 
 

@@ -2,8 +2,8 @@
 on fixed random batches (the framework's default variant, on the CPU), timed in windows of 50
 steps; prints the median step time after the first four windows, the minor page faults per step
 (getrusage) and the transparent huge pages the process holds. Run it several times, with and
-without `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (the workers' default), to see what the setting
-changes. A diagnostic, not a benchmark: the suite's figures come from `benchmarks.run`."""
+without `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (what the tuned profile gives PyTorch's workers), to see
+what the setting changes. A diagnostic, not a benchmark: the suite's figures come from `benchmarks.run`."""
 
 from __future__ import annotations
 

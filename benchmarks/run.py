@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -29,8 +30,8 @@ from benchmarks.harness.environment import collect
 from benchmarks.harness.jobs import INPUTS, Data, Job, Placement, Timing, Workload
 from benchmarks.checks.runner import ParityOutcome, run_data_parallel_parity, run_parity_jobs
 from benchmarks.harness.results import SCHEMA, append_rows, latest_attempts, new_run_dir, read_table
-from benchmarks.harness.spawn import PROJECT_ROOT, base_env, run_worker, run_workers
-from frameworks import profiled
+from benchmarks.harness.spawn import PROJECT_ROOT, run_worker, run_workers
+from frameworks import profiled, tuning
 from frameworks.base import LR_SCHEDULES, TrainConfig
 
 INTERLEAVE = ("jobs", "repeats")
@@ -202,6 +203,14 @@ def training_settings(args: argparse.Namespace) -> dict:
     return settings
 
 
+def tuning_plan(selection: cli.Selection) -> dict:
+    """For env.json: the run's profiles, and what the tuned one asks of each selected variant on the
+    run's device and precision (what each worker found is in summary.csv's `settings`)."""
+    return {"profiles": list(selection.profiles),
+            "tuned": {f"{framework}:{variant}": [setting.text for setting in tuning.settings_for(
+                framework, selection.device, selection.precision, variant)] for framework, variant in selection.pairs}}
+
+
 def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, data_dir: str | None) -> list[Job]:
     training = TrainConfig(learning_rate=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
                            lr_schedule=args.lr_schedule, precision=selection.precision, nesterov=args.nesterov,
@@ -212,13 +221,15 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
     feed = Data(name=data, folder=data_dir, train_size=args.train_size, test_size=args.test_size,
                 augment=args.augment, input=args.input)
     return [
-        Job(kind="benchmark", what=Workload(framework, variant, model, batch_size), training=training, timing=timing,
+        Job(kind="benchmark", what=Workload(framework, variant, model, batch_size, profile), training=training,
+            timing=timing,
             data=feed, placement=Placement(device=selection.device, threads=selection.threads, devices=devices,
                                            nodes=args.nodes, node_rank=args.node_rank, coordinator=args.coordinator,
                                            node_hosts=tuple(args.node_hosts or ())),
             repeat=repeat, seed=args.seed)
         for model in selection.models
         for framework, variant in selection.pairs
+        for profile in selection.profiles
         for batch_size in args.batch_size
         for devices in args.devices
         for repeat in range(1, args.repeats + 1)
@@ -236,7 +247,8 @@ class JobRecorder:
         self.run_dir, self.job, self.peak_gflops = run_dir, job, peak_gflops
         what = job.what
         self.identity = {"run_id": run_id, "job_id": job.job_id, "framework": what.framework,
-                         "variant": what.variant, "model": what.model, "device": job.placement.device,
+                         "variant": what.variant, "tuning": what.tuning, "model": what.model,
+                         "device": job.placement.device,
                          "precision": job.training.precision, "batch_size": what.batch_size, "devices": job.replicas,
                          "repeat": job.repeat, "attempt": attempt}
         self.windows = 0
@@ -303,15 +315,16 @@ def describe(row: dict) -> str:
 def turn_groups(jobs: list[Job], interleave: str) -> list[list[Job]]:
     """The jobs in plan order, gathered into the groups whose processes run at once, taking turns:
     with "jobs", every job of one comparison (model, batch size and the rest, all but framework,
-    variant and repeat); with "repeats", the repeats of one job. Data-parallel jobs group by
+    variant, tuning profile and repeat); with "repeats", the repeats of one job under every profile
+    (so that the gain from tuning compares processes that ran at once). Data-parallel jobs group by
     repeats alone: a group's non-leading processes wait for their leader inside the engine's
     collectives, which may spin beside another job's turn, and over several nodes the repeat tells
     the coordinator ports apart."""
     groups: dict[Job, list[Job]] = {}
     for job in jobs:
-        key = dataclasses.replace(job, repeat=0)
+        key = dataclasses.replace(job, repeat=0, what=dataclasses.replace(job.what, tuning=""))
         if interleave == "jobs" and job.replicas == 1:
-            key = dataclasses.replace(key, what=dataclasses.replace(job.what, framework="", variant=""))
+            key = dataclasses.replace(key, what=dataclasses.replace(key.what, framework="", variant=""))
         groups.setdefault(key, []).append(job)
     return list(groups.values())
 
@@ -395,7 +408,7 @@ SUMS = {"epoch time": "epoch_busy_share", "time to target": "train_busy_share_to
 def warn_if_busy(rows: list[dict], console) -> None:
     busy = [row for row in rows if row.get("busy")]
     if busy:
-        names = ", ".join(f"{row['model']} {row['framework']}:{row['variant']} bs{row['batch_size']}"
+        names = ", ".join(f"{row['model']} {row['framework']}:{row['variant']} {row['tuning']} bs{row['batch_size']}"
                           + (f" x{row['devices']}" if row["devices"] > 1 else "") for row in busy)
         console.print(f"[bold yellow]WARNING: {len(busy)} job(s) measured on a busy machine, where other processes "
                       f"took more than {BUSY_THRESHOLD:.0%} of the worker's cores in at least half of the timed "
@@ -455,7 +468,8 @@ def measure_peak(run_dir: Path, plan: dict, console) -> None:
 def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
     """Check parity (which also probes each framework on the device), or only probe; return
     the frameworks that cannot run, with the status and reason their rows will carry."""
-    selection = cli.Selection(**{**plan["selection"], "pairs": tuple(map(tuple, plan["selection"]["pairs"]))})
+    selection = cli.Selection(**{**plan["selection"], "pairs": tuple(map(tuple, plan["selection"]["pairs"])),
+                                 "profiles": tuple(plan["selection"]["profiles"])})
     outcome: ParityOutcome = run_parity_jobs(selection, run_dir, console, probe_only=not plan["parity"])
     tables, unusable = [outcome.table], outcome.unusable
     for devices in sorted({job["placement"]["devices"] for job in plan["jobs"]} - {1}) if plan["parity"] else []:
@@ -617,9 +631,9 @@ def main(argv: list[str] | None = None) -> int:
     if check is None:
         run_dir.rmdir()  # still empty: a refused run leaves nothing behind
         return 4
-    env = {"schema": SCHEMA, **collect(PROJECT_ROOT, base_env()), "data": data, "data_source": data_dir or "synthetic",
-           "threads": selection.threads, "training": training_settings(args), "interleave": args.interleave,
-           "machine_check": check}
+    env = {"schema": SCHEMA, **collect(PROJECT_ROOT, dict(os.environ)), "data": data,
+           "data_source": data_dir or "synthetic", "threads": selection.threads, "training": training_settings(args),
+           "interleave": args.interleave, "tuning": tuning_plan(selection), "machine_check": check}
     (run_dir / "env.json").write_text(json.dumps(env, indent=2))
     plan = {"selection": dataclasses.asdict(selection), "parity": not args.no_parity,
             "job_timeout": selection.job_timeout, "interleave": args.interleave,

@@ -1,6 +1,6 @@
 """Registry of framework adapters: CLI names, aliases and variants, and what the parent process
 must know of a framework without importing it (its profiler, device peak, packages and workers'
-environment), importing a framework only when a job asks for it (so `--framework jax` never pays
+environment for isolation), importing a framework only when a job asks for it (so `--framework jax` never pays
 for importing TensorFlow)."""
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ class FrameworkEntry:
     profiler: bool = False  # offers `Adapter.profile` (--profile is refused up front otherwise)
     device_matmul: bool = False  # offers `Adapter.device_matmul`, for the machine's GPU peak
     packages: tuple[str, ...] = ()  # distributions whose versions env.json records
-    # Its workers' environment, set before the framework is imported: `env_defaults` give way to the
-    # user's shell, `env` is always set, `cpu_env` too when the job runs on CPU; `flags`: variables
-    # it reads from the user's shell, recorded in env.json with the defaults.
-    env_defaults: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # Its workers' environment, set before the framework is imported, for isolation (performance
+    # settings live in `frameworks.tuning`): `env` is always set, `cpu_env` too when the job runs on
+    # CPU; `flags`: variables it reads from the user's shell, recorded in env.json.
     env: Mapping[str, str] = field(default_factory=dict, hash=False)
     cpu_env: Mapping[str, str] = field(default_factory=dict, hash=False)
     flags: tuple[str, ...] = ()
@@ -46,11 +45,6 @@ REGISTRY: dict[str, FrameworkEntry] = {
     "tensorflow": FrameworkEntry(
         "tensorflow", "frameworks.tensorflow_keras", ("function", "eager", "xla", "fit"), ("tf",),
         profiler=True, packages=("tensorflow", "keras"),
-        # TensorFlow turns its oneDNN CPU kernels on by default only on CPUs with AVX-512/AMX
-        # features; elsewhere (e.g. AVX2-only AMD EPYC) it falls back to Eigen kernels several times
-        # slower, while PyTorch uses oneDNN on every x86 CPU. Turning them on gives both the same
-        # kernel library.
-        env_defaults={"TF_ENABLE_ONEDNN_OPTS": "1"},
         env={**QUIET_TSL, "TF_FORCE_GPU_ALLOW_GROWTH": "true"},  # it would reserve all GPU memory
         flags=("XLA_FLAGS", "TF_XLA_FLAGS"),
     ),

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
+
+from frameworks.tuning import Setting
 
 Params = dict[str, np.ndarray]  # canonical layout: PyTorch `state_dict` names and shapes, float32
 # (BatchNorm's `num_batches_tracked` stays an int64 scalar, as in PyTorch)
@@ -251,9 +254,10 @@ class Adapter(abc.ABC):
     the whole global batch; states load and export identically on every process; evaluation and
     `loss_and_grads` stay on one device.
 
-    The class-level hooks (`configure_threads`, `version`, `device_matmul`) serve a worker before
-    any model is built; `profile` and `op_category` serve --profile. What the parent process needs
-    to know of them without importing the framework, its registry entry says."""
+    The class-level hooks (`configure_threads`, `version`, `apply_tuning`, `tuning_state`,
+    `device_matmul`) serve a worker before any model is built; `profile` and `op_category` serve
+    --profile. What the parent process needs to know of them without importing the framework, its
+    registry entry says."""
 
     framework: str
 
@@ -268,6 +272,25 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def version(cls) -> str:
         """The framework's version, recorded with every result row."""
+
+    # Structural settings (`frameworks.tuning`, kind "build") that `apply_tuning` accepted, by name,
+    # for the models built afterwards in this process (a worker runs one profile).
+    structure: Mapping[str, str] = MappingProxyType({})
+
+    @classmethod
+    def apply_tuning(cls, settings: tuple[Setting, ...]) -> dict[str, str]:
+        """Apply the framework-state settings of the tuning table and keep the structural ones for
+        the models built afterwards, before any is built (environment settings are set by the
+        parent). Returns, by name, the reason for each setting this framework version cannot apply;
+        `tuning_state` then reports what it holds."""
+        return {setting.name: f"the {cls.framework} adapter applies no {setting.kind} setting"
+                for setting in settings if setting.kind != "env"}
+
+    @classmethod
+    def tuning_state(cls, settings: tuple[Setting, ...]) -> dict[str, str | None]:
+        """The value the framework holds for each state or structural setting, read back from it
+        (None where this version has no such thing), whatever the profile."""
+        return {setting.name: cls.structure.get(setting.name) for setting in settings if setting.kind == "build"}
 
     @classmethod
     def device_matmul(cls, precision: str, size: int) -> tuple[Callable[[], object], Callable[[object], None], str]:

@@ -102,6 +102,27 @@ def _join_group(parallel: DataParallel, device: str) -> None:
                             rank=parallel.rank, world_size=parallel.processes)
 
 
+def _attribute_path(path: str):
+    """The object at a dotted path under torch (e.g. torch.backends.cudnn), or None."""
+    owner = torch
+    for part in path.split(".")[1:]:
+        owner = getattr(owner, part, None)
+    return owner if path.split(".")[0] == "torch" else None
+
+
+def _unbuildable(name: str, value: str) -> str:
+    """Why this torch cannot build the structural setting `name`=`value` ("" when it can)."""
+    if name == "torch.compile mode":
+        from torch._inductor import list_mode_options  # loaded by the first compilation otherwise
+
+        modes = list_mode_options()
+        return "" if value in modes else f"torch {torch.__version__}'s torch.compile has no mode {value!r}"
+    if name == "memory_format":
+        return "" if hasattr(torch, value) else f"torch {torch.__version__} has no memory format {value!r}"
+    return f"the PyTorch adapter builds nothing called {name!r}"
+
+
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that replay CUDA graphs
 INDUCTOR_GRAPH = ("kernels torch.compile generated, timed as one (TORCHINDUCTOR_CPP_ENABLE_KERNEL_PROFILE=1 "
                   "names each, at a cost to every step)")
 
@@ -118,6 +139,37 @@ class PyTorchAdapter(Adapter):
     @classmethod
     def version(cls) -> str:
         return torch.__version__
+
+    @classmethod
+    def apply_tuning(cls, settings):
+        refused, structure = {}, dict(cls.structure)
+        for setting in settings:
+            if setting.kind == "state":  # an attribute path under torch, e.g. torch.backends.cudnn.benchmark
+                owner, _, attribute = setting.name.rpartition(".")
+                module = _attribute_path(owner)
+                if module is None or not hasattr(module, attribute):
+                    refused[setting.name] = f"torch {torch.__version__} has no {setting.name}"
+                else:
+                    setattr(module, attribute, setting.value == "True" if setting.value in ("True", "False")
+                            else setting.value)
+            elif setting.kind == "build":
+                reason = _unbuildable(setting.name, setting.value)
+                if reason:
+                    refused[setting.name] = reason
+                else:
+                    structure[setting.name] = setting.value
+        cls.structure = structure
+        return refused
+
+    @classmethod
+    def tuning_state(cls, settings):
+        state = super().tuning_state(settings)
+        for setting in settings:
+            if setting.kind == "state":
+                owner, _, attribute = setting.name.rpartition(".")
+                module = _attribute_path(owner)
+                state[setting.name] = str(getattr(module, attribute)) if hasattr(module, attribute) else None
+        return state
 
     @classmethod
     def device_matmul(cls, precision, size):
@@ -138,6 +190,8 @@ class PyTorchAdapter(Adapter):
         self.torch_device = torch.device(device)
         self.dtype = torch.float64 if config.precision == "fp64" else torch.float32  # of weights and loss
         self.model = MODELS[model]().to(self.torch_device, self.dtype)
+        if self.structure.get("memory_format") == "channels_last":  # inputs arrive NHWC, so already channels-last
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.network = self.model  # what the training step runs: the model, or its DDP wrapper
         if parallel.active:  # one device per process: the launcher shows each process its own GPU
             if not dist.is_initialized():
@@ -147,8 +201,9 @@ class PyTorchAdapter(Adapter):
         self._compiles = 0
         self._build_optimizer()
         step = self._step
+        self._mode = self.structure.get("torch.compile mode") if variant == "compile" else None
         if variant == "compile":
-            step = torch.compile(step)
+            step = torch.compile(step, mode=self._mode)
         self._compiled_step = step
 
     def _build_optimizer(self) -> None:
@@ -227,9 +282,12 @@ class PyTorchAdapter(Adapter):
 
     def train_step(self, images, labels):
         self.model.train()
+        graphs = self._mode in CUDA_GRAPH_MODES and self.torch_device.type == "cuda"
+        if graphs:  # a new iteration: the graph may overwrite its previous outputs
+            torch.compiler.cudagraph_mark_step_begin()
         loss = self._compiled_step(*self._to_device(images, labels))
         self.scheduler.step()
-        return loss
+        return loss.clone() if graphs else loss  # kept past the next replay, which reuses the graph's output
 
     def synchronize(self) -> None:
         if self.torch_device.type == "cuda":

@@ -241,6 +241,19 @@ class KerasAdapter(Adapter):
     def version(cls) -> str:
         return tf.__version__
 
+    @classmethod
+    def apply_tuning(cls, settings):
+        refused = {}
+        for setting in settings:
+            if setting.name == "steps_per_execution":
+                # Keras reads it in the loops of fit/evaluate/predict only; train_on_batch hands its compiled
+                # function one batch per call, whatever the setting says.
+                refused[setting.name] = (f"Keras {keras.__version__} runs one batch per train_on_batch call: "
+                                         f"steps_per_execution applies to Model.fit's own loop only")
+            elif setting.kind != "env":
+                refused[setting.name] = f"the TensorFlow adapter applies no {setting.kind} setting {setting.name!r}"
+        return refused
+
     # No `device_matmul`: the machine's GPU peak comes from PyTorch or JAX.
 
     def __init__(self, model: str, device: str, variant: str, config: TrainConfig,

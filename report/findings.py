@@ -26,7 +26,8 @@ RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 0  # fixed: the same tables always give the same intervals, so a re-rendered report is identical
 Z = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)  # two-sided normal quantile
-GROUP = ["device", "model", "devices", "batch_size"]  # devices: data-parallel, the same work per step
+# devices: data-parallel, the same work per step; tuning: rankings compare within one profile, never across
+GROUP = ["device", "model", "devices", "batch_size", "tuning"]
 ONE_PROCESS = ("one process each: the intervals cover window-to-window noise only, not process-to-process "
                "variation; rerun with --repeats 3")
 
@@ -42,22 +43,34 @@ def timed_jobs(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _labelled(jobs: pd.DataFrame) -> pd.DataFrame:
-    """`jobs` labelled framework:variant, with their data-parallel device count as an integer."""
-    return jobs.assign(label=jobs["framework"] + ":" + jobs["variant"], devices=jobs["devices"].astype(int))
+    """`jobs` labelled framework:variant, with their data-parallel device count as an integer and
+    their tuning profile as text (empty where a table has none)."""
+    return jobs.assign(label=jobs["framework"] + ":" + jobs["variant"], devices=jobs["devices"].astype(int),
+                       tuning=profiles(jobs))
+
+
+def profiles(table: pd.DataFrame) -> pd.Series:
+    """Each row's tuning profile, empty where the table does not say."""
+    return table["tuning"].fillna("") if "tuning" in table else pd.Series("", index=table.index)
 
 
 def window_times(jobs: pd.DataFrame, steps: pd.DataFrame) -> dict[tuple, list[np.ndarray]]:
-    """Per (device, model, batch size, label): one array of window step times (ms) per process."""
-    windows = steps.drop(columns="devices").merge(jobs[["job_id", "attempt", "label", "devices"]],
-                                                                   on=["job_id", "attempt"])
+    """Per (device, model, devices, batch size, tuning, label): one array of window step times (ms) per process."""
+    windows = steps.drop(columns=["devices", "tuning"], errors="ignore").merge(
+        jobs[["job_id", "attempt", "label", "devices", "tuning"]], on=["job_id", "attempt"])
     return {key: [group["step_ms"].to_numpy(float) for _, group in rows.groupby("repeat")]
             for key, rows in windows.groupby([*GROUP, "label"])}
 
 
+# Where a run keeps its parity table: as the runner writes it, or xz-compressed (a committed run whose
+# table runs to tens of MB, e.g. every variant under both profiles compared pairwise).
+PARITY_FILES = ("parity.csv", "parity.csv.xz")
+
+
 def read_parity(run_dir: Path) -> pd.DataFrame | None:
     """parity.csv as the report's Parity section reads it; None when the run did not check parity."""
-    path = run_dir / "parity.csv"
-    if not path.exists():
+    path = next((run_dir / name for name in PARITY_FILES if (run_dir / name).exists()), None)
+    if path is None:
         return None
     table = pd.read_csv(path, keep_default_na=False, na_values={"step": [""], "error": [""], "devices": [""]})
     devices = table["devices"].fillna(1) if "devices" in table else 1  # named by the data-parallel check only
@@ -121,10 +134,10 @@ def accuracy_bound(accuracy, test_images: int):
 # --- Sentences ----------------------------------------------------------------------------------
 
 
-def _where(key: tuple, several_devices: bool) -> str:
-    device, model, devices, batch_size = key
+def _where(key: tuple, several_devices: bool, several_profiles: bool = False) -> str:
+    device, model, devices, batch_size, profile = key
     where = f"{model}, batch {batch_size}" + (f" per device on {devices} devices" if devices > 1 else "")
-    return where + (f" on {device}" if several_devices else "")
+    return where + (f" on {device}" if several_devices else "") + (f", {profile}" if several_profiles else "")
 
 
 def _process_note(processes: pd.Series) -> str:
@@ -145,11 +158,12 @@ def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED)
     times = window_times(jobs, steps)
     rng = np.random.default_rng(seed)
     several_devices = summary["device"].nunique() > 1
+    several_profiles = profiles(summary).nunique() > 1
     sentences = []
     for key, group in jobs.groupby(GROUP):
         step_ms = group.groupby("label")["step_ms_median"].median().sort_values(kind="stable")
         fastest = step_ms.index[0]
-        lead = (f"{_where(key, several_devices)}: **{fastest}** is fastest "
+        lead = (f"{_where(key, several_devices, several_profiles)}: **{fastest}** is fastest "
                 f"({key[2] * key[3] / step_ms.iloc[0] * 1000:,.0f} images/s)")
         if len(step_ms) == 1:
             sentences.append(lead + ", the only variant measured.")
@@ -167,11 +181,37 @@ def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED)
     return sentences
 
 
+def tuning_gains(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -> pd.DataFrame:
+    """Per model, batch size and framework:variant measured under both profiles: the gain from
+    tuning, stock step time over tuned (above 1: the tuned profile is faster), with its bootstrap
+    interval; `busy` where either side was measured on a busy machine (compared all the same: the
+    two sides took turns, so a busy spell fell on both); `tuned settings`: what the tuned side's
+    workers found in effect, so a gain reads as the effect of those settings."""
+    jobs = _labelled(measured(summary))
+    times = window_times(jobs, steps)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for (device, model, devices, batch_size, label), group in jobs.groupby([*GROUP[:-1], "label"]):
+        sides = {profile: (device, model, devices, batch_size, profile, label) for profile in ("stock", "tuned")}
+        if not all(key in times for key in sides.values()):
+            continue
+        gain, low, high = ratio_interval(times[sides["stock"]], times[sides["tuned"]], rng)
+        step_ms = group.groupby("tuning")["step_ms_median"].median()
+        rows.append({"job": label, "device": device, "model": model, "devices": devices, "batch_size": batch_size,
+                     "stock_ms": step_ms["stock"], "tuned_ms": step_ms["tuned"], "gain": gain,
+                     "interval": f"{low:.2f}-{high:.2f}" + (", tied" if low <= 1 <= high else ""),
+                     "busy": "busy" if group["busy"].astype(str).eq("True").any() else "",
+                     "tuned settings": "; ".join(group.loc[group["tuning"] == "tuned", "settings"].fillna("")
+                                                 .unique())})
+    return pd.DataFrame(rows)
+
+
 def compile_findings(summary: pd.DataFrame) -> list[str]:
     """Per model and batch size: after how many steps each variant's compilation pays off against
     the same framework's eager variant (frameworks without one are not weighed)."""
     jobs = timed_jobs(summary).dropna(subset=["compile_s"])
     several_devices = summary["device"].nunique() > 1
+    several_profiles = profiles(summary).nunique() > 1
     merged = jobs.groupby([*GROUP, "framework", "variant"]).agg(step_ms=("step_ms_median", "median"),
                                                               compile_s=("compile_s", "median"))
     sentences = []
@@ -193,7 +233,7 @@ def compile_findings(summary: pd.DataFrame) -> list[str]:
                                  f"(compiles in {row['compile_s']:.3g} s against {eager['compile_s']:.3g} s, then "
                                  f"saves {eager['step_ms'] - row['step_ms']:.3g} ms a step)")
         if items:
-            sentences.append(f"Compilation, {_where(key, several_devices)}: {'; '.join(items)}.")
+            sentences.append(f"Compilation, {_where(key, several_devices, several_profiles)}: {'; '.join(items)}.")
     if sentences:
         sentences[0] = ("Compile time pays off after n steps beyond the first when compile_s + n x step time "
                         "falls below the eager variant's (`compile_s` is the first step, compilation included). "
@@ -207,6 +247,7 @@ def memory_findings(summary: pd.DataFrame) -> list[str]:
     jobs = summary[summary["status"].isin(["ok", "diverged"])]
     jobs = _labelled(jobs)
     several_devices = summary["device"].nunique() > 1
+    several_profiles = profiles(summary).nunique() > 1
     sentences = []
     for key, group in jobs.groupby(GROUP):
         device = group["peak_device_mb"].notna().all()
@@ -214,7 +255,8 @@ def memory_findings(summary: pd.DataFrame) -> list[str]:
         peaks = group.groupby("label")[column].max().dropna().sort_values(kind="stable")
         if len(peaks) > 1:
             order = ", ".join(f"{label} {mb:,.0f}" for label, mb in peaks.items())
-            sentences.append(f"Memory, {_where(key, several_devices)}, {name} in MiB from least to most: {order}.")
+            sentences.append(f"Memory, {_where(key, several_devices, several_profiles)}, {name} in MiB from least "
+                             f"to most: {order}.")
     return sentences
 
 
@@ -244,6 +286,7 @@ def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
     jobs = summary[summary["status"].eq("ok") & summary["test_accuracy"].notna()]
     jobs = _labelled(jobs)
     several_devices = summary["device"].nunique() > 1
+    several_profiles = profiles(summary).nunique() > 1
     sentences = []
     for key, group in jobs.groupby(GROUP):
         accuracy = group.groupby("label")["test_accuracy"].median().sort_values(kind="stable")
@@ -252,7 +295,7 @@ def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
         runs = group["run_id"].unique()
         test_images = images.get(runs[0]) if len(runs) == 1 else None
         spread = accuracy.iloc[-1] - accuracy.iloc[0]
-        text = (f"Final test accuracy, {_where(key, several_devices)}: from {accuracy.iloc[0]:.2%} "
+        text = (f"Final test accuracy, {_where(key, several_devices, several_profiles)}: from {accuracy.iloc[0]:.2%} "
                 f"({accuracy.index[0]}) to {accuracy.iloc[-1]:.2%} ({accuracy.index[-1]}), "
                 f"{spread * 100:.2f} points apart")
         if test_images:

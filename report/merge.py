@@ -12,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.harness.results import SCHEMA, TABLES, read_table
+from report.findings import PARITY_FILES
 from report.source import read_env
 
-KEPT = ("env.json", "parity.csv")  # per run, in OUT/<run id>/
+KEPT = ("env.json", *PARITY_FILES)  # per run, in OUT/<run id>/
 
 
 class MergeError(ValueError):

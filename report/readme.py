@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.harness.results import read_table
-from report.findings import findings as findings_sentences, read_parity
+from report.findings import findings as findings_sentences, read_parity, tuning_gains
 from report.noise import noise_markdown
 from report.source import final_summary, latest, read_env
 from report.tables import curves_table, markdown, ranking_table, throughput_markdown, throughput_table
@@ -53,6 +53,12 @@ def findings(run_dir: Path) -> str:
     return "\n".join(f"- {sentence}" for sentence in sentences)
 
 
+def gains(run_dir: Path) -> str:
+    """Per variant measured under both profiles: tuned against stock, and the settings that made the difference."""
+    table = tuning_gains(_summary(run_dir), read_table(run_dir, "steps"))
+    return markdown(table.drop(columns=[column for column in ("device", "devices") if table[column].nunique() == 1]))
+
+
 def runs_in(folder: Path) -> list[Path]:
     """The run folders inside `folder`, by name."""
     return sorted(path for path in folder.iterdir() if (path / "summary.csv").is_file()) if folder.is_dir() else []
@@ -64,7 +70,7 @@ def noise(folder: Path) -> str:
 
 
 TABLES: dict[str, Callable[[Path], str]] = {"throughput": throughput, "curves": curves, "findings": findings,
-                                            "noise": noise}
+                                            "noise": noise, "gains": gains}
 FOLDERS_OF_RUNS = {"noise"}
 
 

@@ -1,4 +1,5 @@
-"""The report's Markdown sections, each from a run's tables and env.json: the machine, parity,
+"""The report's Markdown sections, each from a run's tables and env.json: the machine, the tuning
+settings, parity, the gain from tuning,
 speed, scaling, throughput against batch size, learning curves, time to accuracy, the profile,
 the jobs that did not finish, and how it was all measured."""
 
@@ -69,6 +70,45 @@ def machine_section(env: dict, summary: pd.DataFrame) -> str:
         f"- Packages: {packages}",
     ]
     return "\n".join(lines)
+
+
+PROFILE_TEXT = {"stock": "each framework as `pip install` gives it",
+                "tuned": "each framework's own documented performance settings (README, *Tuning*)",
+                "custom": "a run from before the profiles, with the settings it had"}
+
+
+def settings_section(summary: pd.DataFrame) -> str:
+    """What each framework:variant ran with under each profile, as its workers recorded it: every
+    setting of the tuning table in effect (environment variables and framework state), and what the
+    tuned profile asked for and did not get, with the reason."""
+    if summary.empty:
+        return ""
+    rows = summary.assign(job=summary["framework"] + ":" + summary["variant"], profile=summary["tuning"].fillna(""),
+                          settings=summary["settings"].fillna("").replace("", "none"),
+                          missing=summary["settings_not_applied"].fillna(""))
+    table = rows.drop_duplicates(["job", "profile", "settings", "missing"])[["job", "profile", "settings", "missing"]]
+    if not table["missing"].str.len().any():
+        table = table.drop(columns="missing")
+    table = table.rename(columns={"settings": "settings in effect, beyond stock",
+                                  "missing": "asked for, not applied (why)"})
+    profiles = "; ".join(f"**{profile}**: {PROFILE_TEXT.get(profile, profile)}"
+                         for profile in table["profile"].unique())
+    return ("## Settings\n\nTuning profile(s) of this run: " + profiles + ". Each worker recorded the settings of "
+            "the tuning table it found in effect, in its environment and in its framework's state; a stock row lists "
+            "none unless the user's shell set one. Speed is ranked within one profile, never across.\n\n"
+            f"{markdown(table)}\n")
+
+
+def gains_section(gains: pd.DataFrame) -> str:
+    """With both profiles: tuned against stock, per variant (`findings.tuning_gains`)."""
+    if gains.empty:
+        return ""
+    constant = [column for column in ("device", "devices") if gains[column].nunique() == 1]
+    shown = gains.drop(columns=constant + ([] if gains["busy"].str.len().any() else ["busy"]))
+    return ("## Gain from tuning\n\n`gain` is the stock profile's median step time over the tuned profile's (above 1: "
+            "tuning made it faster), with its 95% bootstrap interval (each process's timed windows resampled, as in "
+            "the findings); a job's two profiles took turns, so the same moments of the machine fell on both.\n\n"
+            f"{markdown(shown)}\n")
 
 
 AUGMENTATIONS = {"crop-flip": "4-pixel reflect padding, a random 32x32 crop and a random horizontal flip per image, "

@@ -18,8 +18,11 @@ def markdown(table: pd.DataFrame) -> str:
 def label(table: pd.DataFrame) -> pd.Series:
     """framework:variant, after the model's name when the run compared several models, after the
     device when it holds several devices (runs merged by `python -m report RUN RUN --out DIR`),
-    and with "xN" after it when it trained data-parallel on N devices."""
+    with its tuning profile in brackets when the run has several, and with "xN" after it when it
+    trained data-parallel on N devices."""
     name = table["framework"] + ":" + table["variant"]
+    profiles = table["tuning"].fillna("") if "tuning" in table else pd.Series("", index=table.index)
+    name = name + " [" + profiles + "]" if profiles.nunique() > 1 else name
     name = table["model"] + " " + name if table["model"].nunique() > 1 else name
     name = table["device"] + " " + name if table["device"].nunique() > 1 else name
     return name + table["devices"].astype(int).map(lambda n: f" x{n}" if n > 1 else "")
@@ -32,15 +35,17 @@ def _any_true(values: pd.Series) -> bool:
 def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
     """Jobs that measured steps, repeats merged (median of medians, spread across repeats),
     ranked by throughput, with the ratio to the fastest of the same model at the same batch size
-    on the same device."""
+    on the same device under the same tuning profile."""
     ok = measured(summary).copy()
     if ok.empty:
         return ok
     ok["job"] = label(ok)
     ok["devices"] = ok["devices"].astype(int)
+    ok["tuning"] = ok["tuning"].fillna("")
     grouped = ok.groupby(["job", "batch_size"], sort=False)
     table = grouped.agg(
         model=("model", "first"), devices=("devices", "first"), device=("device", "first"),
+        tuning=("tuning", "first"),
         step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"),
         p5_ms=("step_ms_p5", "median"),
         p95_ms=("step_ms_p95", "median"), windows=("windows", "sum"), repeats=("repeat", "nunique"),
@@ -56,7 +61,7 @@ def ranking_table(summary: pd.DataFrame) -> pd.DataFrame:
     table["framework_rss_mb"] = table["peak_rss_mb"] - table["framework_rss_mb"]
     busy = table["busy"]
     clean = table["images_per_s"].where(~busy)  # a row measured on a busy machine is not compared
-    order = ["device", "model", "devices", "batch_size"]  # the same work per step
+    order = ["device", "model", "devices", "batch_size", "tuning"]  # the same work per step, one profile
     table["vs_fastest"] = clean / clean.groupby([table[key] for key in order]).transform("max")
     table["images_per_s"] = table["images_per_s"].round().astype(int)
     table["job"] = table["job"] + busy.map({True: " (busy)", False: ""})

@@ -13,14 +13,17 @@ from pathlib import Path
 import pytest
 
 from benchmarks.harness.jobs import Data, Job, Placement, Timing, Workload
-from benchmarks.harness.spawn import base_env
-from frameworks import EXTRA_ENV, REGISTRY, load_adapter
+from frameworks import EXTRA_ENV, REGISTRY, load_adapter, tuning
 from frameworks.base import TrainConfig
 from tests.faulty_framework import EXTRA_FRAMEWORKS
 
-# In-process tests run the frameworks with the settings the suite's workers use (oneDNN for
-# TensorFlow), so parity covers the kernels that are benchmarked. No framework is imported yet.
-os.environ.update(base_env())
+# In-process tests run the frameworks with the environment of the default profile's CPU workers
+# (oneDNN for TensorFlow, XLA's own convolutions for JAX), so parity covers the kernels that are
+# benchmarked by default (`tuning.DEFAULT_PROFILE`). No framework is imported yet.
+TUNED_CPU_ENV = tuning.environment([setting for name in REGISTRY
+                                    for setting in tuning.settings_for(name, "cpu", "fp32", "")], os.environ)
+SHELL_ENV = {name: os.environ.get(name) for name in TUNED_CPU_ENV}  # what `untuned` restores
+os.environ.update(TUNED_CPU_ENV)
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -68,6 +71,17 @@ def faulty(monkeypatch):
     """The fault-injecting stand-in framework (`tests.faulty_framework`), registered for in-process
     runs and the workers they start; test modules that run it throughout name it in `pytestmark`."""
     monkeypatch.setenv(EXTRA_ENV, EXTRA_FRAMEWORKS)
+
+
+@pytest.fixture
+def untuned(monkeypatch):
+    """The user's shell as it was before this module added the tuned profile's environment: what a
+    stock worker starts from."""
+    for name, value in SHELL_ENV.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
 
 
 def faulty_env() -> dict[str, str]:

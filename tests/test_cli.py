@@ -108,6 +108,8 @@ BAD_INPUT = [
      ["argument --coordinator:", "'10.0.0.1'", "is not HOST:PORT"]),
     ("hosts for other nodes", ["--nodes", "2", "--coordinator", "a:1", "--node-hosts", "a,b,c"],
      ["argument --node-hosts:", "names 3 hosts for --nodes 2"]),
+    ("unknown tuning profile", ["--tuning", "fast"],
+     ["argument --tuning:", "'fast'", "choose from 'stock', 'tuned', 'both'"]),
 ]
 
 

@@ -185,7 +185,7 @@ def test_pytorch_on_cuda_without_gpu_says_so_once_and_exits_3(capsys, tmp_path):
 # repeats of one job would run together, taking turns).
 SLOW_JOBS = [*SMALL, "--variant", "faulty:slow", "--batch-size", "32,31,30", "--epochs", "4", "--warmup", "0",
              "--window", "4"]
-SLOW_JOB_IDS = [f"lenet-faulty-slow-bs{batch_size}-r1" for batch_size in (32, 31, 30)]
+SLOW_JOB_IDS = [f"lenet-faulty-slow-tuned-bs{batch_size}-r1" for batch_size in (32, 31, 30)]
 
 
 def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):

@@ -11,22 +11,25 @@ import pandas as pd
 import pytest
 
 from report.findings import (accuracy_findings, break_even_steps, compile_findings, evaluated_images,
-                             findings_section, memory_findings, parity_finding, ratio_interval, speed_findings)
+                             findings_section, memory_findings, parity_finding, ratio_interval, speed_findings,
+                             tuning_gains)
+from report.sections import settings_section
 
 NO_EPOCHS = pd.DataFrame(columns=["run_id", "test_accuracy"])
 
 
 def run_tables(jobs: list[dict], batch_size: int = 128) -> tuple[pd.DataFrame, pd.DataFrame]:
     """summary and steps tables for jobs given as framework, variant, one window array per process,
-    and optionally compile_s, peak_rss_mb, peak_device_mb, test_accuracy, busy."""
+    and optionally tuning, settings, compile_s, peak_rss_mb, peak_device_mb, test_accuracy, busy."""
     summary, steps = [], []
     for job in jobs:
         for repeat, windows in enumerate(job["processes"], start=1):
-            job_id = f"{job['framework']}-{job['variant']}-bs{batch_size}-r{repeat}"
+            job_id = f"{job['framework']}-{job['variant']}-{job.get('tuning', 'tuned')}-bs{batch_size}-r{repeat}"
             identity = {"run_id": "run", "job_id": job_id, "framework": job["framework"], "variant": job["variant"],
-                        "model": "lenet", "device": job.get("device", "cpu"), "precision": "fp32",
+                        "tuning": job.get("tuning", "tuned"), "model": "lenet", "device": job.get("device", "cpu"),
+                        "precision": "fp32",
                         "batch_size": batch_size, "devices": 1, "repeat": repeat, "attempt": 1}
-            summary.append({**identity, "status": "ok", "windows": len(windows),
+            summary.append({**identity, "status": "ok", "windows": len(windows), "settings": job.get("settings", ""),
                             "step_ms_median": float(np.median(windows)), "compile_s": job.get("compile_s", 1.0),
                             "peak_rss_mb": job.get("peak_rss_mb", 1000.0), "peak_device_mb": job.get("peak_device_mb"),
                             "test_accuracy": job.get("test_accuracy"), "busy": job.get("busy", False)})
@@ -58,6 +61,38 @@ def test_the_fastest_is_named_and_a_clear_loser_has_its_ratio_and_an_interval_ab
     ratio, low, high, tied = comparison(sentence, "jax:jit")
     assert ratio == pytest.approx(1.5, abs=0.02) and 1 < low < ratio < high
     assert not tied
+
+
+def test_a_run_of_both_profiles_never_compares_a_stock_row_with_a_tuned_one():
+    summary, steps = run_tables([
+        {"framework": "pytorch", "variant": "eager", "tuning": "stock", "processes": [windows(10.0, 0.1, seed=1)]},
+        {"framework": "pytorch", "variant": "eager", "tuning": "tuned", "processes": [windows(8.0, 0.1, seed=2)],
+         "settings": "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"},
+        {"framework": "jax", "variant": "jit", "tuning": "stock", "processes": [windows(15.0, 0.1, seed=3)]},
+        {"framework": "jax", "variant": "jit", "tuning": "tuned", "processes": [windows(12.0, 0.1, seed=4)]},
+    ])
+    stock, tuned = speed_findings(summary, steps)
+    assert stock.startswith("lenet, batch 128, stock: **pytorch:eager** is fastest (")
+    assert tuned.startswith("lenet, batch 128, tuned: **pytorch:eager** is fastest (")
+    assert comparison(stock, "jax:jit")[0] == pytest.approx(1.5, abs=0.02)  # 15 / 10, not 15 / 8
+    assert comparison(tuned, "jax:jit")[0] == pytest.approx(1.5, abs=0.02)  # 12 / 8, not 12 / 10
+    for sentence in findings_section(summary, steps, NO_EPOCHS, {"run": None}).splitlines()[2:]:
+        assert not ("stock" in sentence and "tuned" in sentence), sentence
+    gains = tuning_gains(summary, steps).set_index("job")
+    assert gains.loc["pytorch:eager", "gain"] == pytest.approx(1.25, abs=0.02)
+    assert gains.loc["jax:jit", "gain"] == pytest.approx(1.25, abs=0.02)
+    assert gains.loc["pytorch:eager", "tuned settings"] == "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"
+    assert not gains["interval"].str.contains("tied").any()
+
+
+def test_the_settings_section_lists_each_variant_under_each_profile():
+    summary, _ = run_tables([
+        {"framework": "pytorch", "variant": "eager", "tuning": tuning, "processes": [windows(10.0, 0.1, seed=1)],
+         "settings": settings}
+        for tuning, settings in [("stock", ""), ("tuned", "GLIBC_TUNABLES=glibc.malloc.hugetlb=1")]])
+    section = settings_section(summary.assign(settings_not_applied=""))
+    assert "| pytorch:eager | stock     | none " in section
+    assert "| pytorch:eager | tuned     | GLIBC_TUNABLES=glibc.malloc.hugetlb=1 " in section
 
 
 def test_two_variants_drawn_from_the_same_distribution_are_tied():

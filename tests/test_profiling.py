@@ -218,7 +218,7 @@ def profiled_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_profiled_run_writes_the_framework_trace_and_op_rows(profiled_run, framework):
-    job_id = f"lenet-{framework}-{REGISTRY[framework].default_variant}-bs16-r1"
+    job_id = f"lenet-{framework}-{REGISTRY[framework].default_variant}-tuned-bs16-r1"
     traces = list((profiled_run / "profiles" / job_id).glob(TRACES[framework]))
     assert traces and all(trace.stat().st_size > 0 for trace in traces), f"no {TRACES[framework]} for {job_id}"
     ops = pd.read_csv(profiled_run / "profile.csv")
@@ -235,7 +235,7 @@ def test_profiled_run_writes_the_framework_trace_and_op_rows(profiled_run, frame
 @pytest.mark.slow
 def test_tensorflow_xla_is_profiled_by_its_hlo_instructions(profiled_run):
     require("tensorflow")
-    job_id = "lenet-tensorflow-xla-bs16-r1"
+    job_id = "lenet-tensorflow-xla-tuned-bs16-r1"
     assert "ENTRY" in (profiled_run / "profiles" / job_id / "train_step.hlo.txt").read_text()
     ops = pd.read_csv(profiled_run / "profile.csv").query("job_id == @job_id")
     assert {"convolution forward", "convolution backward", "optimizer"} <= set(ops["category"])

@@ -16,7 +16,7 @@ def test_readme_reference_tables_are_those_of_the_committed_runs():
     text = (ROOT / "README.md").read_text()
     blocks = {(match["kind"], match["run"]) for match in BLOCK.finditer(text)}
     assert {("throughput", "results/reference"), ("curves", "results/reference-cifar10"),
-            ("noise", "results/repeats-avx2")} <= blocks
+            ("noise", "results/repeats-avx2"), ("gains", "results/tuning-cpu")} <= blocks
     _, changed = render(text)
     assert changed == [], f"README's tables differ from their runs: {changed}; run python -m report.readme"
 

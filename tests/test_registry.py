@@ -9,6 +9,7 @@ from benchmarks.harness.jobs import Job, Placement, Workload
 from benchmarks.harness.spawn import framework_env, job_frameworks, worker_env
 from frameworks import REGISTRY, UnknownFramework, resolve
 from frameworks.base import TrainConfig
+from frameworks.tuning import PROFILES
 from tests.conftest import ROOT
 
 
@@ -46,28 +47,45 @@ def test_the_report_reads_data_and_the_harness_never_imports_the_report():
     assert out.stdout.strip() == "[]", "the runner renders the report in a process of its own"
 
 
-# What each framework's workers must have before the import; every worker also gets GLIBC_TUNABLES,
-# OMP_NUM_THREADS, PYTHONUNBUFFERED and, on CPU, CUDA_VISIBLE_DEVICES="".
+# What each framework's workers must have before the import, for isolation; every worker also gets
+# OMP_NUM_THREADS, PYTHONUNBUFFERED and, on CPU, CUDA_VISIBLE_DEVICES="". Tuned workers add the tuning
+# table's environment entries (TUNED).
 WORKER_ENV = {
     "pytorch": ({}, {}),
-    "tensorflow": ({"TF_ENABLE_ONEDNN_OPTS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true"},
-                   {}),
+    "tensorflow": ({"TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}, {}),
     "jax": ({"TF_CPP_MIN_LOG_LEVEL": "2", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}, {"JAX_PLATFORMS": "cpu"}),
+}
+TUNED = {
+    ("pytorch", "cpu"): {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
+    ("pytorch", "cuda"): {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
+    ("tensorflow", "cpu"): {"TF_ENABLE_ONEDNN_OPTS": "1"},
+    ("tensorflow", "cuda"): {"TF_XLA_FLAGS": "--tf_xla_auto_jit=2", "TF_GPU_THREAD_MODE": "gpu_private"},
+    ("jax", "cpu"): {"XLA_FLAGS": "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"},
+    ("jax", "cuda"): {"XLA_FLAGS": "--xla_gpu_triton_gemm_any=true --xla_gpu_enable_latency_hiding_scheduler=true"},
 }
 
 
+@pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
 @pytest.mark.parametrize("framework", list(WORKER_ENV), ids=str)
-def test_a_worker_gets_its_frameworks_environment(framework, device, monkeypatch):
+def test_a_worker_gets_its_frameworks_environment_and_its_profiles(framework, device, profile, monkeypatch):
     settings = {name for entry in WORKER_ENV.values() for part in entry for name in part}
-    for name in (*settings, "GLIBC_TUNABLES", "CUDA_VISIBLE_DEVICES"):  # the shell's (or another test's) own
+    tuned = {name for entry in TUNED.values() for name in entry}
+    for name in (*settings, *tuned, "CUDA_VISIBLE_DEVICES"):  # the shell's (or another test's) own
         monkeypatch.delenv(name, raising=False)
     always, on_cpu = WORKER_ENV[framework]
-    env = framework_env([resolve(framework)], device, 3)
-    expected = {**always, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "OMP_NUM_THREADS": "3", "PYTHONUNBUFFERED": "1",
-                **({**on_cpu, "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {})}
+    env = framework_env([resolve(framework)], device, 3, profile)
+    expected = {**always, "OMP_NUM_THREADS": "3", "PYTHONUNBUFFERED": "1",
+                **({**on_cpu, "CUDA_VISIBLE_DEVICES": ""} if device == "cpu" else {}),
+                **(TUNED[framework, device] if profile == "tuned" else {})}
     assert {name: env.get(name) for name in expected} == expected
-    assert not (settings - set(expected)) & set(env), "another framework's settings"
+    assert not ((settings | tuned) - set(expected)) & set(env), "another framework's or profile's settings"
+
+
+def test_a_tuned_flag_list_keeps_the_users_flags(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/dump")
+    env = framework_env([resolve("jax")], "cpu", 1, "tuned")
+    assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/dump --xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
 
 
 def test_the_peak_worker_gets_the_environment_of_every_framework_it_may_import():

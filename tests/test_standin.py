@@ -19,7 +19,7 @@ from tests.conftest import ROOT
 from tests.standin_framework import EXTRA_FRAMEWORKS, RULES, VERSION, standin_category
 
 STEPS, WINDOW = 6, 2
-JOB_ID = "lenet-standin-numpy-bs32-r1"
+JOB_ID = "lenet-standin-numpy-tuned-bs32-r1"
 
 
 def test_an_extra_entry_declares_the_hooks_its_adapter_offers(monkeypatch):

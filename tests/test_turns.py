@@ -4,6 +4,8 @@ stops nor loses the others."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from benchmarks.harness.jobs import Data, Job, Placement, Timing
@@ -58,6 +60,14 @@ def test_turn_groups_gather_a_comparison_or_only_a_jobs_repeats():
     assert [[(j.what.variant, j.what.batch_size) for j in group]
             for group in turn_groups(plan["one device"], "repeats")] == [
         [("ok", 32)] * 2, [("ok", 64)] * 2, [("slow", 32)] * 2, [("slow", 64)] * 2]
+    # Both tuning profiles of a job take turns with it: in the comparison, or beside its repeats.
+    profiles = [dataclasses.replace(j, what=dataclasses.replace(j.what, tuning=profile))
+                for j in plan["one device"] for profile in ("stock", "tuned")]
+    assert [len(group) for group in turn_groups(profiles, "jobs")] == [8, 8]
+    by_repeats = turn_groups(profiles, "repeats")
+    assert [sorted({(j.what.variant, j.what.batch_size) for j in group}) for group in by_repeats] == [
+        [("ok", 32)], [("ok", 64)], [("slow", 32)], [("slow", 64)]]
+    assert {j.what.tuning for group in turn_groups(profiles, "repeats") for j in group} == {"stock", "tuned"}
     # Data-parallel jobs, on one machine or several, take turns with their own repeats only.
     assert len(turn_groups(plan["two devices"], "jobs")) == 4
     assert len(turn_groups(plan["two nodes"], "jobs")) == 4

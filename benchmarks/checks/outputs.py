@@ -13,6 +13,7 @@ import numpy as np
 from benchmarks.checks.definitions import (PLANS, PROOF, PrecisionView, _state_arrays, _step_outputs, common_state,
                                            key, model_batches, parity_params, round_trip_state, training_config)
 from benchmarks.harness.jobs import Job
+from benchmarks.harness.training import tune
 from frameworks import load_adapter, reference
 from frameworks.base import SINGLE, Adapter, DataParallel, TrainingState
 
@@ -139,12 +140,13 @@ def compute_all(adapter_cls: type[Adapter], model: str, device: str, variant: st
 def run_parity(job: Job, channel: Channel) -> dict:
     adapter_cls = load_adapter(job.what.framework)
     adapter_cls.configure_threads(job.placement.threads)
+    tuned = tune(adapter_cls, job)
     with np.load(job.files.reference) as arrays:
         view = PrecisionView(arrays, job.training.precision)  # the common states are the same in each
         common = {name: view[name] for name in view if name.startswith("state|")}
     outputs = compute_all(adapter_cls, job.what.model, job.placement.device, job.what.variant, job.training.precision, common)
     np.savez(job.files.output, **outputs)
-    return {"status": "ok", "framework_version": adapter_cls.version()}
+    return {"status": "ok", "framework_version": adapter_cls.version(), **tuned}
 
 
 def run_parallel_parity(job: Job, channel: Channel) -> dict:
@@ -152,6 +154,7 @@ def run_parallel_parity(job: Job, channel: Channel) -> dict:
     the reference's common states (see `training_outputs`)."""
     adapter_cls = load_adapter(job.what.framework)
     adapter_cls.configure_threads(job.process_threads)
+    tuned = tune(adapter_cls, job)
     with np.load(job.files.reference) as arrays:
         view = PrecisionView(arrays, job.training.precision)
         common = {name: view[name] for name in view if name.startswith("state|")}
@@ -161,6 +164,6 @@ def run_parallel_parity(job: Job, channel: Channel) -> dict:
         outputs.update({f"single/{name}": value for name, value in
                         training_outputs(adapter_cls, job.what.model, job.placement.device, job.what.variant, common).items()})
         np.savez(job.files.output, **outputs)
-    return {"status": "ok", "framework_version": adapter_cls.version()}
+    return {"status": "ok", "framework_version": adapter_cls.version(), **tuned}
 
 

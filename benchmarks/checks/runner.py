@@ -1,9 +1,11 @@
-"""Running the parity checks in worker processes, one framework variant each (a group of them for
-DDP): the float64 reference computed once here and handed to every worker as a file, the outputs
-read back and compared, the verdict printed."""
+"""Running the parity checks in worker processes, one framework variant under one tuning profile
+each (a group of them for DDP): the float64 reference computed once here and handed to every
+worker as a file, the outputs read back and compared, the verdict printed. With both profiles
+every variant runs under each, named "framework:variant [profile]", and is compared with all."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,7 @@ def print_verdict(console, title: str, table: pd.DataFrame) -> None:
     """One check's verdict, then each failed comparison and each tolerated outlier on its own line."""
     failed = failures(table)
     verdict = "[bold green]passed[/]" if not failed else f"[bold red]FAILED {len(failed)} comparisons[/]"
-    console.print(f"{title}: {verdict}")
+    console.print(f"{escape(title)}: {verdict}")  # names such as "jax:jit [tuned]" are not markup
     for line in failed:
         console.print(f"  {line}", markup=False)
     for line in outliers(table):
@@ -46,16 +48,18 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False,
     selected model, framework and variant, each in its own worker, and compare the outputs. The
     runner checks in fp32 whatever its own precision: TF32 changes the numerics by design."""
     (folder / "logs").mkdir(parents=True, exist_ok=True)
-    if probe_only:  # one worker per framework, on the first model
+    if probe_only:  # one worker per framework and profile, on the first model
         unusable = {}
         for framework, variant in dict(selection.pairs).items():
-            job = _parity_job("probe", selection, selection.models[0], framework, variant, precision)
-            with console.status(f"probing: {framework}:{variant}"):
-                result = run_worker(job, folder / "logs" / f"probe-{framework}.log", selection.job_timeout,
-                                    lambda message: None)
-            if result["status"] != "ok":
-                console.print(f"[bold red]{framework}:{variant}: {result['status']}: {escape(str(result['error']))}[/]")
-                unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
+            for profile in selection.profiles:
+                name = selection.name(framework, variant, profile)
+                job = _parity_job("probe", selection, selection.models[0], framework, variant, precision, profile)
+                with console.status(escape(f"probing: {name}")):
+                    result = run_worker(job, folder / "logs" / f"probe-{framework}-{profile}.log",
+                                        selection.job_timeout, lambda message: None)
+                if result["status"] != "ok":
+                    console.print(f"[bold red]{escape(name)}: {result['status']}: {escape(str(result['error']))}[/]")
+                    unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
         return ParityOutcome(None, unusable)
     tables, unusable = [], {}
     for model in selection.models:
@@ -65,10 +69,10 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False,
     return ParityOutcome(pd.concat(tables, ignore_index=True) if tables else None, unusable)
 
 
-def _parity_job(kind: str, selection, model: str, framework: str, variant: str, precision: str,
+def _parity_job(kind: str, selection, model: str, framework: str, variant: str, precision: str, profile: str,
                 files: ParityFiles | None = None, devices: int = 1) -> Job:
     plan = PLANS[model]
-    return Job(kind=kind, what=Workload(framework, variant, model, plan.batch_size),
+    return Job(kind=kind, what=Workload(framework, variant, model, plan.batch_size, profile),
                training=TrainConfig(precision=precision), timing=Timing(steps=plan.steps, warmup_steps=0, window=1),
                placement=Placement(device=selection.device, threads=selection.threads, devices=devices),
                seed=PARITY_SEED, files=files)
@@ -85,18 +89,17 @@ def _model_parity(selection, model: str, folder: Path, console, precision: str, 
         np.savez(reference_file, **{f"{each}/{name}": value for each, arrays in references.items()
                                     for name, value in arrays.items()})
     files = {}
-    for framework, variant in selection.pairs:
-        output = logs / f"parity-{model}-{framework}-{variant}.npz"
-        job = _parity_job("parity", selection, model, framework, variant, precision,
-                          ParityFiles(output=str(output), reference=str(reference_file)))
-        with console.status(f"parity check: {model} {framework}:{variant}"):
-            result = run_worker(job, logs / f"parity-{model}-{framework}-{variant}.log", selection.job_timeout,
-                                lambda message: None)
+    for (framework, variant), profile in itertools.product(selection.pairs, selection.profiles):
+        name, stem = selection.name(framework, variant, profile), f"parity-{model}-{framework}-{variant}-{profile}"
+        job = _parity_job("parity", selection, model, framework, variant, precision, profile,
+                          ParityFiles(output=str(logs / f"{stem}.npz"), reference=str(reference_file)))
+        with console.status(escape(f"parity check: {model} {name}")):
+            result = run_worker(job, logs / f"{stem}.log", selection.job_timeout, lambda message: None)
         if result["status"] != "ok":
-            console.print(f"[bold red]{framework}:{variant}: {result['status']}: {escape(str(result['error']))}[/]")
+            console.print(f"[bold red]{escape(name)}: {result['status']}: {escape(str(result['error']))}[/]")
             unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
         else:
-            files[f"{framework}:{variant}"] = output
+            files[name] = logs / f"{stem}.npz"
     reference_file.unlink()
     if not files:
         return None
@@ -130,23 +133,24 @@ def run_data_parallel_parity(selection, devices: int, folder: Path, console) -> 
             np.savez(reference_file, **{f"fp32/{name}": value for name, value in reference_outputs(model).items()
                                         if name.startswith("state|")})
         outputs, opened = {}, []
-        for framework, variant in selection.pairs:
-            name = f"parallel-parity-{model}-{framework}-{variant}-x{devices}"
-            job = _parity_job("parallel parity", selection, model, framework, variant, "fp32",
+        for (framework, variant), profile in itertools.product(selection.pairs, selection.profiles):
+            label = selection.name(framework, variant, profile)
+            name = f"parallel-parity-{model}-{framework}-{variant}-{profile}-x{devices}"
+            job = _parity_job("parallel parity", selection, model, framework, variant, "fp32", profile,
                               ParityFiles(output=str(logs / f"{name}.npz"), reference=str(reference_file)), devices)
-            with console.status(f"data-parallel parity check: {model} {framework}:{variant} on {devices} devices"):
+            with console.status(escape(f"data-parallel parity check: {model} {label} on {devices} devices")):
                 result = run_worker(job, logs / f"{name}.log", selection.job_timeout, lambda message: None)
             if result["status"] == "skipped":
-                console.print(f"[yellow]{framework}:{variant} on {devices} devices: {escape(str(result['error']))}[/]")
+                console.print(f"[yellow]{escape(label)} on {devices} devices: {escape(str(result['error']))}[/]")
             elif result["status"] != "ok":
-                console.print(f"[bold red]{framework}:{variant} on {devices} devices: {result['status']}: "
+                console.print(f"[bold red]{escape(label)} on {devices} devices: {result['status']}: "
                               f"{escape(str(result['error']))}[/]")
                 unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
             else:
                 arrays = np.load(logs / f"{name}.npz")
                 opened.append((arrays, logs / f"{name}.npz"))
-                outputs[f"{framework}:{variant} x{devices}"] = PrecisionView(arrays, "parallel")
-                outputs[f"{framework}:{variant}"] = PrecisionView(arrays, "single")
+                outputs[f"{label} x{devices}"] = PrecisionView(arrays, "parallel")
+                outputs[label] = PrecisionView(arrays, "single")
         reference_file.unlink()
         try:
             if outputs:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from frameworks import registry
+from frameworks.tuning import TABLE
 
 PACKAGES = ("numpy", "pandas")  # besides each framework's own
 FLAGS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY", "GLIBC_TUNABLES",
@@ -68,10 +69,12 @@ def _version(package: str) -> str | None:
 
 
 def collect(root: Path, worker_env: dict[str, str]) -> dict:
-    """`worker_env`: the environment workers start from, for the flags they ran with."""
+    """`worker_env`: the environment workers start from (the user's shell), for the flags they
+    inherited; what each profile adds is recorded apart (`tuning`)."""
     frameworks = registry().values()
     packages = [*(package for entry in frameworks for package in entry.packages), *PACKAGES]
-    flags = dict.fromkeys([*(flag for entry in frameworks for flag in (*entry.flags, *entry.env_defaults)), *FLAGS])
+    flags = dict.fromkeys([*(flag for entry in frameworks for flag in entry.flags), *FLAGS,
+                           *(setting.name for setting in TABLE if setting.kind == "env")])
     gpus = _command(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"])
     commit = _command(["git", "rev-parse", "HEAD"], cwd=root)
     dirty = _command(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root)

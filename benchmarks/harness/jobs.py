@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from frameworks import registry
 from frameworks.base import DataParallel, TrainConfig
+from frameworks.tuning import DEFAULT_PROFILE
 
 # What a worker does with a job: train and time it (benchmark), compute the parity outputs of one
 # variant on one device (parity) or on several (parallel parity), check that the framework builds
@@ -21,12 +22,14 @@ INPUTS = ("prefetch", "resident", "step")  # input paths, see `benchmarks.harnes
 
 @dataclass(frozen=True)
 class Workload:
-    """What runs: one framework's variant of one model, at a batch size per device."""
+    """What runs: one framework's variant of one model, at a batch size per device, under a tuning
+    profile (`frameworks.tuning.PROFILES`)."""
 
     framework: str
     variant: str
     model: str
     batch_size: int
+    tuning: str = DEFAULT_PROFILE
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,15 @@ class Job:
     def job_id(self) -> str:
         what = self.what
         on = f"-x{self.replicas}" if self.replicas > 1 else ""
-        return f"{what.model}-{what.framework}-{what.variant}-bs{what.batch_size}{on}-r{self.repeat}"
+        return f"{what.model}-{what.framework}-{what.variant}-{what.tuning}-bs{what.batch_size}{on}-r{self.repeat}"
 
     @property
     def label(self) -> str:
         what = self.what
         on = f" on {self.replicas} devices" if self.replicas > 1 else ""
-        return f"{what.model} {what.framework}:{what.variant} batch {what.batch_size}{on}, repeat {self.repeat}"
+        profile = "" if what.tuning == DEFAULT_PROFILE else f" {what.tuning}"
+        return (f"{what.model} {what.framework}:{what.variant}{profile} batch {what.batch_size}{on}, "
+                f"repeat {self.repeat}")
 
     @property
     def replicas(self) -> int:

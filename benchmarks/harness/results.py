@@ -13,10 +13,11 @@ import pandas as pd
 # The version of what a run folder holds (these tables' columns, env.json's keys), written into
 # env.json as "schema": the report reads exactly this version. Raise it with any change a reader of
 # an earlier folder would get wrong. Folders written before it was recorded are version 1.
-SCHEMA = 3
+SCHEMA = 4  # 3: busy shares of sums; 4: the tuning profile in every table's identity, the settings a worker saw
 
-IDENTITY = ["run_id", "job_id", "framework", "variant", "model", "device", "precision", "batch_size", "devices",
-            "repeat", "attempt"]  # batch_size: per device; devices: all nodes'; attempt: 1, or the resumed invocation
+IDENTITY = ["run_id", "job_id", "framework", "variant", "tuning", "model", "device", "precision", "batch_size",
+            "devices", "repeat", "attempt"]  # tuning: the profile (frameworks.tuning); batch_size: per device; devices:
+# all nodes'; attempt: 1, or the resumed invocation
 
 SUMMARY_COLUMNS = IDENTITY + [
     "threads", "global_batch", "nodes", "data", "augment", "status", "error",
@@ -28,7 +29,11 @@ SUMMARY_COLUMNS = IDENTITY + [
     "target_accuracy", "target_reached", "epochs_to_target", "steps_to_target", "train_s_to_target",
     "wall_s_to_target", "train_busy_share_to_target", "wall_busy_share_to_target", "best_accuracy",
     "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "input", "copy_ms", "data_digest",
+    "settings", "settings_not_applied",
 ]
+# settings: the tuning table's settings the worker found in effect, in its environment and its framework's
+# state ("NAME=VALUE; ..."); settings_not_applied: those the tuned profile asked for and did not get, each with
+# the reason. Empty in a stock row unless the user's shell set one.
 # gflop_per_step: training GFLOPs of one step on the global batch (benchmarks.harness.efficiency's
 # convention); gflops: that over the median step time; of_peak: gflops over the machine's measured
 # peak (env.json's peak_gflops, once per GPU), empty where the peak was not measured.

@@ -1,6 +1,6 @@
 """Runs one job in fresh worker processes and relays their messages: the environment a worker
 needs before it imports its framework (the generic part here, the framework's own from its
-registry entry), the job timeout, and a readable reason when a worker dies. A
+registry entry, the tuned profile's from the tuning table), the job timeout, and a readable reason when a worker dies. A
 data-parallel job is a group of processes (one per device for DDP); a member that fails ends the
 whole group."""
 
@@ -18,33 +18,18 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from benchmarks.harness.jobs import Job
-from frameworks import FrameworkEntry, UnknownFramework, registry, resolve
+from frameworks import FrameworkEntry, UnknownFramework, registry, resolve, tuning
+from frameworks.tuning import DEFAULT_PROFILE
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # the folder holding benchmarks/ and frameworks/
 
-# Defaults a user may override from the shell (env.json records the values workers ran with),
-# besides each framework's own (`FrameworkEntry.env_defaults`).
-# glibc's malloc hands the large buffers of a training step back to the kernel and maps them
-# again, so every step page-faults them in afresh (about 2,000 minor faults per LeNet step at batch
-# 128 in PyTorch, `python -m benchmarks.page_faults`). `glibc.malloc.hugetlb=1` (glibc >= 2.35;
-# older ones ignore it) makes malloc keep them in transparent huge pages, for every framework
-# alike: 3 faults per step and a faster step (README: "Process to process").
-OVERRIDABLE_DEFAULTS = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
-
-
-def base_env(frameworks: Iterable[FrameworkEntry] | None = None) -> dict[str, str]:
-    """The environment workers start from, before the job's own settings: the defaults, those of
-    `frameworks` (every registered one unless given) included, under the user's shell."""
-    frameworks = registry().values() if frameworks is None else frameworks
-    defaults = {name: value for entry in frameworks for name, value in entry.env_defaults.items()}
-    return {**OVERRIDABLE_DEFAULTS, **defaults, **os.environ}
-
-
-def framework_env(frameworks: Iterable[FrameworkEntry], device: str, threads: int) -> dict[str, str]:
+def framework_env(frameworks: Iterable[FrameworkEntry], device: str, threads: int, profile: str = DEFAULT_PROFILE,
+                  precision: str = "fp32", variant: str = "") -> dict[str, str]:
     """The environment of a process that imports `frameworks` (one, or any of several it may
-    pick) to run on `device` with `threads`."""
+    pick) to run `variant` on `device` with `threads`: the user's shell, what isolation needs (the
+    registry's), and under the `tuned` profile the tuning table's environment entries."""
     frameworks = list(frameworks)
-    env = base_env(frameworks)
+    env = dict(os.environ)
     env.update(PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads))
     for entry in frameworks:
         env.update(entry.env)
@@ -52,6 +37,10 @@ def framework_env(frameworks: Iterable[FrameworkEntry], device: str, threads: in
         env.update(CUDA_VISIBLE_DEVICES="")
         for entry in frameworks:
             env.update(entry.cpu_env)
+    if profile == "tuned":
+        settings = [setting for entry in frameworks
+                    for setting in tuning.settings_for(entry.name, device, precision, variant)]
+        env.update(tuning.environment(settings, env))
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     return env
 
@@ -69,7 +58,8 @@ def job_frameworks(job: Job) -> list[FrameworkEntry]:
 
 
 def worker_env(job: Job) -> dict[str, str]:
-    env = framework_env(job_frameworks(job), job.placement.device, job.placement.threads)
+    env = framework_env(job_frameworks(job), job.placement.device, job.placement.threads, job.what.tuning,
+                        job.training.precision, job.what.variant)
     if job.placement.device != "cpu" and job.processes_per_node > 1:  # one GPU per process: the member's own
         visible = env.get("CUDA_VISIBLE_DEVICES")
         env["CUDA_VISIBLE_DEVICES"] = visible.split(",")[job.placement.member] if visible else str(job.placement.member)

@@ -21,7 +21,7 @@ from benchmarks.harness import data as datasets
 from benchmarks.harness.contention import BUSY_SHARE, BUSY_THRESHOLD, CoreMonitor
 from benchmarks.harness.jobs import Job
 from benchmarks.harness.stats import step_time_summary
-from frameworks import load_adapter, profiled
+from frameworks import load_adapter, profiled, tuning
 from frameworks.base import Adapter, init_params
 
 if TYPE_CHECKING:
@@ -44,6 +44,17 @@ def peak_rss_mb() -> float:
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def tune(adapter_cls: type[Adapter], job: Job) -> dict[str, str]:
+    """Apply the job's tuning profile to the framework before any model is built (its environment
+    entries are set already, by the parent), then record what this process sees of every setting
+    of the tuned profile for the job: in its environment and in the framework's own state, so that
+    a stock row shows none of them and a tuned row each one, or why not (`tuning.summary_fields`)."""
+    settings = tuning.settings_for(job.what.framework, job.placement.device, job.training.precision, job.what.variant)
+    refused = adapter_cls.apply_tuning(settings) if job.what.tuning == "tuned" else {}
+    return tuning.summary_fields(job.what.tuning, tuning.observe(settings, os.environ,
+                                                                 adapter_cls.tuning_state(settings), refused))
 
 
 def load_dataset(job: Job) -> datasets.Dataset:
@@ -297,6 +308,7 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     adapter_cls = load_adapter(job.what.framework)
     adapter_cls.configure_threads(job.process_threads)
     import_s = time.perf_counter() - start
+    tuned = tune(adapter_cls, job)
 
     start = time.perf_counter()
     adapter = adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(total_steps), job.parallel)
@@ -312,7 +324,7 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
               "warmup_steps": job.timing.warmup_steps, "epochs": job.timing.epochs, "baseline_rss_mb": baseline_rss,
               "threads": (adapter.applied_threads() or len(os.sched_getaffinity(0))) * job.processes_per_node,
               "global_batch": job.global_batch, "nodes": job.placement.nodes, "input": job.data.input,
-              "copy_ms": copy}
+              "copy_ms": copy, **tuned}
     try:
         if job.timing.steps:
             trainer.run(itertools.islice(feed.stream(), total_steps), epoch=0)
@@ -414,8 +426,9 @@ def _mb(value: int | None) -> float | None:
 def run_probe(job: Job, channel: Channel) -> dict:
     adapter_cls = load_adapter(job.what.framework)
     adapter_cls.configure_threads(job.placement.threads)
+    tuned = tune(adapter_cls, job)
     adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(1))
-    return {"status": "ok", "framework_version": adapter_cls.version()}
+    return {"status": "ok", "framework_version": adapter_cls.version(), **tuned}
 
 
 def run_overhead(job: Job, channel: Channel) -> dict:
@@ -430,6 +443,7 @@ def run_overhead(job: Job, channel: Channel) -> dict:
     warmup, batches = batches[: timing.warmup_steps + 1], batches[: timing.window]
     adapter_cls = load_adapter(job.what.framework)
     adapter_cls.configure_threads(job.placement.threads)
+    tune(adapter_cls, job)
     adapter = adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(1))
     adapter.set_params(init_params(job.what.model, job.seed))
     trainer = Trainer(adapter, job, channel)
