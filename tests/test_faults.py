@@ -188,21 +188,31 @@ SLOW_JOBS = [*SMALL, "--variant", "faulty:slow", "--batch-size", "32,31,30", "--
 SLOW_JOB_IDS = [f"lenet-faulty-slow-tuned-bs{batch_size}-r1" for batch_size in (32, 31, 30)]
 
 
-def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):
+def interrupt(tmp_path: Path, args: list[str], ready) -> tuple[int, Path, str]:
+    """Start the runner with `args`, press Ctrl-C once `ready(run folder)` has returned (SIGINT to
+    the parent only: workers run in their own session), and return its exit status, run folder and
+    console output."""
     out = tmp_path / "results"
     with open(tmp_path / "console.txt", "w") as console:
-        parent = subprocess.Popen(command(*SLOW_JOBS, "--out", str(out)), cwd=ROOT, env=faulty_env(),
+        parent = subprocess.Popen(command(*args, "--out", str(out)), cwd=ROOT, env=faulty_env(),
                                   stdout=console, stderr=subprocess.STDOUT)
         try:
             folder = wait_for(lambda: out.exists() and any(out.iterdir()) and run_folder(out), what="the run folder")
-            wait_for(lambda: summary_rows(folder) == 1, what="the first job's row")
-            wait_for(lambda: (folder / "logs" / f"{SLOW_JOB_IDS[1]}.log").exists() and live_workers(folder),
-                     what="the second job's worker")
-            parent.send_signal(signal.SIGINT)  # the parent only: workers run in their own session
+            ready(folder)
+            parent.send_signal(signal.SIGINT)
             status = parent.wait(timeout=60)
         finally:
             parent.kill()
-    output = flat((tmp_path / "console.txt").read_text())
+    return status, folder, flat((tmp_path / "console.txt").read_text())
+
+
+def test_ctrl_c_stops_the_worker_keeps_rows_and_resume_runs_the_rest(tmp_path):
+    def second_job_running(folder):
+        wait_for(lambda: summary_rows(folder) == 1, what="the first job's row")
+        wait_for(lambda: (folder / "logs" / f"{SLOW_JOB_IDS[1]}.log").exists() and live_workers(folder),
+                 what="the second job's worker")
+
+    status, folder, output = interrupt(tmp_path, SLOW_JOBS, second_job_running)
     assert status == 130, output
     assert "Traceback" not in output
     assert (f"interrupted: finished jobs are kept in {folder}; "
@@ -241,18 +251,8 @@ def window_rows(folder: Path) -> int:
 
 
 def test_ctrl_c_in_a_comparison_keeps_its_windows_and_resume_reruns_the_interrupted_jobs(tmp_path):
-    out = tmp_path / "results"
-    with open(tmp_path / "console.txt", "w") as console:
-        parent = subprocess.Popen(command(*TURNS, "--out", str(out)), cwd=ROOT, env=faulty_env(),
-                                  stdout=console, stderr=subprocess.STDOUT)
-        try:
-            folder = wait_for(lambda: out.exists() and any(out.iterdir()) and run_folder(out), what="the run folder")
-            wait_for(lambda: window_rows(folder) >= 2, what="two timed windows")
-            parent.send_signal(signal.SIGINT)
-            status = parent.wait(timeout=60)
-        finally:
-            parent.kill()
-    output = flat((tmp_path / "console.txt").read_text())
+    status, folder, output = interrupt(tmp_path, TURNS,
+                                       lambda folder: wait_for(lambda: window_rows(folder) >= 2, what="two windows"))
     assert status == 130, output
     assert "Traceback" not in output
     steps = read_table(folder, "steps")
