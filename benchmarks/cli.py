@@ -29,6 +29,21 @@ def dataframe_to_text(table: pd.DataFrame) -> str:
     return table.to_string(index=False, float_format=lambda x: f"{x:.3g}")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's default stated once: appended where its help does not already say it, and only
+    where there is one (not None, not an unset flag); a list default as the comma-separated text
+    the option takes."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        unset = default is None or default is False or default == argparse.SUPPRESS  # 0 is a default, False is not
+        if "default" in text or unset or not action.option_strings:
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
 # --- Argument types -----------------------------------------------------------------------------
 
 
@@ -113,8 +128,9 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
                              "pytorch:compile,tensorflow:xla; a framework named here runs only the listed "
                              "variants, the others their default")
     parser.add_argument("--model", default=["lenet"], type=unique_list,
-                        help=f"comma-separated, each one run (a sweep): {', '.join(MODELS)} (default %(default)s)")
-    parser.add_argument("--device", default="cpu", choices=DEVICES)
+                        help=f"comma-separated, each one run (a sweep): {', '.join(MODELS)}")
+    parser.add_argument("--device", default="cpu", choices=DEVICES,
+                        help="where every job trains: cpu, or cuda (the GPUs that CUDA_VISIBLE_DEVICES shows)")
     parser.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)),
                         help="CPU cores each worker is pinned to and each framework's intra-op threads "
                              "(default: all %(default)s)")
@@ -126,7 +142,7 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
                              "performance settings for the device and precision (README, Tuning: the table); both: "
                              "every job under each profile, side by side")
     parser.add_argument("--job-timeout", type=positive_float, default=3600.0, metavar="SECONDS",
-                        help="a job running longer is stopped and recorded as timeout (default %(default)s)")
+                        help="a job running longer is stopped and recorded as timeout")
 
 
 def _frameworks(parser, names: list[str]) -> list[FrameworkEntry]:

@@ -318,7 +318,7 @@ def non_negative_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.device_check", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     parser.add_argument("--out", type=Path, help="the check's folder (default: results/device-check-<UTC stamp>/)")
     parser.add_argument("--budget-s", type=non_negative_float, metavar="SECONDS",
                         help=f"no step starts whose time limit exceeds what is left of this (default: {BUDGET_S:.0f}, "

@@ -21,15 +21,16 @@ from frameworks.base import TrainConfig
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.overhead", description=__doc__.split("\n\n")[0],
+                                     formatter_class=cli.HelpFormatter)
     cli.add_selection_arguments(parser)
     parser.add_argument("--batch-size", type=cli.positive_int, default=128)
     parser.add_argument("--pairs", type=cli.positive_int, default=30,
-                        help="bare loops and runner windows, alternating (default %(default)s)")
+                        help="bare loops and runner windows, alternating")
     parser.add_argument("--window", type=cli.positive_int, default=20,
-                        help="steps of each bare loop and runner window (default %(default)s)")
+                        help="steps of each bare loop and runner window")
     parser.add_argument("--input", choices=INPUTS, default="prefetch",
-                        help="the runner's input path, as in benchmarks.run (default %(default)s)")
+                        help="the runner's input path, as in benchmarks.run")
     args = parser.parse_args(argv)
     selection = cli.selection_from_args(parser, args)
     if args.window * args.batch_size > 10_000:

@@ -34,7 +34,8 @@ from benchmarks.checks.verdicts import parity_summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__.split("\n\n")[0],
+                                     formatter_class=cli.HelpFormatter)
     cli.add_selection_arguments(parser)
     parser.add_argument("--devices", type=cli.positive_int, default=1,
                         help="also check data-parallel training on this many devices against one device")

@@ -77,7 +77,7 @@ RECIPES = {
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=cli.HelpFormatter)
     cli.add_selection_arguments(parser)
     parser.add_argument("--batch-size", type=cli.positive_ints, default=[128], metavar="N[,N...]",
                         help="training batch size per device, or a comma-separated sweep such as 32,128,512")

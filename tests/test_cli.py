@@ -4,8 +4,10 @@ any run folder is created or any worker is started."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import re
 
 import pytest
 
@@ -229,3 +231,19 @@ def test_page_faults_probe_rejects_bad_input_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         parse(argv)
     assert exit_.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("command", ["run", "parity", "overhead", "device_check"])
+def test_help_explains_every_option_and_states_each_default_once(command, capsys):
+    module = importlib.import_module(f"benchmarks.{command}")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    options = re.split(r"\n  (?=-)", text.split("options:", 1)[1])[1:]
+    assert options, "no option listed"
+    for option in options:
+        name, _, help_text = option.partition(" ")
+        assert help_text.strip(), f"{name} has no help"
+        assert " ".join(option.split()).count("(default") <= 1, f"{name} states its default twice: {option}"
+    assert "(default: None)" not in text and "(default: [" not in text
