@@ -39,7 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_selection_arguments(parser)
     parser.add_argument("--devices", type=cli.positive_int, default=1,
                         help="also check data-parallel training on this many devices against one device")
+    parser.add_argument("--csv", type=Path, metavar="FILE",
+                        help="also write every comparison (pair, check, tensor, error, tolerance, verdict) to FILE")
     args = parser.parse_args(argv)
+    if args.csv and not args.csv.parent.is_dir():
+        parser.error(f"argument --csv: {str(args.csv.parent)!r} is not a folder")
     selection = cli.selection_from_args(parser, args)
     with tempfile.TemporaryDirectory() as folder:
         outcome = run_parity_jobs(selection, Path(folder), cli.console(), precision=selection.precision)
@@ -51,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if outcome.table is None:
         cli.console().print("error: no framework could run the parity checks")
         return 3
+    if args.csv:
+        outcome.table.to_csv(args.csv, index=False)
     for (model, precision), table in outcome.table.groupby(["model", "precision"], sort=False):
         cli.console().print(f"\n{model}, {precision}:", markup=False)
         cli.console().print(parity_summary(table[table["check"] != "round trip"]).to_string(), markup=False)

@@ -7,7 +7,6 @@ machines would."""
 
 from __future__ import annotations
 
-import io
 import signal
 import subprocess
 import sys
@@ -17,12 +16,9 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from rich.console import Console
 
 from benchmarks.harness import data as datasets
-from benchmarks.cli import Selection
 from benchmarks.harness.jobs import Data, Job, Placement, Timing
-from benchmarks.checks.runner import run_data_parallel_parity
 from benchmarks.checks.verdicts import failures
 from benchmarks.harness.spawn import _free_port, run_workers
 from benchmarks.harness.training import Feed
@@ -56,15 +52,19 @@ def test_each_process_is_fed_its_shard_of_the_same_global_batch():
 
 @pytest.fixture(scope="module")
 def parallel_parity(tmp_path_factory):
-    """Every installed framework's default variant, on each model, as `benchmarks.parity --devices 2` runs it."""
-    pairs = tuple(tuple(variant.split(":")) for variant in DEFAULTS if import_error(variant.split(":")[0]) is None)
-    if not pairs:
+    """`benchmarks.parity --framework all --model lenet,resnet9 --devices 2` as a user runs it: every
+    installed framework's default variant on one device and on two; its comparisons (--csv) and
+    console output."""
+    if not any(import_error(variant.split(":")[0]) is None for variant in DEFAULTS):
         pytest.skip("no framework is installed")
-    console = Console(file=io.StringIO(), width=400)
-    outcome = run_data_parallel_parity(Selection(pairs, ("lenet", "resnet9"), "cpu", 2, "fp32", 1800.0), DEVICES,
-                                       tmp_path_factory.mktemp("parallel-parity"), console)
-    assert not outcome.unusable, f"workers failed: {outcome.unusable}\n{console.file.getvalue()}"
-    return outcome.table, console.file.getvalue()
+    table_file = tmp_path_factory.mktemp("parallel-parity") / "parity.csv"
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.parity", "--framework", "all", "--model",
+                                "lenet,resnet9", "--devices", str(DEVICES), "--csv", str(table_file)],
+                               cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    table = pd.read_csv(table_file, keep_default_na=False, na_values={"step": [""], "error": [""], "devices": [""]})
+    return table.astype({"step": "Int64"}), output
 
 
 def rows_of(parallel_parity, model: str, pair: str) -> pd.DataFrame:
@@ -100,15 +100,12 @@ def test_two_devices_agree_with_the_other_frameworks_and_float64(parallel_parity
     assert not failures(mine), "\n".join(failures(mine))
 
 
-def test_the_parity_command_on_two_devices_exits_0_and_prints_its_tables():
-    """The command a user runs, end to end, on LeNet only: ResNet-9 on two devices takes minutes per
-    framework on a CPU, too slow for the suite (the fixture above checks its numbers in-process)."""
-    completed = subprocess.run([sys.executable, "-m", "benchmarks.parity", "--framework", "all", "--model", "lenet",
-                                "--devices", str(DEVICES)], cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output
+def test_the_parity_command_on_two_devices_prints_every_table_and_says_what_a_pair_does_not_cover(
+        parallel_parity):
+    output = parallel_parity[1]
     assert "Traceback" not in output
-    assert "lenet, fp32:" in output
+    for model in ("lenet", "resnet9"):
+        assert f"{model}, fp32:" in output and f"{model}, fp64:" in output
     for variant in DEFAULTS:
         if import_error(variant.split(":")[0]) is None:
             assert f"{variant} x{DEVICES} vs {variant}" in output  # the data-parallel rows of its table
