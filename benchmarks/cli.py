@@ -119,7 +119,9 @@ class Selection:
         return f"{framework}:{variant}" + (f" [{profile}]" if len(self.profiles) > 1 else "")
 
 
-def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+def add_selection_arguments(parser: argparse.ArgumentParser, threads: tuple[int, str] | None = None) -> None:
+    """The options that select what runs; `threads` gives the --threads default and its help where
+    a command's workers use cores otherwise than the runner's (which takes every core)."""
     names = ", ".join(REGISTRY)
     parser.add_argument("--framework", default="all", type=unique_list,
                         help=f"comma-separated: all, {names} (aliases torch, tf)")
@@ -131,15 +133,16 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"comma-separated, each one run (a sweep): {', '.join(MODELS)}")
     parser.add_argument("--device", default="cpu", choices=DEVICES,
                         help="where every job trains: cpu, or cuda (the GPUs that CUDA_VISIBLE_DEVICES shows)")
-    parser.add_argument("--threads", type=positive_int, default=len(os.sched_getaffinity(0)),
-                        help="CPU cores each worker is pinned to and each framework's intra-op threads "
-                             "(default: all %(default)s)")
+    default, help = threads or (len(os.sched_getaffinity(0)),
+                                "CPU cores each worker is pinned to and each framework's intra-op threads "
+                                "(default: all %(default)s)")
+    parser.add_argument("--threads", type=positive_int, default=default, help=help)
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
                         help="fp32 disables TF32 in all three frameworks; tf32 allows it on GPU; bf16 is "
                              "mixed precision (float32 weights and loss, bfloat16 compute)")
     parser.add_argument("--tuning", default=DEFAULT_PROFILE, choices=(*PROFILES, "both"),
                         help="stock: each framework as pip installs it; tuned: each framework's own documented "
-                             "performance settings for the device and precision (README, Tuning: the table); both: "
+                             "performance settings for the device and precision (docs/tuning.md: the table); both: "
                              "every job under each profile, side by side")
     parser.add_argument("--job-timeout", type=positive_float, default=3600.0, metavar="SECONDS",
                         help="a job running longer is stopped and recorded as timeout")

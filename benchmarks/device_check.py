@@ -134,7 +134,7 @@ def plan(machine: Machine) -> list[Step]:
              scale.limits[f"recipe-{precision}"], no_data)
         for precision in ("fp32", "bf16")
     ]
-    # On a CPU the two devices are host devices (README: "Several devices and machines"). The
+    # On a CPU the two devices are host devices (docs/devices.md). The
     # runner first checks 2 devices against one, so this step keeps its parity check.
     one_gpu = None if machine.dry_run or machine.gpus >= 2 else f"{machine.gpus} GPU listed by nvidia-smi -L, 2 needed"
     steps.append(Step("devices-2", "benchmarks.run",

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import cli
-from benchmarks.harness.jobs import INPUTS, Data, Job, Placement, Timing, Workload
+from benchmarks.harness.jobs import SUITE_INPUTS, Data, Job, Placement, Timing, Workload
 from benchmarks.harness.spawn import run_worker
 from frameworks.base import TrainConfig
 
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="bare loops and runner windows, alternating")
     parser.add_argument("--window", type=cli.positive_int, default=20,
                         help="steps of each bare loop and runner window")
-    parser.add_argument("--input", choices=INPUTS, default="prefetch",
+    parser.add_argument("--input", choices=SUITE_INPUTS, default="prefetch",
                         help="the runner's input path, as in benchmarks.run")
     args = parser.parse_args(argv)
     selection = cli.selection_from_args(parser, args)

@@ -36,7 +36,9 @@ from benchmarks.checks.verdicts import parity_summary
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__.split("\n\n")[0],
                                      formatter_class=cli.HelpFormatter)
-    cli.add_selection_arguments(parser)
+    cli.add_selection_arguments(parser, threads=(1, "CPU cores each worker is pinned to and each framework's "
+                                                 "intra-op threads; workers time nothing, so they run side by "
+                                                 "side, as many at once as the cores allow (at most 4)"))
     parser.add_argument("--devices", type=cli.positive_int, default=1,
                         help="also check data-parallel training on this many devices against one device")
     parser.add_argument("--csv", type=Path, metavar="FILE",

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import psutil
 
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -59,6 +60,16 @@ def accuracy(text: str) -> float:
     if not 0.0 < value <= 1.0:
         raise argparse.ArgumentTypeError(f"{text!r} must be an accuracy in (0, 1]")
     return value
+
+
+def input_paths(text: str) -> list[str]:
+    """A comma-separated list of INPUTS; native alone is compared with the suite's prefetch path."""
+    paths = cli.unique_list(text)
+    unknown = [path for path in paths if path not in INPUTS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"{', '.join(map(repr, unknown))}: not an input path (choose from: "
+                                         f"{', '.join(INPUTS)})")
+    return ["prefetch", *paths] if paths == ["native"] else paths
 
 
 # Published training settings, applied as defaults that explicit options override.
@@ -109,10 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=cli.non_negative_int, default=5, help="untimed steps after the first")
     parser.add_argument("--window", type=cli.positive_int, default=20,
                         help="steps per timed window; each window ends with a device sync")
-    parser.add_argument("--input", choices=INPUTS, default="prefetch",
-                        help="where each batch's host-to-device copy falls: prefetch places the next batch while "
-                             "the current step runs; resident places a window's batches before its clock starts "
-                             "(as if the data lived on the device); step copies inside the timed step")
+    parser.add_argument("--input", type=input_paths, default=["prefetch"], metavar="PATH[,PATH...]",
+                        help="input paths, each run for every job: the suite's NumPy pipeline, prepared before the "
+                             "clock, with each batch's host-to-device copy placed so: prefetch, the next batch while "
+                             "the current step runs; resident, a window's batches before its clock starts (as if the "
+                             "data lived on the device); step, inside the timed step. native: each framework's own "
+                             "pipeline (torchvision + DataLoader, tf.data, Grain) timed end to end, run beside "
+                             "prefetch unless a suite path is given too (docs/input-pipelines.md)")
+    parser.add_argument("--input-workers", type=int, default=None, metavar="N",
+                        help="workers of every native pipeline (DataLoader and Grain processes, tf.data parallel "
+                             "calls and threads), 0 to run it in the training process (default: each framework's "
+                             "own, recorded per row)")
     parser.add_argument("--repeats", type=cli.positive_int, default=1, help="separate processes per job")
     parser.add_argument("--interleave", choices=INTERLEAVE, default="jobs",
                         help="which processes take turns, one timed window each: jobs = every job (and repeat) "
@@ -133,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fraction of the run's steps over which the onecycle schedule rises")
     parser.add_argument("--recipe", choices=RECIPES,
                         help="published training settings as defaults (explicit options override them): "
-                             "resnet9-94 is the DAWNBench ResNet-9 recipe (see README)")
+                             "resnet9-94 is the DAWNBench ResNet-9 recipe (see docs/method.md)")
     parser.add_argument("--data", choices=("auto", "cifar10", "synthetic"), default="auto",
                         help="auto: CIFAR-10 if cached, given or downloadable, else synthetic")
     parser.add_argument("--data-dir", type=Path, help="a folder holding cifar-10-batches-py/")
@@ -218,8 +236,9 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
     timing = Timing(epochs=args.epochs if args.epochs is not None else (0 if args.steps else 1), steps=args.steps,
                     warmup_steps=args.warmup, window=args.window, eval_every=args.eval_every or 0,
                     target_accuracy=args.target_accuracy, profile=args.profile)
-    feed = Data(name=data, folder=data_dir, train_size=args.train_size, test_size=args.test_size,
-                augment=args.augment, input=args.input)
+    feeds = [Data(name=data, folder=data_dir, train_size=args.train_size, test_size=args.test_size,
+                  augment=args.augment, input=path, input_workers=args.input_workers if path == "native" else None)
+             for path in args.input]
     return [
         Job(kind="benchmark", what=Workload(framework, variant, model, batch_size, profile), training=training,
             timing=timing,
@@ -232,6 +251,7 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
         for profile in selection.profiles
         for batch_size in args.batch_size
         for devices in args.devices
+        for feed in feeds
         for repeat in range(1, args.repeats + 1)
     ]
 
@@ -312,21 +332,46 @@ def describe(row: dict) -> str:
     return ", ".join(parts)
 
 
-def turn_groups(jobs: list[Job], interleave: str) -> list[list[Job]]:
+# A worker of any of the three frameworks peaks at up to 3,328 MiB of RSS on a CPU (results/reference:
+# pytorch:compile, LeNet at batch 512; ResNet-9 at batch 128 takes 3.2 GiB): the processes that take turns all hold
+# theirs at once, so a turn group is no larger than the memory available at the start allows.
+WORKER_MEMORY = 3.5 * 2**30
+
+
+def most_at_once() -> int:
+    """How many workers the memory available now holds at once, at WORKER_MEMORY each."""
+    return max(1, int(psutil.virtual_memory().available // WORKER_MEMORY))
+
+
+def turn_groups(jobs: list[Job], interleave: str, most: int | None = None) -> list[list[Job]]:
     """The jobs in plan order, gathered into the groups whose processes run at once, taking turns:
     with "jobs", every job of one comparison (model, batch size and the rest, all but framework,
     variant, tuning profile and repeat); with "repeats", the repeats of one job under every profile
     (so that the gain from tuning compares processes that ran at once). Data-parallel jobs group by
     repeats alone: a group's non-leading processes wait for their leader inside the engine's
     collectives, which may spin beside another job's turn, and over several nodes the repeat tells
-    the coordinator ports apart."""
+    the coordinator ports apart. A group of more than `most` jobs is cut, repeat by repeat, into
+    the fewest groups of at most `most`, as even as they come (21 = 7 variants x 3 repeats at most
+    6: 6, 5, 5 and 5 jobs, the first repeat's variants together)."""
     groups: dict[Job, list[Job]] = {}
     for job in jobs:
         key = dataclasses.replace(job, repeat=0, what=dataclasses.replace(job.what, tuning=""))
-        if interleave == "jobs" and job.replicas == 1:
+        if interleave == "jobs" and job.replicas == 1 and job.data.input != "native":
             key = dataclasses.replace(key, what=dataclasses.replace(key.what, framework="", variant=""))
         groups.setdefault(key, []).append(job)
-    return list(groups.values())
+    if most is None:
+        return list(groups.values())
+    cut = []
+    for group in groups.values():
+        if len(group) <= most:
+            cut.append(group)
+            continue
+        ordered = sorted(group, key=lambda job: job.repeat)  # stable: plan order within a repeat
+        count = -(-len(ordered) // most)  # ceiling
+        sizes = [len(ordered) // count + (index < len(ordered) % count) for index in range(count)]
+        starts = [sum(sizes[:index]) for index in range(count)]
+        cut += [ordered[start:start + size] for start, size in zip(starts, sizes)]
+    return cut
 
 
 def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, timeout: float,
@@ -335,11 +380,13 @@ def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt:
     peak = json.loads((run_dir / "env.json").read_text()).get("peak_gflops")  # measure_peak's, or none
     rows = []
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    groups = turn_groups(jobs, interleave)
+    most = most_at_once()
+    groups = turn_groups(jobs, interleave, most)
     largest = max(map(len, groups), default=0)
     if largest > 1:  # they all hold their memory at once
         console.print(f"up to {largest} processes at once, taking turns one timed window each "
-                      f"(--interleave {interleave}); each holds its framework's memory meanwhile")
+                      f"(--interleave {interleave}); each holds its framework's memory meanwhile (the memory "
+                      f"available holds {most} of {WORKER_MEMORY / 2**30:.1f} GiB)")
     with Progress(*columns, console=console) as progress:
         overall = progress.add_task("jobs", total=len(jobs))
         for planned in groups:
@@ -469,7 +516,8 @@ def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
     """Check parity (which also probes each framework on the device), or only probe; return
     the frameworks that cannot run, with the status and reason their rows will carry."""
     selection = cli.Selection(**{**plan["selection"], "pairs": tuple(map(tuple, plan["selection"]["pairs"])),
-                                 "profiles": tuple(plan["selection"]["profiles"])})
+                                 "profiles": tuple(plan["selection"]["profiles"]),
+                                 "threads": 1})  # its workers time nothing: one core each, side by side
     outcome: ParityOutcome = run_parity_jobs(selection, run_dir, console, probe_only=not plan["parity"])
     tables, unusable = [outcome.table], outcome.unusable
     for devices in sorted({job["placement"]["devices"] for job in plan["jobs"]} - {1}) if plan["parity"] else []:
@@ -615,6 +663,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("argument --nodes: several nodes meet at node 0's address: give --coordinator HOST:PORT")
     if args.node_rank >= args.nodes:
         parser.error(f"argument --node-rank: {args.node_rank} is not below --nodes {args.nodes}")
+    if args.input_workers is not None and "native" not in args.input:
+        parser.error("argument --input-workers: sets the workers of native pipelines: give --input native")
+    if args.input_workers is not None and not 0 <= args.input_workers <= len(os.sched_getaffinity(0)):
+        parser.error(f"argument --input-workers: {args.input_workers} is not in 0..{len(os.sched_getaffinity(0))} "
+                     f"(a worker per core this process may use at most)")
+    if "native" in args.input and (args.nodes > 1 or max(args.devices) > 1):
+        parser.error("argument --input: native pipelines feed one device here; drop --devices/--nodes or native")
     if args.node_hosts and len(args.node_hosts) != args.nodes:
         parser.error(f"argument --node-hosts: names {len(args.node_hosts)} hosts for --nodes {args.nodes}")
     try:

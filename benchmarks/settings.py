@@ -1,7 +1,7 @@
 """`python -m benchmarks.settings`: the tuning table (`frameworks.tuning.TABLE`) as a Markdown
 table, one row per setting the tuned profile applies: framework, devices, variants, how it is set,
 the setting and its value, what it changes, its source document, and whether it was measured on
-this project's CPU. README's table is this command's output, and a test keeps it so."""
+this project's CPU. docs/tuning.md's table is this command's output, and a test keeps it so."""
 
 from __future__ import annotations
 

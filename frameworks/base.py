@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -238,6 +238,51 @@ class DataParallel:
 SINGLE = DataParallel()
 
 
+# --- Native input pipelines ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NativeInput:
+    """What a framework's own input pipeline is built from: the training arrays the suite's
+    verified loader returned (no library opens a data file itself) and the recipe every pipeline
+    follows. Pixels are normalised as `(images / scale - mean) / std` per channel; with `augment`,
+    each image is first reflect-padded by `pad` pixels, cut to a random 32x32 window and mirrored
+    left to right with probability 1/2. Every epoch is shuffled afresh and its last partial batch
+    dropped. `workers`: the pipeline's parallel workers, None for the framework's own default."""
+
+    images: np.ndarray  # (N, 32, 32, 3) NHWC: uint8 as stored (scale 255), or float32 (scale 1)
+    labels: np.ndarray  # (N,) int32
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    scale: float
+    augment: bool
+    pad: int
+    batch_size: int
+    epochs: int  # the epochs the pipeline serves, back to back
+    seed: int
+    workers: int | None
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.labels) // self.batch_size
+
+
+@dataclass
+class NativePipeline:
+    """A running native pipeline: `batches` yields `epochs * steps_per_epoch` batches, epoch after
+    epoch, each as `Adapter.train_step` takes it (placed on the device); `workers` says how many
+    workers it runs and where that number came from; `close` stops its workers."""
+
+    batches: Iterator[tuple]
+    workers: str
+    close: Callable[[], None] = lambda: None
+
+
+class PipelineUnavailable(RuntimeError):
+    """The framework's input pipeline cannot be built here (its package is missing); the job is
+    skipped with this reason."""
+
+
 # --- The adapter contract -----------------------------------------------------------------------
 
 
@@ -325,6 +370,12 @@ class Adapter(abc.ABC):
     def get_params(self) -> Params:
         return self.get_state().params
 
+    def native_input(self, source: NativeInput) -> NativePipeline:
+        """The framework's idiomatic input pipeline over `source`, as its users write it (the
+        recipe and the placement on this adapter's device included). Raises PipelineUnavailable
+        where the pipeline's package is missing."""
+        raise PipelineUnavailable(f"{self.framework} offers no native input pipeline")
+
     def place(self, images: np.ndarray, labels: np.ndarray) -> tuple:
         """The batch in the framework's own tensors on the device, the copy started without
         waiting for it (`train_step` takes the result as it takes NumPy arrays). The default hands
@@ -361,6 +412,15 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
         """Summed cross-entropy and number of correct predictions on a batch."""
+
+    def builtin_equivalents(self) -> dict[str, tuple[Callable, Callable]]:
+        """Where the suite's own code sits on the training step's hot path, the same work written
+        with the framework's built-ins only, for `python -m benchmarks.hotpath` to time the two in
+        one process: by name, (the suite's, the built-in's), each a callable that takes a `place`d
+        batch, queues its work on this adapter's model without a host sync, and returns a value for
+        `wait`. The built-in side need not compute the same step (that is what the measurement
+        decides); neither side's state is meaningful afterwards."""
+        return {}
 
     @abc.abstractmethod
     def compile_count(self) -> int:

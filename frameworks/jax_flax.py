@@ -1,11 +1,12 @@
 """JAX adapter: Flax NNX model, Optax SGD, one `jax.jit`-compiled step with donated state; over
 several devices, the same step on a device mesh, the batch sharded and the state replicated
-(`NamedSharding`), across processes through `jax.distributed`."""
+(`NamedSharding`), across processes through `jax.distributed`. Its native input: a Grain pipeline."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 from functools import partial
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
-                             Adapter, DataParallel, DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc,
-                             variable_paths)
+                             Adapter, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, PipelineUnavailable,
+                             TrainConfig, TrainingState, from_nhwc, to_nhwc, variable_paths)
 from frameworks.profiles import hlo_descriptions, xla_category
 
 # --- Model --------------------------------------------------------------------------------------
@@ -184,6 +185,66 @@ def evaluate(graphdef, state, images, labels):
     return loss, (logits.argmax(1) == labels).sum()
 
 
+# --- Native input -------------------------------------------------------------------------------
+
+
+class ArraySource:
+    """Grain's random-access data source over the arrays the suite's verified loader read."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.images[index], self.labels[index]
+
+
+class CropFlip:
+    """Reflect-pad, cut a random window of the image's size, mirror with probability 1/2: Grain's
+    random map, drawing from the generator Grain seeds for each record."""
+
+    def __init__(self, pad: int):
+        self.pad = pad
+
+    def __call__(self, example, rng: np.random.Generator):
+        image, label = example
+        height, width = image.shape[:2]
+        padded = np.pad(image, ((self.pad, self.pad), (self.pad, self.pad), (0, 0)), mode="reflect")
+        top, left = rng.integers(0, 2 * self.pad + 1, 2)
+        image = padded[top:top + height, left:left + width]
+        return (image[:, ::-1] if rng.random() < 0.5 else image), label
+
+
+class Normalise:
+    """Scale and normalise per channel, in float32 as the suite does."""
+
+    def __init__(self, scale: float, mean, std):
+        self.scale, self.mean, self.std = scale, np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+    def __call__(self, example):
+        image, label = example
+        return ((image.astype(np.float32) / self.scale - self.mean) / self.std).astype(np.float32), label
+
+
+def native_dataset(source: NativeInput):
+    """The recipe in Grain's dataset API: the records shuffled, then repeated for every epoch (a
+    shuffle under a repeat draws a fresh permutation per epoch), each epoch cut to whole batches so that
+    none straddles two, then the per-record random map (seeded by the record's place in the
+    stream), normalisation and batching. A `grain.MapDataset`."""
+    import grain
+
+    records = grain.MapDataset.source(ArraySource(source.images, source.labels))
+    shuffled = records.shuffle(seed=source.seed).repeat(source.epochs)  # repeated, the shuffle draws anew each epoch
+    whole = source.steps_per_epoch * source.batch_size  # the part of each epoch that fills whole batches
+    dataset = grain.MapDataset.concatenate([shuffled[epoch * len(records):epoch * len(records) + whole]
+                                            for epoch in range(source.epochs)])
+    if source.augment:
+        dataset = dataset.random_map(CropFlip(source.pad), seed=source.seed)
+    return dataset.map(Normalise(source.scale, source.mean, source.std)).batch(source.batch_size, drop_remainder=True)
+
+
 # --- Adapter ------------------------------------------------------------------------------------
 
 
@@ -306,6 +367,26 @@ class FlaxAdapter(Adapter):
     def wait(self, placed):
         jax.block_until_ready(placed)
 
+    def native_input(self, source: NativeInput) -> NativePipeline:
+        """`native_dataset` run by Grain's worker processes (`mp_prefetch`; none with 0 workers: then
+        in this process), and placed on the device ahead of the step by `grain.experimental.device_put`.
+        By default a worker per core this process may use."""
+        try:
+            import grain
+            from absl import flags
+        except ImportError as error:
+            raise PipelineUnavailable(f"grain is not installed ({error})") from None
+        if not flags.FLAGS.is_parsed():  # Grain reads its absl flags, which a program outside `absl.app` never parses
+            flags.FLAGS.mark_as_parsed()
+        workers = len(os.sched_getaffinity(0)) if source.workers is None else source.workers
+        how = (f"{workers} (num_workers: the cores this process may use)" if source.workers is None
+               else f"{workers} (num_workers)")
+        dataset = native_dataset(source).to_iter_dataset()
+        if workers:
+            dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+        dataset = grain.experimental.device_put(dataset, self.jax_device)
+        return NativePipeline(iter(dataset), how)
+
     def train_step(self, images, labels):
         if self.mesh is not None and isinstance(images, np.ndarray):
             images, labels = self.place(images, labels)
@@ -332,6 +413,22 @@ class FlaxAdapter(Adapter):
     def evaluate(self, images, labels):
         loss, correct = evaluate(self.graphdef, self._local_state(), images, labels)
         return float(loss), int(correct)
+
+    # --- Built-in equivalents ------------------------------------------------------------------
+
+    def builtin_equivalents(self):
+        """The suite's step (one `jax.jit` of `nnx.split` state, donated) against the step of
+        Flax's own examples (`nnx.jit` over the model and `nnx.Optimizer` objects), on a copy of
+        this adapter's model and optimizer. Optimizer, loss and schedule are Optax's on both sides."""
+        model, optimizer = nnx.merge(self.graphdef, jax.tree.map(jnp.copy, self._local_state()))
+
+        @nnx.jit
+        def plain(model, optimizer, images, labels):
+            loss, grads = nnx.value_and_grad(loss_fn)(model, images, labels, self.config.label_smoothing)
+            optimizer.update(model, grads)
+            return loss
+
+        return {"step": (self.train_step, lambda images, labels: plain(model, optimizer, images, labels))}
 
     # --- Introspection --------------------------------------------------------------------------
 

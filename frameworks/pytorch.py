@@ -1,8 +1,10 @@
 """PyTorch adapter: `torch.nn` model, `torch.optim.SGD`, eager or `torch.compile`d step; over
-several devices, one process per device under `DistributedDataParallel`."""
+several devices, one process per device under `DistributedDataParallel`. Its native input: a
+`torch.utils.data.Dataset` over the verified arrays, `torchvision.transforms.v2`, a `DataLoader`."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
-                             Adapter, DataParallel, DeviceUnavailable, TrainConfig, TrainingState)
+                             Adapter, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, PipelineUnavailable,
+                             TrainConfig, TrainingState)
 from frameworks.profiles import torch_category
 
 # --- Model --------------------------------------------------------------------------------------
@@ -79,6 +82,34 @@ class ResNet9(nn.Module):
 
 
 MODELS = {"lenet": LeNet, "resnet9": ResNet9}
+
+# --- Native input -------------------------------------------------------------------------------
+
+
+class ArrayDataset(torch.utils.data.Dataset):
+    """CIFAR-10 served as `torchvision.datasets.CIFAR10` serves it, (transformed image, label),
+    but over the arrays the suite's verified loader read: torchvision's class would open the batch
+    files with plain `pickle`, which runs whatever a crafted file asks."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, transform):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.images[index]), int(self.labels[index])
+
+
+def native_transform(source: NativeInput):
+    """The recipe in `torchvision.transforms.v2`: augment the stored pixels, then scale and normalise."""
+    from torchvision.transforms import v2
+
+    augment = [v2.RandomCrop(32, padding=source.pad, padding_mode="reflect"), v2.RandomHorizontalFlip(0.5)]
+    return v2.Compose([v2.ToImage(), *(augment if source.augment else []),  # HWC array -> CHW image
+                       v2.ToDtype(torch.float32, scale=True),  # uint8 / 255; float32 as it is
+                       v2.Normalize(list(source.mean), list(source.std))])
+
 
 # --- Adapter ------------------------------------------------------------------------------------
 
@@ -238,6 +269,35 @@ class PyTorchAdapter(Adapter):
     def place(self, images, labels):
         return self._to_device(images, labels)
 
+    def native_input(self, source: NativeInput) -> NativePipeline:
+        """A `DataLoader` as PyTorch's Performance Tuning Guide has it: worker processes kept across
+        epochs, pinned host memory on a GPU, a few batches prefetched per worker; each batch copied
+        to the device without blocking. By default a worker per core this process may use, the
+        ceiling past which the `DataLoader` itself warns."""
+        try:
+            transform = native_transform(source)
+        except ImportError as error:
+            raise PipelineUnavailable(f"torchvision is not installed ({error})") from None
+        workers = len(os.sched_getaffinity(0)) if source.workers is None else source.workers
+        how = (f"{workers} (num_workers: the cores this process may use)" if source.workers is None
+               else f"{workers} (num_workers)")
+        generator = torch.Generator().manual_seed(source.seed)  # the shuffle, and each worker's base seed
+        if workers == 0:  # the transforms then draw from the global generator, in this process
+            torch.manual_seed(source.seed)
+        loader = torch.utils.data.DataLoader(
+            ArrayDataset(source.images, source.labels, transform), batch_size=source.batch_size, shuffle=True,
+            drop_last=True, num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=self.torch_device.type == "cuda", prefetch_factor=2 if workers > 0 else None,
+            generator=generator)
+
+        def batches():
+            for _ in range(source.epochs):
+                for images, labels in loader:
+                    yield (images.to(self.torch_device, self.dtype, non_blocking=True),
+                           labels.to(self.torch_device, non_blocking=True))
+
+        return NativePipeline(batches(), how)
+
     # --- State ----------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -332,6 +392,27 @@ class PyTorchAdapter(Adapter):
         loss = F.cross_entropy(logits, y, reduction="sum")
         correct = (logits.argmax(1) == y).sum()
         return float(loss), int(correct)
+
+    # --- Built-in equivalents ------------------------------------------------------------------
+
+    def builtin_equivalents(self):
+        """The suite's step against the loop of PyTorch's own examples at a constant learning rate,
+        on this model and optimizer: no scheduler stepped after each step (the suite's `LambdaLR`,
+        which is also its step counter), no autocast context entered unless it computes in bf16, and
+        `train()` set once rather than every step."""
+        def plain(x, y):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(self.network(x), y, label_smoothing=self.config.label_smoothing)
+            loss.backward()
+            self.optimizer.step()
+            return loss.detach()
+
+        if self.config.precision == "bf16":
+            plain = self._autocast()(plain)
+        if self.variant == "compile":
+            plain = torch.compile(plain, mode=self._mode)
+        self.model.train()
+        return {"step": (self.train_step, plain)}
 
     # --- Introspection --------------------------------------------------------------------------
 

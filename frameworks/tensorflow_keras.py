@@ -1,6 +1,7 @@
 """TensorFlow adapter: Keras 3 model on the TensorFlow backend, trained eagerly, in a
 `tf.function`, XLA-compiled, or through Keras's own `train_on_batch`; over several devices, under
-`tf.distribute` (`MirroredStrategy` in one process, `MultiWorkerMirroredStrategy` across several)."""
+`tf.distribute` (`MirroredStrategy` in one process, `MultiWorkerMirroredStrategy` across several). Its
+native input: a `tf.data` pipeline."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import keras
 from keras import layers, ops
 
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
-                             Adapter, DataParallel, DeviceUnavailable, TrainConfig, TrainingState, from_nhwc, to_nhwc,
-                             variable_paths)
+                             Adapter, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, TrainConfig,
+                             TrainingState, from_nhwc, to_nhwc, variable_paths)
 from frameworks.profiles import TF_OP, hlo_sources, self_times, tensorflow_category
 
 # --- Model --------------------------------------------------------------------------------------
@@ -121,7 +122,10 @@ class TorchSGD(keras.optimizers.Optimizer):
     """SGD with momentum in PyTorch's form. Keras's own SGD keeps `v = m*v - lr*g; w += v` (with
     Nesterov `w += m*v - lr*g`), which differs as soon as the learning rate changes, and its
     `weight_decay` is decoupled; here the buffer holds gradients and L2 decay is added to the
-    gradient, as in torch.optim (Nesterov: `w -= lr * (g + m*buf)`)."""
+    gradient, as in torch.optim (Nesterov: `w -= lr * (g + m*buf)`). Keras's buffer, scaled by the
+    rate, could not carry PyTorch's `momentum_buffer` bit for bit either (nor at all where lr is 0).
+    Its update costs no measurable share of the step against Keras's SGD (`python -m
+    benchmarks.hotpath`, docs/tuning.md)."""
 
     def __init__(self, learning_rate, momentum, l2_weight_decay, nesterov=False, name="torch_sgd", **kwargs):
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
@@ -194,6 +198,35 @@ def _loss(config: TrainConfig, dtype: str) -> keras.losses.Loss:
     if config.label_smoothing:
         return SmoothedCrossentropy(config.label_smoothing, dtype=dtype)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
+
+
+# --- Native input -------------------------------------------------------------------------------
+
+
+def native_dataset(source: NativeInput, workers: int | None) -> tf.data.Dataset:
+    """The recipe in `tf.data`, as TensorFlow's "Better performance with the tf.data API" guide
+    writes a pipeline: shuffle over the whole set (afresh each epoch), one parallel `map` for the
+    augmentation and normalisation, `batch` without the partial last one, `prefetch`. The random
+    crop and flip are the stateless ops of the "Data augmentation" tutorial, each image's seeds
+    drawn by `Dataset.random` (a fresh stream each epoch), so a run is reproducible whatever the
+    parallelism. `workers`: parallel calls of the `map`, None for AUTOTUNE, 0 for one at a time."""
+    pad, size = source.pad, source.images.shape[1:]
+    mean, std = tf.constant(source.mean, tf.float32), tf.constant(source.std, tf.float32)
+
+    def prepare(example, seeds):
+        image, label = example
+        if source.augment:
+            padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+            image = tf.image.stateless_random_crop(padded, size, seed=seeds[:2])
+            image = tf.image.stateless_random_flip_left_right(image, seed=seeds[2:])
+        return (tf.cast(image, tf.float32) / source.scale - mean) / std, label
+
+    images = tf.data.Dataset.from_tensor_slices((source.images, source.labels))
+    images = images.shuffle(len(source.labels), seed=source.seed, reshuffle_each_iteration=True)
+    seeds = tf.data.Dataset.random(seed=source.seed, rerandomize_each_iteration=True).batch(4)
+    calls = tf.data.AUTOTUNE if workers is None else workers or None
+    return (tf.data.Dataset.zip(images, seeds).map(prepare, num_parallel_calls=calls)
+            .batch(source.batch_size, drop_remainder=True).repeat(source.epochs).prefetch(tf.data.AUTOTUNE))
 
 
 # --- Adapter ------------------------------------------------------------------------------------
@@ -339,6 +372,21 @@ class KerasAdapter(Adapter):
         with tf.device("/GPU:0" if self.device == "cuda" else "/CPU:0"):
             return tf.identity(images), tf.identity(labels)
 
+    def native_input(self, source: NativeInput) -> NativePipeline:
+        """`native_dataset`, copied to the GPU ahead of the step where there is one. A given worker
+        count also sizes the pipeline's private thread pool, so that it uses that many threads."""
+        dataset = native_dataset(source, source.workers)
+        if source.workers is None:
+            how = "AUTOTUNE (tf.data: map's parallel calls; its threads from TensorFlow's shared pool)"
+        else:
+            options = tf.data.Options()
+            options.threading.private_threadpool_size = max(source.workers, 1)
+            dataset = dataset.with_options(options)
+            how = f"{source.workers} (map's num_parallel_calls and the pipeline's private thread pool)"
+        if self.device == "cuda":
+            dataset = dataset.apply(tf.data.experimental.prefetch_to_device("/GPU:0"))
+        return NativePipeline(iter(dataset), how)
+
     def wait(self, placed):
         for value in placed:  # reading one element waits for the copy that produces the tensor
             for tensor in self.strategy.experimental_local_results(value):
@@ -379,6 +427,43 @@ class KerasAdapter(Adapter):
         loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
         correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) == labels, tf.int32))
         return float(loss), int(correct)
+
+    # --- Built-in equivalents ------------------------------------------------------------------
+
+    def builtin_equivalents(self):
+        """`TorchSGD` against `keras.optimizers.SGD` (the whole step, and its update alone on fixed
+        gradients), and the suite's step against a plain Keras one (that SGD, and
+        `SparseCategoricalCrossentropy` without the suite's dtype), on this model. The schedule
+        is the same on both sides (`_learning_rate`: a float, or Keras's own `CosineDecay`)."""
+        variables = self.model.trainable_variables
+        sgd = keras.optimizers.SGD(_learning_rate(self.config), momentum=self.config.momentum,
+                                   nesterov=self.config.nesterov)
+        sgd.build(variables)
+        plain_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        graph = (lambda f: f) if self.variant == "eager" else functools.partial(
+            tf.function, jit_compile=self.variant == "xla")
+
+        def step_with(optimizer, loss_fn):
+            def step(images, labels):
+                with tf.GradientTape() as tape:
+                    loss = loss_fn(labels, self.model(images, training=True))
+                optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+                return loss
+            return graph(step)
+
+        rng = np.random.default_rng(0)  # small fixed gradients: the update alone, applied again and again
+        gradients = [tf.constant(rng.normal(0, 1e-3, v.shape), v.dtype) for v in variables]
+
+        def update_with(optimizer):
+            def update():
+                optimizer.apply_gradients(zip(gradients, variables))
+                return ops.convert_to_tensor(optimizer.iterations)
+            update = graph(update)
+            return lambda images, labels: update()
+
+        return {"optimizer": (step_with(self.optimizer, self.loss_fn), step_with(sgd, self.loss_fn)),
+                "optimizer update": (update_with(self.optimizer), update_with(sgd)),
+                "step": (self.train_step, step_with(sgd, plain_loss))}
 
     # --- Introspection --------------------------------------------------------------------------
 

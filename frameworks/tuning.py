@@ -2,7 +2,7 @@
 device, precision and variant, with the document that prescribes it, what it changes, and whether
 this project measured it. `stock` applies none of them (each framework as `pip install` gives it).
 Framework-free: the parent plans with it, workers apply it (environment entries through
-`benchmarks.harness.spawn`, the rest through `Adapter.apply_tuning`), README prints it
+`benchmarks.harness.spawn`, the rest through `Adapter.apply_tuning`), docs/tuning.md prints it
 (`python -m benchmarks.settings`)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 PROFILES = ("stock", "tuned")
-DEFAULT_PROFILE = "tuned"  # README, "Tuning": why
+DEFAULT_PROFILE = "tuned"  # docs/tuning.md: why
 # How a setting reaches the framework: an environment variable set before the import (`env`), a
 # switch of the framework's state set before a model is built (`state`), or a choice made while the
 # adapter builds the model and its step (`build`).
@@ -31,7 +31,7 @@ class Setting:
     devices: tuple[str, ...]
     source: str  # the document that prescribes it
     effect: str
-    measured: bool  # measured on this project's CPU (README, "Tuning"); else prescribed for GPUs, not measured here
+    measured: bool  # measured on this project's CPU (docs/tuning.md); else prescribed for GPUs, not measured here
     variants: tuple[str, ...] = ()  # empty: every variant
     precisions: tuple[str, ...] = ()  # empty: every precision
 

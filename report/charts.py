@@ -1,21 +1,44 @@
-"""The report's PNG charts: speed, memory and compile time per job, throughput against batch size,
-learning curves and accuracy against time; each readable without colour (markers, dashes,
-hatches and printed values) and titled with what its run measured."""
+"""The report's PNG charts: step-time ratios with their intervals, compile pay-off, throughput and
+memory against batch size, learning curves and accuracy against wall-clock time. Every chart gives
+a framework the same colour and a variant the same marker, draws measured values as dots or lines
+(never bars, so a log axis cannot mislead), and names the model, device and machine in its title."""
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.harness.results import measured  # noqa: E402
-from report.tables import label  # noqa: E402
+from report.findings import break_even_steps  # noqa: E402
 
+FRAMEWORK_COLOURS = {"pytorch": "#d62728", "tensorflow": "#ff7f0e", "jax": "#1f77b4"}  # matplotlib's red, orange, blue
+OTHER_COLOURS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]  # frameworks added from outside, by name
+VARIANT_MARKERS = {"eager": "o", "compile": "s", "function": "D", "xla": "^", "fit": "v", "jit": "P"}
+OTHER_MARKERS = ["X", "*", "h", "<", ">", "p"]
+MIN_EPOCHS = 4  # fewer evaluations per job draw no learning curve: two points make a line, not a curve
+
+
+def colour(framework: str) -> str:
+    """A framework's colour, the same in every chart of every report."""
+    if framework in FRAMEWORK_COLOURS:
+        return FRAMEWORK_COLOURS[framework]
+    return OTHER_COLOURS[sum(map(ord, framework)) % len(OTHER_COLOURS)]
+
+
+def marker(variant: str) -> str:
+    """A variant's marker, the same in every chart of every report."""
+    if variant in VARIANT_MARKERS:
+        return VARIANT_MARKERS[variant]
+    return OTHER_MARKERS[sum(map(ord, variant)) % len(OTHER_MARKERS)]
+
+
+def style(framework: str, variant: str) -> dict:
+    return {"color": colour(framework), "marker": marker(variant)}
 
 
 def save(fig, path: Path, alt: str) -> str:
@@ -25,103 +48,218 @@ def save(fig, path: Path, alt: str) -> str:
     plt.close(fig)
     return f"![{alt}]({path.name})"
 
-def line_styles() -> itertools.cycle:
-    """Line charts tell their jobs apart by marker and dash as well as by colour."""
-    return itertools.cycle([{"marker": marker, "linestyle": dash}
-                            for dash, marker in zip(itertools.cycle(["-", "--", ":", "-."]), "osD^v<>p*hX")])
+
+def machine(env: dict, summary: pd.DataFrame) -> str:
+    """The machine a run measured on: its GPU's name on a GPU run, else its CPU model and cores."""
+    gpus = [gpu.split(",")[0] for gpu in env.get("gpus") or []]
+    if summary["device"].ne("cpu").any() and gpus:
+        return " + ".join(dict.fromkeys(gpus))
+    return f"{env.get('cpu', '?')}, {env.get('usable_cores', '?')} cores"
 
 
-def chart_title(summary: pd.DataFrame) -> str:
-    """What every chart of a run shows: models, device, precision and data set, e.g.
-    "lenet · cpu · fp32 · synthetic data"."""
+def chart_title(summary: pd.DataFrame, env: dict | None = None) -> str:
+    """What every chart of a run shows: models, device, machine, precision and data set, e.g.
+    "lenet · cpu · AMD EPYC, 2 cores · fp32 · synthetic data"."""
     def values(column: str) -> str:
         return "+".join(summary[column].dropna().astype(str).unique())
     data = {"cifar10": "CIFAR-10", "synthetic": "synthetic data"}
-    return " · ".join([values("model"), values("device"), values("precision"),
-                       "+".join(data.get(name, name) for name in summary["data"].dropna().unique())])
+    parts = [values("model"), values("device"), *([machine(env, summary)] if env else []), values("precision"),
+             "+".join(data.get(name, name) for name in summary["data"].dropna().unique())]
+    return " · ".join(parts)
 
 
-def speed_whiskers(ranking: pd.DataFrame, summary: pd.DataFrame) -> tuple[pd.Series, pd.Series, str]:
-    """The images/s range a rerun would show, per ranked row: the slowest and the fastest process
-    where the job ran in several (repeats), else the one process's p5-p95 window step times; and
-    the words for it."""
-    ok = measured(summary)
-    processes = (ok.assign(job=label(ok)).groupby(["job", "batch_size"])["images_per_s"]
-                 .agg(low="min", high="max", count="count"))
-    rows = processes.reindex(pd.MultiIndex.from_arrays([ranking["job"].str.removesuffix(" (busy)"),
-                                                       ranking["batch_size"]])).set_index(ranking.index)
-    several = rows["count"].fillna(1).gt(1)
-    low = (ranking["images_per_s"] * ranking["step_ms"] / ranking["p95_ms"]).where(~several, rows["low"])
-    high = (ranking["images_per_s"] * ranking["step_ms"] / ranking["p5_ms"]).where(~several, rows["high"])
-    words = ("range over the repeats" if several.all() else "p5-p95 of windows" if not several.any() else
-             "range over repeats, or p5-p95 of windows with one process")
-    return low, high, words
+def _jobs(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with framework and variant read off its job label (tables.label, with what follows)."""
+    return table.assign(**table["job"].str.extract(r"(?P<framework>[^\s:]+):(?P<variant>[^\s:]+)"))
 
 
-def speed_chart(ranking: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
-    """Images/s, peak memory and compile time per ranked row, side by side, values printed on the
-    bars and busy rows hatched: readable without colour; images/s with `speed_whiskers`."""
-    rows = ranking.iloc[::-1]  # matplotlib draws the first bar at the bottom
-    labels = rows["job"] + " bs" + rows["batch_size"].astype(str)
-    low, high, spread = speed_whiskers(rows, summary)
-    whiskers = [(rows["images_per_s"] - low).clip(lower=0), (high - rows["images_per_s"]).clip(lower=0)]
-    hatches = ["//" if job.endswith(" (busy)") else "" for job in rows["job"]]
-    gpu = "device_mb" in rows and rows["device_mb"].notna().all()
-    panels = [(f"images / s (whiskers: {spread})", rows["images_per_s"], whiskers, "{:,.0f}"),
-              ("peak device memory, MiB" if gpu else "peak RSS, MiB", rows["device_mb" if gpu else "peak_rss_mb"],
-               None, "{:,.0f}"),
-              ("compile (first step), s", rows["compile_s"], None, "{:.2g}")]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 0.45 * len(rows) + 1.9), sharey=True)
-    for ax, (title, values, errors, fmt) in zip(axes, panels):
-        bars = ax.barh(labels, values, xerr=errors, capsize=3, color="0.75", edgecolor="black", hatch=None)
-        for bar, hatch in zip(bars, hatches):
-            bar.set_hatch(hatch)
-        ax.bar_label(bars, [fmt.format(value) for value in values], padding=3, fontsize="small")
-        ax.set_title(title, fontsize="medium")
-        if values.min() > 0 and values.max() / values.min() > 20:  # e.g. two models: a log axis keeps both legible
-            ax.set_xscale("log")
-            ax.set_title(title + ", log scale", fontsize="medium")
-        ax.margins(x=0.25)
-    fig.suptitle(f"Training speed, memory and compile time: {chart_title(summary)}")
-    return save(fig, run_dir / "speed.png", "speed, memory and compile time per job")
+# --- Speed --------------------------------------------------------------------------------------
 
 
-def throughput_chart(pivot: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
-    """Images/s against batch size, one line per job (`pivot`: tables.throughput_table)."""
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for (job, row), style in zip(pivot.iterrows(), line_styles()):
-        ax.plot(row.index, row.values, label=job, **style)
+def speed_chart(ranking: pd.DataFrame, summary: pd.DataFrame, run_dir: Path, env: dict | None = None) -> str:
+    """Per model and batch size, each variant's step-time ratio to the fastest as a dot with its 95%
+    interval, the fastest at 1 without one, an undecided row as a hollow dot, and so a busy row, at its
+    step time over the fastest's (`ranking`: tables.ranking_table with its ratios)."""
+    rows = _jobs(ranking)
+    if rows.empty:
+        return ""
+    # Panels as the ratios are taken: per device, model, device count, batch size and tuning profile.
+    rows["profile"] = rows["job"].str.extract(r"\[([^\]]+)\]", expand=False).fillna("")
+    keys = [key for key in ("device", "model", "devices", "batch_size") if key in rows] + ["profile"]
+    # A row not compared (busy) is placed by its step time over its group's fastest, as a hollow dot.
+    fastest = rows.groupby(keys)["step_ms_median"].transform("min")
+    ratio = rows["ratio"] if "ratio" in rows else pd.Series(float("nan"), index=rows.index)
+    rows = rows.assign(ratio=ratio.fillna(rows["step_ms_median"] / fastest),
+                       ratio_low=rows.get("ratio_low"), ratio_high=rows.get("ratio_high"),
+                       verdict=rows.get("verdict", pd.Series("", index=rows.index)).fillna(""))
+    groups = list(rows.groupby(keys, sort=False))
+    heights = [len(group) + 1 for _, group in groups]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 0.32 * sum(heights) + 1.4), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (key, group) in zip(axes[:, 0], groups):
+        where = dict(zip(keys, key))
+        model = where["model"]
+        group = group.sort_values("ratio", ascending=False)
+        positions = np.arange(len(group))
+        for position, row in zip(positions, group.itertuples()):
+            if row.verdict == "fastest":  # the reference every ratio of its group is taken to
+                ax.plot(row.ratio, position, markersize=7, linestyle="none", **style(row.framework, row.variant))
+            elif not pd.isna(row.ratio_low):
+                ax.errorbar(row.ratio, position, xerr=[[row.ratio - row.ratio_low], [row.ratio_high - row.ratio]],
+                            capsize=3, markersize=7, **style(row.framework, row.variant))
+            else:
+                ax.plot(row.ratio, position, markersize=7, markerfacecolor="none", linestyle="none",
+                        **style(row.framework, row.variant))
+        ax.axvline(1, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_yticks(positions, group["job"].str.replace(f"{model} ", "", regex=False)
+                      .str.replace(r" \[[^\]]+\]", "", regex=True))
+        ax.set_ylim(-0.7, len(group) - 0.3)
+        ax.set_title(", ".join([model, f"batch {where['batch_size']}",
+                                *([f"x{where['devices']} devices"] if where.get("devices", 1) > 1 else []),
+                                *([where["device"]] if "device" in where else []),
+                                *([where["profile"]] if where["profile"] else [])]), fontsize="medium", loc="left")
+        highest = group["ratio_high"].fillna(group["ratio"]).max()
+        if highest > 8:  # e.g. an eager variant far behind: dots stay apart
+            ax.set_xscale("log", base=2)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        else:  # at least 0.9 to 1.25: a few percent never fills the axis
+            ax.set_xlim(min(0.9, group["ratio_low"].fillna(group["ratio"]).min() * 0.97), max(1.25, highest * 1.05))
+    axes[-1, 0].set_xlabel("step time / fastest's (bar: 95% interval; hollow: no interval)")
+    fig.suptitle(f"Step time relative to the fastest: {chart_title(summary, env)}", fontsize="medium")
+    return save(fig, run_dir / "speed.png", "step-time ratio to the fastest, per variant, with 95% intervals")
+
+
+def compile_chart(ranking: pd.DataFrame, summary: pd.DataFrame, run_dir: Path, env: dict | None = None) -> str:
+    """Compile pay-off: per model and batch size, each variant's cumulative training time against
+    the number of steps, compile_s + n x median step time; where a compiled variant's line crosses
+    its framework's eager line, its compilation has paid off. Drawn where a framework has an eager
+    variant and another one."""
+    if ranking.empty:  # no job finished its timed steps
+        return ""
+    rows = _jobs(ranking[~ranking["job"].str.endswith(" (busy)")]).dropna(subset=["compile_s"])
+    frameworks = rows.groupby(["model", "batch_size", "framework"])["variant"].agg(lambda v: "eager" in set(v)
+                                                                                   and len(set(v)) > 1)
+    if not frameworks.any():
+        return ""
+    groups = [(key, group) for key, group in rows.groupby(["model", "batch_size"], sort=False)
+              if frameworks.loc[key].any()]
+    fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
+    for ax, ((model, batch), group) in zip(axes[0], groups):
+        steps = np.linspace(0, 2 * max([50, *payoff_steps(group)]), 200)
+        for row in group.itertuples():
+            cumulative = row.compile_s + steps * row.step_ms_median / 1000
+            ax.plot(steps, cumulative, linestyle="-" if row.variant == "eager" else "--", markevery=40, markersize=6,
+                    label=f"{row.framework}:{row.variant}", **style(row.framework, row.variant))
+        ax.set(xlabel="training steps after the first", ylabel="cumulative time, s (compile_s + n x step)",
+               title=f"{model}, batch {batch}")
+        ax.set_xlim(0, steps[-1])
+        ax.set_ylim(bottom=0)
+    axes[0, -1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(f"Compile pay-off: {chart_title(summary, env)}", fontsize="medium")
+    return save(fig, run_dir / "compile.png", "cumulative training time against steps, per variant")
+
+
+def payoff_steps(group: pd.DataFrame) -> list[int]:
+    """The steps after which each compiled variant of `group` (one model and batch size) overtakes
+    its framework's eager variant, for those that ever do."""
+    steps = []
+    for _, rows in group.groupby("framework"):
+        eager = rows[rows["variant"] == "eager"]
+        for row in rows[rows["variant"] != "eager"].itertuples() if len(eager) else []:
+            steps.append(break_even_steps(row.compile_s, row.step_ms_median, eager["compile_s"].iloc[0],
+                                          eager["step_ms_median"].iloc[0]))
+    return [step for step in steps if step is not None]
+
+
+# --- Against batch size -------------------------------------------------------------------------
+
+
+def _against_batch_size(ax, ranking: pd.DataFrame, column: str) -> None:
+    rows = _jobs(ranking)
+    for job, group in rows.groupby("job", sort=False):
+        first = group.iloc[0]
+        ax.plot(group["batch_size"], group[column], label=job, linestyle="--" if job.endswith(" (busy)") else "-",
+                **style(first["framework"], first["variant"]))
+    sizes = sorted(rows["batch_size"].unique())
     ax.set_xscale("log", base=2)
     ax.minorticks_off()
-    ax.set_xticks(pivot.columns, [str(c) for c in pivot.columns])
-    ax.set(xlabel="batch size", ylabel="images / s (median)",
-           title=f"Training throughput: {chart_title(summary)}")
+    ax.set_xticks(sizes, [str(size) for size in sizes])
+    ax.set_xlabel("batch size")
+
+
+def throughput_chart(ranking: pd.DataFrame, summary: pd.DataFrame, run_dir: Path, env: dict | None = None) -> str:
+    """Images/s against batch size, one line per job (dashed: measured on a busy machine)."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    _against_batch_size(ax, ranking.assign(job=ranking["job"].str.replace(r" bs\d+$", "", regex=True)), "images_per_s")
+    ax.set(ylabel="images / s (median)", title=f"Training throughput: {chart_title(summary, env)}")
+    ax.title.set_fontsize("medium")
+    ax.set_ylim(bottom=0)
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
-    return save(fig, run_dir / "throughput.png", "throughput")
+    return save(fig, run_dir / "throughput.png", "throughput against batch size")
 
 
-def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
-    """Test loss and accuracy per epoch, one line per job (`curves`: tables.curves_table)."""
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    for (job, curve), style in zip(curves.groupby(level="job", sort=False), line_styles()):
-        curve = curve.droplevel("job")
-        loss_ax.plot(curve.index, curve["test_loss"], label=job, **style)
-        acc_ax.plot(curve.index, curve["test_accuracy"], label=job, **style)
+def memory_chart(ranking: pd.DataFrame, summary: pd.DataFrame, run_dir: Path, env: dict | None = None) -> str:
+    """Peak memory against batch size, one line per job: device memory where every job reports it,
+    else the process's peak RSS."""
+    device = "peak_device_mb" in ranking and ranking["peak_device_mb"].notna().all()
+    column = "peak_device_mb" if device else "peak_rss_mb"
+    fig, ax = plt.subplots(figsize=(8, 4))
+    _against_batch_size(ax, ranking, column)
+    ax.set(ylabel=f"{'peak device memory' if device else 'peak RSS'}, MiB ({column})",
+           title=f"Memory: {chart_title(summary, env)}")
+    ax.title.set_fontsize("medium")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    return save(fig, run_dir / "memory.png", "peak memory against batch size")
+
+
+# --- Accuracy -----------------------------------------------------------------------------------
+
+
+def binomial_band(accuracy: pd.Series, test_images: int | None, z: float) -> tuple[pd.Series, pd.Series]:
+    """The z-sigma sampling band of an accuracy measured on `test_images` images (none when unknown)."""
+    if not test_images:
+        return accuracy, accuracy
+    half = z * np.sqrt(accuracy * (1 - accuracy) / test_images)
+    return accuracy - half, accuracy + half
+
+
+def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, run_dir: Path, env: dict | None = None,
+                 test_images: int | None = None, z: float = 1.96) -> str:
+    """Test loss and accuracy per epoch, one line per job, the accuracy with the band its test set's
+    sampling error allows (`curves`: tables.curves_table); nothing with fewer than MIN_EPOCHS points."""
+    if curves.groupby(level="job", sort=False).size().max() < MIN_EPOCHS:
+        return ""
+    jobs = _jobs(curves.reset_index())
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    for job, curve in jobs.groupby("job", sort=False):
+        first = curve.iloc[0]
+        loss_ax.plot(curve["epoch"], curve["test_loss"], label=job, **style(first["framework"], first["variant"]))
+        acc_ax.plot(curve["epoch"], curve["test_accuracy"], label=job, **style(first["framework"], first["variant"]))
+        low, high = binomial_band(curve["test_accuracy"], test_images, z)
+        acc_ax.fill_between(curve["epoch"], low, high, color=colour(first["framework"]), alpha=0.15, linewidth=0)
     for ax, ylabel in ((loss_ax, "test loss"), (acc_ax, "test accuracy")):
         ax.set(xlabel="epoch", ylabel=ylabel)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    acc_ax.legend(fontsize="small")
-    fig.suptitle(f"Learning curves: {chart_title(summary)}")
-    return save(fig, run_dir / "curves.png", "curves")
+    band = f"; band: 95% binomial interval over {test_images:,} test images" if test_images else ""
+    acc_ax.set_title(f"test accuracy{band}", fontsize="small")
+    acc_ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(f"Learning curves: {chart_title(summary, env)}", fontsize="medium")
+    return save(fig, run_dir / "curves.png", "learning curves")
 
 
-def accuracy_time_chart(curves: pd.DataFrame, target: float, jobs: pd.DataFrame, run_dir: Path) -> str:
-    """Each job's test accuracy against its cumulative training time, with the target."""
-    fig, ax = plt.subplots(figsize=(8, 4))
-    for (job, curve), style in zip(curves.groupby("job", sort=False), line_styles()):
-        ax.plot(curve["epoch_s"].cumsum(), curve["test_accuracy"], label=job, **style)
+def accuracy_time_chart(curves: pd.DataFrame, target: float, jobs: pd.DataFrame, run_dir: Path,
+                        env: dict | None = None, test_images: int | None = None, z: float = 1.96) -> str:
+    """Each job's test accuracy against wall-clock seconds (training and evaluation, as MLPerf counts
+    time to quality), with its binomial band and the target."""
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for (job, framework, variant), curve in curves.groupby(["job", "framework", "variant"], sort=False):
+        seconds = (curve["train_s"] + curve["eval_s"].fillna(0)).cumsum()
+        ax.plot(seconds, curve["test_accuracy"], label=job, markersize=5, **style(framework, variant))
+        low, high = binomial_band(curve["test_accuracy"], test_images, z)
+        ax.fill_between(seconds, low, high, color=colour(framework), alpha=0.12, linewidth=0)
     ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.0%}")
-    ax.set(xlabel="training time, s (evaluation excluded)", ylabel="test accuracy",
-           title=f"Accuracy against time: {chart_title(jobs)}")
+    ax.set(xlabel="wall-clock seconds (training and evaluation)", ylabel="test accuracy",
+           title=f"Accuracy against time: {chart_title(jobs, env)}")
+    ax.title.set_fontsize("medium")
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
-    return save(fig, run_dir / "accuracy_time.png", "accuracy against time")
+    return save(fig, run_dir / "accuracy_time.png", "accuracy against wall-clock time")

@@ -41,12 +41,12 @@ def job_table(summary: pd.DataFrame, memory: str = "peak_rss_mb") -> pd.DataFram
     relative spreads of its step time and of its `memory` column."""
     jobs = measured(summary)
     grouped = jobs.groupby(KEYS)
-    table = grouped.agg(step_ms=("step_ms_median", "median"), iqr_ms=("step_ms_iqr", "median"),
+    table = grouped.agg(step_ms_median=("step_ms_median", "median"), step_ms_iqr=("step_ms_iqr", "median"),
                         processes=("repeat", "nunique"), memory_mb=(memory, "max"),
                         accuracy=("test_accuracy", "median"))
     table["step_spread"] = grouped["step_ms_median"].agg(_range)
     single = table["processes"] == 1
-    table.loc[single, "step_spread"] = table.loc[single, "iqr_ms"] / table.loc[single, "step_ms"]
+    table.loc[single, "step_spread"] = table.loc[single, "step_ms_iqr"] / table.loc[single, "step_ms_median"]
     table["memory_spread"] = grouped[memory].agg(_range)
     busy = jobs["busy"].astype(str).eq("True")
     table["busy"] = busy.groupby([jobs[key] for key in KEYS]).any()
@@ -60,9 +60,9 @@ def compare(old: pd.DataFrame, new: pd.DataFrame, test_images: int | None = None
     before, after = job_table(old, memory), job_table(new, memory)
     both = before.merge(after, left_index=True, right_index=True, suffixes=("_old", "_new"))
     table = pd.DataFrame(index=both.index)
-    table["old_ms"] = both["step_ms_old"]
-    table["new_ms"] = both["step_ms_new"]
-    table["step_ratio"] = both["step_ms_new"] / both["step_ms_old"]
+    table["step_ms_median_old"] = both["step_ms_median_old"]
+    table["step_ms_median_new"] = both["step_ms_median_new"]
+    table["step_ratio"] = both["step_ms_median_new"] / both["step_ms_median_old"]
     table["allowed"] = both["step_spread_old"] + both["step_spread_new"]
     ratio = "device_mb_ratio" if device else "rss_ratio"  # says which memory was compared
     table[ratio] = both["memory_mb_new"] / both["memory_mb_old"]

@@ -20,7 +20,7 @@ import pandas as pd
 
 from benchmarks.checks.verdicts import failures
 from benchmarks.harness.results import measured
-from report.tables import target_busy
+from report.tables import number, target_busy
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -28,6 +28,7 @@ SEED = 0  # fixed: the same tables always give the same intervals, so a re-rende
 Z = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)  # two-sided normal quantile
 # devices: data-parallel, the same work per step; tuning: rankings compare within one profile, never across
 GROUP = ["device", "model", "devices", "batch_size", "tuning"]
+MIN_WINDOWS = 5  # fewer timed windows on one side of a comparison: too few to resample, no interval
 ONE_PROCESS = ("one process each: the intervals cover window-to-window noise only, not process-to-process "
                "variation; rerun with --repeats 3")
 
@@ -134,10 +135,25 @@ def accuracy_bound(accuracy, test_images: int):
 # --- Sentences ----------------------------------------------------------------------------------
 
 
-def _where(key: tuple, several_devices: bool, several_profiles: bool = False) -> str:
+def group_name(key: tuple, several_devices: bool, several_profiles: bool = False) -> str:
     device, model, devices, batch_size, profile = key
     where = f"{model}, batch {batch_size}" + (f" per device on {devices} devices" if devices > 1 else "")
     return where + (f" on {device}" if several_devices else "") + (f", {profile}" if several_profiles else "")
+
+
+def process_note(compared: pd.DataFrame) -> str:
+    """How many processes the intervals of `comparisons` rest on, as a sentence of its own."""
+    if compared.empty:
+        return ""
+    single = compared[compared["processes"] == 1]
+    if len(single) == len(compared):
+        return ONE_PROCESS[0].upper() + ONE_PROCESS[1:] + "."
+    if len(single):
+        rows = ", ".join(f"{row.label} ({row.model}, batch {row.batch_size})" for row in single.itertuples())
+        return (f"In one process: {rows}; intervals involving them cover window-to-window noise only; rerun with "
+                f"--repeats 3.")
+    note = _process_note(compared.set_index("label")["processes"])
+    return note[0].upper() + note[1:] + "."
 
 
 def _process_note(processes: pd.Series) -> str:
@@ -152,30 +168,83 @@ def _process_note(processes: pd.Series) -> str:
     return f"{counts} processes each, resampled with their windows: the intervals cover process-to-process variation"
 
 
-def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -> list[str]:
-    """Per model and batch size: the fastest variant, and each other's step-time ratio to it."""
+def _side_windows(processes: list[np.ndarray] | None) -> int:
+    return sum(len(windows) for windows in processes) if processes else 0
+
+
+def comparisons(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -> pd.DataFrame:
+    """Per model and batch size (and device, device count, tuning profile: GROUP), every variant
+    measured on a quiet machine, fastest first: its median step time and images/s, its step-time
+    `ratio` to the fastest variant (>= 1) with the bootstrap interval `ratio_low`-`ratio_high`, and
+    its `verdict`: fastest, tied (the interval covers 1), slower, or undecided where either side has
+    fewer than MIN_WINDOWS timed windows to resample (no interval, and no claim either way); `windows`:
+    the row's timed windows over all its processes."""
     jobs = timed_jobs(summary)
+    if "input" in jobs and jobs["input"].ne("native").any():
+        jobs = jobs[jobs["input"].ne("native")]  # end-to-end times of a framework's own pipeline: a section apart
     times = window_times(jobs, steps)
     rng = np.random.default_rng(seed)
+    rows = []
+    for key, group in jobs.groupby(GROUP):
+        per_label = group.groupby("label").agg(framework=("framework", "first"), variant=("variant", "first"),
+                                               step_ms_median=("step_ms_median", "median"),
+                                               processes=("repeat", "nunique"))
+        per_label = per_label.sort_values("step_ms_median", kind="stable")
+        fastest = per_label.index[0]
+        for label, row in per_label.iterrows():
+            processes, baseline = times.get((*key, label)), times.get((*key, fastest))
+            ratio, low, high = row["step_ms_median"] / per_label["step_ms_median"].iloc[0], None, None
+            if label == fastest:
+                verdict = "fastest"
+            elif min(_side_windows(processes), _side_windows(baseline)) < MIN_WINDOWS:
+                verdict = "undecided"  # steps.csv lost or not written, or too few windows to resample
+            else:
+                _, low, high = ratio_interval(processes, baseline, rng)
+                verdict = "tied" if low <= 1 <= high else "slower"
+            rows.append({**dict(zip(GROUP, key)), "label": label, "framework": row["framework"],
+                         "variant": row["variant"], "step_ms_median": row["step_ms_median"],
+                         "images_per_s": key[2] * key[3] / row["step_ms_median"] * 1000, "ratio": ratio,
+                         "ratio_low": low, "ratio_high": high, "verdict": verdict, "processes": row["processes"],
+                         "windows": _side_windows(processes)})
+    columns = [*GROUP, "label", "framework", "variant", "step_ms_median", "images_per_s", "ratio", "ratio_low",
+               "ratio_high", "verdict", "processes", "windows"]
+    return pd.DataFrame(rows, columns=columns).astype({"ratio_low": float, "ratio_high": float})
+
+
+def best_per_framework(compared: pd.DataFrame) -> pd.DataFrame:
+    """Of `comparisons`, each framework's fastest variant per model and batch size: what a user of
+    that framework would run, and its ratio to the fastest framework (whose best variant is the
+    group's fastest, so the ratio and interval are those of `comparisons`)."""
+    return compared.drop_duplicates([*GROUP, "framework"], keep="first").reset_index(drop=True)
+
+
+def _ratio_text(row: pd.Series, fastest: pd.Series) -> str:
+    """A compared row's ratio in words: "1.16x (1.08-1.37)", "1.02x (0.97-1.08, tied)", or where
+    there is no interval, why: "1.01x (undecided: 1 timed window, too few for an interval)"."""
+    if row["verdict"] != "undecided":
+        tied = ", tied" if row["verdict"] == "tied" else ""
+        return f"{row['ratio']:.2f}x ({row['ratio_low']:.2f}-{row['ratio_high']:.2f}{tied})"
+    windows = min(row["windows"], fastest["windows"])
+    if windows == 0:
+        return f"{row['ratio']:.2f}x (no timed windows to resample)"
+    return f"{row['ratio']:.2f}x (undecided: {windows} timed window{'s' * (windows > 1)}, too few for an interval)"
+
+
+def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -> list[str]:
+    """Per model and batch size: the fastest variant, and each other's step-time ratio to it."""
+    compared = comparisons(summary, steps, seed)
     several_devices = summary["device"].nunique() > 1
     several_profiles = profiles(summary).nunique() > 1
     sentences = []
-    for key, group in jobs.groupby(GROUP):
-        step_ms = group.groupby("label")["step_ms_median"].median().sort_values(kind="stable")
-        fastest = step_ms.index[0]
-        lead = (f"{_where(key, several_devices, several_profiles)}: **{fastest}** is fastest "
-                f"({key[2] * key[3] / step_ms.iloc[0] * 1000:,.0f} images/s)")
-        if len(step_ms) == 1:
+    for key, group in compared.groupby(GROUP, sort=False):
+        fastest = group.iloc[0]
+        lead = (f"{group_name(key, several_devices, several_profiles)}: **{fastest['label']}** is fastest "
+                f"({fastest['images_per_s']:,.0f} images/s)")
+        if len(group) == 1:
             sentences.append(lead + ", the only variant measured.")
             continue
-        items = []
-        for label in step_ms.index[1:]:
-            if (*key, label) not in times or (*key, fastest) not in times:  # steps.csv lost or not written
-                items.append(f"{label} {step_ms[label] / step_ms.iloc[0]:.2f}x (no timed windows to resample)")
-                continue
-            ratio, low, high = ratio_interval(times[(*key, label)], times[(*key, fastest)], rng)
-            items.append(f"{label} {ratio:.2f}x ({low:.2f}-{high:.2f}{', tied' if low <= 1 <= high else ''})")
-        note = _process_note(group.groupby("label")["repeat"].nunique())
+        items = [f"{row['label']} {_ratio_text(row, fastest)}" for _, row in group.iloc[1:].iterrows()]
+        note = _process_note(group.set_index("label")["processes"])
         sentences.append(f"{lead}; step time of the others relative to it, with {CONFIDENCE:.0%} bootstrap "
                          f"intervals: {'; '.join(items)} ({note}).")
     return sentences
@@ -199,7 +268,8 @@ def tuning_gains(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -
         step_ms = group.groupby("tuning")["step_ms_median"].median()
         rows.append({"job": label, "device": device, "model": model, "devices": devices, "batch_size": batch_size,
                      "stock_ms": step_ms["stock"], "tuned_ms": step_ms["tuned"], "gain": gain,
-                     "interval": f"{low:.2f}-{high:.2f}" + (", tied" if low <= 1 <= high else ""),
+                     "gain_low": low, "gain_high": high,
+                     "verdict": "tied" if low <= 1 <= high else "tuned faster" if low > 1 else "stock faster",
                      "busy": "busy" if group["busy"].astype(str).eq("True").any() else "",
                      "tuned settings": "; ".join(group.loc[group["tuning"] == "tuned", "settings"].fillna("")
                                                  .unique())})
@@ -226,14 +296,16 @@ def compile_findings(summary: pd.DataFrame) -> list[str]:
                 steps = break_even_steps(row["compile_s"], row["step_ms"], eager["compile_s"], eager["step_ms"])
                 if steps is None:
                     items.append(f"{framework}:{variant} never pays off against {framework}:eager: its step "
-                                 f"({row['step_ms']:.3g} ms) is not faster than eager's ({eager['step_ms']:.3g} ms)")
+                                 f"({number(row['step_ms'])} ms) is not faster than eager's "
+                                 f"({number(eager['step_ms'])} ms)")
                 else:
                     unit = "step" if steps == 1 else "steps"
                     items.append(f"{framework}:{variant} pays off against {framework}:eager after {steps:,} {unit} "
-                                 f"(compiles in {row['compile_s']:.3g} s against {eager['compile_s']:.3g} s, then "
-                                 f"saves {eager['step_ms'] - row['step_ms']:.3g} ms a step)")
+                                 f"(compiles in {number(row['compile_s'])} s against "
+                                 f"{number(eager['compile_s'])} s, then "
+                                 f"saves {number(eager['step_ms'] - row['step_ms'])} ms a step)")
         if items:
-            sentences.append(f"Compilation, {_where(key, several_devices, several_profiles)}: {'; '.join(items)}.")
+            sentences.append(f"Compilation, {group_name(key, several_devices, several_profiles)}: {'; '.join(items)}.")
     if sentences:
         sentences[0] = ("Compile time pays off after n steps beyond the first when compile_s + n x step time "
                         "falls below the eager variant's (`compile_s` is the first step, compilation included). "
@@ -255,7 +327,7 @@ def memory_findings(summary: pd.DataFrame) -> list[str]:
         peaks = group.groupby("label")[column].max().dropna().sort_values(kind="stable")
         if len(peaks) > 1:
             order = ", ".join(f"{label} {mb:,.0f}" for label, mb in peaks.items())
-            sentences.append(f"Memory, {_where(key, several_devices, several_profiles)}, {name} in MiB from least "
+            sentences.append(f"Memory, {group_name(key, several_devices, several_profiles)}, {name} in MiB from least "
                              f"to most: {order}.")
     return sentences
 
@@ -294,8 +366,20 @@ def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
             continue
         runs = group["run_id"].unique()
         test_images = images.get(runs[0]) if len(runs) == 1 else None
+        what = "Final test accuracy"
+        evaluated = epochs[epochs["job_id"].isin(group["job_id"])] if {"job_id", "step"} <= set(epochs) else None
+        if evaluated is not None and len(evaluated) and evaluated.groupby("job_id")["step"].max().nunique() > 1:
+            # Jobs that stopped at a target stopped at different steps: compare them where all were evaluated.
+            common = set.intersection(*(set(steps) for _, steps in evaluated.groupby("job_id")["step"]))
+            if not common or evaluated["job_id"].nunique() < group["job_id"].nunique():
+                continue
+            step = max(common)
+            at_step = evaluated[evaluated["step"] == step].merge(group[["job_id", "label"]], on="job_id")
+            accuracy = at_step.groupby("label")["test_accuracy"].median().sort_values(kind="stable")
+            what = (f"Test accuracy at step {step:,.0f}, the last evaluation of every job (they stopped at "
+                    f"different steps)")
         spread = accuracy.iloc[-1] - accuracy.iloc[0]
-        text = (f"Final test accuracy, {_where(key, several_devices, several_profiles)}: from {accuracy.iloc[0]:.2%} "
+        text = (f"{what}, {group_name(key, several_devices, several_profiles)}: from {accuracy.iloc[0]:.2%} "
                 f"({accuracy.index[0]}) to {accuracy.iloc[-1]:.2%} ({accuracy.index[-1]}), "
                 f"{spread * 100:.2f} points apart")
         if test_images:
@@ -321,7 +405,7 @@ def target_findings(summary: pd.DataFrame) -> list[str]:
         times = group.groupby("label")["train_s_to_target"].median().sort_values(kind="stable")
         busy = group[group["busy"]].groupby("label")["train_busy_share_to_target"].max()
         clean = times.drop(busy.index)
-        text = f"Time to {target:.1%} test accuracy, {_where(key, several_devices)}: "
+        text = f"Time to {target:.1%} test accuracy, {group_name(key, several_devices)}: "
         if len(clean):
             text += f"fastest on a quiet machine {clean.index[0]} ({clean.iloc[0]:.1f} s of training)"
             text += "".join(f", {name} {seconds:.1f} s" for name, seconds in clean.iloc[1:].items())

@@ -1,6 +1,7 @@
-"""`python -m report.readme [README] [--check]`: README's reference tables, produced from the runs
-committed under `results/` rather than typed. Each table sits between two markers naming what
-it shows and the run folder it comes from:
+"""`python -m report.readme [FILE ...] [--check]`: the reference tables of README.md and of every page
+in docs/, produced from the runs committed under `results/` rather than typed. Each table sits
+between two markers naming what it shows and the run folder it comes from (relative to the project
+root, the nearest folder at or above the file that holds `results/`):
 
     <!-- generated: throughput results/reference -->
     ...
@@ -8,22 +9,27 @@ it shows and the run folder it comes from:
 
 `noise` takes a folder of runs instead (`python -m report.noise` over each run in it, by name).
 
-Without `--check` the tables are rewritten in place; with it, the command exits 1 naming each
-table that no longer matches its run."""
+Without a FILE the command reads README.md and docs/*.md. Without `--check` the tables are rewritten
+in place; with it, the command exits 1 naming each table that no longer matches its run."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
+
 from benchmarks.harness.results import read_table
-from report.findings import findings as findings_sentences, read_parity, tuning_gains
+from report.findings import (best_per_framework, comparisons, findings as findings_sentences, read_parity,
+                             tuning_gains)
 from report.noise import noise_markdown
+from report.sections import answer_section
 from report.source import final_summary, latest, read_env
-from report.tables import curves_table, markdown, ranking_table, throughput_markdown, throughput_table
+from report.tables import curves_table, input_table, markdown, ranking_table, throughput_markdown, throughput_table
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCK = re.compile(r"(?P<open><!-- generated: (?P<kind>[\w-]+) (?P<run>\S+) -->\n)(?P<body>.*?)(?P<close><!-- end "
@@ -33,6 +39,14 @@ BLOCK = re.compile(r"(?P<open><!-- generated: (?P<kind>[\w-]+) (?P<run>\S+) -->\
 def _summary(run_dir: Path):
     read_env(run_dir)  # refuses a run of another schema
     return final_summary(run_dir)
+
+
+def answer(run_dir: Path) -> str:
+    """The report's first screen: per model and batch size, each framework's fastest variant and its
+    ratio to the fastest framework, with its interval or "tied", and one sentence each."""
+    summary = _summary(run_dir)
+    compared = comparisons(summary, read_table(run_dir, "steps"))
+    return answer_section(best_per_framework(compared), compared, summary, read_env(run_dir)).strip()
 
 
 def throughput(run_dir: Path) -> str:
@@ -59,6 +73,54 @@ def gains(run_dir: Path) -> str:
     return markdown(table.drop(columns=[column for column in ("device", "devices") if table[column].nunique() == 1]))
 
 
+def parity(run_dir: Path) -> str:
+    """Per precision, each check's largest relative error against the float64 reference, as the
+    range over variants (a tolerated outlier left out), the free-running trajectories' worst error,
+    and each tolerated outlier named by its setting, step and tensor with the variants it affects."""
+    table = read_parity(run_dir)
+    table = table[table["pair"].str.endswith(" vs float64")]
+    checks = {"forward": "logits", "loss": "loss", "gradients": "gradients", "per-step": "one training step",
+              "free-running": "free-running"}
+    rows = []
+    for precision, rows_of in table.groupby("precision", sort=False):
+        worst = rows_of[~rows_of["outlier"]].groupby(["check", "pair"])["error"].max()
+        row = {"precision": f"`{precision}`"}
+        for check, name in checks.items():
+            if check not in worst.index.get_level_values("check"):
+                row[name] = "-"
+                continue
+            low, high = worst[check].min(), worst[check].max()
+            row[name] = f"{low:.1e}" if f"{low:.1e}" == f"{high:.1e}" else f"{low:.1e} to {high:.1e}"
+        outliers = rows_of[rows_of["outlier"]]
+        row["tolerated outliers"] = "; ".join(
+            f"{of['pair'].nunique()} variants, {setting} step {step:g}: up to {of['error'].max():.1e} "
+            f"({of.loc[of['error'].idxmax(), 'tensor']})"
+            for (setting, step), of in outliers.groupby(["setting", "step"])) or "none"
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+def input_paths(run_dir: Path) -> str:
+    """Each native-fed job beside the same job fed by the suite (the report's input section)."""
+    table = input_table(_summary(run_dir))
+    return markdown(table.drop(columns=[column for column in ("repeats",) if table[column].nunique() == 1]))
+
+
+def hot_path(run_dir: Path) -> str:
+    """`python -m benchmarks.hotpath --out`'s table: the suite's own code on each training step
+    against the framework's built-in, and the machine it was measured on."""
+    env = json.loads((run_dir / "env.json").read_text())
+    table = pd.read_csv(run_dir / "hotpath.csv")
+    table = table[table["status"].eq("ok")].drop(columns=["status", "error"], errors="ignore")
+    check = env.get("machine_check") or {}
+    busy = check.get("others_cpu")
+    machine = (f"Measured with `{env['command']}` on {env['cpu']} ({' '.join(env.get('cpu_features') or [])}), "
+               f"{env['threads']} threads, {env['usable_cores']} usable cores"
+               + (f"; other processes took {busy:.0%} of the cores just before" if busy is not None else "") + ".")
+    return markdown(table.drop(columns=[column for column in ("model", "tuning", "batch_size")
+                                        if table[column].nunique() == 1])) + "\n\n" + machine
+
+
 def runs_in(folder: Path) -> list[Path]:
     """The run folders inside `folder`, by name."""
     return sorted(path for path in folder.iterdir() if (path / "summary.csv").is_file()) if folder.is_dir() else []
@@ -69,13 +131,15 @@ def noise(folder: Path) -> str:
     return noise_markdown(runs_in(folder))
 
 
-TABLES: dict[str, Callable[[Path], str]] = {"throughput": throughput, "curves": curves, "findings": findings,
-                                            "noise": noise, "gains": gains}
+TABLES: dict[str, Callable[[Path], str]] = {"answer": answer, "throughput": throughput, "curves": curves,
+                                            "findings": findings, "noise": noise, "gains": gains, "parity": parity,
+                                            "input": input_paths, "hotpath": hot_path}
 FOLDERS_OF_RUNS = {"noise"}
+TABLE_FILE = {"hotpath": "hotpath.csv"}  # the file a kind's run folder must hold, summary.csv by default
 
 
 def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
-    """README text with every generated block produced again from its run; and the blocks that changed."""
+    """A document's text with every generated block produced again from its run; and the blocks that changed."""
     changed = []
 
     def block(match: re.Match) -> str:
@@ -84,8 +148,9 @@ def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
             raise ValueError(f"unknown generated table {kind!r} (known: {', '.join(TABLES)})")
         if kind in FOLDERS_OF_RUNS and not runs_in(root / run):
             raise ValueError(f"generated {kind} table: {run} holds no run folders")
-        if kind not in FOLDERS_OF_RUNS and not (root / run / "summary.csv").is_file():
-            raise ValueError(f"generated {kind} table: {run} holds no summary.csv")
+        needed = TABLE_FILE.get(kind, "summary.csv")
+        if kind not in FOLDERS_OF_RUNS and not (root / run / needed).is_file():
+            raise ValueError(f"generated {kind} table: {run} holds no {needed}")
         body = TABLES[kind](root / run).rstrip("\n") + "\n"
         if body != match["body"]:
             changed.append(f"{kind} {run}")
@@ -94,24 +159,44 @@ def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
     return BLOCK.sub(block, text), changed
 
 
+def documents(root: Path = ROOT) -> list[Path]:
+    """README.md and every page of docs/: the files whose generated tables the project keeps."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+
+
+def project_root(file: Path) -> Path:
+    """Where a file's run folders are named from: the nearest folder at or above it holding results/."""
+    folder = file.resolve().parent
+    return next((parent for parent in (folder, *folder.parents) if (parent / "results").is_dir()), folder)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m report.readme", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("readme", type=Path, nargs="?", default=ROOT / "README.md")
+    parser.add_argument("files", type=Path, nargs="*", metavar="FILE",
+                        help="Markdown files to process (default: README.md and docs/*.md)")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table is out of date")
     args = parser.parse_args(argv)
-    if not args.readme.is_file():
-        parser.error(f"{args.readme}: no such file")
-    try:
-        text, changed = render(args.readme.read_text(), args.readme.resolve().parent)
-    except ValueError as error:
-        parser.error(str(error))
+    files = args.files or documents()
+    for file in files:
+        if not file.is_file():
+            parser.error(f"{file}: no such file")
+    rendered = {}
+    for file in files:
+        try:
+            rendered[file] = render(file.read_text(), project_root(file))
+        except ValueError as error:
+            parser.error(f"{file}: {error}" if len(files) > 1 else str(error))
     if args.check:
-        for name in changed:
-            print(f"out of date: {name} (python -m report.readme rewrites it)", file=sys.stderr)
-        return 1 if changed else 0
-    args.readme.write_text(text)
-    print(f"{args.readme}: {len(changed)} table(s) rewritten" + (f": {', '.join(changed)}" if changed else ""))
+        stale = [(file, name) for file, (_, changed) in rendered.items() for name in changed]
+        for file, name in stale:
+            where = f"{file}: " if len(files) > 1 else ""
+            print(f"{where}out of date: {name} (python -m report.readme rewrites it)", file=sys.stderr)
+        return 1 if stale else 0
+    for file, (text, changed) in rendered.items():
+        if changed:
+            file.write_text(text)
+        print(f"{file}: {len(changed)} table(s) rewritten" + (f": {', '.join(changed)}" if changed else ""))
     return 0
 
 

@@ -9,43 +9,60 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.harness.results import read_table
-from report.findings import findings_section, read_parity, tuning_gains
-from report.sections import (epochs_section, gains_section, machine_section, method_section, parity_section,
-                             problems_section, profile_section, scaling_section, settings_section, speed_section,
-                             sweep_section, time_to_accuracy_section)
+from report.findings import best_per_framework, comparisons, findings_section, read_parity, tuning_gains
+from report.sections import (answer_section, compile_section, epochs_section, gains_section, input_section,
+                             machine_section, method_section, parity_section, problems_section, profile_section,
+                             scaling_section, settings_section, speed_section, sweep_section,
+                             time_to_accuracy_section)
 from report.source import final_summary, latest, read_env
 from report.tables import ranking_table
 
 
+# Written beside report.md when their section has something to show: charts and the CSV files of tables.
+RENDERED = ["speed.png", "compile.png", "throughput.png", "memory.png", "curves.png", "accuracy_time.png",
+            "frameworks.csv", "ranking.csv", "gains.csv", "input.csv", "scaling.csv", "curves.csv",
+            "time_to_target.csv", "profile_shares.csv", "profile_ops.csv"]
+
+
 def write_report(run_dir: Path) -> Path:
     """report.md of a run folder, or of runs merged into one (their env.json names them, and each
-    keeps its env.json and parity.csv in a folder named after it). Raises `report.source.SchemaError`
-    for a folder written under another schema."""
+    keeps its env.json and parity.csv in a folder named after it). Beside it, the CSV file of every
+    table it shows that no run table holds (`frameworks.csv`, `ranking.csv`, ...), and parity.md.
+    Raises `report.source.SchemaError` for a folder written under another schema."""
     env = read_env(run_dir)
+    for name in RENDERED:  # what an earlier rendering wrote, so none outlives the tables it came from
+        (run_dir / name).unlink(missing_ok=True)
     runs = {run: run_dir / run for run in env["merged"]} if "merged" in env else None
     envs = {run: read_env(folder) for run, folder in runs.items()} if runs else None  # each run's schema too
     summary = final_summary(run_dir)
     epochs = latest(read_table(run_dir, "epochs"), summary)
-    ranking = ranking_table(summary)
+    steps = read_table(run_dir, "steps")
+    compared = comparisons(summary, steps)
+    best = best_per_framework(compared)
+    ranking = ranking_table(summary, compared)
+    best.drop(columns="label").to_csv(run_dir / "frameworks.csv", index=False)
+    ranking.to_csv(run_dir / "ranking.csv", index=False)
     run_id = summary["run_id"].iloc[0] if len(summary) else run_dir.name
     runs = runs or {run_id: run_dir}
-    steps = read_table(run_dir, "steps")
     findings = findings_section(summary, steps, epochs, {run: read_parity(folder) for run, folder in runs.items()})
+    answer = answer_section(best, compared, summary, env)
     if envs:
         machines = [f"### Run {run}\n\n{machine_section(envs[run], summary[summary['run_id'] == run])}"
                     for run in runs]
-        parities = [f"### Run {run}\n\n{parity_section(folder)}" for run, folder in runs.items()]
-        sections = [f"# Framework comparison: runs {', '.join(runs)}\n", *machines, settings_section(summary), findings,
+        parities = [f"### Run {run}\n\n{parity_section(folder, run_dir)}" for run, folder in runs.items()]
+        sections = [f"# Framework comparison: runs {', '.join(runs)}\n", answer, "## Runs\n", *machines, findings,
                     "## Parity\n", *parities]
     else:
-        sections = [f"# Framework comparison: run {run_id}\n", machine_section(env, summary), settings_section(summary),
-                    findings, "## Parity\n", parity_section(run_dir)]
-    sections += [speed_section(ranking, summary, env, run_dir), gains_section(tuning_gains(summary, steps)),
-                 time_to_accuracy_section(summary, epochs, run_dir),
-                 scaling_section(ranking, summary, env) if not ranking.empty else "",
-                 sweep_section(ranking, summary, run_dir) if not ranking.empty else "",
-                 epochs_section(epochs, summary, run_dir),
-                 profile_section(run_dir, summary), problems_section(summary),
+        sections = [f"# Framework comparison: run {run_id}\n", answer, "## Run\n", machine_section(env, summary),
+                    findings, "## Parity\n", parity_section(run_dir, run_dir)]
+    sections += [speed_section(ranking, summary, env, run_dir), compile_section(ranking, summary, env, run_dir),
+                 input_section(summary, run_dir),
+                 gains_section(tuning_gains(summary, steps), run_dir),
+                 time_to_accuracy_section(summary, epochs, env, run_dir),
+                 scaling_section(ranking, summary, env, run_dir) if not ranking.empty else "",
+                 sweep_section(ranking, summary, env, run_dir) if not ranking.empty else "",
+                 epochs_section(epochs, summary, env, run_dir),
+                 settings_section(summary), profile_section(run_dir, summary), problems_section(summary),
                  method_section(env)]
     path = run_dir / "report.md"
     path.write_text("\n\n".join(section for section in sections if section) + "\n")

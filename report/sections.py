@@ -1,7 +1,9 @@
-"""The report's Markdown sections, each from a run's tables and env.json: the machine, the tuning
-settings, parity, the gain from tuning,
-speed, scaling, throughput against batch size, learning curves, time to accuracy, the profile,
-the jobs that did not finish, and how it was all measured."""
+"""The report's Markdown sections, each from a run's tables and env.json: the first screen (each
+framework's answer), the machine, the tuning settings, parity (a line here, its tables in parity.md),
+speed, the gain from tuning, each framework's own input pipeline against the suite's, scaling,
+throughput against batch size, learning curves, time to accuracy, the profile, the jobs that did not
+finish, and how it was all measured. A table that no run table holds is also written as a CSV file
+of the run (`tables.published`)."""
 
 from __future__ import annotations
 
@@ -9,15 +11,79 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.checks.verdicts import REFERENCE, failures, outliers, parity_summary
+from benchmarks.checks.verdicts import REFERENCE, failures, grouped_outliers, parity_summary
 from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE
 from benchmarks.harness.profiling import CATEGORIES, STEPS as PROFILED_STEPS
 from benchmarks.harness.results import read_table
-from report.charts import accuracy_time_chart, curves_chart, speed_chart, throughput_chart
-from report.findings import read_parity
+from report.charts import (MIN_EPOCHS, accuracy_time_chart, compile_chart, curves_chart, memory_chart, speed_chart,
+                           throughput_chart)
+from report.findings import GROUP, evaluated_images, group_name, process_note, profiles, read_parity
 from report.source import latest
-from report.tables import (busy_sum, curves_table, label, markdown, scaling_table, target_busy, throughput_markdown,
-                           throughput_table)
+from report.tables import (busy_sum, curves_table, input_table, label, markdown, number, published, scaling_table,
+                           target_busy)
+
+
+def machine_name(env: dict, summary: pd.DataFrame) -> str:
+    """Where a run measured, in a few words: "AMD EPYC, 2 cores" on CPU, the GPU's name on GPU."""
+    gpus = [gpu.split(",")[0] for gpu in env.get("gpus") or []]
+    if summary["device"].ne("cpu").any() and gpus:
+        return " + ".join(dict.fromkeys(gpus))
+    return f"{env.get('cpu', '?')}, {env.get('usable_cores', '?')} cores"
+
+
+RATIO_CONVENTION = ("`ratio`: a row's median step time over the fastest's at the same model and batch size (1 for the "
+                    "fastest, 1.25: a quarter longer per step), with its 95% bootstrap interval `ratio_low` to "
+                    "`ratio_high`; **tied** where the interval covers 1, **undecided** where too few timed windows "
+                    "give no interval. `ratio` means this throughout the report.")
+
+
+def answer_section(best: pd.DataFrame, compared: pd.DataFrame, summary: pd.DataFrame, env: dict) -> str:
+    """The report's first screen: per model and batch size, each framework's fastest variant, its
+    speed and its ratio to the fastest framework (`best`: findings.best_per_framework), then one
+    sentence per model and batch size."""
+    data = "CIFAR-10" if env.get("data") == "cifar10" else "synthetic data"
+    if best.empty:
+        return (f"No job measured its steps on a quiet machine ({machine_name(env, summary)}, {data}): nothing is "
+                f"compared; the Speed section lists what was measured.\n")
+    constant = [column for column in ("device", "devices", "tuning") if best[column].nunique() == 1]
+    table = best.drop(columns=[*constant, "label", "processes"])
+    several_devices = summary["device"].nunique() > 1
+    jobs = summary.assign(devices=summary["devices"].astype(int), tuning=profiles(summary))
+    sentences = [f"- {answer_sentence(key, rows, several_devices, profiles(summary).nunique() > 1)}"
+                 f"{absent_frameworks(rows, jobs[(jobs[GROUP] == key).all(axis='columns')])}"
+                 for key, rows in best.groupby(GROUP, sort=False)]
+    return (f"Each framework's fastest variant per model and batch size, on {machine_name(env, summary)} "
+            f"({'+'.join(summary['device'].unique())}), {data}. {RATIO_CONVENTION}\n\n{markdown(table)}\n\n"
+            + "\n".join(sentences) + f"\n\n{process_note(compared)}\n")
+
+
+def absent_frameworks(best: pd.DataFrame, jobs: pd.DataFrame) -> str:
+    """The frameworks of one model and batch size that have no answer, and why: " Not compared:
+    jax (measured on a busy machine)."; nothing when every framework has one."""
+    reasons = []
+    for framework, rows in jobs[~jobs["framework"].isin(best["framework"])].groupby("framework", sort=False):
+        timed = rows["status"].isin(["ok", "diverged"]) & rows["windows"].fillna(0).gt(0)
+        reasons.append(f"{framework} ({'measured on a busy machine' if timed.any() else 'no timed steps: see Failed'})")
+    return f" Not compared: {', '.join(reasons)}." if reasons else ""
+
+
+def answer_sentence(key: tuple, rows: pd.DataFrame, several_devices: bool, several_profiles: bool) -> str:
+    """One model and batch size in words: the fastest framework and each other's ratio."""
+    fastest = rows.iloc[0]
+    lead = (f"{group_name(key, several_devices, several_profiles)}: **{fastest['framework']}** is fastest "
+            f"({fastest['variant']}, {fastest['images_per_s']:,.0f} images/s)")
+    others = []
+    for _, row in rows.iloc[1:].iterrows():
+        name = f"{row['framework']} ({row['variant']})"
+        if row["verdict"] == "undecided":
+            others.append(f"{name} {row['ratio']:.2f}x, undecided: too few timed windows for an interval")
+        elif row["verdict"] == "tied":
+            others.append(f"{name} tied with it ({row['ratio']:.2f}x, {row['ratio_low']:.2f}-{row['ratio_high']:.2f})")
+        else:
+            others.append(f"{name} {row['ratio']:.2f}x ({row['ratio_low']:.2f}-{row['ratio_high']:.2f})")
+    if not others:
+        return lead + ", the only framework measured."
+    return lead + "; " + "; ".join(others) + "."
 
 
 def training_line(settings: dict) -> str:
@@ -73,7 +139,7 @@ def machine_section(env: dict, summary: pd.DataFrame) -> str:
 
 
 PROFILE_TEXT = {"stock": "each framework as `pip install` gives it",
-                "tuned": "each framework's own documented performance settings (README, *Tuning*)",
+                "tuned": "each framework's own documented performance settings (docs/tuning.md)",
                 "custom": "a run from before the profiles, with the settings it had"}
 
 
@@ -99,16 +165,16 @@ def settings_section(summary: pd.DataFrame) -> str:
             f"{markdown(table)}\n")
 
 
-def gains_section(gains: pd.DataFrame) -> str:
+def gains_section(gains: pd.DataFrame, run_dir: Path) -> str:
     """With both profiles: tuned against stock, per variant (`findings.tuning_gains`)."""
     if gains.empty:
         return ""
     constant = [column for column in ("device", "devices") if gains[column].nunique() == 1]
     shown = gains.drop(columns=constant + ([] if gains["busy"].str.len().any() else ["busy"]))
     return ("## Gain from tuning\n\n`gain` is the stock profile's median step time over the tuned profile's (above 1: "
-            "tuning made it faster), with its 95% bootstrap interval (each process's timed windows resampled, as in "
-            "the findings); a job's two profiles took turns, so the same moments of the machine fell on both.\n\n"
-            f"{markdown(shown)}\n")
+            "tuning made it faster), with its 95% bootstrap interval `gain_low` to `gain_high` (each process's "
+            "timed windows resampled, as in the findings; `verdict` tied where it holds 1); a job's two profiles took turns, so the same moments of the machine fell on both.\n\n"
+            f"{published(shown, run_dir, 'gains')}\n")
 
 
 AUGMENTATIONS = {"crop-flip": "4-pixel reflect padding, a random 32x32 crop and a random horizontal flip per image, "
@@ -123,32 +189,47 @@ def augmentation_text(summary: pd.DataFrame) -> str:
             parts.append("none")
             continue
         cost = rows["augment_s"].dropna()
-        spent = (f", {cost.median():.3g} s per job (median of {len(cost)}, `augment_s`), spent outside every timed "
+        spent = (f", {number(cost.median())} s per job (median of {len(cost)}, `augment_s`), spent outside every timed "
                  f"window and epoch time" if len(cost) else "")
         parts.append(f"**{augment}** ({AUGMENTATIONS.get(augment, augment)}){spent}")
     return "; ".join(parts) or "none"
 
 
-def parity_section(run_dir: Path) -> str:
-    table = read_parity(run_dir)
+def parity_section(parity_dir: Path, report_dir: Path) -> str:
+    """The parity verdict in one line, linking to parity.md, written into `parity_dir` (the run's
+    folder, or a merged run's own folder in `report_dir`) with the tables and outliers."""
+    table = read_parity(parity_dir)
     if table is None:
         return "Parity was not checked in this run (`--no-parity`, or no framework could run)."
     failed = failures(table)
     verdict = ("**Passed**: every framework variant computes the same function, gradients and training step "
-               "as every other and as the float64 reference, within tolerance." if not failed else
-               f"**FAILED** in {len(failed)} of {int(table['asserted'].sum())} asserted comparisons: see the "
-               f"pairs below before trusting their comparison.")
+               "as every other and as the float64 reference, within tolerance" if not failed else
+               f"**FAILED** in {len(failed)} of {int(table['asserted'].sum())} asserted comparisons: read the "
+               f"failing pairs before trusting their comparison")
+    link = (parity_dir / "parity.md").relative_to(report_dir)
+    flips = grouped_outliers(table)
+    (parity_dir / "parity.md").write_text(parity_page(table, verdict, failed, flips))
+    tolerated = (f"; tolerated: {len(flips)} one-step outlier{'s' * (len(flips) > 1)}, each a single flipped ReLU or "
+                 f"max-pool decision" if flips else "")
+    return f"{verdict}{tolerated}. Tables and outliers: [{link}]({link})."
+
+
+def parity_page(table: pd.DataFrame, verdict: str, failed: list[str], flips: list[str]) -> str:
+    """parity.md: the verdict, the failures and grouped outliers, and the tables per model and precision."""
     round_trip = table[table["check"] == "round trip"]
     exact = "exact" if round_trip["passed"].all() else "NOT exact"
-    lines = [verdict, f"Training state (weights, BatchNorm statistics, momentum buffers, step count) round trips "
-                      f"through every adapter: {exact}. `python -m benchmarks.parity` reruns these checks."]
-    notes = [f"- failed: {line}" for line in failed[:20]] + [f"- tolerated outlier: {line}" for line in outliers(table)]
+    lines = ["# Parity", f"{verdict}.", f"Training state (weights, BatchNorm statistics, momentum buffers, step "
+                                        f"count) round trips through every adapter: {exact}. `python -m "
+                                        f"benchmarks.parity` reruns these checks."]
+    notes = [f"- failed: {line}" for line in failed[:20]] + [f"- tolerated outlier: {line}" for line in flips]
+    if len(failed) > 20:
+        notes.insert(20, f"- ... and {len(failed) - 20} more failed comparisons (parity.csv)")
     if notes:
         lines.append("\n".join(notes))
     for (model, precision, devices), rows in table[table["check"] != "round trip"].groupby(
             ["model", "precision", "devices"], sort=False):
         lines += _parity_tables(model, precision, rows, devices)
-    return "\n\n".join(lines)
+    return "\n\n".join(lines) + "\n"
 
 
 def _parity_tables(model: str, precision: str, pairs: pd.DataFrame, devices: int = 1) -> list[str]:
@@ -172,8 +253,8 @@ def _parity_tables(model: str, precision: str, pairs: pd.DataFrame, devices: int
         f"**{heading}.** Largest relative error per pair and check (tolerances: {tolerances}). *Per-step*: one "
         f"step from the common state, worst over {settings} optimizer setting(s) and {steps} steps, with the step, "
         f"and the one-step outlier tolerated per pair and setting, if any; *free-running*: {steps} steps without "
-        f"resets, reported, not asserted, with the first step at which the losses part (README, *Parity*)."
-        + (f" Reported, not asserted here: the gradient-derived parts of {', '.join(unasserted)} (README)."
+        f"resets, reported, not asserted, with the first step at which the losses part (docs/parity.md)."
+        + (f" Reported, not asserted here: the gradient-derived parts of {', '.join(unasserted)} (docs/parity.md)."
            if unasserted else ""),
         between.reset_index().to_markdown(index=False, disable_numparse=True),
         "Error against the float64 reference, per variant:",
@@ -182,16 +263,41 @@ def _parity_tables(model: str, precision: str, pairs: pd.DataFrame, devices: int
 
 
 def speed_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict, run_dir: Path) -> str:
-    """The ranking with its notes and chart (`ranking`: tables.ranking_table)."""
+    """The ranking with its notes and chart (`ranking`: tables.ranking_table, also ranking.csv)."""
     if ranking.empty:
         return "## Speed\n\nNo job finished its timed steps."
     device = " on the same device" if "merged" in env else ""
-    shown = ranking.rename(columns={"of_peak": BUSY_PEAK}) if env.get("peak_busy") else ranking
-    return ("## Speed, ranked by throughput\n\nRatio `vs_fastest` is to the fastest job of the same model at the "
-            f"same batch size{device}. Times in ms, memory in MiB.{efficiency_note(ranking, env)}{busy_note(ranking)}"
-            f"\n\n{markdown(shown)}\n\n{speed_chart(ranking, summary, run_dir)}")
+    return ("## Speed, ranked by throughput\n\n`ratio` as above, to the fastest variant of the same "
+            f"model at the same batch size{device} (`verdict`: fastest, tied, slower or undecided). Repeats merged: "
+            f"each column the median of the processes' values, `repeat_spread` (max - min) / median of their step "
+            f"times. Times in ms, memory in MiB; the table is `ranking.csv`.{efficiency_note(ranking, env)}"
+            f"{busy_note(ranking)}\n\n{markdown(ranking)}\n\n{speed_chart(ranking, summary, run_dir, env)}")
 
-BUSY_PEAK = "of_peak (busy peak)"  # the column's name when the peak it divides by was measured on a busy machine
+
+def compile_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict, run_dir: Path) -> str:
+    """Cumulative training time against steps, where a framework has an eager variant beside others."""
+    chart = compile_chart(ranking, summary, run_dir, env)
+    if not chart:
+        return ""
+    return ("## Compile pay-off\n\nEach variant's training time after n steps: `compile_s` (its first step, "
+            "compilation included) plus n times `step_ms_median`. A compiled variant (dashed) has paid off where its "
+            f"line falls below its framework's eager line (solid); the findings give each crossing.\n\n{chart}\n")
+
+
+def input_section(summary: pd.DataFrame, run_dir: Path) -> str:
+    """Native pipelines next to the suite-fed rows of the same jobs (`tables.input_table`)."""
+    table = input_table(summary)
+    if table.empty:
+        return ""
+    how = summary.loc[summary["input"].eq("native"), "input_cpu_how"].dropna()
+    return ("## Input pipelines: each framework's own against the suite's\n\n"
+            "A native row feeds the job from the framework's own pipeline (torchvision + DataLoader, tf.data, "
+            "Grain), run inside every clock: its epoch time and images/s are end to end. A suite-fed row prepares "
+            "each epoch before its clock (shuffle and augmentation, `suite_augment_s` over the whole job, apart): "
+            "its times are the training step's alone. `vs_suite`: the native epoch time over the suite-fed one, "
+            "what the framework's input pipeline costs an epoch. `input_stall_share`: the share of the training time "
+            "the loop waited for its next batch; `input_cpu_s`: CPU seconds of the pipeline's workers over the "
+            f"job ({how.iloc[0] if len(how) else 'not measured'}).\n\n{published(table, run_dir, 'input')}")
 
 
 def efficiency_note(ranking: pd.DataFrame, env: dict) -> str:
@@ -205,8 +311,7 @@ def efficiency_note(ranking: pd.DataFrame, env: dict) -> str:
              f"the share of it.")
     if env.get("peak_busy"):
         text += (f" **The peak was measured on a busy machine** (other processes took {env['peak_others_cpu']:.0%} of "
-                 f"the cores, measured twice): it is too low, so every `of_peak` below is too high (its column is "
-                 f"marked `{BUSY_PEAK}`).")
+                 f"the cores, measured twice): it is too low, so every `of_peak` below is too high.")
     clean = ranking[~ranking["job"].str.endswith(" (busy)")]
     if clean["of_peak"].isna().all():
         return text
@@ -222,11 +327,11 @@ def busy_note(ranking: pd.DataFrame) -> str:
     return (f"\n\n**{len(busy)} row(s) marked (busy) were measured on a busy machine**: other processes took more "
             f"than {BUSY_THRESHOLD:.0%} of the worker's cores in at least half of their timed windows (`contention` "
             f"is the median share). Their speed says more about the machine than about the framework: they are "
-            f"listed after the clean rows and not compared (`vs_fastest` left empty). Rerun them on a quiet "
+            f"listed after the clean rows and not compared (`ratio` left empty). Rerun them on a quiet "
             f"machine (`--require-quiet` refuses to start on a busy one).")
 
 
-def scaling_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict) -> str:
+def scaling_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict, run_dir: Path) -> str:
     table = scaling_table(ranking)
     if table.empty:
         return ""
@@ -238,40 +343,49 @@ def scaling_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict) -> 
                   f"engine's replication and gradient exchange cost, not how it speeds up; scaling is measured on a "
                   f"machine with several GPUs.")
     return ("## Scaling across devices\n\nData-parallel training with the batch size per device fixed (the global "
-            "batch grows with the devices), through each framework's own engine: `scaling xN` is images/s on N "
+            "batch grows with the devices), through each framework's own engine: `scaling_xN` is images/s on N "
             "devices over N times images/s on one. BatchNorm is synchronised across replicas, so N devices compute "
             f"what one device computes on the global batch (parity above).{caveat}"
             f"{' Rows marked busy rest on timings taken while other processes used the cores.' if 'busy' in table else ''}"
-            f"\n\n{markdown(table)}\n")
+            f"\n\n{published(table, run_dir, 'scaling')}\n")
 
 
-def sweep_section(table: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
+def sweep_section(table: pd.DataFrame, summary: pd.DataFrame, env: dict, run_dir: Path) -> str:
     if table["batch_size"].nunique() < 2:
         return ""
-    pivot = throughput_table(table)
-    chart = throughput_chart(pivot, summary, run_dir)
-    return ("## Throughput vs batch size\n\nImages per second (median of timed windows).\n\n"
-            f"{throughput_markdown(pivot)}\n\n{chart}\n")
+    throughput = throughput_chart(table, summary, run_dir, env)
+    memory = memory_chart(table, summary, run_dir, env)
+    return ("## Throughput and memory vs batch size\n\nEach variant's `images_per_s` and peak memory from the "
+            f"ranking above, against its batch size (dashed: measured on a busy machine).\n\n{throughput}\n\n"
+            f"{memory}\n")
 
 
-def epochs_section(epochs: pd.DataFrame, summary: pd.DataFrame, run_dir: Path) -> str:
+def test_images(summary: pd.DataFrame, epochs: pd.DataFrame) -> int | None:
+    """The test set's size, read off every accuracy the run recorded (findings.evaluated_images)."""
+    return evaluated_images(pd.concat([summary["test_accuracy"], epochs["test_accuracy"]]))
+
+
+def epochs_section(epochs: pd.DataFrame, summary: pd.DataFrame, env: dict, run_dir: Path) -> str:
     if epochs.empty:
         return ""
     curves = curves_table(epochs)
-    chart = curves_chart(curves, summary[summary["job_id"].isin(epochs["job_id"])], run_dir)
-    busy = curves[busy_sum(curves["epoch_busy_share"])] if "epoch_busy_share" in curves else curves.iloc[:0]
-    note = (f" **{len(busy)} epoch time(s) rest on contention**: more than {SUM_BUSY_SHARE:.0%} of each fell in "
+    chart = curves_chart(curves, summary[summary["job_id"].isin(epochs["job_id"])], run_dir, env,
+                         test_images(summary, epochs))
+    busy = curves[busy_sum(curves["train_busy_share"])] if "train_busy_share" in curves else curves.iloc[:0]
+    note = (f" **{len(busy)} training time(s) rest on contention**: more than {SUM_BUSY_SHARE:.0%} of each fell in "
             f"windows where other processes took more than {BUSY_THRESHOLD:.0%} of the worker's cores "
-            f"(`epoch_busy_share`; " + ", ".join(f"{job} epoch {epoch}" for job, epoch in busy.index) + "); an epoch "
+            f"(`train_busy_share`; " + ", ".join(f"{job} epoch {epoch}" for job, epoch in busy.index) + "); a training "
             f"time is a sum, so those windows inflate it in full: do not compare them." if len(busy) else "")
     return ("## Learning curves\n\nSame initial weights and batches in every framework: the curves should "
-            "overlap. Epoch time counts the epoch's training steps, the first (compile) step in epoch 1 included."
-            f"{note}\n\n{markdown(curves.reset_index())}\n\n{chart}\n")
+            "overlap. `train_s` counts the training steps since the previous evaluation, the first (compile) step "
+            "included in the first; "
+            f"the chart is drawn from {MIN_EPOCHS} evaluations per job on."
+            f"{note}\n\n{published(curves.reset_index(), run_dir, 'curves')}\n\n{chart}\n")
 
 
-def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_dir: Path) -> str:
+def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, env: dict, run_dir: Path) -> str:
     """Jobs ranked by training time to the target accuracy (those that missed it last, with their
-    best), and every job's test accuracy against its cumulative training time in one chart."""
+    best), and every job's test accuracy against its wall-clock time in one chart."""
     if summary["target_accuracy"].isna().all():
         return ""
     jobs = summary[summary["target_accuracy"].notna()].copy()
@@ -293,12 +407,13 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_di
             if len(busy) else "")
     target = jobs["target_accuracy"].iloc[0]
     curves = epochs.merge(jobs[["job_id", "attempt", "job"]], on=["job_id", "attempt"]).sort_values("epoch")
-    chart = accuracy_time_chart(curves, target, jobs, run_dir)
+    chart = accuracy_time_chart(curves, target, jobs, run_dir, env, test_images(summary, epochs))
     fractional = not curves["epoch"].astype(float).apply(float.is_integer).all()
     when = f"every {int(curves['step'].min())} training steps" if fractional else "after every epoch"  # --eval-every
     return (f"## Time to {target:.1%} test accuracy\n\nEvaluated {when}; a job stops at the first "
             f"evaluation that reaches the target. `train_s_to_target` counts training only (compilation included), "
-            f"`wall_s_to_target` adds the evaluations, as MLPerf counts time to quality.{note}\n\n{markdown(table)}\n\n"
+            f"`wall_s_to_target` adds the evaluations, as MLPerf counts time to quality.{note}\n\n"
+            f"{published(table, run_dir, 'time_to_target')}\n\n"
             f"{chart}\n")
 
 
@@ -322,7 +437,7 @@ def profile_section(run_dir: Path, summary: pd.DataFrame, top: int = 8) -> str:
     table = (100 * shares).round(1).fillna(0.0)
     table.insert(0, "profiled_ms", ops.groupby("job", observed=True)["self_ms"].sum().round(1))
     largest = ops.sort_values(["job", "self_ms"], ascending=[True, False]).groupby("job", observed=True).head(top)
-    largest = largest.assign(share=(100 * largest["share"]).round(1), self_ms=largest["self_ms"].round(2),
+    largest = largest.assign(share_pct=(100 * largest["share"]).round(1), self_ms=largest["self_ms"].round(2),
                              detail=largest["detail"].fillna("").str.slice(0, 90))
     xla = summary["framework"].eq("jax") | summary["variant"].eq("xla")
     threads = summary.loc[xla & summary["threads"].gt(1), "job_id"]
@@ -336,10 +451,12 @@ def profile_section(run_dir: Path, summary: pd.DataFrame, top: int = 8) -> str:
             f"can exceed the step time on several cores, and the profiler adds its own cost: compare the shares, not "
             f"the sums. Shares in % per category, each operation sorted by its framework's name for it (rules in "
             f"`benchmarks/harness/profiling.py`; `data transfer` counts copies and layout transposes).{caveat}\n\n"
-            f"{markdown(table.reset_index())}\n\nThe {top} largest operations of each job (self ms per step; "
+            f"{published(table.reset_index(), run_dir, 'profile_shares')}\n\nThe {top} largest operations of each job "
+            f"(self ms per step, `share_pct` of the job's self time; "
             f"`detail`: for XLA, the HLO instruction's opcode, shape, the JAX op_name or TensorFlow op it came "
             f"from, and JAX's Python call stack):\n\n"
-            f"{markdown(largest[['job', 'op', 'category', 'self_ms', 'share', 'detail']])}\n\n"
+            f"{published(largest[['job', 'op', 'category', 'self_ms', 'share_pct', 'detail']], run_dir, 'profile_ops')}"
+            f"\n\n"
             f"Traces, per job in `profiles/<job_id>/`: {viewers}.\n")
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from benchmarks.harness.jobs import Data, Job, Placement, Timing, Workload
@@ -87,6 +88,35 @@ def untuned(monkeypatch):
 def faulty_env() -> dict[str, str]:
     """The environment of a runner started as a subprocess, with the stand-in registered."""
     return {**os.environ, EXTRA_ENV: EXTRA_FRAMEWORKS}
+
+
+def installed() -> list[str]:
+    """The registry's frameworks whose packages are installed."""
+    return [name for name in FRAMEWORKS if import_error(name) is None]
+
+
+AUGMENTED_TRAIN_SIZE, AUGMENTED_BATCH = 256, 32
+
+
+@pytest.fixture(scope="session")
+def augmented_run(tmp_path_factory):
+    """A short run with --augment crop-flip, through the ResNet-9 recipe (which also sets Nesterov
+    momentum, weight decay, label smoothing and the one-cycle schedule) on LeNet, each framework fed
+    twice: by the suite's pipeline and by its own (--input native). No parity check: test_runner's
+    run has one, and without it every framework's device probe builds with learning rate 0. Its
+    folder and summary.csv, read by test_runner and test_native_input."""
+    if len(installed()) < 2:
+        pytest.skip(f"needs two installed frameworks, found {installed()}")
+    out = tmp_path_factory.mktemp("augmented")
+    command = [sys.executable, "-m", "benchmarks.run", "--framework", ",".join(installed()), "--recipe", "resnet9-94",
+               "--model", "lenet", "--lr", "0.05", "--input", "native",
+               "--data", "synthetic", "--train-size", str(AUGMENTED_TRAIN_SIZE), "--test-size", "200",
+               "--batch-size", str(AUGMENTED_BATCH), "--epochs", "2", "--warmup", "1", "--window", "2", "--no-parity",
+               "--out", str(out)]
+    completed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    run_dir = run_folder(out)
+    return run_dir, pd.read_csv(run_dir / "summary.csv", dtype={"data_digest": str})
 
 
 def run_folder(out: Path) -> Path:

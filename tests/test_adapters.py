@@ -110,3 +110,17 @@ def test_the_registry_entry_says_which_hooks_the_adapter_offers(framework):
     assert entry.device_matmul == (adapter_cls.device_matmul.__func__ is not Adapter.device_matmul.__func__)
     # a local build tag ("+cu130") is the module's, not the distribution's
     assert adapter_cls.version().split("+")[0] == importlib.metadata.version(entry.packages[0])
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
+def test_each_side_of_a_builtin_equivalent_runs_on_a_placed_batch_and_can_be_waited_for(framework):
+    adapter = require(framework)("lenet", "cpu", REGISTRY[framework].default_variant, TrainConfig())
+    adapter.set_params(init_params("lenet", seed=0))
+    placed = adapter.place(*parity_batches(1)[0])
+    equivalents = adapter.builtin_equivalents()
+    assert "step" in equivalents, "no whole step against the framework's plain one"
+    for part, sides in equivalents.items():
+        for side in sides:
+            results = [side(*placed) for _ in range(2)]
+            adapter.wait(tuple(results[-1:]))
+            assert results[-1] is not None, f"{part}: nothing to wait for"

@@ -1,55 +1,137 @@
-"""The report's charts: each is titled with what it shows (model, device, precision, data set), and
-the images/s whiskers show the spread a rerun would show: the range over repeated processes where
-a job has several, else one process's p5-p95 windows."""
+"""The report's charts: each is titled with model, device, machine, precision and data set; a
+framework keeps one colour and a variant one marker in every chart; ratios are dots with their 95%
+interval (none where there is no interval); compile pay-off is cumulative time against steps;
+learning curves need enough epochs and carry the test set's binomial band; accuracy is drawn against
+wall-clock seconds."""
 
 from __future__ import annotations
 
+import matplotlib.colors
+import numpy as np
 import pandas as pd
 import pytest
 
+import report.charts as charts
 from benchmarks.harness.results import SUMMARY_COLUMNS
-from report.charts import chart_title, speed_chart, speed_whiskers
-from report.tables import ranking_table
+from report.charts import (FRAMEWORK_COLOURS, MIN_EPOCHS, accuracy_time_chart, chart_title, colour, compile_chart,
+                           curves_chart, marker, memory_chart, speed_chart)
+from report.tables import curves_table, ranking_table
+
+ENV = {"cpu": "AMD EPYC", "usable_cores": 2, "gpus": []}
 
 
-def summary_rows(rows: list[tuple[str, int, float, float, float]], batch: int = 128) -> pd.DataFrame:
-    """(framework:variant, repeat, median, p5, p95 step ms) per process, as summary.csv's rows."""
+def summary_rows(rows: list[tuple[str, int, float, float]], batch: int = 128) -> pd.DataFrame:
+    """(framework:variant, batch size, median step ms, compile s) per job, as summary.csv's rows."""
     return pd.DataFrame([{"framework": job.split(":")[0], "variant": job.split(":")[1], "model": "lenet",
                           "device": "cpu", "precision": "fp32", "data": "synthetic", "batch_size": batch,
-                          "devices": 1, "busy": False, "repeat": repeat, "status": "ok", "windows": 5, "step_ms_median": ms, "step_ms_iqr": 0.1,
-                          "step_ms_p5": p5, "step_ms_p95": p95, "images_per_s": batch / ms * 1000,
-                          "compile_s": 1.0, "recompiles": 0, "peak_rss_mb": 100.0, "baseline_rss_mb": 50.0,
-                          "peak_device_mb": None, "test_accuracy": None}
-                         for job, repeat, ms, p5, p95 in rows], columns=SUMMARY_COLUMNS)
+                          "devices": 1, "busy": False, "repeat": 1, "status": "ok", "windows": 5,
+                          "step_ms_median": ms, "step_ms_iqr": 0.1, "step_ms_p5": ms, "step_ms_p95": ms,
+                          "images_per_s": batch / ms * 1000, "compile_s": compile_s, "recompiles": 0,
+                          "peak_rss_mb": 100.0 * batch ** 0.5, "baseline_rss_mb": 50.0, "peak_device_mb": None,
+                          "test_accuracy": None}
+                         for job, batch, ms, compile_s in rows], columns=SUMMARY_COLUMNS)
 
 
-def test_whiskers_span_the_repeats_processes_or_one_process_windows():
-    summary = summary_rows([("pytorch:eager", 1, 10.0, 9.9, 10.1), ("pytorch:eager", 2, 12.5, 12.4, 12.6),
-                            ("pytorch:eager", 3, 11.0, 10.9, 11.1), ("jax:jit", 1, 40.0, 36.0, 50.0)])
-    ranking = ranking_table(summary).set_index("job", drop=False)
-    low, high, words = speed_whiskers(ranking, summary)
-    assert low["pytorch:eager"] == pytest.approx(128 / 12.5 * 1000)  # the slowest process, not its windows
-    assert high["pytorch:eager"] == pytest.approx(128 / 10.0 * 1000)
-    assert low["jax:jit"] == pytest.approx(128 / 50.0 * 1000)  # one process: its p95 and p5 windows
-    assert high["jax:jit"] == pytest.approx(128 / 36.0 * 1000)
-    assert words == "range over repeats, or p5-p95 of windows with one process"
+RATIOS = pd.DataFrame([  # findings.comparisons' columns for the three jobs of SUMMARY
+    ("pytorch", "eager", 1.0, None, None, "fastest"), ("pytorch", "compile", 1.2, 1.1, 1.3, "slower"),
+    ("jax", "jit", 2.0, None, None, "undecided")], columns=["framework", "variant", "ratio", "ratio_low", "ratio_high",
+                                                            "verdict"]).assign(device="cpu", model="lenet", devices=1,
+                                                                               batch_size=128, tuning="")
+SUMMARY = summary_rows([("pytorch:eager", 128, 10.0, 0.1), ("pytorch:compile", 128, 12.0, 3.0),
+                        ("jax:jit", 128, 20.0, 1.5)])
 
 
-def test_busy_rows_keep_their_whiskers():
-    summary = summary_rows([("tensorflow:function", 1, 10.0, 9.0, 11.0), ("tensorflow:function", 2, 20.0, 19, 21)])
-    summary["busy"] = True
-    summary["contention"] = 0.5
-    ranking = ranking_table(summary)
-    assert ranking["job"].tolist() == ["tensorflow:function (busy)"]
-    low, high, words = speed_whiskers(ranking, summary)
-    assert (low.iloc[0], high.iloc[0], words) == (pytest.approx(6400), pytest.approx(12800), "range over the repeats")
+@pytest.fixture
+def drawn(monkeypatch) -> list:
+    """The figures the charts draw, kept open for inspection instead of written."""
+    figures = []
+    monkeypatch.setattr(charts, "save", lambda fig, path, alt: figures.append(fig) or f"![{alt}]({path.name})")
+    return figures
 
 
-def test_charts_are_titled_with_model_device_precision_and_data(tmp_path):
-    summary = summary_rows([("pytorch:eager", 1, 10.0, 9.0, 11.0), ("jax:jit", 1, 40.0, 36.0, 50.0)])
-    assert chart_title(summary) == "lenet · cpu · fp32 · synthetic data"
-    assert chart_title(summary.assign(data="cifar10", model=["lenet", "resnet9"])) == \
-        "lenet+resnet9 · cpu · fp32 · CIFAR-10"
-    assert speed_chart(ranking_table(summary), summary, tmp_path) == \
-        "![speed, memory and compile time per job](speed.png)"
-    assert (tmp_path / "speed.png").stat().st_size > 10_000
+def test_charts_are_titled_with_model_device_machine_precision_and_data():
+    assert chart_title(SUMMARY, ENV) == "lenet · cpu · AMD EPYC, 2 cores · fp32 · synthetic data"
+    gpu = SUMMARY.assign(device="cuda", data="cifar10")
+    assert chart_title(gpu, {**ENV, "gpus": ["NVIDIA H200, 570.1, 143771 MiB"]}) == \
+        "lenet · cuda · NVIDIA H200 · fp32 · CIFAR-10"
+
+
+def test_a_framework_keeps_one_colour_and_a_variant_one_marker():
+    assert len(set(FRAMEWORK_COLOURS.values())) == len(FRAMEWORK_COLOURS)
+    assert colour("standin") == colour("standin") and colour("standin") not in FRAMEWORK_COLOURS.values()
+    assert len({marker(variant) for variant in ("eager", "compile", "function", "xla", "fit", "jit")}) == 6
+
+
+def test_ratios_are_dots_with_an_interval_bar_only_where_there_is_one(drawn, tmp_path):
+    ranking = ranking_table(SUMMARY, RATIOS)
+    assert speed_chart(ranking, SUMMARY, tmp_path, ENV).endswith("(speed.png)")
+    (fig,) = drawn
+    (ax,) = fig.axes
+    (bar,) = ax.containers  # pytorch:compile alone has an interval
+    (segment,) = bar.lines[2][0].get_segments()  # the interval's line: (low, y) to (high, y)
+    assert list(segment[:, 0]) == [pytest.approx(1.1), pytest.approx(1.3)]
+    assert not ax.patches, "no bars"
+    dots = {line.get_marker(): line for line in ax.lines if line.get_marker() not in ("None", "|")}
+    assert matplotlib.colors.to_hex(dots[marker("jit")].get_color()) == FRAMEWORK_COLOURS["jax"]
+    assert dots[marker("jit")].get_markerfacecolor() == "none", "undecided: hollow, no bar"
+    assert "AMD EPYC, 2 cores" in fig.texts[0].get_text()
+
+
+def test_a_busy_row_is_placed_by_its_step_time_as_a_hollow_dot_without_a_bar(drawn, tmp_path):
+    summary = pd.concat([SUMMARY, summary_rows([("tensorflow:function", 128, 15.0, 1.0)]).assign(busy=True)])
+    speed_chart(ranking_table(summary, RATIOS), summary, tmp_path, ENV)
+    (fig,) = drawn
+    (ax,) = fig.axes
+    assert len(ax.containers) == 1, "a busy row gets no interval"
+    (busy,) = [line for line in ax.lines if line.get_marker() == marker("function")]
+    assert busy.get_xdata()[0] == pytest.approx(1.5) and busy.get_markerfacecolor() == "none"
+
+
+def test_compile_pay_off_is_cumulative_time_against_steps(drawn, tmp_path):
+    compile_chart(ranking_table(SUMMARY, RATIOS), SUMMARY, tmp_path, ENV)
+    (fig,) = drawn
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    for job, compile_s, step_ms in (("pytorch:eager", 0.1, 10.0), ("pytorch:compile", 3.0, 12.0)):
+        steps, seconds = lines[job].get_data()
+        assert np.allclose(seconds, compile_s + steps * step_ms / 1000)
+    assert lines["pytorch:eager"].get_linestyle() == "-" and lines["pytorch:compile"].get_linestyle() == "--"
+    assert compile_chart(ranking_table(SUMMARY[SUMMARY["variant"] != "eager"]), SUMMARY, tmp_path, ENV) == "", \
+        "no eager variant: nothing to pay off against"
+
+
+def test_memory_is_drawn_against_batch_size(drawn, tmp_path):
+    summary = summary_rows([(job, batch, 10.0, 1.0) for job in ("pytorch:eager", "jax:jit") for batch in (32, 128)])
+    memory_chart(ranking_table(summary), summary, tmp_path, ENV)
+    (fig,) = drawn
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    assert list(lines["jax:jit"].get_xdata()) == [32, 128]
+    assert np.allclose(lines["jax:jit"].get_ydata(), [100.0 * 32 ** 0.5, 100.0 * 128 ** 0.5])
+    assert matplotlib.colors.to_hex(lines["jax:jit"].get_color()) == FRAMEWORK_COLOURS["jax"]
+
+
+def epochs_rows(epochs: int) -> pd.DataFrame:
+    return pd.DataFrame([{"framework": framework, "variant": variant, "model": "lenet", "device": "cpu",
+                          "devices": 1, "batch_size": 32, "epoch": epoch, "train_loss": 2.0 / epoch,
+                          "test_loss": 2.1 / epoch, "test_accuracy": 0.1 * epoch, "train_s": 5.0, "eval_s": 1.0,
+                          "train_busy_share": 0.0}
+                         for framework, variant in (("pytorch", "eager"), ("jax", "jit"))
+                         for epoch in range(1, epochs + 1)])
+
+
+def test_learning_curves_need_enough_epochs_and_carry_the_binomial_band(drawn, tmp_path):
+    assert curves_chart(curves_table(epochs_rows(MIN_EPOCHS - 1)), SUMMARY, tmp_path, ENV, 10_000) == ""
+    assert not drawn
+    curves_chart(curves_table(epochs_rows(MIN_EPOCHS)), SUMMARY, tmp_path, ENV, 10_000)
+    (fig,) = drawn
+    band = fig.axes[1].collections[0].get_paths()[0].vertices[:, 1]
+    half = 1.96 * np.sqrt(0.4 * 0.6 / 10_000)  # at epoch 4, accuracy 0.4
+    assert band.max() == pytest.approx(0.4 + half) and band.min() == pytest.approx(0.1 - 1.96 * np.sqrt(0.09 / 10_000))
+
+
+def test_accuracy_is_drawn_against_wall_clock_seconds(drawn, tmp_path):
+    curves = epochs_rows(3).assign(job=lambda rows: rows["framework"] + ":" + rows["variant"] + " bs32 r1")
+    accuracy_time_chart(curves, 0.25, SUMMARY, tmp_path, ENV, 10_000)
+    (fig,) = drawn
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    assert list(lines["jax:jit bs32 r1"].get_xdata()) == [6.0, 12.0, 18.0]  # train_s + eval_s, summed
+    assert "wall-clock" in fig.axes[0].get_xlabel()

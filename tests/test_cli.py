@@ -112,6 +112,16 @@ BAD_INPUT = [
      ["argument --node-hosts:", "names 3 hosts for --nodes 2"]),
     ("unknown tuning profile", ["--tuning", "fast"],
      ["argument --tuning:", "'fast'", "choose from 'stock', 'tuned', 'both'"]),
+    ("unknown input path", ["--input", "native,disk"],
+     ["argument --input:", "'disk': not an input path", "prefetch, resident, step, native"]),
+    ("negative input workers", ["--input", "native", "--input-workers", "-1"],
+     ["argument --input-workers:", "-1 is not in 0.."]),
+    ("more input workers than cores", ["--input", "native", "--input-workers", "100000"],
+     ["argument --input-workers:", "100000 is not in 0..", "a worker per core"]),
+    ("input workers without a native pipeline", ["--input-workers", "1"],
+     ["argument --input-workers:", "give --input native"]),
+    ("native input over several devices", ["--input", "native", "--devices", "2"],
+     ["argument --input:", "native pipelines feed one device"]),
 ]
 
 
@@ -233,7 +243,7 @@ def test_page_faults_probe_rejects_bad_input_in_one_line(argv, message, capsys):
     assert exit_.value.code == 2 and message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-@pytest.mark.parametrize("command", ["run", "parity", "overhead", "device_check"])
+@pytest.mark.parametrize("command", ["run", "parity", "overhead", "hotpath", "device_check"])
 def test_help_explains_every_option_and_states_each_default_once(command, capsys):
     module = importlib.import_module(f"benchmarks.{command}")
     with pytest.raises(SystemExit) as exit_info:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import psutil
@@ -71,6 +73,30 @@ def test_others_share_is_the_cores_busy_time_less_the_process_own_over_capacity(
     assert shares["others_cpu"] == pytest.approx((1.5 * cores - 0.5) / (2.0 * cores))
     assert shares["steal"] == pytest.approx(0.1)
     assert monitor.between(None, end) == {"others_cpu": None, "steal": None, "load": None}
+
+
+SPIN = "import time\nend = time.process_time() + {seconds}\nwhile time.process_time() < end: pass\n"
+
+
+def test_the_job_own_time_counts_its_child_processes_running_or_ended():
+    """A native input pipeline's worker processes are the job's, not other processes: the
+    monitor's own time takes in a child while it runs and after it ended."""
+    monitor = CoreMonitor(children=True)  # as a worker watches its windows
+    if monitor.cores is None:
+        pytest.skip("no per-core CPU times on this platform")
+    start = monitor.sample().own
+    subprocess.run([sys.executable, "-c", SPIN.format(seconds=0.6)], check=True)  # ended and waited for
+    ended = monitor.sample().own
+    assert ended - start >= 0.6
+    child = subprocess.Popen([sys.executable, "-c", SPIN.format(seconds=30)])
+    try:
+        deadline = time.monotonic() + 20
+        while psutil.Process(child.pid).cpu_times().user < 0.6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert monitor.sample().own - ended >= 0.6  # still running
+    finally:
+        child.kill()
+        child.wait()
 
 
 @pytest.mark.parametrize("shares, busy", [([0.0, 0.01, 0.02, 0.5], False), ([0.0, 0.01, 0.5, 0.6], True),
@@ -205,10 +231,10 @@ def test_a_hog_during_a_time_to_accuracy_run_flags_the_time_and_it_is_not_ranked
     row = pd.read_csv(folder / "summary.csv").iloc[0]
     assert bool(row["target_reached"]) and row["train_busy_share_to_target"] > SUM_BUSY_SHARE, row
     epochs = pd.read_csv(folder / "epochs.csv")
-    assert epochs["epoch_busy_share"].iloc[0] == pytest.approx(row["train_busy_share_to_target"])
+    assert epochs["train_busy_share"].iloc[0] == pytest.approx(row["train_busy_share_to_target"])
     assert "WARNING: 1 job(s) have a time (an epoch, or to the target) of which more than 5% fell" in output
     report = (folder / "report.md").read_text()
-    assert "| faulty:slow bs32 r1 (busy) | True" in report
+    assert re.search(r"^\| faulty:slow bs32 r1 \(busy\) \| +True \|", report, re.MULTILINE), report
     assert "time(s) to target marked (busy) rest on contention" in report
     assert "**not ranked, measured on a busy machine**: faulty:slow" in report  # the finding
 

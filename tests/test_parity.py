@@ -40,26 +40,30 @@ STEPS = [tiered(a, b, model, precision, setting, id=f"{a}-vs-{b}-{model}-{precis
 
 
 @functools.cache
-def parity_table(model: str, variants: tuple[str, ...], tmp_root: str) -> pd.DataFrame:
-    """The checks of every installed variant of `variants` for `model`, run in worker processes
-    as users run them."""
+def parity_table(variants: tuple[str, ...], tmp_root: str) -> pd.DataFrame:
+    """The checks of every installed variant of `variants` for every model, run in worker processes
+    as users run them (`python -m benchmarks.parity --model lenet,resnet9`)."""
     pairs = tuple(tuple(variant.split(":")) for variant in variants if import_error(variant.split(":")[0]) is None)
     if not pairs:
         pytest.skip("no framework is installed")
-    selection = Selection(pairs, (model,), "cpu", 2, "fp32", 1800.0)
+    selection = Selection(pairs, tuple(MODELS), "cpu", 1, "fp32", 1800.0)  # one core each, side by side
     console = Console(file=io.StringIO())
-    outcome = run_parity_jobs(selection, Path(tmp_root) / model, console)
+    outcome = run_parity_jobs(selection, Path(tmp_root), console)
     assert not outcome.unusable, f"parity workers failed: {outcome.unusable}\n{console.file.getvalue()}"
     return outcome.table
 
 
 @pytest.fixture
 def table(request, tmp_path_factory):
-    """The parity table a test reads: of the default variants in the default tier, of every
-    variant in the slow tier."""
+    """The parity table of one model a test reads: of the default variants in the default tier, of
+    every variant in the slow tier."""
     variants = tuple(VARIANTS if request.node.get_closest_marker("slow") else DEFAULT_VARIANTS)
     root = str(tmp_path_factory.getbasetemp() / f"parity-{len(variants)}")
-    return lambda model: parity_table(model, variants, root)
+
+    def of_model(model: str) -> pd.DataFrame:
+        every = parity_table(variants, root)
+        return every[every["model"] == model]
+    return of_model
 
 
 def comparison(table, a: str, b: str, model: str, precision: str, *checks: str,

@@ -1,5 +1,6 @@
-"""README's reference tables are produced from the committed runs (`python -m report.readme`),
-not typed: each matches what its run's CSV files give today, and a stale one is caught."""
+"""The reference tables of README.md and docs/ are produced from the committed runs
+(`python -m report.readme`), not typed: each matches what its run's CSV files give today, a stale
+one is caught, and every page of docs/ is linked and links only to files that exist."""
 
 from __future__ import annotations
 
@@ -8,17 +9,54 @@ import shutil
 import subprocess
 import sys
 
-from report.readme import BLOCK, render
-from tests.conftest import ROOT
+import pytest
+
+from report.readme import BLOCK, documents, render
+from tests.conftest import ROOT, require
+
+LINK = re.compile(r"\]\((?P<target>[^)#\s]+)(?:#[^)]*)?\)")
 
 
-def test_readme_reference_tables_are_those_of_the_committed_runs():
-    text = (ROOT / "README.md").read_text()
-    blocks = {(match["kind"], match["run"]) for match in BLOCK.finditer(text)}
-    assert {("throughput", "results/reference"), ("curves", "results/reference-cifar10"),
-            ("noise", "results/repeats-avx2"), ("gains", "results/tuning-cpu")} <= blocks
-    _, changed = render(text)
-    assert changed == [], f"README's tables differ from their runs: {changed}; run python -m report.readme"
+def test_readme_and_docs_reference_tables_are_those_of_the_committed_runs():
+    blocks, stale = set(), []
+    for document in documents():
+        text = document.read_text()
+        blocks |= {(match["kind"], match["run"]) for match in BLOCK.finditer(text)}
+        _, changed = render(text)
+        stale += [f"{document.relative_to(ROOT)}: {name}" for name in changed]
+    assert {("answer", "results/reference"), ("throughput", "results/reference"), ("findings", "results/reference"),
+            ("curves", "results/time-to-accuracy"), ("findings", "results/time-to-accuracy"),
+            ("answer", "results/reference-resnet9"),
+            ("noise", "results/repeats-avx2"), ("gains", "results/tuning-cpu"),
+            ("parity", "results/reference"), ("input", "results/native-cpu/20261203-090312"),
+            ("hotpath", "results/hotpath-cpu/20261203-082628")} <= blocks
+    assert stale == [], f"tables differ from their runs: {stale}; run python -m report.readme"
+
+
+def test_every_run_the_documents_generate_from_is_tracked_by_git():
+    """A run folder that .gitignore keeps out renders here and fails on every clean checkout."""
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout: nothing to compare the runs against")
+    runs = {match["run"] for document in documents() for match in BLOCK.finditer(document.read_text())}
+    assert runs, "no generated table in README.md or docs/"
+    untracked = [run for run in sorted(runs)
+                 if not subprocess.run(["git", "ls-files", run], cwd=ROOT, capture_output=True,
+                                       text=True, check=True).stdout.strip()]
+    assert untracked == [], f"runs the documents cite are not tracked by git (see .gitignore): {untracked}"
+
+
+def test_every_docs_page_is_linked_from_readme_and_every_relative_link_resolves():
+    readme = (ROOT / "README.md").read_text()
+    pages = documents()[1:]
+    assert pages, "docs/ holds no page"
+    for page in pages:
+        assert f"(docs/{page.name})" in readme, f"README does not link docs/{page.name}"
+    for document in documents():
+        for match in LINK.finditer(document.read_text()):
+            target = match["target"]
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            assert (document.parent / target).exists(), f"{document.relative_to(ROOT)} links to missing {target}"
 
 
 def test_a_stale_table_is_named_and_rewritten(tmp_path):
@@ -38,6 +76,24 @@ def test_a_stale_table_is_named_and_rewritten(tmp_path):
     assert subprocess.run([*command, "--check"], cwd=ROOT, capture_output=True, text=True).returncode == 0
 
 
+def test_a_docs_page_names_its_runs_from_the_project_root_and_each_stale_file_is_named(tmp_path):
+    shutil.copytree(ROOT / "results" / "reference", tmp_path / "results" / "reference")
+    (tmp_path / "docs").mkdir()
+    stale = "<!-- generated: throughput results/reference -->\n| job | 1 |\n<!-- end generated -->\n"
+    readme, page = tmp_path / "README.md", tmp_path / "docs" / "results.md"
+    readme.write_text(stale)
+    page.write_text(f"# Results\n\n{stale}")
+    command = [sys.executable, "-m", "report.readme", str(readme), str(page)]
+    check = subprocess.run([*command, "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert check.returncode == 1
+    assert check.stderr.strip().splitlines() == [
+        f"{name}: out of date: throughput results/reference (python -m report.readme rewrites it)"
+        for name in (readme, page)]
+    assert subprocess.run(command, cwd=ROOT, capture_output=True, text=True).returncode == 0
+    assert re.search(r"\| tensorflow:function +\|( +\d+ \|){3}\n", page.read_text())
+    assert subprocess.run([*command, "--check"], cwd=ROOT, capture_output=True, text=True).returncode == 0
+
+
 def test_a_table_of_an_unknown_kind_or_run_exits_2(tmp_path):
     readme = tmp_path / "README.md"
     for block, message in [("<!-- generated: colours results/reference -->", "unknown generated table 'colours'"),
@@ -47,3 +103,19 @@ def test_a_table_of_an_unknown_kind_or_run_exits_2(tmp_path):
         completed = subprocess.run([sys.executable, "-m", "report.readme", str(readme), "--check"], cwd=ROOT,
                                    capture_output=True, text=True)
         assert completed.returncode == 2 and message in completed.stderr.strip().splitlines()[-1], completed.stderr
+
+
+def test_the_hot_path_command_writes_a_run_that_its_generated_table_reads(tmp_path):
+    """`python -m benchmarks.hotpath --out` writes hotpath.csv and env.json; the `hotpath` block of
+    docs/tuning.md is made from such a folder."""
+    require("jax")
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.hotpath", "--framework", "jax", "--pairs", "2",
+                                "--window", "2", "--batch-size", "16", "--out", str(tmp_path / "results" / "hot")],
+                               cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    (run_dir,) = (tmp_path / "results" / "hot").iterdir()
+    assert {"hotpath.csv", "env.json"} <= {path.name for path in run_dir.iterdir()}
+    page = f"<!-- generated: hotpath results/hot/{run_dir.name} -->\n<!-- end generated -->\n"
+    text, changed = render(page, tmp_path)
+    assert changed == [f"hotpath results/hot/{run_dir.name}"]
+    assert "| jax:jit " in text and "| step " in text and "-m benchmarks.hotpath --framework jax" in text

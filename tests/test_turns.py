@@ -1,15 +1,18 @@
 """Workers that take turns (`spawn.run_workers`), as the repeats of a job do: one works while
 the others wait, the turn passes after every window, and one worker's crash or timeout neither
-stops nor loses the others."""
+stops nor loses the others. Workers that time nothing run side by side instead
+(`spawn.run_side_by_side`), each on its own cores."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
 from benchmarks.harness.jobs import Data, Job, Placement, Timing
-from benchmarks.harness.spawn import run_workers
+from benchmarks.harness.spawn import run_side_by_side, run_workers
+from benchmarks.harness.worker import pin
 from tests.conftest import make_job
 from tests.faulty_framework import SLOW_STEP_S
 
@@ -47,6 +50,32 @@ def test_a_crash_or_timeout_in_turn_leaves_the_others_running(tmp_path):
     assert progress.count(1) == 3
 
 
+def test_side_by_side_jobs_overlap_and_a_crash_or_timeout_leaves_the_others_running(tmp_path):
+    jobs = [job("kill"), job("ok"), job("hang"), job("ok")]
+    ended = []
+    run_side_by_side(jobs, [tmp_path / f"{i}.log" for i in range(len(jobs))], 10.0, 2,
+                     lambda index, result: ended.append((index, result)))
+    results = dict(ended)
+    assert results[0]["status"] == "error" and "SIGKILL" in results[0]["error"]
+    assert results[1]["status"] == results[3]["status"] == "ok" and results[3]["windows"] == 2
+    assert results[2]["status"] == "timeout"
+    # two at once: the last job waited for a slot (the first two ended first, in either order: the
+    # killed one and the quick one race), then ended while the hanging one still held the other slot
+    order = [index for index, _ in ended]
+    assert sorted(order[:2]) == [0, 1] and order[2:] == [3, 2]
+
+
+def test_a_side_by_side_job_is_pinned_to_its_own_cores():
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        pytest.skip("needs two cores")
+    try:
+        pin(job("ok", placement=Placement(threads=1, first_core=1)))
+        assert os.sched_getaffinity(0) == {cores[1]}
+    finally:
+        os.sched_setaffinity(0, cores)
+
+
 def test_turn_groups_gather_a_comparison_or_only_a_jobs_repeats():
     from benchmarks.run import turn_groups
     layouts = {"one device": Placement(), "two devices": Placement(devices=2),
@@ -71,6 +100,15 @@ def test_turn_groups_gather_a_comparison_or_only_a_jobs_repeats():
     # Data-parallel jobs, on one machine or several, take turns with their own repeats only.
     assert len(turn_groups(plan["two devices"], "jobs")) == 4
     assert len(turn_groups(plan["two nodes"], "jobs")) == 4
+    # A group larger than the memory holds is cut repeat by repeat into even groups.
+    assert [[(j.what.variant, j.repeat) for j in group] for group in turn_groups(plan["one device"], "jobs", 3)] == [
+        [("ok", 1), ("slow", 1)], [("ok", 2), ("slow", 2)]] * 2
+    seven = [job(f"v{index}", repeat) for index in range(7) for repeat in (1, 2, 3)]
+    cut = turn_groups(seven, "jobs", 6)
+    assert [len(group) for group in cut] == [6, 5, 5, 5]
+    assert [(j.what.variant, j.repeat) for j in cut[0]] == [(f"v{index}", 1) for index in range(6)]
+    assert len({id(j) for group in cut for j in group}) == 21  # every job once
+    assert turn_groups(seven, "jobs", 21) == turn_groups(seven, "jobs")
 
 
 def test_epoch_time_leaves_out_the_turns_of_other_jobs(tmp_path):

@@ -37,12 +37,15 @@ def compare(outputs: dict[str, dict[str, np.ndarray]], model: str = "lenet", pre
             error = float(np.max(np.abs(np.asarray(result[text], np.float64) - value)))
             rows.append((f"{name} vs canonical", *parse_key(text), error))
     variants = [name for name in outputs if name != REFERENCE]
-    for name_a, name_b in [*itertools.combinations(variants, 2), *((name, REFERENCE) for name in variants)]:
-        a, b = outputs[name_a], outputs[name_b]
-        for text in a:
-            check = parse_key(text)[0]
-            if check not in ("round trip", "state", "margin"):
-                rows.append((f"{name_a} vs {name_b}", *parse_key(text), relative_error(a[text], b[text])))
+    pairs = [*itertools.combinations(variants, 2), *((name, REFERENCE) for name in variants)]
+    compared = []  # (pair's index, row): tensor by tensor, each read once from every output (lazy .npz)
+    for text in dict.fromkeys(text for name in variants for text in outputs[name]):
+        if parse_key(text)[0] in ("round trip", "state", "margin"):
+            continue
+        arrays = {name: values[text] for name, values in outputs.items() if text in values}
+        compared += [(index, (f"{name_a} vs {name_b}", *parse_key(text), relative_error(arrays[name_a], arrays[name_b])))
+                     for index, (name_a, name_b) in enumerate(pairs) if name_a in arrays]
+    rows += [row for _, row in sorted(compared, key=lambda item: item[0])]  # pair by pair, as before
     table = pd.DataFrame(rows, columns=COLUMNS[1:7])
     table.insert(0, "precision", precision)
     table["step"] = pd.to_numeric(table["step"]).astype("Int64")

@@ -165,9 +165,13 @@ class PrecisionView(Mapping):
     def __init__(self, arrays: Mapping[str, np.ndarray], precision: str):
         self.arrays, self.prefix = arrays, f"{precision}/"
         self.names = [name[len(self.prefix):] for name in arrays if name.startswith(self.prefix)]
+        self.known = set(self.names)
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.arrays[self.prefix + name]
+
+    def __contains__(self, name: object) -> bool:  # without reading the array (Mapping's default does)
+        return name in self.known
 
     def __iter__(self):
         return iter(self.names)

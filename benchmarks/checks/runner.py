@@ -6,6 +6,8 @@ every variant runs under each, named "framework:variant [profile]", and is compa
 from __future__ import annotations
 
 import itertools
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,8 +20,18 @@ from benchmarks.checks.definitions import PARITY_SEED, PLANS, PROOF, PrecisionVi
 from benchmarks.checks.verdicts import REFERENCE, failures, outliers
 from benchmarks.checks.outputs import reference_outputs
 from benchmarks.harness.jobs import Job, ParityFiles, Placement, Timing, Workload
-from benchmarks.harness.spawn import run_worker
+from benchmarks.harness.spawn import run_side_by_side
 from frameworks.base import TrainConfig
+
+# Parity workers time nothing, so they run side by side, each on its own --threads cores: as many
+# at once as the cores this process may use allow, at most four (each holds a framework and, for
+# ResNet-9, hundreds of MB of outputs).
+MOST_AT_ONCE = 4
+
+
+def at_once(threads: int) -> int:
+    return max(1, min(len(os.sched_getaffinity(0)) // threads, MOST_AT_ONCE))
+
 
 @dataclass(frozen=True)
 class ParityOutcome:
@@ -49,24 +61,54 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False,
     runner checks in fp32 whatever its own precision: TF32 changes the numerics by design."""
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     if probe_only:  # one worker per framework and profile, on the first model
+        probes = [(framework, selection.name(framework, variant, profile),
+                   _parity_job("probe", selection, selection.models[0], framework, variant, precision, profile),
+                   folder / "logs" / f"probe-{framework}-{profile}.log")
+                  for framework, variant in dict(selection.pairs).items() for profile in selection.profiles]
+        results = _side_by_side([job for _, _, job, _ in probes], [log for *_, log in probes], selection.job_timeout,
+                                console, "probing each framework")
         unusable = {}
-        for framework, variant in dict(selection.pairs).items():
-            for profile in selection.profiles:
-                name = selection.name(framework, variant, profile)
-                job = _parity_job("probe", selection, selection.models[0], framework, variant, precision, profile)
-                with console.status(escape(f"probing: {name}")):
-                    result = run_worker(job, folder / "logs" / f"probe-{framework}-{profile}.log",
-                                        selection.job_timeout, lambda message: None)
-                if result["status"] != "ok":
-                    console.print(f"[bold red]{escape(name)}: {result['status']}: {escape(str(result['error']))}[/]")
-                    unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
+        for (framework, name, _, _), result in zip(probes, results):
+            if result["status"] != "ok":
+                console.print(f"[bold red]{escape(name)}: {result['status']}: {escape(str(result['error']))}[/]")
+                unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
         return ParityOutcome(None, unusable)
+    # Every model's workers share one pool, so a slow worker of one model overlaps the others'
+    # instead of leaving its model's last slot alone; each model's table is compared as soon as its
+    # own workers have all ended, and its outputs deleted.
+    # The largest model's workers start first (the longest first), so the short ones fill in at the end.
+    checks = sorted((_ModelParity(selection, model, folder, console, precision) for model in selection.models),
+                    key=lambda check: -check.size)
+    runs = [(check, run) for check in checks for run in check.runs]
     tables, unusable = [], {}
-    for model in selection.models:
-        table = _model_parity(selection, model, folder, console, precision, unusable)
-        if table is not None:
-            tables.append(table)
+
+    def ended(index: int, result: dict) -> None:
+        check, run = runs[index]
+        check.ended(run, result, unusable)
+        if check.done:
+            table = check.compare()
+            if table is not None:
+                tables.append(table)
+
+    _side_by_side([run.job for _, run in runs], [run.log for _, run in runs], selection.job_timeout, console,
+                  f"parity checks: {', '.join(selection.models)}", ended)
+    tables.sort(key=lambda table: selection.models.index(table["model"].iloc[0]))
     return ParityOutcome(pd.concat(tables, ignore_index=True) if tables else None, unusable)
+
+
+def _side_by_side(jobs: list[Job], log_paths: list[Path], timeout: float, console, title: str,
+                  on_result: Callable[[int, dict], None] = lambda index, result: None) -> list[dict]:
+    """Every job's result, in order, the jobs run side by side (see `at_once`, `run_side_by_side`);
+    `on_result(i, result)` as each ends."""
+    results: dict[int, dict] = {}
+    count = at_once(jobs[0].placement.threads) if jobs else 1
+    with console.status(escape(f"{title}: {len(jobs)} workers, {count} at a time")) as status:
+        def ended(index: int, result: dict) -> None:
+            results[index] = result
+            status.update(escape(f"{title}: {len(results)} of {len(jobs)} workers done, {count} at a time"))
+            on_result(index, result)
+        run_side_by_side(jobs, log_paths, timeout, count, ended)
+    return [results[index] for index in range(len(jobs))]
 
 
 def _parity_job(kind: str, selection, model: str, framework: str, variant: str, precision: str, profile: str,
@@ -74,49 +116,83 @@ def _parity_job(kind: str, selection, model: str, framework: str, variant: str, 
     plan = PLANS[model]
     return Job(kind=kind, what=Workload(framework, variant, model, plan.batch_size, profile),
                training=TrainConfig(precision=precision), timing=Timing(steps=plan.steps, warmup_steps=0, window=1),
-               placement=Placement(device=selection.device, threads=selection.threads, devices=devices),
+               # each process of a data-parallel group on a core of its own
+               placement=Placement(device=selection.device, threads=max(selection.threads, devices), devices=devices),
                seed=PARITY_SEED, files=files)
 
 
-def _model_parity(selection, model: str, folder: Path, console, precision: str, unusable: dict) -> pd.DataFrame | None:
+@dataclass(frozen=True)
+class _Run:
+    framework: str
+    name: str  # "framework:variant", with " [profile]" when both profiles run
+    job: Job
+    log: Path
+    output: Path
+
+
+class _ModelParity:
     """One model's checks: the float64 reference computed once, here, and handed to every worker
     as a file; each variant's outputs read back lazily, compared, then deleted (they are large)."""
-    precisions = list(dict.fromkeys((precision, PROOF)))
-    logs = folder / "logs"
-    reference_file = logs / f"parity-{model}-reference.npz"
-    with console.status(f"float64 reference: {model}"):
-        references = {each: reference_outputs.__wrapped__(model, each) for each in precisions}  # not kept
-        np.savez(reference_file, **{f"{each}/{name}": value for each, arrays in references.items()
-                                    for name, value in arrays.items()})
-    files = {}
-    for (framework, variant), profile in itertools.product(selection.pairs, selection.profiles):
-        name, stem = selection.name(framework, variant, profile), f"parity-{model}-{framework}-{variant}-{profile}"
-        job = _parity_job("parity", selection, model, framework, variant, precision, profile,
-                          ParityFiles(output=str(logs / f"{stem}.npz"), reference=str(reference_file)))
-        with console.status(escape(f"parity check: {model} {name}")):
-            result = run_worker(job, logs / f"{stem}.log", selection.job_timeout, lambda message: None)
+
+    def __init__(self, selection, model: str, folder: Path, console, precision: str):
+        self.model, self.console, self.device = model, console, selection.device
+        self.precisions = list(dict.fromkeys((precision, PROOF)))
+        logs = folder / "logs"
+        self.reference_file = logs / f"parity-{model}-reference.npz"
+        with console.status(f"float64 reference: {model}"):
+            self.references = {each: reference_outputs.__wrapped__(model, each) for each in self.precisions}  # not kept
+            np.savez(self.reference_file, **{f"{each}/{name}": value for each, arrays in self.references.items()
+                                             for name, value in arrays.items()})
+        self.runs = []
+        for (framework, variant), profile in itertools.product(selection.pairs, selection.profiles):
+            stem = logs / f"parity-{model}-{framework}-{variant}-{profile}"
+            output = stem.with_suffix(".npz")
+            job = _parity_job("parity", selection, model, framework, variant, precision, profile,
+                              ParityFiles(output=str(output), reference=str(self.reference_file)))
+            self.runs.append(_Run(framework, selection.name(framework, variant, profile), job,
+                                  stem.with_suffix(".log"), output))
+        self.files: dict[str, Path] = {}
+        self.waiting = len(self.runs)
+
+    @property
+    def size(self) -> int:
+        """Bytes of the float64 reference's outputs: the model's weights, gradients and steps, a
+        measure of what each of its workers computes."""
+        return sum(array.nbytes for arrays in self.references.values() for array in arrays.values())
+
+    @property
+    def done(self) -> bool:
+        return self.waiting == 0
+
+    def ended(self, run: _Run, result: dict, unusable: dict) -> None:
+        self.waiting -= 1
         if result["status"] != "ok":
-            console.print(f"[bold red]{escape(name)}: {result['status']}: {escape(str(result['error']))}[/]")
-            unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
+            self.console.print(f"[bold red]{escape(run.name)}: {result['status']}: {escape(str(result['error']))}[/]")
+            unusable.setdefault(run.framework, {"status": result["status"], "error": result["error"]})
         else:
-            files[name] = logs / f"{stem}.npz"
-    reference_file.unlink()
-    if not files:
-        return None
-    opened = {name: np.load(path) for name, path in files.items()}
-    try:
-        table = pd.concat([compare({**{name: PrecisionView(arrays, each) for name, arrays in opened.items()},
-                                    REFERENCE: references[each]}, model, each) for each in precisions],
-                          ignore_index=True)
-    finally:
-        for arrays in opened.values():
-            arrays.close()
-        for path in files.values():
-            path.unlink()
-    table.insert(0, "model", model)
-    print_verdict(console, f"parity of {model} across {', '.join(files)} and the float64 reference on "
-                           f"{selection.device} ({' and '.join(precisions)})", table)
-    return table
+            self.files[run.name] = run.output
+
+    def compare(self) -> pd.DataFrame | None:
+        """The model's table once every worker has ended (None when none produced outputs)."""
+        self.reference_file.unlink()
+        if not self.files:
+            return None
+        # in the selection's order, whichever worker ended first: the pairs' names follow it
+        order = [run.name for run in self.runs if run.name in self.files]
+        opened = {name: np.load(self.files[name]) for name in order}
+        try:
+            table = pd.concat([compare({**{name: PrecisionView(arrays, each) for name, arrays in opened.items()},
+                                        REFERENCE: self.references[each]}, self.model, each)
+                               for each in self.precisions], ignore_index=True)
+        finally:
+            for arrays in opened.values():
+                arrays.close()
+            for path in self.files.values():
+                path.unlink()
+        table.insert(0, "model", self.model)
+        print_verdict(self.console, f"parity of {self.model} across {', '.join(order)} and the float64 "
+                                    f"reference on {self.device} ({' and '.join(self.precisions)})", table)
+        return table
 
 
 def run_data_parallel_parity(selection, devices: int, folder: Path, console) -> ParityOutcome:
@@ -133,13 +209,15 @@ def run_data_parallel_parity(selection, devices: int, folder: Path, console) -> 
             np.savez(reference_file, **{f"fp32/{name}": value for name, value in reference_outputs(model).items()
                                         if name.startswith("state|")})
         outputs, opened = {}, []
-        for (framework, variant), profile in itertools.product(selection.pairs, selection.profiles):
-            label = selection.name(framework, variant, profile)
-            name = f"parallel-parity-{model}-{framework}-{variant}-{profile}-x{devices}"
-            job = _parity_job("parallel parity", selection, model, framework, variant, "fp32", profile,
-                              ParityFiles(output=str(logs / f"{name}.npz"), reference=str(reference_file)), devices)
-            with console.status(escape(f"data-parallel parity check: {model} {label} on {devices} devices")):
-                result = run_worker(job, logs / f"{name}.log", selection.job_timeout, lambda message: None)
+        runs = [(framework, selection.name(framework, variant, profile),
+                 f"parallel-parity-{model}-{framework}-{variant}-{profile}-x{devices}",
+                 _parity_job("parallel parity", selection, model, framework, variant, "fp32", profile,
+                             ParityFiles(output=str(logs / f"parallel-parity-{model}-{framework}-{variant}-{profile}"
+                                                           f"-x{devices}.npz"), reference=str(reference_file)), devices))
+                for (framework, variant), profile in itertools.product(selection.pairs, selection.profiles)]
+        results = _side_by_side([job for *_, job in runs], [logs / f"{name}.log" for _, _, name, _ in runs],
+                                selection.job_timeout, console, f"data-parallel parity checks: {model} on {devices} devices")
+        for (framework, label, name, _), result in zip(runs, results):
             if result["status"] == "skipped":
                 console.print(f"[yellow]{escape(label)} on {devices} devices: {escape(str(result['error']))}[/]")
             elif result["status"] != "ok":

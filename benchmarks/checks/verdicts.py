@@ -30,6 +30,28 @@ def outliers(table: pd.DataFrame) -> list[str]:
     return lines
 
 
+def grouped_outliers(table: pd.DataFrame) -> list[str]:
+    """The tolerated one-step outliers with one line per flipped decision: the same precision,
+    setting, step, worst tensor and error, followed by every pair it affects."""
+    rows = table[table["outlier"] & ~table["passed"]]
+    flips = []
+    for (precision, pair, setting, step), group in rows.groupby(["precision", "pair", "setting", "step"], sort=False):
+        worst = group.loc[group["error"].idxmax()]
+        flips.append({"precision": precision, "pair": pair, "setting": setting, "step": step,
+                      "tensor": worst["tensor"], "error": f"{worst['error']:.2e}", "tensors": len(group)})
+    if not flips:
+        return []
+    lines = []
+    for key, group in pd.DataFrame(flips).groupby(["precision", "setting", "step", "tensor", "error", "tensors"],
+                                                 sort=False):
+        precision, setting, step, tensor, error, tensors = key
+        pairs = group["pair"].tolist()
+        lines.append(f"{precision}: per-step [{setting}, step {step}] {tensor}: relative error {error} in {tensors} "
+                     f"tensors, loss agreeing: one flipped decision, in {len(pairs)} pair{'s' * (len(pairs) > 1)}: "
+                     + ", ".join(pairs))
+    return lines
+
+
 def parting_steps(table: pd.DataFrame) -> pd.Series:
     """For each pair and setting, the first step whose free-running loss differs by more than the
     tolerance (missing where the trajectories never part)."""

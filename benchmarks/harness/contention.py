@@ -2,13 +2,15 @@
 
 `others_cpu` is the share of the worker's cores' time that other processes used while a window
 ran: the busy time the kernel counted on those cores (user, nice, system, irq, softirq, from
-`/proc/stat` through psutil) minus the worker's own CPU time, over the window's wall time times
-the number of cores. `steal` is the share a hypervisor gave to other virtual machines. Where
+`/proc/stat` through psutil) minus the worker's own CPU time (its threads and its child
+processes, such as a native input pipeline's workers: they are the job's), over the window's wall
+time times the number of cores. `steal` is the share a hypervisor gave to other virtual machines. Where
 psutil cannot tell (no per-core times, e.g. macOS, or no CPU affinity), the values are None:
 "not measured", never a guess."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -16,7 +18,7 @@ import psutil
 
 # Windows on which other processes used more than this share of the worker's cores are flagged.
 # On an idle machine the runner's own progress display and the system's daemons take well under
-# 1% (measured: see README); a single busy process on one of two cores takes 50%.
+# 1% (the machine check before a run prints the share); a single busy process on one of two cores takes 50%.
 BUSY_THRESHOLD = 0.10
 # A job is marked busy when at least this share of its timed windows was flagged: its median
 # step time then rests on a flagged window.
@@ -24,8 +26,22 @@ BUSY_SHARE = 0.5
 # A sum of times (an epoch, a time to accuracy) has no median to shield it: a few contended windows
 # inflate it in full. One is flagged when its busy windows make up more than this share of its
 # time. 5%: a sum whose busy part ran even twice as slow as it would have quietly is then off by
-# at most 5%, below the gaps that rank frameworks by time to accuracy (README: "Contention").
+# at most 5%, below the gaps that rank frameworks by time to accuracy (docs/method.md, a busy machine).
 SUM_BUSY_SHARE = 0.05
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's child processes: those still running (psutil) and those that
+    ended and were waited for (the kernel's count, `os.times`)."""
+    times = os.times()
+    seconds = times.children_user + times.children_system
+    for child in psutil.Process().children(recursive=True):
+        try:
+            spent = child.cpu_times()
+        except psutil.Error:  # it ended meanwhile
+            continue
+        seconds += spent.user + spent.system
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -33,14 +49,16 @@ class Sample:
     wall: float
     busy: float  # seconds the kernel counted busy on the watched cores, every process together
     steal: float
-    own: float  # this process's CPU seconds, every thread
+    own: float  # CPU seconds of this process (every thread), and of its child processes with `children`
 
 
 class CoreMonitor:
-    """Samples the cores this process may run on; `between` turns two samples into shares."""
+    """Samples the cores this process may run on; `between` turns two samples into shares. With
+    `children`, this process's child processes count as its own (a worker's: its input pipeline's
+    workers); without, they are others (the parent's look at the machine before a run)."""
 
-    def __init__(self):
-        self.process = psutil.Process()
+    def __init__(self, children: bool = False):
+        self.process, self.children = psutil.Process(), children
         try:
             self.cores = sorted(self.process.cpu_affinity())
             psutil.cpu_times(percpu=True)
@@ -56,8 +74,13 @@ class CoreMonitor:
             times = per_core[core]
             busy += times.user + times.nice + times.system + getattr(times, "irq", 0.0) + getattr(times, "softirq", 0.0)
             steal += getattr(times, "steal", 0.0)
+        return Sample(time.monotonic(), busy, steal, self._own_cpu())
+
+    def _own_cpu(self) -> float:
+        """CPU seconds of this process and, with `children`, of its child processes: those running
+        (psutil) and those that ended and were waited for (the kernel's count, in its own times)."""
         own = self.process.cpu_times()
-        return Sample(time.monotonic(), busy, steal, own.user + own.system)
+        return own.user + own.system + (children_cpu_s() if self.children else 0.0)
 
     def between(self, start: Sample | None, end: Sample | None) -> dict:
         """The shares of the cores' time taken by other processes and by the hypervisor between

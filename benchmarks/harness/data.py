@@ -41,10 +41,20 @@ class Dataset:
     train_labels: np.ndarray  # (N,) int32
     test_images: np.ndarray
     test_labels: np.ndarray
+    train_stored: np.ndarray | None = None  # the training images as stored (uint8 NHWC), kept for native pipelines
 
     def subset(self, train_size: int | None, test_size: int | None) -> Dataset:
+        stored = None if self.train_stored is None else self.train_stored[:train_size]
         return Dataset(self.name, self.source, self.train_images[:train_size], self.train_labels[:train_size],
-                       self.test_images[:test_size], self.test_labels[:test_size])
+                       self.test_images[:test_size], self.test_labels[:test_size], stored)
+
+    def pixels(self) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+        """What a native pipeline starts from: (training images, scale, mean, std), which give the
+        suite's `train_images` as `(images / scale - mean) / std`: the stored uint8 pixels with
+        CIFAR-10's statistics, or (synthetic data, stored as floats) the images themselves."""
+        if self.train_stored is not None:
+            return self.train_stored, 255.0, MEAN, STD
+        return self.train_images, 1.0, np.zeros(3, np.float32), np.ones(3, np.float32)
 
 
 def normalise(images: np.ndarray) -> np.ndarray:
@@ -173,13 +183,15 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int32)
 
 
-def load_cifar10(folder: Path) -> Dataset:
+def load_cifar10(folder: Path, keep_stored: bool = False) -> Dataset:
+    """The five training batches and the test batch; with `keep_stored`, the training images as
+    stored too (uint8), for the pipelines that normalise them themselves."""
     train = [read_batch(folder / name) for name in TRAIN_FILES]
     test_images, test_labels = read_batch(folder / TEST_FILE)
+    stored = np.concatenate([images for images, _ in train])
     return Dataset(
-        "cifar10", str(folder),
-        normalise(np.concatenate([images for images, _ in train])), np.concatenate([labels for _, labels in train]),
-        normalise(test_images), test_labels,
+        "cifar10", str(folder), normalise(stored), np.concatenate([labels for _, labels in train]),
+        normalise(test_images), test_labels, stored if keep_stored else None,
     )
 
 

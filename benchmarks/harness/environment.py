@@ -27,7 +27,7 @@ def _command(args: list[str], cwd: Path | None = None) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -42,7 +42,7 @@ CPU_FEATURES = ("sse4_2", "avx", "avx2", "fma", "avx_vnni", "avx512f", "avx512bw
                 "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
 
 
-def _cpu_features() -> list[str] | None:
+def cpu_features() -> list[str] | None:
     """The CPU's vector instruction sets, from the flags of /proc/cpuinfo (None where there is none)."""
     try:
         flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
@@ -68,9 +68,9 @@ def _version(package: str) -> str | None:
         return None
 
 
-def collect(root: Path, worker_env: dict[str, str]) -> dict:
+def collect(root: Path, worker_env: dict[str, str], module: str = "benchmarks.run") -> dict:
     """`worker_env`: the environment workers start from (the user's shell), for the flags they
-    inherited; what each profile adds is recorded apart (`tuning`)."""
+    inherited; what each profile adds is recorded apart (`tuning`). `module`: the command that ran."""
     frameworks = registry().values()
     packages = [*(package for entry in frameworks for package in entry.packages), *PACKAGES]
     flags = dict.fromkeys([*(flag for entry in frameworks for flag in entry.flags), *FLAGS,
@@ -79,11 +79,11 @@ def collect(root: Path, worker_env: dict[str, str]) -> dict:
     commit = _command(["git", "rev-parse", "HEAD"], cwd=root)
     dirty = _command(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root)
     return {
-        "command": shlex.join([Path(sys.executable).name, "-m", "benchmarks.run", *sys.argv[1:]]),
+        "command": shlex.join([Path(sys.executable).name, "-m", module, *sys.argv[1:]]),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "cpu_features": _cpu_features(),
+        "cpu": cpu_model(),
+        "cpu_features": cpu_features(),
         "transparent_hugepages": _transparent_huge_pages(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),

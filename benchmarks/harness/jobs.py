@@ -14,10 +14,14 @@ from frameworks.tuning import DEFAULT_PROFILE
 
 # What a worker does with a job: train and time it (benchmark), compute the parity outputs of one
 # variant on one device (parity) or on several (parallel parity), check that the framework builds
-# on the device (probe), time the harness against a bare loop (overhead), or measure the machine's
+# on the device (probe), time the harness against a bare loop (overhead), time the suite's own code on
+# the step's hot path against the framework's built-in equivalent (hot path), or measure the machine's
 # matrix-product peak (peak).
-KINDS = ("benchmark", "parity", "parallel parity", "probe", "overhead", "peak")
-INPUTS = ("prefetch", "resident", "step")  # input paths, see `benchmarks.harness.training.Trainer`
+KINDS = ("benchmark", "parity", "parallel parity", "probe", "overhead", "hot path", "peak")
+# Input paths: the suite's NumPy pipeline, its batches placed as `benchmarks.harness.training.Trainer`
+# says (prefetch, resident, step), or each framework's own pipeline, timed with the steps (native).
+SUITE_INPUTS = ("prefetch", "resident", "step")
+INPUTS = (*SUITE_INPUTS, "native")
 
 
 @dataclass(frozen=True)
@@ -43,14 +47,15 @@ class Timing:
     window: int = 20  # steps per timed window
     eval_every: int = 0  # evaluate after every this many steps (and the last); 0: after every epoch
     target_accuracy: float | None = None  # stop after the first evaluation that reaches it
-    pairs: int = 0  # overhead jobs: bare loops and runner windows, alternating
+    pairs: int = 0  # overhead and hot path jobs: windows of the two sides, alternating
     profile: bool = False  # profile a few steps after the timed ones (see benchmarks.harness.profiling)
 
 
 @dataclass(frozen=True)
 class Data:
-    """What feeds the job: the data set, its augmentation, and where each batch's host-to-device
-    copy falls (`input`, one of INPUTS)."""
+    """What feeds the job: the data set, its augmentation, and its input path (`input`, one of
+    INPUTS): the suite's pipeline, with where each batch's host-to-device copy falls, or the
+    framework's own pipeline with `input_workers` workers (None: the framework's default)."""
 
     name: str = "synthetic"  # "cifar10" or "synthetic"
     folder: str | None = None  # the cifar-10-batches-py folder
@@ -59,6 +64,7 @@ class Data:
     augment: str = "none"  # one of data.AUGMENTATIONS, drawn from the job's seed and the epoch
     input: str = "prefetch"
     eval_batch_size: int = 1000
+    input_workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,10 +73,12 @@ class Placement:
     intra-op threads), and the data-parallel layout: `devices` per node (the batch size is per
     device), over `nodes` machines that meet at `coordinator` (HOST:PORT; chosen on 127.0.0.1 for
     a one-machine group), this node's rank, every node's host where an engine needs them, and
-    which of the job's processes on this node a worker is (`member`, set when they start)."""
+    which of the job's processes on this node a worker is (`member`, set when they start). Jobs
+    that run side by side each take their own `threads` cores, from `first_core` on."""
 
     device: str = "cpu"
     threads: int = 1
+    first_core: int = 0
     devices: int = 1
     nodes: int = 1
     node_rank: int = 0
@@ -107,14 +115,16 @@ class Job:
     def job_id(self) -> str:
         what = self.what
         on = f"-x{self.replicas}" if self.replicas > 1 else ""
-        return f"{what.model}-{what.framework}-{what.variant}-{what.tuning}-bs{what.batch_size}{on}-r{self.repeat}"
+        fed = "" if self.data.input == "prefetch" else f"-{self.data.input}"  # one run may compare input paths
+        return f"{what.model}-{what.framework}-{what.variant}-{what.tuning}-bs{what.batch_size}{on}{fed}-r{self.repeat}"
 
     @property
     def label(self) -> str:
         what = self.what
         on = f" on {self.replicas} devices" if self.replicas > 1 else ""
         profile = "" if what.tuning == DEFAULT_PROFILE else f" {what.tuning}"
-        return (f"{what.model} {what.framework}:{what.variant}{profile} batch {what.batch_size}{on}, "
+        fed = "" if self.data.input == "prefetch" else f", {self.data.input} input"
+        return (f"{what.model} {what.framework}:{what.variant}{profile} batch {what.batch_size}{on}{fed}, "
                 f"repeat {self.repeat}")
 
     @property

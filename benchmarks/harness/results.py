@@ -13,7 +13,10 @@ import pandas as pd
 # The version of what a run folder holds (these tables' columns, env.json's keys), written into
 # env.json as "schema": the report reads exactly this version. Raise it with any change a reader of
 # an earlier folder would get wrong. Folders written before it was recorded are version 1.
-SCHEMA = 4  # 3: busy shares of sums; 4: the tuning profile in every table's identity, the settings a worker saw
+SCHEMA = 6  # 3: busy shares of sums; 4: the tuning profile in every table's identity, the settings a worker saw;
+# 5: native input pipelines (input_workers, epoch_images_per_s, input_stall_s, input_stall_share, input_cpu_s,
+# input_cpu_how); 6: epochs.csv's training time since the previous evaluation is `train_s` (was `epoch_s`, which
+# summary.csv uses for the median whole epoch), its busy share `train_busy_share`
 
 IDENTITY = ["run_id", "job_id", "framework", "variant", "tuning", "model", "device", "precision", "batch_size",
             "devices", "repeat", "attempt"]  # tuning: the profile (frameworks.tuning); batch_size: per device; devices:
@@ -30,7 +33,14 @@ SUMMARY_COLUMNS = IDENTITY + [
     "wall_s_to_target", "train_busy_share_to_target", "wall_busy_share_to_target", "best_accuracy",
     "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "input", "copy_ms", "data_digest",
     "settings", "settings_not_applied",
+    "input_workers", "epoch_images_per_s", "input_stall_s", "input_stall_share", "input_cpu_s", "input_cpu_how",
 ]
+# input: the input path (jobs.INPUTS); native rows time the framework's own pipeline inside every clock, so their
+# epoch_s, step times and images_per_s are end to end, while the suite's paths prepare each epoch before its clock
+# (augment_s apart). input_workers: the native pipeline's workers and where the number came from; input_stall_s:
+# seconds the training loop waited in next() for a batch, input_stall_share that over the seconds the pipeline fed
+# training (compile step excluded); input_cpu_s: CPU seconds of the pipeline's workers, measured as input_cpu_how
+# says. epoch_images_per_s: training images over the median epoch time, for every input path.
 # settings: the tuning table's settings the worker found in effect, in its environment and its framework's
 # state ("NAME=VALUE; ..."); settings_not_applied: those the tuned profile asked for and did not get, each with
 # the reason. Empty in a stock row unless the user's shell set one.
@@ -41,12 +51,14 @@ SUMMARY_COLUMNS = IDENTITY + [
 # the share a hypervisor gave to other machines; load: the one-minute load average at its end.
 STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms", "others_cpu", "steal",
                             "load"]
-# One row per evaluation: after each epoch, or every --eval-every steps (`epoch` then fractional,
-# `epoch_s` the training time since the previous evaluation). Each sum of times (`epoch_s`,
+# One row per evaluation: after each epoch, or every --eval-every steps (`epoch` then fractional);
+# `train_s`: the training time since the previous evaluation (the first includes the compile step). Each sum of
+# times (`train_s`, summary.csv's `epoch_s`,
 # `train_s_to_target`, `wall_s_to_target`) comes with the share of it that fell in busy windows
-# (`epoch_busy_share`, ...; contention.SUM_BUSY_SHARE flags it); empty in runs written before it was measured.
-EPOCHS_COLUMNS = IDENTITY + ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "epoch_s", "eval_s",
-                             "epoch_busy_share"]
+# (`train_busy_share`, `epoch_busy_share`, ...; contention.SUM_BUSY_SHARE flags it); empty in runs written
+# before it was measured.
+EPOCHS_COLUMNS = IDENTITY + ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "train_s", "eval_s",
+                             "train_busy_share"]
 # With --profile, one row per operation of the profiled steps: self time per step (summed over the
 # threads that ran it), its share of all the ops' self time, and its category (benchmarks.harness.profiling).
 PROFILE_COLUMNS = IDENTITY + ["op", "category", "calls", "self_ms", "share", "detail"]

@@ -6,6 +6,7 @@ whole group."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import selectors
@@ -192,6 +193,35 @@ class _Group:
         return result
 
 
+def _relay(group: _Group, member: int, selector: selectors.BaseSelector, index: int,
+           on_message: Callable[[int, dict], None]) -> str | None:
+    """Read what member `member` of `group` sent (its pipe is readable): relay progress messages,
+    keep its result, and unregister it once it has exited. "yield" when it handed the turn back,
+    "ended" when every member has ended (or one failed and the others were stopped), else None."""
+    worker = group.workers[member]
+    messages = worker.read_messages()
+    if messages is None:  # the worker has exited
+        selector.unregister(worker.messages)
+        worker.close()
+        group.results.setdefault(member, {"status": "error", "error": _death_reason(
+            worker.process.returncode, worker.log_path)})
+        if group.results[member]["status"] != "ok":  # the others would wait for it forever
+            group.stop()
+            for other in range(len(group.workers)):
+                if other not in group.results:
+                    group.results[other] = {"status": "stopped"}
+                    selector.unregister(group.workers[other].messages)
+        return "ended" if len(group.results) == len(group.workers) else None
+    for message in messages:  # a worker sends nothing after "yield" until its next turn
+        if message["type"] == "result":
+            group.results[member] = message["result"]
+        elif message["type"] == "yield":
+            return "yield"
+        else:
+            on_message(index, message)
+    return None
+
+
 def _take_turn(group: _Group, index: int, timeout: float, on_message: Callable[[int, dict], None]) -> dict | None:
     """Give `group` the turn and relay its leader's messages until it yields (None) or the job
     ends (its result): every member has ended, or one failed and the others were stopped."""
@@ -208,27 +238,11 @@ def _take_turn(group: _Group, index: int, timeout: float, on_message: Callable[[
                     group.stop()
                     return {"status": "timeout", "error": f"stopped after --job-timeout {timeout:g} s"}
                 for selected, _ in selector.select(timeout=min(remaining, 1.0)):
-                    member, worker = selected.data, group.workers[selected.data]
-                    messages = worker.read_messages()
-                    if messages is None:  # the worker has exited
-                        selector.unregister(worker.messages)
-                        worker.close()
-                        group.results.setdefault(member, {"status": "error", "error": _death_reason(
-                            worker.process.returncode, worker.log_path)})
-                        if group.results[member]["status"] != "ok":  # the others would wait for it forever
-                            group.stop()
-                            group.results.update({other: {"status": "stopped"} for other in
-                                                  range(len(group.workers)) if other not in group.results})
-                        if len(group.results) == len(group.workers):
-                            return group.outcome()
-                        continue
-                    for message in messages:  # a worker sends nothing after "yield" until its next turn
-                        if message["type"] == "result":
-                            group.results[member] = message["result"]
-                        elif message["type"] == "yield":
-                            return None
-                        else:
-                            on_message(index, message)
+                    state = _relay(group, selected.data, selector, index, on_message)
+                    if state == "yield":
+                        return None
+                    if state == "ended":
+                        return group.outcome()
     finally:
         group.turn_s += time.monotonic() - turn_start
 
@@ -258,6 +272,51 @@ def run_workers(jobs: list[Job], log_paths: list[Path], timeout: float,
     except BaseException:
         for index in waiting:
             workers[index].stop()
+        raise
+
+
+def run_side_by_side(jobs: list[Job], log_paths: list[Path], timeout: float, at_once: int,
+                     on_result: Callable[[int, dict], None]) -> None:
+    """Run `jobs` in worker processes, `at_once` jobs at a time, each on its own `threads` cores
+    (slot k of `at_once` from core k * threads) and free to run from its start to its end: for jobs
+    that time nothing (the parity checks), whose overlap cannot change what they compute.
+    `on_result(i, result)` gets job i's result as soon as it ends; a job running past `timeout`
+    seconds yields a timeout result. Ctrl-C stops every worker and propagates."""
+    waiting, running = list(range(len(jobs))), {}  # job index -> (its group, when it started, its slot)
+    try:
+        with selectors.DefaultSelector() as selector:
+            while waiting or running:
+                while waiting and len(running) < at_once:
+                    index = waiting.pop(0)
+                    slot = min(set(range(at_once)) - {slot for *_, slot in running.values()})
+                    job = jobs[index]
+                    job = dataclasses.replace(job, placement=dataclasses.replace(
+                        job.placement, first_core=slot * job.placement.threads))
+                    group = _Group(job, log_paths[index])
+                    for member, worker in enumerate(group.workers):
+                        selector.register(worker.messages, selectors.EVENT_READ, (index, member))
+                    group.give_turn()
+                    running[index] = (group, time.monotonic(), slot)
+                for index, (group, started, _) in list(running.items()):
+                    if time.monotonic() - started > timeout:
+                        for member in range(len(group.workers)):
+                            if member not in group.results:
+                                selector.unregister(group.workers[member].messages)
+                        group.stop()
+                        del running[index]
+                        on_result(index, {"status": "timeout", "error": f"stopped after --job-timeout {timeout:g} s"})
+                for selected, _ in selector.select(timeout=1.0):
+                    index, member = selected.data
+                    group = running[index][0]
+                    state = _relay(group, member, selector, index, lambda _, message: None)
+                    if state == "yield":  # a job that takes turns gets its next one at once
+                        group.give_turn()
+                    elif state == "ended":
+                        del running[index]
+                        on_result(index, group.outcome())
+    except BaseException:
+        for group, *_ in running.values():
+            group.stop()
         raise
 
 

@@ -1,5 +1,5 @@
-"""The worker's side of a measurement: the job's batches from the shared NumPy pipeline (`Feed`),
-the timed training loop (`Trainer`), time to accuracy, and each kind of job that trains or times
+"""The worker's side of a measurement: the job's batches from the shared NumPy pipeline (`Feed`)
+or from the framework's own (`NativeFeed`), the timed training loop (`Trainer`), time to accuracy, and each kind of job that trains or times
 something (benchmark, overhead, probe, the machine's peak). It runs inside a worker process
 (`benchmarks.harness.worker`), which imports exactly one framework through the registry."""
 
@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import psutil
 
 from benchmarks.harness import data as datasets
-from benchmarks.harness.contention import BUSY_SHARE, BUSY_THRESHOLD, CoreMonitor
+from benchmarks.harness.contention import BUSY_SHARE, BUSY_THRESHOLD, CoreMonitor, children_cpu_s
 from benchmarks.harness.jobs import Job
 from benchmarks.harness.stats import step_time_summary
 from frameworks import load_adapter, profiled, tuning
-from frameworks.base import Adapter, init_params
+from frameworks.base import Adapter, NativeInput, init_params
 
 if TYPE_CHECKING:
     from benchmarks.harness.worker import Channel
@@ -59,7 +60,7 @@ def tune(adapter_cls: type[Adapter], job: Job) -> dict[str, str]:
 
 def load_dataset(job: Job) -> datasets.Dataset:
     if job.data.name == "cifar10":
-        dataset = datasets.load_cifar10(Path(job.data.folder))
+        dataset = datasets.load_cifar10(Path(job.data.folder), keep_stored=job.data.input == "native")
     else:
         dataset = datasets.synthetic()
     return dataset.subset(job.data.train_size, job.data.test_size)
@@ -94,9 +95,70 @@ class Feed:
         """Epoch after epoch without end, so a large batch still fills whole windows."""
         return itertools.chain.from_iterable(self.epoch(epoch) for epoch in itertools.count())
 
-    def summary(self) -> dict:
+    def summary(self, fed_s: float, compile_threads: set[int]) -> dict:
         return {"augment_s": self.augmenting.seconds,
                 "data_digest": self.digest.hexdigest()[:16] if self.batches else None}
+
+
+def thread_cpu_s() -> dict[int, float]:
+    """CPU seconds of each of this process's threads, by thread id."""
+    return {thread.id: thread.user_time + thread.system_time for thread in psutil.Process().threads()}
+
+
+INPUT_CPU_HOW = ("worker processes (psutil and os.times) + threads started with the pipeline, less those the "
+                 "compile step started (psutil) + the training thread's own time inside next()")
+
+
+class NativeFeed:
+    """The batches of one job from its framework's own input pipeline (`Adapter.native_input`),
+    built from the arrays the suite's verified loader read and run inside the clock, as its users
+    run it. What it costs is measured as it runs: the seconds the training loop waited in `next()`
+    for a batch (the stall), and the CPU time of the pipeline's workers, wherever the library puts
+    them (`INPUT_CPU_HOW`). The bytes differ from the suite's, so nothing is hashed."""
+
+    def __init__(self, adapter: Adapter, dataset: datasets.Dataset, job: Job, epochs: int):
+        images, scale, mean, std = dataset.pixels()
+        source = NativeInput(images, dataset.train_labels, tuple(map(float, mean)), tuple(map(float, std)), scale,
+                             job.data.augment == "crop-flip", datasets.PAD, job.global_batch, epochs, job.seed,
+                             job.data.input_workers)
+        self.per_epoch, self.epochs = source.steps_per_epoch, epochs
+        self.threads_before, self.children_before = set(thread_cpu_s()), children_cpu_s()
+        self.pipeline = adapter.native_input(source)
+        self.iterator = iter(self.pipeline.batches)
+        self.stall_s = self.next_cpu_s = 0.0
+        self.batches = 0
+
+    def _draw(self, count: int) -> Iterator[tuple]:
+        for _ in range(count):
+            start, cpu = time.perf_counter(), time.thread_time()
+            batch = next(self.iterator)
+            self.stall_s += time.perf_counter() - start
+            self.next_cpu_s += time.thread_time() - cpu
+            self.batches += 1
+            yield batch
+
+    def epoch(self, epoch: int) -> Iterator[tuple]:
+        return self._draw(self.per_epoch)
+
+    def stream(self) -> Iterator[tuple]:
+        return self._draw(self.per_epoch * self.epochs)
+
+    def skip_to_epoch_end(self) -> None:
+        """Drop what is left of a partly drawn epoch (after a timing-only run's steps), untimed, so
+        that the epochs which follow start where the pipeline's epochs do."""
+        for _ in self._draw(-self.batches % self.per_epoch):
+            pass
+
+    def summary(self, fed_s: float, compile_threads: set[int]) -> dict:
+        """The pipeline's cost over `fed_s`, the seconds it fed training (compile step excluded);
+        `compile_threads` started during the compile step, and are the framework's, not the pipeline's."""
+        threads = {tid: seconds for tid, seconds in thread_cpu_s().items()
+                   if tid not in self.threads_before and tid not in compile_threads}
+        cpu = children_cpu_s() - self.children_before + sum(threads.values()) + self.next_cpu_s
+        self.pipeline.close()
+        return {"input_workers": self.pipeline.workers, "input_stall_s": self.stall_s,
+                "input_stall_share": _share(self.stall_s, fed_s), "input_cpu_s": cpu, "input_cpu_how": INPUT_CPU_HOW,
+                "data_digest": None, "augment_s": None}
 
 
 class Trainer:
@@ -108,7 +170,10 @@ class Trainer:
     hands NumPy arrays to the step, which copies inside the timed window; `prefetch` places the
     next batch on the device right after the current step is dispatched, as a prefetching loader
     does (the window's first batch is placed before its clock starts); `resident` places all of a
-    window's batches before its clock starts, as if the data set lived on the device."""
+    window's batches before its clock starts, as if the data set lived on the device. `native`
+    batches come from the framework's own pipeline, placed already, and are drawn inside the clock:
+    the pipeline's time is part of every window (the first batch only is drawn before the compile
+    step's clock)."""
 
     def __init__(self, adapter: Adapter, job: Job, channel: Channel):
         self.adapter, self.job, self.channel = adapter, job, channel
@@ -116,12 +181,15 @@ class Trainer:
         self.compile_s = None
         self.compiles_after_warmup = None
         self.window_rows: list[dict] = []
-        self.monitor = CoreMonitor()  # what else ran on the worker's cores during each window
+        # what else ran on the worker's cores during each window; its own child processes (a native
+        # pipeline's workers) are the job's
+        self.monitor = CoreMonitor(children=True)
         # Seconds of every window (compile step, warm-up and short tails included) on which other
         # processes took more than BUSY_THRESHOLD of the cores: what an epoch or a time to accuracy,
         # which are sums, owe to contention.
         self.busy_s = 0.0
         self.compile_busy_s = 0.0
+        self.compile_threads: set[int] = set()  # threads the compile step started (the framework's own)
 
     def _check(self, losses: list, first_step: int) -> np.ndarray:
         values = self.adapter.losses_to_numpy(losses)
@@ -133,14 +201,15 @@ class Trainer:
     def _before_clock(self, window: list) -> list:
         """The window's batches as its steps will take them, placed as far as the input path
         places them before the clock starts."""
-        ahead = {"step": 0, "prefetch": 1, "resident": len(window)}[self.job.data.input]
+        ahead = {"step": 0, "prefetch": 1, "resident": len(window), "native": 0}[self.job.data.input]
         placed = [self.adapter.place(*batch) for batch in window[:ahead]]
         if placed:
             self.adapter.wait(placed[-1])
         return placed + window[ahead:]
 
-    def _steps(self, window: list) -> list:
-        """The window's steps, inside its clock; `prefetch` places each next batch meanwhile."""
+    def _steps(self, window) -> list:
+        """The window's steps, inside its clock; `prefetch` places each next batch meanwhile, and
+        `native` draws each batch from its pipeline (`window` is then an iterator)."""
         adapter, losses = self.adapter, []
         for index, batch in enumerate(window):
             losses.append(adapter.train_step(*batch))
@@ -153,13 +222,16 @@ class Trainer:
         adapter, job = self.adapter, self.job
         losses = []
         batches = iter(batches)
+        native = job.data.input == "native"
         if self.step == 0:
             first = self._before_clock([next(batches)])
+            threads = set(thread_cpu_s())
             before = self.monitor.sample()
             start = time.perf_counter()
             loss = self._steps(first)
             adapter.synchronize()
             self.compile_s = time.perf_counter() - start
+            self.compile_threads = set(thread_cpu_s()) - threads
             self.compile_busy_s = self.count_busy(self.compile_s, self.monitor.between(before, self.monitor.sample()))
             losses.extend(self._check(loss, 0))
             self.step = 1
@@ -168,25 +240,31 @@ class Trainer:
         while True:
             warm = self.step <= job.timing.warmup_steps
             size = job.timing.warmup_steps + 1 - self.step if warm else job.timing.window
-            window = self._before_clock([batch for _, batch in zip(range(size), batches)])
-            if not window:
-                return np.asarray(losses, np.float32)
+            if native:
+                window = itertools.islice(batches, size)
+            else:
+                window = self._before_clock([batch for _, batch in zip(range(size), batches)])
+                if not window:
+                    return np.asarray(losses, np.float32)
             before = self.monitor.sample()
             start = time.perf_counter()
             window_losses = self._steps(window)
             adapter.synchronize()
             seconds = time.perf_counter() - start
+            if not window_losses:  # the native pipeline had no batch left
+                return np.asarray(losses, np.float32)
             shares = self.monitor.between(before, self.monitor.sample())
             self.count_busy(seconds, shares)
+            steps = len(window_losses)
             losses.extend(self._check(window_losses, self.step))
-            if warm and self.step + len(window) > job.timing.warmup_steps:
+            if warm and self.step + steps > job.timing.warmup_steps:
                 self.compiles_after_warmup = adapter.compile_count()
-            elif not warm and len(window) == job.timing.window:  # a short tail window would skew the median
-                row = {"window": len(self.window_rows), "epoch": epoch, "first_step": self.step, "steps": len(window),
-                       "seconds": seconds, "step_ms": 1000 * seconds / len(window), **shares}
+            elif not warm and steps == job.timing.window:  # a short tail window would skew the median
+                row = {"window": len(self.window_rows), "epoch": epoch, "first_step": self.step, "steps": steps,
+                       "seconds": seconds, "step_ms": 1000 * seconds / steps, **shares}
                 self.window_rows.append(row)
                 self.channel.send("window", row=row)  # appended by the parent at once: an interrupt keeps it
-            self.step += len(window)
+            self.step += steps
             self.channel.send("progress", step=self.step)
             self.channel.hand_on_turn()  # outside the timed window: other workers run meanwhile
 
@@ -319,7 +397,12 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     local = job.global_batch // job.parallel.processes  # this process's part of a global batch
     copy = copy_ms(adapter, dataset.train_images[:local], dataset.train_labels[:local])
     trainer = Trainer(adapter, job, channel)
-    feed = Feed(dataset, job)
+    native = job.data.input == "native"
+    if native:  # the pipeline serves the timing-only steps' epochs, then the evaluated ones
+        feed = NativeFeed(adapter, dataset, job, -(-total_steps // per_epoch) * bool(job.timing.steps) + job.timing.epochs)
+    else:
+        feed = Feed(dataset, job)
+    fed_s = 0.0  # seconds of training fed by the pipeline (each trainer.run, less the others' turns)
     result = {"framework_version": adapter_cls.version(), "import_s": import_s, "build_s": build_s,
               "warmup_steps": job.timing.warmup_steps, "epochs": job.timing.epochs, "baseline_rss_mb": baseline_rss,
               "threads": (adapter.applied_threads() or len(os.sched_getaffinity(0))) * job.processes_per_node,
@@ -327,19 +410,26 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
               "copy_ms": copy, **tuned}
     try:
         if job.timing.steps:
+            start, waited = time.perf_counter(), channel.waited_s
             trainer.run(itertools.islice(feed.stream(), total_steps), epoch=0)
+            fed_s += time.perf_counter() - start - (channel.waited_s - waited)
+            if native and job.timing.epochs:
+                feed.skip_to_epoch_end()
         epoch_times = []  # (seconds, busy seconds) of each whole epoch
         race = TimeToAccuracy(job.timing.target_accuracy)
         pending_losses, pending_s, pending_busy_s = [], 0.0, 0.0  # training since the last evaluation
         for epoch in range(job.timing.epochs):
             compiles_here = trainer.step == 0
-            batches = list(feed.epoch(epoch))  # shuffled, augmented and hashed before the epoch's clock starts
+            # The suite's batches are shuffled, augmented and hashed before the epoch's clock starts; a
+            # native pipeline's are drawn inside it.
+            batches = feed.epoch(epoch) if native else iter(list(feed.epoch(epoch)))
             epoch_s, epoch_busy_s, stop = 0.0, 0.0, False
-            for segment, evaluated in evaluation_segments(trainer.step, len(batches), job.timing.eval_every,
+            for segment, evaluated in evaluation_segments(trainer.step, per_epoch, job.timing.eval_every,
                                                           epoch == job.timing.epochs - 1):
                 start, waited, busy = time.perf_counter(), channel.waited_s, trainer.busy_s
-                pending_losses.extend(trainer.run(batches[segment], epoch))
+                pending_losses.extend(trainer.run(itertools.islice(batches, segment.stop - segment.start), epoch))
                 train_s = time.perf_counter() - start - (channel.waited_s - waited)  # not the others' turns
+                fed_s += train_s
                 busy_s = trainer.busy_s - busy
                 epoch_s, pending_s = epoch_s + train_s, pending_s + train_s
                 epoch_busy_s, pending_busy_s = epoch_busy_s + busy_s, pending_busy_s + busy_s
@@ -353,8 +443,8 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
                 done = trainer.step / per_epoch  # epochs, fractional between epochs' ends
                 row = {"epoch": int(done) if done.is_integer() else round(done, 4), "step": trainer.step,
                        "train_loss": float(np.mean(pending_losses)), "test_loss": test_loss,
-                       "test_accuracy": test_accuracy, "epoch_s": pending_s, "eval_s": eval_s,
-                       "epoch_busy_share": _share(pending_busy_s, pending_s)}
+                       "test_accuracy": test_accuracy, "train_s": pending_s, "eval_s": eval_s,
+                       "train_busy_share": _share(pending_busy_s, pending_s)}
                 channel.send("epoch", row=row)
                 result.update(train_loss=row["train_loss"], test_loss=test_loss, test_accuracy=test_accuracy)
                 stop = race.record(row["epoch"], trainer.step, pending_s, eval_s, test_accuracy, pending_busy_s,
@@ -362,10 +452,11 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
                 pending_losses, pending_s, pending_busy_s = [], 0.0, 0.0
                 if stop:
                     break
-            if segment.stop == len(batches):  # a whole epoch: its training time counts in the median
+            if segment.stop == per_epoch:  # a whole epoch: its training time counts in the median
                 compile_s, compile_busy_s = (trainer.compile_s, trainer.compile_busy_s) if compiles_here else (0.0, 0.0)
                 epoch_times.append((epoch_s - compile_s, epoch_busy_s - compile_busy_s))
                 result["epoch_s"] = float(np.median([seconds for seconds, _ in epoch_times]))
+                result["epoch_images_per_s"] = per_epoch * job.global_batch / result["epoch_s"]
                 result["epoch_busy_share"] = median_epoch_busy_share(epoch_times)
             if stop:
                 break
@@ -375,7 +466,8 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
         result.update(status="diverged", error=str(diverged), diverged_step=diverged.step)
     if job.timing.profile and result["status"] == "ok":
         profile(adapter, dataset, job, channel)
-    result.update(trainer.timing_summary(), **feed.summary(), compile_s=trainer.compile_s,
+    result.update(trainer.timing_summary(), **feed.summary(fed_s - (trainer.compile_s or 0.0), trainer.compile_threads),
+                  compile_s=trainer.compile_s,
                   peak_rss_mb=peak_rss_mb(), peak_device_mb=_mb(adapter.peak_device_memory()))
     return result
 
@@ -461,6 +553,48 @@ def run_overhead(job: Job, channel: Channel) -> dict:
     runner_ms = np.array([row["step_ms"] for row in trainer.window_rows])
     return {"status": "ok", "pairs": len(runner_ms), "runner_ms": float(np.median(runner_ms)),
             "minimal_ms": float(np.median(minimal_ms)), "ratio": float(np.median(runner_ms / minimal_ms))}
+
+
+def run_hot_path(job: Job, channel: Channel) -> dict:
+    """The suite's own code on the training step's hot path against the framework's built-in
+    equivalent (`Adapter.builtin_equivalents`), in this one process: for each part, windows of
+    `timing.window` steps on batches already on the device, each ending with a wait for its last
+    result, the suite's and the built-in's alternating for `timing.pairs` pairs (which goes first
+    alternates too), so that the machine's drift and any order effect fall on both alike. Per part:
+    the median step of each side and the median of the pairs' ratios, suite over built-in."""
+    dataset = load_dataset(job)
+    timing = job.timing
+    batches = list(datasets.train_batches(dataset, job.what.batch_size, job.seed, 0))[: timing.window]
+    adapter_cls = load_adapter(job.what.framework)
+    adapter_cls.configure_threads(job.placement.threads)
+    tuned = tune(adapter_cls, job)
+    adapter = adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(1))
+    adapter.set_params(init_params(job.what.model, job.seed))
+    placed = [adapter.place(*batch) for batch in batches]
+    adapter.wait(placed[-1])
+
+    def window_ms(step) -> float:
+        start = time.perf_counter()
+        for images, labels in placed:
+            result = step(images, labels)
+        adapter.wait((result,))
+        return 1000 * (time.perf_counter() - start) / len(placed)
+
+    parts = []
+    for part, sides in adapter.builtin_equivalents().items():
+        for step in sides:  # compile and warm up, untimed
+            for images, labels in placed[: timing.warmup_steps + 1]:
+                result = step(images, labels)
+            adapter.wait((result,))
+        times = np.empty((timing.pairs, 2))
+        for pair in range(timing.pairs):
+            for side in (0, 1) if pair % 2 == 0 else (1, 0):
+                times[pair, side] = window_ms(sides[side])
+        parts.append({"part": part, "pairs": timing.pairs, "suite_ms": float(np.median(times[:, 0])),
+                      "builtin_ms": float(np.median(times[:, 1])),
+                      "ratio": float(np.median(times[:, 0] / times[:, 1])),
+                      "ratio_iqr": "-".join(f"{q:.3f}" for q in np.percentile(times[:, 0] / times[:, 1], [25, 75]))})
+    return {"status": "ok", "framework_version": adapter_cls.version(), "parts": parts, **tuned}
 
 
 def run_peak(job: Job, channel: Channel) -> dict:

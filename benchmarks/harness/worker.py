@@ -18,8 +18,8 @@ import traceback
 
 from benchmarks.checks.outputs import run_parallel_parity, run_parity
 from benchmarks.harness.jobs import Job
-from benchmarks.harness.training import run_benchmark, run_overhead, run_peak, run_probe
-from frameworks.base import DeviceUnavailable
+from benchmarks.harness.training import run_benchmark, run_hot_path, run_overhead, run_peak, run_probe
+from frameworks.base import DeviceUnavailable, PipelineUnavailable
 
 class Channel:
     """Messages to the parent, one JSON object per line, flushed as they happen; and the turn.
@@ -51,7 +51,7 @@ class Channel:
 
 
 RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "parallel parity": run_parallel_parity,
-           "probe": run_probe, "overhead": run_overhead, "peak": run_peak}
+           "probe": run_probe, "overhead": run_overhead, "hot path": run_hot_path, "peak": run_peak}
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -67,9 +67,10 @@ PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def pin(job: Job) -> None:
-    """Pin the process to its cores: the job's first `threads`, shared out among this node's
-    processes of a data-parallel job, each taking its own slice."""
-    cores = sorted(os.sched_getaffinity(0))[: job.placement.threads]
+    """Pin the process to its cores: the job's `threads` (from its first core), shared out among
+    this node's processes of a data-parallel job, each taking its own slice."""
+    place = job.placement
+    cores = sorted(os.sched_getaffinity(0))[place.first_core:place.first_core + place.threads]
     first = job.placement.member * job.process_threads % len(cores)
     os.sched_setaffinity(0, cores[first:first + job.process_threads])
 
@@ -82,7 +83,7 @@ def main() -> int:
     channel.wait_for_turn()
     try:
         result = RUNNERS[job.kind](job, channel)
-    except DeviceUnavailable as error:
+    except (DeviceUnavailable, PipelineUnavailable) as error:
         result = {"status": "skipped", "error": str(error)}
     except ImportError as error:
         result = {"status": "unavailable", "error": f"cannot import {job.what.framework}: {error}"}
