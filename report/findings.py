@@ -224,10 +224,10 @@ def _ratio_text(row: pd.Series, fastest: pd.Series) -> str:
     if row["verdict"] != "undecided":
         tied = ", tied" if row["verdict"] == "tied" else ""
         return f"{row['ratio']:.2f}x ({row['ratio_low']:.2f}-{row['ratio_high']:.2f}{tied})"
-    windows = min(row["windows"], fastest["windows"])
+    windows = int(min(row["windows"], fastest["windows"]))  # a NumPy integer: "s" * (windows > 1) would fail
     if windows == 0:
         return f"{row['ratio']:.2f}x (no timed windows to resample)"
-    return f"{row['ratio']:.2f}x (undecided: {windows} timed window{'s' * (windows > 1)}, too few for an interval)"
+    return f"{row['ratio']:.2f}x (undecided: {windows} timed window{'s' if windows > 1 else ''}, too few for an interval)"
 
 
 def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -> list[str]:

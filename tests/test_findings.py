@@ -264,6 +264,15 @@ def test_a_run_without_timed_windows_still_gets_its_ratios():
     assert "jax:jit 1.50x (no timed windows to resample)" in sentence
 
 
+def test_a_ratio_without_enough_windows_for_an_interval_says_how_many_there_were():
+    summary, steps = run_tables([
+        {"framework": "pytorch", "variant": "eager", "processes": [np.full(2, 10.0)]},
+        {"framework": "jax", "variant": "jit", "processes": [np.full(3, 15.0)]},
+    ])
+    (sentence,) = speed_findings(summary, steps)  # the count is the fastest's, as the table gives it
+    assert "jax:jit 1.50x (undecided: 2 timed windows, too few for an interval)" in sentence
+
+
 def test_jobs_that_stopped_at_a_target_are_compared_at_the_last_step_all_of_them_evaluated():
     """A time-to-accuracy run stops each job at its first evaluation above the target: final
     accuracies after 2,000 and 2,500 steps are not the same quantity."""

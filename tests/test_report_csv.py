@@ -34,6 +34,7 @@ def run_dir(tmp_path_factory) -> Path:
     completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stdout + completed.stderr
     (folder,) = out.iterdir()
+    assert (folder / "report.md").exists(), completed.stdout  # the runner says why a report was not rendered
     return folder
 
 
