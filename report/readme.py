@@ -7,7 +7,8 @@ root, the nearest folder at or above the file that holds `results/`):
     ...
     <!-- end generated -->
 
-`noise` takes a folder of runs instead (`python -m report.noise` over each run in it, by name).
+`profile-shares` and `profile-ops` take a third word, a regular expression that keeps the jobs whose
+label it matches (`<!-- generated: profile-ops results/profile-cpu/lenet pytorch:.*stock -->`). `noise` takes a folder of runs instead (`python -m report.noise` over each run in it, by name).
 
 Without a FILE the command reads README.md and docs/*.md. Without `--check` the tables are rewritten
 in place; with it, the command exits 1 naming each table that no longer matches its run."""
@@ -32,8 +33,8 @@ from report.source import final_summary, latest, read_env
 from report.tables import curves_table, input_table, markdown, ranking_table, throughput_markdown, throughput_table
 
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = re.compile(r"(?P<open><!-- generated: (?P<kind>[\w-]+) (?P<run>\S+) -->\n)(?P<body>.*?)(?P<close><!-- end "
-                   r"generated -->)", re.DOTALL)
+BLOCK = re.compile(r"(?P<open><!-- generated: (?P<kind>[\w-]+) (?P<run>\S+)(?: (?P<only>[^\s>]+))? -->\n)"
+                   r"(?P<body>.*?)(?P<close><!-- end generated -->)", re.DOTALL)
 
 
 def _summary(run_dir: Path):
@@ -43,10 +44,12 @@ def _summary(run_dir: Path):
 
 def answer(run_dir: Path) -> str:
     """The report's first screen: per model and batch size, each framework's fastest variant and its
-    ratio to the fastest framework, with its interval or "tied", and one sentence each."""
+    ratio to the fastest framework, with its interval or "tied", and one sentence each; without the
+    report's paragraph on what `ratio` means, which a page states once for all its answers."""
     summary = _summary(run_dir)
     compared = comparisons(summary, read_table(run_dir, "steps"))
-    return answer_section(best_per_framework(compared), compared, summary, read_env(run_dir)).strip()
+    return answer_section(best_per_framework(compared), compared, summary, read_env(run_dir),
+                          convention=False).strip()
 
 
 def throughput(run_dir: Path) -> str:
@@ -121,6 +124,28 @@ def hot_path(run_dir: Path) -> str:
                                         if table[column].nunique() == 1])) + "\n\n" + machine
 
 
+def _profiled_jobs(table: pd.DataFrame, only: str | None) -> pd.DataFrame:
+    kept = table[table["job"].str.contains(only, regex=True)] if only else table
+    if kept.empty:
+        raise ValueError(f"no profiled job's label matches {only!r} (jobs: {', '.join(table['job'].unique())})")
+    return kept
+
+
+def profile_shares(run_dir: Path, only: str | None = None) -> str:
+    """A profiled run's self time per step and its shares per category, per job (the report's
+    *Where the time goes*, profile_shares.csv)."""
+    return markdown(_profiled_jobs(pd.read_csv(run_dir / "profile_shares.csv"), only))
+
+
+def profile_ops(run_dir: Path, only: str | None = None, top: int = 3) -> str:
+    """The `top` largest operations of each profiled job by self time (profile_ops.csv), the detail
+    cut to what names the operation (for XLA, the instruction and its shape)."""
+    table = _profiled_jobs(pd.read_csv(run_dir / "profile_ops.csv"), only)
+    table = table.groupby("job", sort=False).head(top)
+    detail = table["detail"].fillna("").str.split(" jit\\(|/", regex=True).str[0].str.slice(0, 48)
+    return markdown(table.assign(detail=detail))
+
+
 def runs_in(folder: Path) -> list[Path]:
     """The run folders inside `folder`, by name."""
     return sorted(path for path in folder.iterdir() if (path / "summary.csv").is_file()) if folder.is_dir() else []
@@ -133,9 +158,12 @@ def noise(folder: Path) -> str:
 
 TABLES: dict[str, Callable[[Path], str]] = {"answer": answer, "throughput": throughput, "curves": curves,
                                             "findings": findings, "noise": noise, "gains": gains, "parity": parity,
-                                            "input": input_paths, "hotpath": hot_path}
+                                            "input": input_paths, "hotpath": hot_path,
+                                            "profile-shares": profile_shares, "profile-ops": profile_ops}
 FOLDERS_OF_RUNS = {"noise"}
-TABLE_FILE = {"hotpath": "hotpath.csv"}  # the file a kind's run folder must hold, summary.csv by default
+FILTERED = {"profile-shares", "profile-ops"}  # the kinds that take a third word: a pattern of job labels
+# the file a kind's run folder must hold, summary.csv by default
+TABLE_FILE = {"hotpath": "hotpath.csv", "profile-shares": "profile_shares.csv", "profile-ops": "profile_ops.csv"}
 
 
 def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
@@ -143,17 +171,19 @@ def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
     changed = []
 
     def block(match: re.Match) -> str:
-        kind, run = match["kind"], match["run"]
+        kind, run, only = match["kind"], match["run"], match["only"]
         if kind not in TABLES:
             raise ValueError(f"unknown generated table {kind!r} (known: {', '.join(TABLES)})")
+        if only and kind not in FILTERED:
+            raise ValueError(f"generated {kind} table: takes no third word ({only!r}); only {', '.join(FILTERED)} do")
         if kind in FOLDERS_OF_RUNS and not runs_in(root / run):
             raise ValueError(f"generated {kind} table: {run} holds no run folders")
         needed = TABLE_FILE.get(kind, "summary.csv")
         if kind not in FOLDERS_OF_RUNS and not (root / run / needed).is_file():
             raise ValueError(f"generated {kind} table: {run} holds no {needed}")
-        body = TABLES[kind](root / run).rstrip("\n") + "\n"
+        body = TABLES[kind](root / run, *([only] if only else [])).rstrip("\n") + "\n"
         if body != match["body"]:
-            changed.append(f"{kind} {run}")
+            changed.append(" ".join(filter(None, [kind, run, only])))
         return match["open"] + body + match["close"]
 
     return BLOCK.sub(block, text), changed

@@ -37,10 +37,12 @@ RATIO_CONVENTION = ("`ratio`: a row's median step time over the fastest's at the
                     "give no interval. `ratio` means this throughout the report.")
 
 
-def answer_section(best: pd.DataFrame, compared: pd.DataFrame, summary: pd.DataFrame, env: dict) -> str:
+def answer_section(best: pd.DataFrame, compared: pd.DataFrame, summary: pd.DataFrame, env: dict,
+                   convention: bool = True) -> str:
     """The report's first screen: per model and batch size, each framework's fastest variant, its
     speed and its ratio to the fastest framework (`best`: findings.best_per_framework), then one
-    sentence per model and batch size."""
+    sentence per model and batch size. `convention`: say what `ratio` means (a page that shows
+    several answers says it once itself)."""
     data = "CIFAR-10" if env.get("data") == "cifar10" else "synthetic data"
     if best.empty:
         return (f"No job measured its steps on a quiet machine ({machine_name(env, summary)}, {data}): nothing is "
@@ -53,7 +55,8 @@ def answer_section(best: pd.DataFrame, compared: pd.DataFrame, summary: pd.DataF
                  f"{absent_frameworks(rows, jobs[(jobs[GROUP] == key).all(axis='columns')])}"
                  for key, rows in best.groupby(GROUP, sort=False)]
     return (f"Each framework's fastest variant per model and batch size, on {machine_name(env, summary)} "
-            f"({'+'.join(summary['device'].unique())}), {data}. {RATIO_CONVENTION}\n\n{markdown(table)}\n\n"
+            f"({'+'.join(summary['device'].unique())}), {data}.{' ' + RATIO_CONVENTION if convention else ''}\n\n"
+            f"{markdown(table)}\n\n"
             + "\n".join(sentences) + f"\n\n{process_note(compared)}\n")
 
 

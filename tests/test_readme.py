@@ -29,8 +29,21 @@ def test_readme_and_docs_reference_tables_are_those_of_the_committed_runs():
             ("answer", "results/reference-resnet9"),
             ("noise", "results/repeats-avx2"), ("gains", "results/tuning-cpu"),
             ("parity", "results/reference"), ("input", "results/native-cpu/20261203-090312"),
-            ("hotpath", "results/hotpath-cpu/20261203-082628")} <= blocks
+            ("hotpath", "results/hotpath-cpu/20261203-082628"), ("profile-ops", "results/profile-cpu/lenet"),
+            ("profile-ops", "results/profile-cpu/resnet9"), ("profile-shares", "results/profile-cpu/resnet9"),
+            ("profile-ops", "results/profile-cpu/lenet-compile-kernels")} <= blocks
     assert stale == [], f"tables differ from their runs: {stale}; run python -m report.readme"
+
+
+def test_a_profile_table_keeps_the_jobs_its_pattern_matches_and_refuses_one_that_matches_none():
+    text, _ = render("<!-- generated: profile-ops results/profile-cpu/lenet jax:.*bs512 -->\n<!-- end generated -->")
+    jobs = {line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| jax")}
+    assert jobs == {"jax:jit [stock] bs512", "jax:jit [tuned] bs512"}
+    assert len(text.splitlines()) == 2 + 2 + 2 * 3  # markers, header, three operations per job
+    with pytest.raises(ValueError, match="no profiled job's label matches 'mxnet'"):
+        render("<!-- generated: profile-shares results/profile-cpu/lenet mxnet -->\n<!-- end generated -->")
+    with pytest.raises(ValueError, match="takes no third word"):
+        render("<!-- generated: throughput results/reference jax -->\n<!-- end generated -->")
 
 
 def test_every_run_the_documents_generate_from_is_tracked_by_git():
