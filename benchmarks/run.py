@@ -386,7 +386,7 @@ def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt:
     if largest > 1:  # they all hold their memory at once
         console.print(f"up to {largest} processes at once, taking turns one timed window each "
                       f"(--interleave {interleave}); each holds its framework's memory meanwhile (the memory "
-                      f"available holds {most} of {WORKER_MEMORY / 2**30:.1f} GiB)")
+                      f"available holds {most} processes of {WORKER_MEMORY / 2**30:.1f} GiB each)")
     with Progress(*columns, console=console) as progress:
         overall = progress.add_task("jobs", total=len(jobs))
         for planned in groups:
