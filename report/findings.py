@@ -227,7 +227,8 @@ def _ratio_text(row: pd.Series, fastest: pd.Series) -> str:
     windows = int(min(row["windows"], fastest["windows"]))  # a NumPy integer: "s" * (windows > 1) would fail
     if windows == 0:
         return f"{row['ratio']:.2f}x (no timed windows to resample)"
-    return f"{row['ratio']:.2f}x (undecided: {windows} timed window{'s' if windows > 1 else ''}, too few for an interval)"
+    plural = "s" if windows > 1 else ""
+    return f"{row['ratio']:.2f}x (undecided: {windows} timed window{plural}, too few for an interval)"
 
 
 def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -> list[str]:

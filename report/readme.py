@@ -8,7 +8,8 @@ root, the nearest folder at or above the file that holds `results/`):
     <!-- end generated -->
 
 `profile-shares` and `profile-ops` take a third word, a regular expression that keeps the jobs whose
-label it matches (`<!-- generated: profile-ops results/profile-cpu/lenet pytorch:.*stock -->`). `noise` takes a folder of runs instead (`python -m report.noise` over each run in it, by name).
+label it matches (`<!-- generated: profile-ops results/profile-cpu/lenet pytorch:.*stock -->`).
+`noise` takes a folder of runs instead (`python -m report.noise` over each run in it, by name).
 
 Without a FILE the command reads README.md and docs/*.md. Without `--check` the tables are rewritten
 in place; with it, the command exits 1 naming each table that no longer matches its run."""
@@ -125,7 +126,10 @@ def hot_path(run_dir: Path) -> str:
 
 
 def _profiled_jobs(table: pd.DataFrame, only: str | None) -> pd.DataFrame:
-    kept = table[table["job"].str.contains(only, regex=True)] if only else table
+    try:
+        kept = table[table["job"].str.contains(only, regex=True)] if only else table
+    except re.error as error:
+        raise ValueError(f"{only!r} is no regular expression: {error}") from None
     if kept.empty:
         raise ValueError(f"no profiled job's label matches {only!r} (jobs: {', '.join(table['job'].unique())})")
     return kept

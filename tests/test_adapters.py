@@ -1,4 +1,5 @@
-"""Each adapter on its own: training lowers the loss without recompiling after warm-up,\nevaluation counts and sums what its logits say, and its registry entry tells the truth about its hooks."""
+"""Each adapter on its own: training lowers the loss without recompiling after warm-up,
+evaluation counts and sums what its logits say, and its registry entry tells the truth about its hooks."""
 
 import importlib.metadata
 

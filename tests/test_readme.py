@@ -42,6 +42,8 @@ def test_a_profile_table_keeps_the_jobs_its_pattern_matches_and_refuses_one_that
     assert len(text.splitlines()) == 2 + 2 + 2 * 3  # markers, header, three operations per job
     with pytest.raises(ValueError, match="no profiled job's label matches 'mxnet'"):
         render("<!-- generated: profile-shares results/profile-cpu/lenet mxnet -->\n<!-- end generated -->")
+    with pytest.raises(ValueError, match="is no regular expression"):
+        render("<!-- generated: profile-ops results/profile-cpu/lenet jax:[ -->\n<!-- end generated -->")
     with pytest.raises(ValueError, match="takes no third word"):
         render("<!-- generated: throughput results/reference jax -->\n<!-- end generated -->")
 

@@ -1,7 +1,8 @@
 """The worker's side of a measurement: the job's batches from the shared NumPy pipeline (`Feed`)
-or from the framework's own (`NativeFeed`), the timed training loop (`Trainer`), time to accuracy, and each kind of job that trains or times
-something (benchmark, overhead, probe, the machine's peak). It runs inside a worker process
-(`benchmarks.harness.worker`), which imports exactly one framework through the registry."""
+or from the framework's own (`NativeFeed`), the timed training loop (`Trainer`), time to accuracy,
+and each kind of job that trains or times something (benchmark, overhead, probe, the machine's
+peak). It runs inside a worker process (`benchmarks.harness.worker`), which imports exactly one
+framework through the registry."""
 
 from __future__ import annotations
 
