@@ -86,11 +86,11 @@ GPU = Scale(
     recipe=("--framework", "pytorch,jax"),  # the recipe's batch 512 and 24 epochs, stopped at the target
     parallel=("--framework", "all", "--model", "lenet,resnet9", "--steps", "40", "--window", "20"),  # synced BatchNorm
     profile=("--framework", "all", "--model", "resnet9", "--steps", "20", "--window", "10"),
-    # In priority order; they sum to under BUDGET_S on a one-GPU machine (where the two-device step
-    # is skipped). Guesses, not measurements: a step that outgrows its limit is stopped and
-    # recorded as a timeout, with what it had measured kept.
-    limits={"parity-fp32": 120, "parity-tf32": 45, "parity-bf16": 45, "timing": 100, "recipe-fp32": 90,
-            "recipe-bf16": 80, "devices-2": 60, "profile": 55},
+    # Guesses, not measurements, summing to BUDGET_S on a one-GPU machine (where the two-device
+    # step is skipped). A step that ends early passes its unused time on (see `run_check`); one that
+    # outgrows what it is given is stopped and recorded as a timeout, with what it had measured kept.
+    limits={"parity-fp32": 120, "parity-bf16": 75, "recipe-bf16": 120, "timing": 110, "recipe-fp32": 50,
+            "parity-tf32": 35, "devices-2": 60, "profile": 30},
 )
 # The dry run tests the check, not the frameworks: each step runs the same command on JAX alone
 # (the lightest import), LeNet where the step allows, and a handful of steps, so that the whole
@@ -108,7 +108,9 @@ DRY_RUN = Scale(
 
 
 def plan(machine: Machine) -> list[Step]:
-    """Every step, in priority order, with the reason it is skipped on this machine, if any."""
+    """Every step, in priority order, with the reason it is skipped on this machine, if any: first
+    what a GPU reference needs (parity in fp32 and bf16, time to 94% in bf16, throughput with
+    repeats), then what adds to it (time to 94% in fp32, TF32 parity, two devices, profiles)."""
     scale, device = (DRY_RUN, "cpu") if machine.dry_run else (GPU, "cuda")
     synthetic = ("--data", "synthetic")
     if machine.dry_run:
@@ -117,32 +119,29 @@ def plan(machine: Machine) -> list[Step]:
         data, no_data = (), NO_DATA
     else:
         data, no_data = ("--data", "cifar10", "--data-dir", str(machine.data_dir)), None
-    steps = [
-        Step(f"parity-{precision}", "benchmarks.parity", ("--device", device, *scale.parity, "--precision", precision),
-             scale.limits[f"parity-{precision}"],
-             "tf32 is fp32 on a CPU (no TF32 units): parity-fp32 covers it" if machine.dry_run and precision == "tf32"
-             else None)
-        for precision in ("fp32", "tf32", "bf16")
-    ]
+
+    def parity(precision: str) -> Step:
+        return Step(f"parity-{precision}", "benchmarks.parity",
+                    ("--device", device, *scale.parity, "--precision", precision), scale.limits[f"parity-{precision}"],
+                    "tf32 is fp32 on a CPU (no TF32 units): parity-fp32 covers it"
+                    if machine.dry_run and precision == "tf32" else None)
+
+    def recipe(precision: str) -> Step:
+        return Step(f"recipe-{precision}", "benchmarks.run",
+                    ("--device", device, *scale.recipe, "--recipe", "resnet9-94", "--target-accuracy", "0.94",
+                     "--precision", precision, *data, "--no-parity"), scale.limits[f"recipe-{precision}"], no_data)
+
     tuning = ("--tuning", "both") if machine.tuning else ()
-    steps.append(Step("timing", "benchmarks.run",
-                      ("--device", device, *scale.timing, *synthetic, "--no-parity", *tuning), scale.limits["timing"]))
-    steps += [
-        Step(f"recipe-{precision}", "benchmarks.run",
-             ("--device", device, *scale.recipe, "--recipe", "resnet9-94", "--target-accuracy", "0.94",
-              "--precision", precision, *data, "--no-parity"),
-             scale.limits[f"recipe-{precision}"], no_data)
-        for precision in ("fp32", "bf16")
-    ]
+    timing = Step("timing", "benchmarks.run", ("--device", device, *scale.timing, *synthetic, "--no-parity", *tuning),
+                  scale.limits["timing"])
     # On a CPU the two devices are host devices (docs/devices.md). The
     # runner first checks 2 devices against one, so this step keeps its parity check.
     one_gpu = None if machine.dry_run or machine.gpus >= 2 else f"{machine.gpus} GPU listed by nvidia-smi -L, 2 needed"
-    steps.append(Step("devices-2", "benchmarks.run",
-                      ("--device", device, "--devices", "2", *scale.parallel, *synthetic), scale.limits["devices-2"],
-                      one_gpu))
-    steps.append(Step("profile", "benchmarks.run", ("--device", device, "--profile", *scale.profile, *synthetic,
-                                                    "--no-parity"), scale.limits["profile"]))
-    return steps
+    devices = Step("devices-2", "benchmarks.run", ("--device", device, "--devices", "2", *scale.parallel, *synthetic),
+                   scale.limits["devices-2"], one_gpu)
+    profile = Step("profile", "benchmarks.run", ("--device", device, "--profile", *scale.profile, *synthetic,
+                                                 "--no-parity"), scale.limits["profile"])
+    return [parity("fp32"), parity("bf16"), recipe("bf16"), timing, recipe("fp32"), parity("tf32"), devices, profile]
 
 
 # --- What the machine offers --------------------------------------------------------------------
@@ -184,6 +183,7 @@ class Outcome:
     step: str
     command: str
     status: str  # ok, failed (exit N), timeout, interrupted, skipped: why, not started: why
+    limit_s: float | None  # what it was given: its own limit and the time earlier steps left unused
     seconds: float | None
     run_folder: str  # relative to the check's folder; empty where none was written
     frameworks: str  # each framework's job statuses in the run folder, or those not installed
@@ -200,15 +200,15 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def execute(step: Step, folder: Path) -> str:
-    """Run one step with its output in folder/console.log; its status."""
+def execute(step: Step, folder: Path, limit_s: float) -> str:
+    """Run one step, stopped after limit_s, with its output in folder/console.log; its status."""
     folder.mkdir()
     argv = [sys.executable, "-m", step.module, *step.options, *(("--out", str(folder)) if step.writes_run else ())]
     with open(folder / "console.log", "wb") as log:
         # Same process group: a Ctrl-C at the terminal reaches the step too, which stops itself.
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
         try:
-            returncode = process.wait(max(step.limit_s - GRACE_S, 1.0))
+            returncode = process.wait(max(limit_s - GRACE_S, 1.0))
         except subprocess.TimeoutExpired:
             stop(process)
             return "timeout"
@@ -238,13 +238,17 @@ def framework_statuses(run_dir: Path) -> str:
 
 
 def run_check(steps: list[Step], folder: Path, budget_s: float, absent: list[str]) -> list[Outcome]:
-    """Each step in order while the budget fits its limit; a failure does not stop the check."""
+    """Each step in order while the budget fits its limit; a failure does not stop the check. A
+    step is given its limit and whatever earlier steps left unused, as long as the later steps'
+    limits still fit the budget: time saved early goes to the next step instead of being lost."""
     console, start, outcomes = cli.console(), time.monotonic(), []
     absent_note = "; ".join(f"{name}: not installed" for name in absent)
     interrupted = False
     for number, step in enumerate(steps, 1):
         left = budget_s - (time.monotonic() - start)
-        status, seconds, run_folder, frameworks, why = None, None, "", "", ""
+        later = sum(each.limit_s for each in steps[number:] if not each.skip)
+        limit_s = max(step.limit_s, left - later)
+        status, given, seconds, run_folder, frameworks, why = None, None, None, "", "", ""
         if step.skip:
             status = f"skipped: {step.skip}"
         elif interrupted:
@@ -253,11 +257,12 @@ def run_check(steps: list[Step], folder: Path, budget_s: float, absent: list[str
             status = "not started: out of time"
             why = f" (its limit of {step.limit_s:.0f} s exceeds the {max(left, 0):.0f} s left of --budget-s)"
         else:
-            console.print(f"[{number}/{len(steps)}] {step.name} (limit {step.limit_s:.0f} s, {left:.0f} s left): "
+            given = round(limit_s, 1)
+            console.print(f"[{number}/{len(steps)}] {step.name} (limit {limit_s:.0f} s, {left:.0f} s left): "
                           f"{step.command}", markup=False)
             began = time.monotonic()
             try:
-                status = execute(step, folder / step.name)
+                status = execute(step, folder / step.name, limit_s)
             except KeyboardInterrupt:
                 interrupted, status = True, "interrupted"
             seconds = time.monotonic() - began
@@ -266,8 +271,8 @@ def run_check(steps: list[Step], folder: Path, budget_s: float, absent: list[str
             frameworks = framework_statuses(run_dir) if run_dir else absent_note
         console.print(f"[{number}/{len(steps)}] {step.name}: {status}{why}"
                       + (f" after {seconds:.0f} s" if seconds is not None else ""), markup=False)
-        outcomes.append(Outcome(step.name, step.command, status, None if seconds is None else round(seconds, 1),
-                                run_folder, frameworks))
+        outcomes.append(Outcome(step.name, step.command, status, given,
+                                None if seconds is None else round(seconds, 1), run_folder, frameworks))
     return outcomes
 
 

@@ -21,16 +21,16 @@ from tests.conftest import ROOT
 GPU_STEPS = {
     "parity-fp32": ["-m benchmarks.parity", "--device cuda", "--variant all", "--model lenet,resnet9",
                     "--precision fp32"],
-    "parity-tf32": ["-m benchmarks.parity", "--device cuda", "--variant all", "--model lenet,resnet9",
-                    "--precision tf32"],
     "parity-bf16": ["-m benchmarks.parity", "--device cuda", "--variant all", "--model lenet,resnet9",
                     "--precision bf16"],
+    "recipe-bf16": ["-m benchmarks.run", "--device cuda", "--framework pytorch,jax", "--recipe resnet9-94",
+                    "--target-accuracy 0.94", "--precision bf16", "--data cifar10 --data-dir /data"],
     "timing": ["-m benchmarks.run", "--device cuda", "--framework all", "--variant all", "--model lenet,resnet9",
                "--repeats 3", "--tuning both"],
     "recipe-fp32": ["-m benchmarks.run", "--device cuda", "--framework pytorch,jax", "--recipe resnet9-94",
                     "--target-accuracy 0.94", "--precision fp32", "--data cifar10 --data-dir /data"],
-    "recipe-bf16": ["-m benchmarks.run", "--device cuda", "--framework pytorch,jax", "--recipe resnet9-94",
-                    "--target-accuracy 0.94", "--precision bf16", "--data cifar10 --data-dir /data"],
+    "parity-tf32": ["-m benchmarks.parity", "--device cuda", "--variant all", "--model lenet,resnet9",
+                    "--precision tf32"],
     "devices-2": ["-m benchmarks.run", "--device cuda", "--framework all", "--devices 2", "resnet9"],
     "profile": ["-m benchmarks.run", "--device cuda", "--framework all", "--profile", "--model resnet9"],
 }
@@ -51,6 +51,22 @@ def test_on_one_gpu_without_data_the_plan_says_why_it_skips_steps():
     assert steps["recipe-fp32"].skip == steps["recipe-bf16"].skip == "no CIFAR-10 copy (give --data-dir)"
     assert steps["devices-2"].skip == "1 GPU listed by nvidia-smi -L, 2 needed"
     assert "--tuning" not in steps["timing"].command, "a runner without --tuning must not be given it"
+
+
+def test_time_a_step_leaves_unused_goes_to_the_next_while_the_later_limits_still_fit(tmp_path, monkeypatch):
+    given = []
+
+    def instant(step, folder, limit_s):  # every step ends at once, leaving its limit unused
+        given.append(limit_s)
+        return "ok"
+    monkeypatch.setattr(device_check, "execute", instant)
+    steps = [device_check.Step(name, "benchmarks.run", (), limit, skip)
+             for name, limit, skip in [("a", 10, None), ("b", 20, None), ("skipped", 40, "why"), ("c", 30, None)]]
+    outcomes = device_check.run_check(steps, tmp_path, budget_s=100, absent=[])
+    # a: 100 s left, 50 promised to b and c: it gets 50; b: ~100 left, 30 promised to c: ~70; c: ~100
+    assert given == pytest.approx([50, 70, 100], abs=1)
+    assert [outcome.limit_s for outcome in outcomes if outcome.limit_s] == pytest.approx([50, 70, 100], abs=1)
+    assert outcomes[2].status == "skipped: why" and outcomes[2].limit_s is None
 
 
 def test_a_negative_budget_exits_2_in_one_line(capsys):
