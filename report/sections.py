@@ -66,7 +66,11 @@ def absent_frameworks(best: pd.DataFrame, jobs: pd.DataFrame) -> str:
     reasons = []
     for framework, rows in jobs[~jobs["framework"].isin(best["framework"])].groupby("framework", sort=False):
         timed = rows["status"].isin(["ok", "diverged"]) & rows["windows"].fillna(0).gt(0)
-        reasons.append(f"{framework} ({'measured on a busy machine' if timed.any() else 'no timed steps: see Failed'})")
+        if rows["status"].eq("unavailable").all() and rows["error"].nunique() == 1:
+            why = str(rows["error"].iloc[0])  # e.g. "cannot import tensorflow: No module named 'tensorflow'"
+        else:
+            why = "measured on a busy machine" if timed.any() else "no timed steps: see Failed"
+        reasons.append(f"{framework} ({why})")
     return f" Not compared: {', '.join(reasons)}." if reasons else ""
 
 
@@ -468,6 +472,12 @@ def problems_section(summary: pd.DataFrame) -> str:
     problems = summary[summary["status"] != "ok"]
     recompiled = summary[summary["recompiles"].fillna(0) > 0]
     parts = []
+    unavailable = problems[problems["status"] == "unavailable"]
+    if not unavailable.empty:  # a framework that is not installed: one line, not a row per job
+        counts = unavailable.groupby(["framework", "error"], sort=False, dropna=False).size()
+        parts.append("Not run, their framework (or a package it needs) could not be imported:\n\n" + "\n".join(
+            f"- {framework}, {jobs} job{'s' if jobs > 1 else ''}: {error}" for (framework, error), jobs in counts.items()))
+        problems = problems[problems["status"] != "unavailable"]
     if not problems.empty:
         columns = ["job", "batch_size", "repeat", "status", "windows", "diverged_step", "error"]
         shown = problems.assign(job=label(problems))[columns]

@@ -7,6 +7,7 @@ framework measured only on a busy machine is named as not compared."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import re
 
@@ -18,6 +19,7 @@ from benchmarks.harness.results import SCHEMA, STEPS_COLUMNS, SUMMARY_COLUMNS
 from report.render import write_report
 
 FIRST_SCREEN = 25
+NOT_INSTALLED = "cannot import absent: No module named 'absent'"
 
 # (model, batch size) -> framework:variant -> (median step ms, processes, windows per process, busy)
 RUN = {
@@ -63,6 +65,12 @@ def crafted_run(folder):
                 steps += [{**identity, "window": i, "steps": 10, "step_ms": value} for i, value in enumerate(windows)]
     summary.append({**summary[0], "job_id": "lenet-jax-jit-bs32-failed", "framework": "jax", "variant": "jit",
                     "status": "failed", "windows": 0, "step_ms_median": 1.0, "error": "crashed"})
+    for (model, batch), variant in itertools.product(RUN, ("eager", "graph")):  # a framework not installed
+        summary.append({"run_id": "crafted", "job_id": f"{model}-absent-{variant}-bs{batch}", "framework": "absent",
+                        "variant": variant, "tuning": "tuned", "model": model, "device": "cpu", "precision": "fp32",
+                        "batch_size": batch, "devices": 1, "repeat": 1, "attempt": 1, "status": "unavailable",
+                        "error": NOT_INSTALLED, "data": "synthetic", "augment": "none", "input": "prefetch",
+                        "threads": 2})
     folder.mkdir()
     pd.DataFrame(summary, columns=SUMMARY_COLUMNS).to_csv(folder / "summary.csv", index=False)
     pd.DataFrame(steps, columns=STEPS_COLUMNS).to_csv(folder / "steps.csv", index=False)
@@ -113,7 +121,7 @@ def test_the_first_screen_says_each_answer_in_one_sentence(report_lines):
     assert "tensorflow (function) tied with it (1.01x, " in lenet32
     assert lenet128.startswith("- lenet, batch 128: **jax** is fastest (jit, ")
     assert "pytorch (eager) 1.49x (" in lenet128
-    assert lenet128.endswith(" Not compared: standin (measured on a busy machine).")
+    assert lenet128.endswith(f" Not compared: standin (measured on a busy machine), absent ({NOT_INSTALLED}).")
     assert resnet9.startswith("- resnet9, batch 64: **pytorch** is fastest (eager, ")
     for framework in ("tensorflow (fit)", "jax (jit)"):  # one window each: no interval, no difference claimed
         assert re.search(rf"{re.escape(framework)} 1\.0\dx, undecided: too few timed windows for an interval", resnet9)
@@ -132,3 +140,11 @@ def test_the_busy_row_is_listed_but_never_compared(report_lines):
     busy = ranking.set_index("job").loc["lenet tensorflow:xla (busy)"]
     assert busy["ratio"] == busy["verdict"] == "" and busy["contention"] == "0.5"
     assert ranking.loc[ranking["job"] == "lenet pytorch:eager", "contention"].eq("0").all()  # 1e-11, not 1e-11
+
+
+def test_a_framework_that_is_not_installed_is_one_line_not_a_row_per_job(report_lines):
+    report = "\n".join(report_lines)
+    assert f"- absent, 6 jobs: {NOT_INSTALLED}" in report
+    assert "| lenet absent:" not in report and report.count(NOT_INSTALLED) == 1 + len(RUN)  # and once per answer
+    assert "| jax:jit " in report[report.index("## Failed"):], "other failures keep their rows"
+
