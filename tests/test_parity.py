@@ -40,15 +40,16 @@ STEPS = [tiered(a, b, model, precision, setting, id=f"{a}-vs-{b}-{model}-{precis
 
 
 @functools.cache
-def parity_table(variants: tuple[str, ...], tmp_root: str) -> pd.DataFrame:
-    """The checks of every installed variant of `variants` for every model, run in worker processes
-    as users run them (`python -m benchmarks.parity --model lenet,resnet9`)."""
+def parity_table(variants: tuple[str, ...], tmp_root: str, precision: str = "fp32") -> pd.DataFrame:
+    """The checks of every installed variant of `variants` for every model in `precision` (and
+    float64), run in worker processes as users run them (`python -m benchmarks.parity --model
+    lenet,resnet9`)."""
     pairs = tuple(tuple(variant.split(":")) for variant in variants if import_error(variant.split(":")[0]) is None)
     if not pairs:
         pytest.skip("no framework is installed")
-    selection = Selection(pairs, tuple(MODELS), "cpu", 1, "fp32", 1800.0)  # one core each, side by side
+    selection = Selection(pairs, tuple(MODELS), "cpu", 1, precision, 1800.0)  # one core each, side by side
     console = Console(file=io.StringIO())
-    outcome = run_parity_jobs(selection, Path(tmp_root), console)
+    outcome = run_parity_jobs(selection, Path(tmp_root), console, precision=precision)
     assert not outcome.unusable, f"parity workers failed: {outcome.unusable}\n{console.file.getvalue()}"
     return outcome.table
 
@@ -151,6 +152,23 @@ def test_each_training_step_from_a_common_state_matches(table, a, b, model, prec
 @pytest.mark.parametrize("a, b, model, precision", AGAINST_REFERENCE)
 def test_forward_loss_and_gradients_match_float64(table, a, b, model, precision):
     assert_agree(table, a, b, model, precision, "forward", "loss", "gradients")
+
+
+# --- Mixed precision ----------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_bf16_holds_each_default_variant_to_bf16_bounds_against_the_others_and_float64(tmp_path_factory, model):
+    """bf16 as each framework computes it (PyTorch's autocast, a bfloat16 compute dtype in Keras
+    and Flax) passes every check within bf16's bounds (PRECISION_TOLERANCES, MODEL_TOLERANCES)."""
+    installed = [variant for variant in DEFAULT_VARIANTS if import_error(variant.split(":")[0]) is None]
+    every = parity_table(tuple(DEFAULT_VARIANTS), str(tmp_path_factory.getbasetemp() / "parity-bf16"), "bf16")
+    rows = every[(every["model"] == model) & (every["precision"] == "bf16")]
+    assert {f"{variant} vs {REFERENCE}" for variant in installed} <= set(rows["pair"])
+    assert set(rows.loc[rows["asserted"], "check"]) >= {"forward", "loss", "per-step", "round trip"}
+    problems = failures(rows)
+    assert not problems, "\n".join(problems)
 
 
 # --- How the table judges -----------------------------------------------------------------------

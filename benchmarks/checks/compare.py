@@ -8,13 +8,14 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from benchmarks.checks.definitions import (COLUMNS, FLIP_BOUND, NEAR_TIE, PLANS, PRECISION_TOLERANCES, PROOF,
-                                           TOLERANCES, key, parse_key, round_trip_state)
+from benchmarks.checks.definitions import (COLUMNS, FLIP_BOUND, MODEL_TOLERANCES, NEAR_TIE, PLANS,
+                                           PRECISION_TOLERANCES, PROOF, TOLERANCES, key, parse_key, round_trip_state)
 from benchmarks.checks.verdicts import REFERENCE
 from benchmarks.harness.stats import relative_error
 
-def tolerance(check: str, precision: str = "fp32") -> float:
-    return PRECISION_TOLERANCES[precision].get(check, TOLERANCES[check])
+def tolerance(check: str, precision: str = "fp32", model: str = "lenet") -> float:
+    bounds = {**TOLERANCES, **PRECISION_TOLERANCES[precision], **MODEL_TOLERANCES.get((model, precision), {})}
+    return bounds[check]
 
 
 def compare(outputs: dict[str, dict[str, np.ndarray]], model: str = "lenet", precision: str = "fp32") -> pd.DataFrame:
@@ -49,7 +50,7 @@ def compare(outputs: dict[str, dict[str, np.ndarray]], model: str = "lenet", pre
     table = pd.DataFrame(rows, columns=COLUMNS[1:7])
     table.insert(0, "precision", precision)
     table["step"] = pd.to_numeric(table["step"]).astype("Int64")
-    table["tolerance"] = [tolerance(check, precision) for check in table["check"]]
+    table["tolerance"] = [tolerance(check, precision, model) for check in table["check"]]
     gradient_derived = (table["check"] == "gradients") | table["tensor"].str.match(r"(update|momentum) ")
     flip_prone = precision != PROOF and not PLANS[model].float32_gradients_asserted
     table["asserted"] = (table["check"] != "free-running") & ~(gradient_derived & flip_prone)

@@ -75,6 +75,16 @@ PRECISION_TOLERANCES = {
     "tf32": {"forward": 1.25e-3, "loss": 1e-4, "gradients": 6e-2, "per-step": 6e-2, "free-running": 6e-2},
     "bf16": {"forward": 1e-2, "loss": 1e-4, "gradients": 0.5, "per-step": 0.5, "free-running": 0.5},
 }
+# Where a model's parity plan, not a framework, makes an error larger than its precision's bound.
+# ResNet-9's loss averages a batch of 4 (LeNet's, 32): in bf16 its loss is 1.5e-4 to 2.7e-4 off
+# float64 in median and at most 5.3e-4, in all three frameworks alike, over 12 random draws of
+# weights and batch on an AVX-512 BF16 CPU, with the same logits error as LeNet's (3.5e-3 median);
+# LeNet's loss stays under 5.1e-5. Twice the largest, as above; TF32's is bf16's divided by 8. A
+# loss computed in bf16 instead of float32 is 1.9e-2 off in median over the same draws.
+MODEL_TOLERANCES = {
+    ("resnet9", "bf16"): {"loss": 1.1e-3},
+    ("resnet9", "tf32"): {"loss": 1.4e-4},
+}
 EXACT_CHECKS = ("round trip", "step count")
 # A float32 rounding that flips one ReLU or max-pool decision changes one unit's gradient in that
 # step: a few 1e-3 in the weight it feeds (2.2e-3 measured), with the step's loss unchanged. One
