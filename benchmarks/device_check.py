@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -237,10 +238,12 @@ def framework_statuses(run_dir: Path) -> str:
     return "; ".join(parts)
 
 
-def run_check(steps: list[Step], folder: Path, budget_s: float, absent: list[str]) -> list[Outcome]:
+def run_check(steps: list[Step], folder: Path, budget_s: float, absent: list[str],
+              after_each: Callable[[list[Outcome]], None] = lambda outcomes: None) -> list[Outcome]:
     """Each step in order while the budget fits its limit; a failure does not stop the check. A
     step is given its limit and whatever earlier steps left unused, as long as the later steps'
-    limits still fit the budget: time saved early goes to the next step instead of being lost."""
+    limits still fit the budget: time saved early goes to the next step instead of being lost.
+    `after_each(outcomes so far)` once a step has ended, so that what it found is written at once."""
     console, start, outcomes = cli.console(), time.monotonic(), []
     absent_note = "; ".join(f"{name}: not installed" for name in absent)
     interrupted = False
@@ -273,6 +276,8 @@ def run_check(steps: list[Step], folder: Path, budget_s: float, absent: list[str
                       + (f" after {seconds:.0f} s" if seconds is not None else ""), markup=False)
         outcomes.append(Outcome(step.name, step.command, status, given,
                                 None if seconds is None else round(seconds, 1), run_folder, frameworks))
+        if seconds is not None:
+            after_each(outcomes)
     return outcomes
 
 
@@ -289,8 +294,10 @@ def write_summary(outcomes: list[Outcome], folder: Path, context: list[str]) -> 
 
 
 def bundle(folder: Path, path: Path) -> int:
-    """A tar.gz of the check's tables, reports, plans and log tails (no traces, no charts); its size."""
-    with tarfile.open(path, "w:gz") as archive:
+    """A tar.gz of the check's tables, reports, plans and log tails (no traces, no charts); its size.
+    Written beside `path` and then renamed, so a check stopped meanwhile leaves the last whole one."""
+    partial = path.with_name(path.name + ".partial")
+    with tarfile.open(partial, "w:gz") as archive:
         for member in sorted(folder.rglob("*")):
             relative = member.relative_to(folder)
             if not member.is_file() or member.suffix not in BUNDLED or "profiles" in relative.parts:
@@ -305,6 +312,7 @@ def bundle(folder: Path, path: Path) -> int:
                 archive.addfile(info, io.BytesIO(tail))
             else:
                 archive.add(member, arcname=name)
+    partial.replace(path)
     return path.stat().st_size
 
 
@@ -364,15 +372,24 @@ def main(argv: list[str] | None = None) -> int:
     machine = Machine(args.dry_run, len(gpus), batches.parent if batches else None, runner_offers_tuning())
     absent = not_installed()
     started = time.monotonic()
-    outcomes = run_check(plan(machine), folder, budget_s, absent)
-    context = [f"device: {', '.join(gpus) if gpus else 'CPU (dry run: every step scaled down, synthetic data)'}",
-               f"budget {budget_s:.0f} s, used {time.monotonic() - started:.0f} s; "
-               f"data for time to 94%: {machine.data_dir or 'none'}",
-               *([f"not installed: {', '.join(absent)} (its rows say unavailable; no step needs it)"]
-                 if absent else [])]
-    table = write_summary(outcomes, folder, context)
+
+    def context() -> list[str]:
+        return [f"device: {', '.join(gpus) if gpus else 'CPU (dry run: every step scaled down, synthetic data)'}",
+                f"budget {budget_s:.0f} s, used {time.monotonic() - started:.0f} s; "
+                f"data for time to 94%: {machine.data_dir or 'none'}",
+                *([f"not installed: {', '.join(absent)} (its rows say unavailable; no step needs it)"]
+                  if absent else [])]
+
+    def save(outcomes: list[Outcome]) -> None:  # after each step: a check stopped from outside keeps what it found
+        write_summary(outcomes, folder, context())
+        if args.bundle:
+            bundle(folder, args.bundle)
+
+    outcomes = run_check(plan(machine), folder, budget_s, absent, save)
+    lines = context()
+    table = write_summary(outcomes, folder, lines)
     console = cli.console()
-    console.print("\n" + "\n".join(context), markup=False)
+    console.print("\n" + "\n".join(lines), markup=False)
     # Each command was printed as its step started; the table's files keep it.
     console.print(cli.dataframe_to_text(table.drop(columns="command")), markup=False)
     console.print(f"summary: {folder / 'summary.csv'} and {folder / 'device-check.md'}", markup=False)

@@ -54,7 +54,7 @@ def test_on_one_gpu_without_data_the_plan_says_why_it_skips_steps():
 
 
 def test_time_a_step_leaves_unused_goes_to_the_next_while_the_later_limits_still_fit(tmp_path, monkeypatch):
-    given = []
+    given, saved = [], []
 
     def instant(step, folder, limit_s):  # every step ends at once, leaving its limit unused
         given.append(limit_s)
@@ -62,11 +62,13 @@ def test_time_a_step_leaves_unused_goes_to_the_next_while_the_later_limits_still
     monkeypatch.setattr(device_check, "execute", instant)
     steps = [device_check.Step(name, "benchmarks.run", (), limit, skip)
              for name, limit, skip in [("a", 10, None), ("b", 20, None), ("skipped", 40, "why"), ("c", 30, None)]]
-    outcomes = device_check.run_check(steps, tmp_path, budget_s=100, absent=[])
+    outcomes = device_check.run_check(steps, tmp_path, budget_s=100, absent=[],
+                                      after_each=lambda outcomes: saved.append([each.step for each in outcomes]))
     # a: 100 s left, 50 promised to b and c: it gets 50; b: ~100 left, 30 promised to c: ~70; c: ~100
     assert given == pytest.approx([50, 70, 100], abs=1)
     assert [outcome.limit_s for outcome in outcomes if outcome.limit_s] == pytest.approx([50, 70, 100], abs=1)
     assert outcomes[2].status == "skipped: why" and outcomes[2].limit_s is None
+    assert saved == [["a"], ["a", "b"], ["a", "b", "skipped", "c"]], "what each step found is saved as it ends"
 
 
 def test_a_negative_budget_exits_2_in_one_line(capsys):
