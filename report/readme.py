@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.harness.results import read_table
-from report.findings import (best_per_framework, comparisons, findings as findings_sentences, read_parity,
-                             tuning_gains)
+from report.findings import (PARITY_FILES, best_per_framework, comparisons, findings as findings_sentences,
+                             read_parity, tuning_gains)
 from report.noise import noise_markdown
 from report.sections import answer_section
 from report.source import final_summary, latest, read_env
@@ -104,6 +104,13 @@ def parity(run_dir: Path) -> str:
     return markdown(pd.DataFrame(rows))
 
 
+def time_to_target(run_dir: Path) -> str:
+    """The report's time-to-accuracy table (time_to_target.csv): per job, whether it reached the
+    target, the epochs it trained, its compile and training seconds, its time to the target, and
+    the best test accuracy it reached."""
+    return markdown(pd.read_csv(run_dir / "time_to_target.csv"))
+
+
 def input_paths(run_dir: Path) -> str:
     """Each native-fed job beside the same job fed by the suite (the report's input section)."""
     table = input_table(_summary(run_dir))
@@ -162,12 +169,14 @@ def noise(folder: Path) -> str:
 
 TABLES: dict[str, Callable[[Path], str]] = {"answer": answer, "throughput": throughput, "curves": curves,
                                             "findings": findings, "noise": noise, "gains": gains, "parity": parity,
-                                            "input": input_paths, "hotpath": hot_path,
+                                            "time-to-target": time_to_target, "input": input_paths, "hotpath": hot_path,
                                             "profile-shares": profile_shares, "profile-ops": profile_ops}
 FOLDERS_OF_RUNS = {"noise"}
 FILTERED = {"profile-shares", "profile-ops"}  # the kinds that take a third word: a pattern of job labels
-# the file a kind's run folder must hold, summary.csv by default
-TABLE_FILE = {"hotpath": "hotpath.csv", "profile-shares": "profile_shares.csv", "profile-ops": "profile_ops.csv"}
+# the files of which a kind's run folder must hold one, summary.csv by default (`benchmarks.parity --csv`
+# and the device check's parity steps write parity.csv alone)
+TABLE_FILE = {"hotpath": ("hotpath.csv",), "profile-shares": ("profile_shares.csv",),
+              "profile-ops": ("profile_ops.csv",), "parity": PARITY_FILES, "time-to-target": ("time_to_target.csv",)}
 
 
 def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
@@ -182,9 +191,9 @@ def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:
             raise ValueError(f"generated {kind} table: takes no third word ({only!r}); only {', '.join(FILTERED)} do")
         if kind in FOLDERS_OF_RUNS and not runs_in(root / run):
             raise ValueError(f"generated {kind} table: {run} holds no run folders")
-        needed = TABLE_FILE.get(kind, "summary.csv")
-        if kind not in FOLDERS_OF_RUNS and not (root / run / needed).is_file():
-            raise ValueError(f"generated {kind} table: {run} holds no {needed}")
+        needed = TABLE_FILE.get(kind, ("summary.csv",))
+        if kind not in FOLDERS_OF_RUNS and not any((root / run / name).is_file() for name in needed):
+            raise ValueError(f"generated {kind} table: {run} holds no {' or '.join(needed)}")
         body = TABLES[kind](root / run, *([only] if only else [])).rstrip("\n") + "\n"
         if body != match["body"]:
             changed.append(" ".join(filter(None, [kind, run, only])))

@@ -403,8 +403,11 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, env: d
     jobs["job"] = jobs["job"] + jobs["busy"].map({True: " (busy)", False: ""})
     jobs = jobs.sort_values(["reached", "busy", "train_s_to_target", "best_accuracy"],
                             ascending=[False, True, True, False])
-    table = jobs[["job", "reached", "epochs_to_target", "steps_to_target", "train_s_to_target", "wall_s_to_target",
-                  "train_busy_share_to_target", "wall_busy_share_to_target", "best_accuracy"]]
+    trained = epochs.groupby(["job_id", "attempt"])["train_s"].sum().rename("train_s")  # every epoch it ran
+    jobs = jobs.join(trained, on=["job_id", "attempt"])
+    table = jobs[["job", "reached", "epochs", "compile_s", "train_s", "epochs_to_target", "steps_to_target",
+                  "train_s_to_target", "wall_s_to_target", "train_busy_share_to_target", "wall_busy_share_to_target",
+                  "best_accuracy"]]
     table = table.dropna(axis="columns", how="all")  # busy shares: not measured in older runs
     busy = jobs[jobs["busy"]]
     note = (f"\n\n**{len(busy)} time(s) to target marked (busy) rest on contention**: more than "
@@ -419,8 +422,9 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, env: d
     fractional = not curves["epoch"].astype(float).apply(float.is_integer).all()
     when = f"every {int(curves['step'].min())} training steps" if fractional else "after every epoch"  # --eval-every
     return (f"## Time to {target:.1%} test accuracy\n\nEvaluated {when}; a job stops at the first "
-            f"evaluation that reaches the target. `train_s_to_target` counts training only (compilation included), "
-            f"`wall_s_to_target` adds the evaluations, as MLPerf counts time to quality.{note}\n\n"
+            f"evaluation that reaches the target. `epochs`: the epochs it trained; `train_s`: their training time, "
+            f"`compile_s` (its first step) included. `train_s_to_target` counts training only (compilation "
+            f"included), `wall_s_to_target` adds the evaluations, as MLPerf counts time to quality.{note}\n\n"
             f"{published(table, run_dir, 'time_to_target')}\n\n"
             f"{chart}\n")
 
