@@ -37,6 +37,7 @@ RETURN_LIMIT = 16 * 2**20  # the largest file a device machine hands back from $
 LOG_TAIL = 256 * 2**10  # a log in the bundle keeps its last bytes: where a failure says why
 BUNDLED = (".csv", ".json", ".md", ".log")  # profiles/ holds traces (.json too) and stays out
 NO_DATA = "no CIFAR-10 copy (give --data-dir)"
+PARITY_CSV = "parity.csv"  # a parity step's comparisons, as a run folder's parity.csv holds them
 
 
 # --- The plan -----------------------------------------------------------------------------------
@@ -45,14 +46,14 @@ NO_DATA = "no CIFAR-10 copy (give --data-dir)"
 @dataclass(frozen=True)
 class Step:
     name: str
-    module: str  # the suite's command: benchmarks.parity, or benchmarks.run (which writes a run folder)
+    module: str  # the suite's command: benchmarks.parity (which writes parity.csv) or benchmarks.run (a run folder)
     options: tuple[str, ...]
     limit_s: float
     skip: str | None = None  # why it does not run on this machine
 
-    @property
-    def writes_run(self) -> bool:
-        return self.module == "benchmarks.run"
+    def output_options(self, folder: Path) -> tuple[str, ...]:
+        """Where the command writes what it found: inside the step's folder."""
+        return ("--out", str(folder)) if self.module == "benchmarks.run" else ("--csv", str(folder / PARITY_CSV))
 
     @property
     def command(self) -> str:
@@ -204,7 +205,7 @@ def stop(process: subprocess.Popen) -> None:
 def execute(step: Step, folder: Path, limit_s: float) -> str:
     """Run one step, stopped after limit_s, with its output in folder/console.log; its status."""
     folder.mkdir()
-    argv = [sys.executable, "-m", step.module, *step.options, *(("--out", str(folder)) if step.writes_run else ())]
+    argv = [sys.executable, "-m", step.module, *step.options, *step.output_options(folder)]
     with open(folder / "console.log", "wb") as log:
         # Same process group: a Ctrl-C at the terminal reaches the step too, which stops itself.
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
@@ -220,12 +221,32 @@ def execute(step: Step, folder: Path, limit_s: float) -> str:
 
 
 def run_folder_of(folder: Path) -> Path | None:
+    """The run folder a step wrote: the runner's, or the step's own where parity wrote its table."""
+    if (folder / PARITY_CSV).is_file():
+        return folder
     runs = [path for path in folder.iterdir() if (path / "plan.json").is_file()] if folder.is_dir() else []
     return runs[0] if runs else None
 
 
-def framework_statuses(run_dir: Path) -> str:
-    """Per framework, its jobs' statuses, e.g. "pytorch: ok x6; tensorflow: not installed"."""
+def parity_statuses(table: pd.DataFrame, absent: list[str]) -> str:
+    """Per framework, the verdict of the asserted comparisons it is part of, e.g. "pytorch: passed;
+    jax: FAILED 2 of 1,204; tensorflow: not installed"."""
+    asserted = table[table["asserted"]]
+    first = asserted["pair"].str.extract(r"^(\w+):", expand=False)  # "pytorch:eager vs jax:jit": pytorch
+    second = asserted["pair"].str.extract(r" vs (\w+):", expand=False)  # jax; none against float64
+    parts = []
+    for framework in dict.fromkeys(first.dropna()):
+        rows = asserted[first.eq(framework) | second.eq(framework)]
+        failed = int((~rows["passed"]).sum())
+        parts.append(f"{framework}: " + ("passed" if not failed else f"FAILED {failed:,} of {len(rows):,}"))
+    return "; ".join([*parts, *(f"{name}: not installed" for name in absent)])
+
+
+def framework_statuses(run_dir: Path, absent: list[str] = ()) -> str:
+    """Per framework, its jobs' statuses, e.g. "pytorch: ok x6; tensorflow: not installed", or, for a
+    parity step, its verdict."""
+    if not (run_dir / "summary.csv").is_file():
+        return parity_statuses(pd.read_csv(run_dir / PARITY_CSV), list(absent))
     summary = latest_attempts(read_table(run_dir, "summary"))
     parts = []
     for framework, rows in summary.groupby("framework", sort=False):
@@ -271,7 +292,7 @@ def run_check(steps: list[Step], folder: Path, budget_s: float, absent: list[str
             seconds = time.monotonic() - began
             run_dir = run_folder_of(folder / step.name)
             run_folder = str(run_dir.relative_to(folder)) if run_dir else ""
-            frameworks = framework_statuses(run_dir) if run_dir else absent_note
+            frameworks = framework_statuses(run_dir, absent) if run_dir else absent_note
         console.print(f"[{number}/{len(steps)}] {step.name}: {status}{why}"
                       + (f" after {seconds:.0f} s" if seconds is not None else ""), markup=False)
         outcomes.append(Outcome(step.name, step.command, status, given,

@@ -1,10 +1,12 @@
 """The GPU device check (`python -m benchmarks.device_check`): its GPU plan names every step with
 its command, so the plan cannot rot on machines without a GPU; bad input is one line and exit
 status 2; a framework that is not installed reads as such; and the dry run on the CPU runs every
-step to the end and returns a bundle a device machine can hand back."""
+step to the end and returns a bundle a device machine can hand back, from which the README's tables
+of a GPU reference are generated."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tarfile
@@ -15,6 +17,7 @@ import pytest
 
 from benchmarks import device_check
 from benchmarks.device_check import Machine, plan
+from report import readme
 from tests.conftest import ROOT
 
 # Every step the check must run on a GPU, with what its command must say.
@@ -98,12 +101,28 @@ def test_the_dry_run_runs_every_step_and_bundles_what_comes_back(tmp_path):
     assert list(statuses) == list(GPU_STEPS)
     assert statuses.pop("parity-tf32").startswith("skipped: tf32 is fp32 on a CPU"), statuses
     assert set(statuses.values()) == {"ok"}, completed.stdout
-    for frameworks in summary.loc[summary["run_folder"] != "", "frameworks"]:  # e.g. "jax: ok x2"
-        assert all(part.split(": ")[1].startswith(("ok", "not installed")) for part in frameworks.split("; "))
+    for frameworks in summary.loc[summary["run_folder"] != "", "frameworks"]:  # e.g. "jax: ok x2", "jax: passed"
+        assert all(part.split(": ")[1].startswith(("ok", "passed", "not installed")) for part in frameworks.split("; "))
     assert "| parity-fp32 |" in (out / "device-check.md").read_text()
     assert archive.stat().st_size < device_check.RETURN_LIMIT
     with tarfile.open(archive) as bundle:
         names = bundle.getnames()
     assert f"{out.name}/summary.csv" in names and f"{out.name}/device-check.md" in names
     assert any(name.endswith("/epochs.csv") for name in names), "the recipe steps' tables must come back"
+    assert f"{out.name}/parity-bf16/parity.csv" in names, "the parity steps' tables must come back"
     assert not [name for name in names if name.endswith(".png") or "/profiles/" in name]
+
+    # A GPU reference's README section is generated from the bundle as it comes back.
+    with tarfile.open(archive) as bundle:
+        bundle.extractall(tmp_path / "back", filter="data")
+    folders = dict(zip(summary["step"], summary["run_folder"]))
+    kinds = [("parity", folders["parity-fp32"]), ("parity", folders["parity-bf16"]), ("answer", folders["timing"]),
+             ("throughput", folders["timing"]), ("time-to-target", folders["recipe-bf16"])]
+    page = "\n".join(f"<!-- generated: {kind} back/{out.name}/{folder} -->\n<!-- end generated -->"
+                     for kind, folder in kinds)
+    text, changed = readme.render(page, root=tmp_path)
+    assert len(changed) == len(kinds), changed
+    assert "| `fp32`" in text and "| `bf16`" in text, "parity per precision"
+    assert "| jax:jit [tuned]" in text, "throughput per job"
+    assert re.search(r"\| jax:jit bs16 r1 +\| +(True|False) +\| +1 \|", text), "time to accuracy: reached, epochs"
+    assert "compile_s" in text and "best_accuracy" in text
