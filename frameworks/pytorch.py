@@ -114,15 +114,28 @@ def native_transform(source: NativeInput):
 # --- Adapter ------------------------------------------------------------------------------------
 
 
-def _configure_numerics(config: TrainConfig) -> None:
-    """fp32 means IEEE float32 in matmuls and cuDNN convolutions, which default to TF32."""
-    precision = "tf32" if config.precision == "tf32" else "ieee"
-    if hasattr(torch.backends.cudnn, "conv"):  # PyTorch >= 2.9: the per-backend API, used alone
+def _allow_tf32(allowed: bool) -> None:
+    """TF32 in CUDA matmuls and cuDNN convolutions (which default to it), or IEEE float32, set
+    through both of PyTorch's APIs so that every reader of either agrees. Since 2.9 the kernels read
+    the per-backend flags, while torch.compile's own caches still read the legacy state
+    (`torch.get_float32_matmul_precision()` in inductor's autotune cache, 2.11 to 2.14 at least):
+    with only the per-backend flags set to TF32, that read raises "mix of the legacy and new APIs"
+    and compiling a step with a matmul fails on a GPU (pytorch/pytorch#166387); with only cuDNN's
+    convolution flag set, reading `torch.backends.cudnn.allow_tf32` raises. So the legacy flags
+    first, then the per-backend ones to the same value, cuDNN's recurrent flag too. CPU (oneDNN)
+    kernels are left as they are."""
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    torch.backends.cudnn.allow_tf32 = allowed
+    if hasattr(torch.backends.cudnn, "conv"):  # PyTorch >= 2.9
+        precision = "tf32" if allowed else "ieee"
         torch.backends.cuda.matmul.fp32_precision = precision
         torch.backends.cudnn.conv.fp32_precision = precision
-    else:
-        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-        torch.backends.cudnn.allow_tf32 = precision == "tf32"
+        torch.backends.cudnn.rnn.fp32_precision = precision
+
+
+def _configure_numerics(config: TrainConfig) -> None:
+    """fp32 means IEEE float32 in matmuls and cuDNN convolutions, which default to TF32."""
+    _allow_tf32(config.precision == "tf32")
 
 
 def _join_group(parallel: DataParallel, device: str) -> None:
@@ -204,7 +217,7 @@ class PyTorchAdapter(Adapter):
 
     @classmethod
     def device_matmul(cls, precision, size):
-        torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+        _allow_tf32(precision == "tf32")
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         a, b = (torch.randn(size, size, device="cuda", dtype=dtype) for _ in range(2))
         return (lambda: a @ b), (lambda result: torch.cuda.synchronize()), f"PyTorch {torch.__version__} {dtype}"

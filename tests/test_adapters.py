@@ -100,6 +100,27 @@ def test_bf16_computes_the_same_function_in_lower_precision(framework):
     assert 1e-5 < error < 5e-2, f"{framework}: bf16 logits differ from fp32 by {error:.1e}"
 
 
+@pytest.mark.parametrize("precision", ["fp32", "tf32", "bf16"])
+def test_pytorch_sets_tf32_so_that_both_of_its_apis_agree(precision):
+    """torch.compile reads PyTorch's legacy TF32 state while kernels read the per-backend flags;
+    where the two disagree, reading either raises, and a compiled step fails on a GPU. Every reader
+    of both must give the precision's answer (the flags are process state: readable on a CPU)."""
+    adapter_cls = require("pytorch")
+    import torch
+
+    try:
+        adapter_cls("lenet", "cpu", "eager", TrainConfig(precision=precision))
+        tf32 = precision == "tf32"
+        assert torch.get_float32_matmul_precision() == ("high" if tf32 else "highest")
+        assert torch.backends.cuda.matmul.allow_tf32 is tf32 and torch.backends.cudnn.allow_tf32 is tf32
+        if hasattr(torch.backends.cudnn, "conv"):  # PyTorch >= 2.9
+            flags = {torch.backends.cuda.matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision,
+                     torch.backends.cudnn.rnn.fp32_precision}
+            assert flags == {"tf32" if tf32 else "ieee"}
+    finally:
+        adapter_cls("lenet", "cpu", "eager", TrainConfig())  # the fp32 state every other test's adapter sets
+
+
 @pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
 def test_the_registry_entry_says_which_hooks_the_adapter_offers(framework):
     """The parent process trusts the entry (it never imports the framework): --profile and the GPU
