@@ -31,6 +31,10 @@ class FrameworkEntry:
     env: Mapping[str, str] = field(default_factory=dict, hash=False)
     cpu_env: Mapping[str, str] = field(default_factory=dict, hash=False)
     flags: tuple[str, ...] = ()
+    # Python that makes the framework parse its flag variables, run in a child process on the CPU
+    # before the tuning table's flags reach a worker: XLA ends a process at a flag it does not know
+    # (flags come and go between versions), so each one it names is left out and reported instead.
+    flag_check: str = ""
 
     @property
     def default_variant(self) -> str:
@@ -53,7 +57,7 @@ REGISTRY: dict[str, FrameworkEntry] = {
         packages=("jax", "jaxlib", "flax", "optax"),
         env={**QUIET_TSL, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"},  # it would reserve 75% of GPU memory
         cpu_env={"JAX_PLATFORMS": "cpu"},  # starts on the CPU without probing for a GPU
-        flags=("XLA_FLAGS",),
+        flags=("XLA_FLAGS",), flag_check="import jax; jax.devices()",
     ),
 }
 

@@ -18,6 +18,9 @@ DEFAULT_PROFILE = "tuned"  # docs/tuning.md: why
 KINDS = ("env", "state", "build")
 # Variables that hold several flags: entries naming one are joined with spaces, after the user's own.
 FLAG_LISTS = ("XLA_FLAGS", "TF_XLA_FLAGS")
+# The variable through which the parent tells a worker which of its settings the installed framework
+# refused before the import (JSON: setting text -> reason), for the worker's record of each setting.
+REFUSED = "FRAMEWORK_BENCH_REFUSED_SETTINGS"
 
 PYTORCH_GUIDE = "PyTorch Performance Tuning Guide, https://docs.pytorch.org/tutorials/recipes/recipes/tuning_guide.html"
 
@@ -134,12 +137,14 @@ def observe(settings: Iterable[Setting], environ: Mapping[str, str], state: Mapp
             refusals: Mapping[str, str]) -> list[Outcome]:
     """Each setting as the worker sees it: environment entries in `environ`, the others in the
     framework's reported `state` (the value it holds, None where it has no such thing); `refusals`:
-    the framework's reason, by name, for a setting it could not apply."""
+    the framework's reason for a setting it could not apply, by name (by text for an environment
+    entry, which several entries of one flag list share a name with)."""
     outcomes = []
     for setting in settings:
         if setting.kind == "env":
             seen = in_environment(setting, environ)
-            reason = "" if seen else f"{setting.name} does not carry it ({environ.get(setting.name, 'unset')})"
+            reason = "" if seen else refusals.get(setting.text) or (
+                f"{setting.name} does not carry it ({environ.get(setting.name, 'unset')})")
         else:
             held = state.get(setting.name)
             seen = held == setting.value

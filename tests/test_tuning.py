@@ -4,6 +4,8 @@ table, and a setting that a framework version lacks reported as not applied."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from benchmarks.cli import DEVICES
@@ -104,3 +106,24 @@ def test_an_environment_setting_the_worker_does_not_see_is_not_applied():
     assert summary_fields("stock", outcomes) == {"tuning": "stock", "settings": "", "settings_not_applied": ""}
     both = observe([setting], {"XLA_FLAGS": f"--xla_dump_to=/tmp {setting.value}"}, {}, {})
     assert summary_fields("stock", both)["settings"] == setting.text  # a stock row shows what the shell set
+
+
+def test_a_flag_the_installed_framework_does_not_know_is_left_out_and_reported(monkeypatch):
+    """XLA ends a process at a flag it does not know, and flags come and go between versions: a
+    table flag the installed JAX refuses must not kill its workers, only be reported as not applied."""
+    require("jax")
+    from benchmarks.harness import spawn
+    from frameworks import tuning
+
+    unknown = Setting("jax", "env", "XLA_FLAGS", "--xla_no_such_flag_here=true", ("cpu",), "https://x", "nothing",
+                      False)
+    known = settings_for("jax", "cpu", "fp32", "jit")
+    monkeypatch.setattr(tuning, "settings_for", lambda *args: (*known, unknown))
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/shell")  # the user's own flags are the user's
+    env = spawn.framework_env([REGISTRY["jax"]], "cpu", 1, "tuned", "fp32", "jit")
+    assert env["XLA_FLAGS"].split() == ["--xla_dump_to=/tmp/shell", *(setting.value for setting in known)]
+    refused = json.loads(env[tuning.REFUSED])
+    assert list(refused) == [unknown.text] and "does not know this flag" in refused[unknown.text]
+    fields = summary_fields("tuned", observe([*known, unknown], env, {}, refused))
+    assert fields["settings"] == "; ".join(setting.text for setting in known)
+    assert fields["settings_not_applied"] == f"{unknown.text} ({refused[unknown.text]})"

@@ -7,8 +7,10 @@ whole group."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
+import re
 import selectors
 import signal
 import socket
@@ -39,11 +41,56 @@ def framework_env(frameworks: Iterable[FrameworkEntry], device: str, threads: in
         for entry in frameworks:
             env.update(entry.cpu_env)
     if profile == "tuned":
-        settings = [setting for entry in frameworks
-                    for setting in tuning.settings_for(entry.name, device, precision, variant)]
+        settings, refused = [], {}
+        for entry in frameworks:
+            wanted = tuning.settings_for(entry.name, device, precision, variant)
+            refused.update(refused_flags(entry, wanted))
+            settings += [setting for setting in wanted if setting.text not in refused]
         env.update(tuning.environment(settings, env))
+        if refused:
+            env[tuning.REFUSED] = json.dumps(refused)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+UNKNOWN_FLAG = re.compile(r"Unknown flags? in (\w+): (.+)")  # XLA's last words, e.g. "... in XLA_FLAGS: --x=1"
+
+
+def refused_flags(entry: FrameworkEntry, settings: Iterable[tuning.Setting]) -> dict[str, str]:
+    """The tuning table's flags (`settings` that add to a flag list) that the installed framework
+    does not know, each with the reason: found by `entry.flag_check` in a child process on the CPU,
+    once per process and set of flags."""
+    flags = tuple(setting.text for setting in settings
+                  if setting.kind == "env" and setting.name in tuning.FLAG_LISTS and entry.flag_check)
+    return dict(_unknown_flags(entry, flags)) if flags else {}
+
+
+@functools.cache
+def _unknown_flags(entry: FrameworkEntry, texts: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Each of `texts` ("XLA_FLAGS=--flag=value") that the framework's check ends at, naming it
+    (the user's own flags are left out of the check: they are the user's); the check runs again
+    without it until it passes or names none of `texts`."""
+    base = {name: value for name, value in {**os.environ, **entry.env, **entry.cpu_env}.items()
+            if name not in tuning.FLAG_LISTS}
+    left, refused = list(texts), []
+    while left:
+        env = {**base, "CUDA_VISIBLE_DEVICES": ""}
+        for text in left:
+            name, value = text.split("=", 1)
+            env[name] = " ".join(filter(None, [env.get(name), value]))
+        try:
+            check = subprocess.run([sys.executable, "-c", entry.flag_check], env=env, capture_output=True, text=True,
+                                   timeout=300)
+        except subprocess.TimeoutExpired:
+            break
+        named = {f"{variable}={flag}" for variable, flags in UNKNOWN_FLAG.findall(check.stderr) for flag in flags.split()}
+        unknown = [text for text in left if text in named]
+        if check.returncode == 0 or not unknown:
+            break
+        refused += [(text, f"the installed {entry.name} does not know this flag and would end the process at it")
+                    for text in unknown]
+        left = [text for text in left if text not in unknown]
+    return tuple(refused)
 
 
 def job_frameworks(job: Job) -> list[FrameworkEntry]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import tempfile
 import time
@@ -54,7 +55,8 @@ def tune(adapter_cls: type[Adapter], job: Job) -> dict[str, str]:
     of the tuned profile for the job: in its environment and in the framework's own state, so that
     a stock row shows none of them and a tuned row each one, or why not (`tuning.summary_fields`)."""
     settings = tuning.settings_for(job.what.framework, job.placement.device, job.training.precision, job.what.variant)
-    refused = adapter_cls.apply_tuning(settings) if job.what.tuning == "tuned" else {}
+    refused = {**json.loads(os.environ.get(tuning.REFUSED, "{}")),  # by the parent, before the import
+               **(adapter_cls.apply_tuning(settings) if job.what.tuning == "tuned" else {})}
     return tuning.summary_fields(job.what.tuning, tuning.observe(settings, os.environ,
                                                                  adapter_cls.tuning_state(settings), refused))
 
