@@ -403,9 +403,10 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, env: d
     jobs["job"] = jobs["job"] + jobs["busy"].map({True: " (busy)", False: ""})
     jobs = jobs.sort_values(["reached", "busy", "train_s_to_target", "best_accuracy"],
                             ascending=[False, True, True, False])
-    trained = epochs.groupby(["job_id", "attempt"])["train_s"].sum().rename("train_s")  # every epoch it ran
+    # what it trained: up to its last evaluation (--epochs is only the most it may take)
+    trained = epochs.groupby(["job_id", "attempt"]).agg(epochs_trained=("epoch", "max"), train_s=("train_s", "sum"))
     jobs = jobs.join(trained, on=["job_id", "attempt"])
-    table = jobs[["job", "reached", "epochs", "compile_s", "train_s", "epochs_to_target", "steps_to_target",
+    table = jobs[["job", "reached", "epochs_trained", "compile_s", "train_s", "epochs_to_target", "steps_to_target",
                   "train_s_to_target", "wall_s_to_target", "train_busy_share_to_target", "wall_busy_share_to_target",
                   "best_accuracy"]]
     table = table.dropna(axis="columns", how="all")  # busy shares: not measured in older runs
@@ -422,8 +423,8 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, env: d
     fractional = not curves["epoch"].astype(float).apply(float.is_integer).all()
     when = f"every {int(curves['step'].min())} training steps" if fractional else "after every epoch"  # --eval-every
     return (f"## Time to {target:.1%} test accuracy\n\nEvaluated {when}; a job stops at the first "
-            f"evaluation that reaches the target. `epochs`: the epochs it trained; `train_s`: their training time, "
-            f"`compile_s` (its first step) included. `train_s_to_target` counts training only (compilation "
+            f"evaluation that reaches the target. `epochs_trained` and `train_s`: how far it trained and its "
+            f"training time, `compile_s` (its first step) included. `train_s_to_target` counts training only (compilation "
             f"included), `wall_s_to_target` adds the evaluations, as MLPerf counts time to quality.{note}\n\n"
             f"{published(table, run_dir, 'time_to_target')}\n\n"
             f"{chart}\n")
