@@ -22,6 +22,7 @@ worker process (a group of them for DDP), and prints the largest error per check
 
 
 import argparse
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +35,7 @@ from benchmarks.checks.verdicts import parity_summary
 
 
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C stops it even where a shell ignores SIGINT
     parser = argparse.ArgumentParser(prog="python -m benchmarks.parity", description=__doc__.split("\n\n")[0],
                                      formatter_class=cli.HelpFormatter)
     cli.add_selection_arguments(parser, threads=(1, "CPU cores each worker is pinned to and each framework's "
@@ -42,18 +44,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", type=cli.positive_int, default=1,
                         help="also check data-parallel training on this many devices against one device")
     parser.add_argument("--csv", type=Path, metavar="FILE",
-                        help="also write every comparison (pair, check, tensor, error, tolerance, verdict) to FILE")
+                        help="also write every comparison (pair, check, tensor, error, tolerance, verdict) to FILE, "
+                             "each model's as soon as it is compared, so that an interrupted run keeps them")
     args = parser.parse_args(argv)
     if args.csv and not args.csv.parent.is_dir():
         parser.error(f"argument --csv: {str(args.csv.parent)!r} is not a folder")
     selection = cli.selection_from_args(parser, args)
-    with tempfile.TemporaryDirectory() as folder:
-        outcome = run_parity_jobs(selection, Path(folder), cli.console(), precision=selection.precision)
-        if args.devices > 1:
-            parallel = run_data_parallel_parity(selection, args.devices, Path(folder), cli.console())
-            tables = [table for table in (outcome.table, parallel.table) if table is not None]
-            outcome = ParityOutcome(pd.concat(tables, ignore_index=True) if tables else None,
-                                    {**parallel.unusable, **outcome.unusable})
+    compared: list[pd.DataFrame] = []
+
+    def keep(table: pd.DataFrame) -> None:  # each model's comparisons as they are made: Ctrl-C keeps them
+        compared.append(table)
+        if args.csv:
+            pd.concat(compared, ignore_index=True).to_csv(args.csv, index=False)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            outcome = run_parity_jobs(selection, Path(folder), cli.console(), precision=selection.precision,
+                                      on_table=keep)
+            if args.devices > 1:
+                parallel = run_data_parallel_parity(selection, args.devices, Path(folder), cli.console())
+                tables = [table for table in (outcome.table, parallel.table) if table is not None]
+                outcome = ParityOutcome(pd.concat(tables, ignore_index=True) if tables else None,
+                                        {**parallel.unusable, **outcome.unusable})
+    except KeyboardInterrupt:
+        kept = ", ".join(dict.fromkeys(model for table in compared for model in table["model"]))
+        where = f"the comparisons of {kept} are in {args.csv}" if kept and args.csv else "nothing was kept"
+        cli.console().print(f"interrupted: {where}", markup=False)
+        return 130
     if outcome.table is None:
         cli.console().print("error: no framework could run the parity checks")
         return 3

@@ -248,3 +248,22 @@ def test_the_summary_says_which_checks_a_data_parallel_pair_does_not_cover():
 def test_tolerances_are_the_promised_ones():
     assert TOLERANCES == {"round trip": 0.0, "forward": 1e-5, "loss": 1e-4, "gradients": 1e-4,
                           "per-step": 1e-4, "step count": 0.0, "free-running": 1e-4}
+
+
+def test_an_interrupted_parity_run_keeps_the_models_it_has_compared(tmp_path, monkeypatch, capsys):
+    """`python -m benchmarks.parity --csv FILE` writes each model's comparisons as soon as they are
+    made, so Ctrl-C (or a time limit that sends it) loses only the models still running."""
+    from benchmarks import parity
+
+    done = compare({"a": _as_variant(reference_outputs("lenet")), REFERENCE: reference_outputs("lenet")}, "lenet")
+    done.insert(0, "model", "lenet")
+
+    def lenet_then_ctrl_c(*args, on_table, **kwargs):
+        on_table(done)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(parity, "run_parity_jobs", lenet_then_ctrl_c)
+    csv = tmp_path / "parity.csv"
+    assert parity.main(["--model", "lenet,resnet9", "--csv", str(csv)]) == 130
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"interrupted: the comparisons of lenet are in {csv}"
+    kept = pd.read_csv(csv)
+    assert len(kept) == len(done) and set(kept["model"]) == {"lenet"}

@@ -54,11 +54,12 @@ def print_verdict(console, title: str, table: pd.DataFrame) -> None:
         console.print(f"  outlier (tolerated once per pair and setting): {line}", markup=False)
 
 
-def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False,
-                    precision: str = "fp32") -> ParityOutcome:
+def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False, precision: str = "fp32",
+                    on_table: Callable[[pd.DataFrame], None] = lambda table: None) -> ParityOutcome:
     """Run the parity computation (or, with `probe_only`, only the device check) for every
-    selected model, framework and variant, each in its own worker, and compare the outputs. The
-    runner checks in fp32 whatever its own precision: TF32 changes the numerics by design."""
+    selected model, framework and variant, each in its own worker, and compare the outputs;
+    `on_table(table)` with each model's comparisons as soon as they are made. The runner checks
+    in fp32 whatever its own precision: TF32 changes the numerics by design."""
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     if probe_only:  # one worker per framework and profile, on the first model
         probes = [(framework, selection.name(framework, variant, profile),
@@ -89,6 +90,7 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False,
             table = check.compare()
             if table is not None:
                 tables.append(table)
+                on_table(table)
 
     _side_by_side([run.job for _, run in runs], [run.log for _, run in runs], selection.job_timeout, console,
                   f"parity checks: {', '.join(selection.models)}", ended)
