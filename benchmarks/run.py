@@ -271,7 +271,6 @@ class JobRecorder:
                          "device": job.placement.device,
                          "precision": job.training.precision, "batch_size": what.batch_size, "devices": job.replicas,
                          "repeat": job.repeat, "attempt": attempt}
-        self.windows = 0
         self.profile: dict | None = None
 
     def on_message(self, message: dict) -> None:
@@ -279,13 +278,15 @@ class JobRecorder:
             append_rows(self.run_dir, "epochs", [{**self.identity, **message["row"]}])
         elif message["type"] == "window":
             append_rows(self.run_dir, "steps", [{**self.identity, **message["row"]}])
-            self.windows += 1
         elif message["type"] == "profile":
             self.profile = message
 
     def interrupted(self, error: str) -> dict:
-        """The summary row of a job stopped part-way: its windows so far are in steps.csv."""
-        return self.finish({"status": "interrupted", "error": error, "windows": self.windows})
+        """The summary row of a job stopped part-way, counting its windows in steps.csv. They are
+        counted there, not as they arrive: Ctrl-C can land between a row's write and any count."""
+        steps = read_table(self.run_dir, "steps")
+        windows = int((steps["job_id"].eq(self.job.job_id) & steps["attempt"].eq(self.identity["attempt"])).sum())
+        return self.finish({"status": "interrupted", "error": error, "windows": windows})
 
     def finish(self, result: dict) -> dict:
         job = self.job
@@ -565,11 +566,9 @@ def close_killed_attempts(run_dir: Path, jobs: list[Job]) -> int:
         return 1
     closed = set(summary[["job_id", "attempt"]].itertuples(index=False, name=None))
     by_id = {job.job_id: job for job in jobs}
-    windows = steps.groupby(["job_id", "attempt"]).size()
     for job_id, attempt in sorted(set(streamed.itertuples(index=False, name=None)) - closed):
-        recorder = JobRecorder(run_dir, run_dir.name, by_id[job_id], int(attempt))
-        recorder.windows = int(windows.get((job_id, attempt), 0))
-        recorder.interrupted("the runner was stopped before the job ended")
+        JobRecorder(run_dir, run_dir.name, by_id[job_id], int(attempt)).interrupted(
+            "the runner was stopped before the job ended")
     return int(recorded["attempt"].max()) + 1
 
 

@@ -247,3 +247,31 @@ def test_a_report_that_fails_to_render_is_said_in_one_line_and_loses_nothing(tmp
     assert len(lines) == 1 and lines[0].startswith("report not rendered (python -m report: error: ")
     assert lines[0].endswith(f"); the measurements are kept in {copy}")
     assert (copy / "summary.csv").read_bytes() == (ROOT / "results" / "time-to-accuracy" / "summary.csv").read_bytes()
+
+
+def test_an_interrupted_job_counts_the_windows_steps_csv_holds_even_when_ctrl_c_follows_a_write(tmp_path,
+                                                                                               monkeypatch):
+    """Ctrl-C can land just after a window's row is written: the summary row must still count it,
+    and count only this job's attempt."""
+    import benchmarks.run as runner
+    from benchmarks.harness.results import append_rows, read_table
+    from tests.conftest import make_job
+
+    def write_then_ctrl_c(run_dir, table, rows):
+        append_rows(run_dir, table, rows)
+        if table == "steps":
+            raise KeyboardInterrupt
+
+    job, other = make_job(repeat=1), make_job(repeat=2)
+    window = {"type": "window", "row": {"window": 0, "epoch": 0, "first_step": 1, "steps": 4, "step_ms": 50.0}}
+    runner.JobRecorder(tmp_path, "run", other, 1).on_message(window)  # another job's window
+    runner.JobRecorder(tmp_path, "run", job, 1).on_message(window)  # an earlier attempt's window
+    recorder = runner.JobRecorder(tmp_path, "run", job, 2)
+    recorder.on_message(window)
+    monkeypatch.setattr(runner, "append_rows", write_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        recorder.on_message(window)
+    monkeypatch.setattr(runner, "append_rows", append_rows)
+    recorder.interrupted("stopped by Ctrl-C")
+    summary = read_table(tmp_path, "summary").iloc[-1]
+    assert (summary["job_id"], summary["attempt"], summary["windows"]) == (job.job_id, 2, 2)
