@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import benchmarks.run as runner
 from benchmarks.harness import data as datasets
 from benchmarks.harness.environment import CPU_FEATURES
-from benchmarks.harness.results import SCHEMA
+from benchmarks.harness.results import SCHEMA, append_rows, read_table
 from report.render import write_report
-from tests.conftest import AUGMENTED_BATCH, AUGMENTED_TRAIN_SIZE, ROOT, installed
+from tests.conftest import AUGMENTED_BATCH, AUGMENTED_TRAIN_SIZE, ROOT, installed, make_job
 
 TEST_SIZE = 1000
 
@@ -253,10 +254,6 @@ def test_an_interrupted_job_counts_the_windows_steps_csv_holds_even_when_ctrl_c_
                                                                                                monkeypatch):
     """Ctrl-C can land just after a window's row is written: the summary row must still count it,
     and count only this job's attempt."""
-    import benchmarks.run as runner
-    from benchmarks.harness.results import append_rows, read_table
-    from tests.conftest import make_job
-
     def write_then_ctrl_c(run_dir, table, rows):
         append_rows(run_dir, table, rows)
         if table == "steps":
@@ -271,7 +268,7 @@ def test_an_interrupted_job_counts_the_windows_steps_csv_holds_even_when_ctrl_c_
     monkeypatch.setattr(runner, "append_rows", write_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         recorder.on_message(window)
-    monkeypatch.setattr(runner, "append_rows", append_rows)
+    monkeypatch.undo()
     recorder.interrupted("stopped by Ctrl-C")
     summary = read_table(tmp_path, "summary").iloc[-1]
     assert (summary["job_id"], summary["attempt"], summary["windows"]) == (job.job_id, 2, 2)
