@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -20,8 +18,8 @@ import pandas as pd
 
 from benchmarks import cli
 from benchmarks.harness.contention import machine_check
-from benchmarks.harness.environment import collect, cpu_features, cpu_model
-from benchmarks.harness.results import new_run_dir
+from benchmarks.harness.environment import cpu_features, cpu_model
+from benchmarks.harness.results import write_side_run
 from benchmarks.harness.jobs import Data, Job, Placement, Timing, Workload
 from benchmarks.harness.spawn import run_worker
 from frameworks.base import TrainConfig
@@ -66,11 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = table["status"].eq("ok").all()
     console.print(cli.dataframe_to_text(table.drop(columns=["status"] if ok else [])), markup=False)
     if args.out is not None:
-        run_dir = new_run_dir(args.out)
-        table.to_csv(run_dir / "hotpath.csv", index=False)
-        env = {**collect(Path(__file__).resolve().parent.parent, dict(os.environ), "benchmarks.hotpath"),
-               "machine_check": check, "threads": selection.threads}
-        (run_dir / "env.json").write_text(json.dumps(env, indent=2) + "\n")
+        run_dir = write_side_run(args.out, "hotpath.csv", table, "benchmarks.hotpath",
+                                 {"machine_check": check, "threads": selection.threads})
         console.print(f"written: {run_dir}", markup=False)
     return 0 if ok else 1
 

@@ -20,6 +20,20 @@ from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SP
                              TrainingState, from_nhwc, to_nhwc, variable_paths)
 from frameworks.profiles import TF_OP, hlo_sources, self_times, tensorflow_category
 
+# Where TensorFlow's CPU kernels need a tensor's data to start (EIGEN_MAX_ALIGN_BYTES in its pip builds).
+ALIGNMENT = 64
+
+
+def _host_tensor(array: np.ndarray) -> tf.Tensor:
+    """A CPU tensor over `array`'s own memory, through DLPack (tf.experimental.dlpack.from_dlpack),
+    where TensorFlow can use that memory as it is: C-contiguous, writeable (DLPack's older protocol
+    cannot say read-only) and aligned as its kernels require (they abort on unaligned data). Any
+    other array is copied, as `tf.constant` and a `tf.function` called with NumPy arrays always do."""
+    if array.flags.c_contiguous and array.flags.writeable and array.ctypes.data % ALIGNMENT == 0:
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    return tf.constant(array)
+
+
 # --- Model --------------------------------------------------------------------------------------
 
 
@@ -369,7 +383,9 @@ class KerasAdapter(Adapter):
                 return self.strategy.experimental_distribute_values_from_function(
                     lambda context: tf.constant(arrays[(context.replica_id_in_sync_group - first) * size:][:size]))
             return shards(images), shards(labels)
-        with tf.device("/GPU:0" if self.device == "cuda" else "/CPU:0"):
+        if self.device == "cpu":  # nothing to copy to: tensors over the batch's own memory
+            return _host_tensor(images), _host_tensor(labels)
+        with tf.device("/GPU:0"):
             return tf.identity(images), tf.identity(labels)
 
     def native_input(self, source: NativeInput) -> NativePipeline:
@@ -388,6 +404,8 @@ class KerasAdapter(Adapter):
         return NativePipeline(iter(dataset), how)
 
     def wait(self, placed):
+        if self.device == "cpu" and not self.parallel.active:  # a tensor over host memory is there when made
+            return
         for value in placed:  # reading one element waits for the copy that produces the tensor
             for tensor in self.strategy.experimental_local_results(value):
                 tf.reshape(tensor, [-1])[0].numpy()
@@ -395,7 +413,7 @@ class KerasAdapter(Adapter):
     def train_step(self, images, labels):
         if self.variant == "fit":
             return self.model.train_on_batch(images, labels)
-        if self.parallel.active and isinstance(images, np.ndarray):
+        if isinstance(images, np.ndarray):  # as `place` takes them: on a CPU, without a copy
             images, labels = self.place(images, labels)
         return self._compiled_step(images, labels)
 

@@ -117,19 +117,31 @@ def input_paths(run_dir: Path) -> str:
     return markdown(table.drop(columns=[column for column in ("repeats",) if table[column].nunique() == 1]))
 
 
-def hot_path(run_dir: Path) -> str:
-    """`python -m benchmarks.hotpath --out`'s table: the suite's own code on each training step
-    against the framework's built-in, and the machine it was measured on."""
+def _side_run(run_dir: Path, name: str, constant: tuple[str, ...]) -> str:
+    """The one table of a measurement written by `results.write_side_run`, its rows that succeeded,
+    without the `constant` columns that hold one value, and the machine it was measured on."""
     env = json.loads((run_dir / "env.json").read_text())
-    table = pd.read_csv(run_dir / "hotpath.csv")
+    table = pd.read_csv(run_dir / name)
     table = table[table["status"].eq("ok")].drop(columns=["status", "error"], errors="ignore")
     check = env.get("machine_check") or {}
     busy = check.get("others_cpu")
     machine = (f"Measured with `{env['command']}` on {env['cpu']} ({' '.join(env.get('cpu_features') or [])}), "
                f"{env['threads']} threads, {env['usable_cores']} usable cores"
                + (f"; other processes took {busy:.0%} of the cores just before" if busy is not None else "") + ".")
-    return markdown(table.drop(columns=[column for column in ("model", "tuning", "batch_size")
-                                        if table[column].nunique() == 1])) + "\n\n" + machine
+    return markdown(table.drop(columns=[column for column in constant
+                                        if column in table and table[column].nunique() == 1])) + "\n\n" + machine
+
+
+def hot_path(run_dir: Path) -> str:
+    """`python -m benchmarks.hotpath --out`'s table: the suite's own code on each training step
+    against the framework's built-in, and the machine it was measured on."""
+    return _side_run(run_dir, "hotpath.csv", ("model", "tuning", "batch_size"))
+
+
+def overhead(run_dir: Path) -> str:
+    """`python -m benchmarks.overhead --out`'s table: each runner window against a bare loop of the
+    same steps, per model, variant and input path, and the machine it was measured on."""
+    return _side_run(run_dir, "overhead.csv", ("framework_version", "pairs"))
 
 
 def _profiled_jobs(table: pd.DataFrame, only: str | None) -> pd.DataFrame:
@@ -170,12 +182,13 @@ def noise(folder: Path) -> str:
 TABLES: dict[str, Callable[[Path], str]] = {"answer": answer, "throughput": throughput, "curves": curves,
                                             "findings": findings, "noise": noise, "gains": gains, "parity": parity,
                                             "time-to-target": time_to_target, "input": input_paths, "hotpath": hot_path,
+                                            "overhead": overhead,
                                             "profile-shares": profile_shares, "profile-ops": profile_ops}
 FOLDERS_OF_RUNS = {"noise"}
 FILTERED = {"profile-shares", "profile-ops"}  # the kinds that take a third word: a pattern of job labels
 # the files of which a kind's run folder must hold one, summary.csv by default (`benchmarks.parity --csv`
 # and the device check's parity steps write parity.csv alone)
-TABLE_FILE = {"hotpath": ("hotpath.csv",), "profile-shares": ("profile_shares.csv",),
+TABLE_FILE = {"hotpath": ("hotpath.csv",), "overhead": ("overhead.csv",), "profile-shares": ("profile_shares.csv",),
               "profile-ops": ("profile_ops.csv",), "parity": PARITY_FILES, "time-to-target": ("time_to_target.csv",)}
 
 

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 
 from benchmarks.checks.definitions import parity_batches
+from benchmarks.harness import data as datasets
 from benchmarks.harness.stats import relative_error
 from frameworks import REGISTRY
 from frameworks.base import Adapter, TrainConfig, init_params
-from tests.conftest import VARIANTS, require, tiered
+from tests.conftest import FRAMEWORKS, VARIANTS, require, tiered
 
 
 @pytest.mark.parametrize("variant", [tiered(variant, id=variant) for variant in VARIANTS])
@@ -64,6 +65,43 @@ def test_a_placed_batch_trains_exactly_as_its_numpy_arrays_without_retracing(var
         losses[placed] = adapter.losses_to_numpy([adapter.train_step(*batch) for batch in feed])
         assert adapter.compile_count() == compiles, f"{variant} recompiled for a placed batch"
     np.testing.assert_array_equal(losses[True], losses[False])
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS, ids=str)
+def test_placing_a_batch_on_the_cpu_copies_nothing_the_framework_can_take_as_it_is(framework):
+    """On a CPU there is no device to copy to, so a placed batch of the suite's pipeline is a view
+    of its own memory (read back through DLPack), as its users' zero-copy handover makes it: the
+    images in every framework, and the labels wherever the framework keeps their dtype (PyTorch's
+    loss takes int64, so it converts them, as its users do). A copy here is paid in every timed
+    step of the prefetching input path, by one framework and not the others."""
+    adapter = require(framework)("lenet", "cpu", REGISTRY[framework].default_variant, TrainConfig())
+    batches = datasets.train_batches(datasets.synthetic(train_size=300, test_size=10), 100, seed=0, epoch=0)
+    for images, labels in batches:
+        placed = adapter.place(images, labels)
+        adapter.wait(placed)
+        placed_images, placed_labels = (np.from_dlpack(array) for array in placed)
+        assert np.shares_memory(placed_images, images), f"{framework} copied the images"
+        if placed_labels.dtype == labels.dtype:
+            assert np.shares_memory(placed_labels, labels), f"{framework} copied the labels"
+        np.testing.assert_array_equal(placed_labels, labels)
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS, ids=str)
+@pytest.mark.filterwarnings("ignore:The given NumPy array is not writable")  # PyTorch's, on the read-only labels
+def test_a_batch_that_cannot_be_taken_as_it_is_is_placed_as_a_copy(framework):
+    """Memory a framework cannot use in place (off its alignment, read-only) is copied, never used
+    unaligned (TensorFlow's kernels abort on that) and never refused."""
+    adapter = require(framework)("lenet", "cpu", REGISTRY[framework].default_variant, TrainConfig())
+    images, labels = parity_batches(1)[0]
+    storage = np.empty(images.size + 1, np.float32)
+    offset = storage[1:].reshape(images.shape)  # 4 bytes past NumPy's own (16-byte) alignment
+    offset[...] = images
+    readonly = labels.copy()
+    readonly.flags.writeable = False
+    placed = adapter.place(offset, readonly)
+    adapter.wait(placed)
+    assert adapter.evaluate(*placed) == adapter.evaluate(images, labels)
+    np.testing.assert_array_equal(np.from_dlpack(placed[1]).astype(labels.dtype), labels)
 
 
 @pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)

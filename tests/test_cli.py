@@ -257,3 +257,30 @@ def test_help_explains_every_option_and_states_each_default_once(command, capsys
         assert help_text.strip(), f"{name} has no help"
         assert " ".join(option.split()).count("(default") <= 1, f"{name} states its default twice: {option}"
     assert "(default: None)" not in text and "(default: [" not in text
+
+
+def test_the_overhead_command_fails_naming_each_ratio_over_its_bound(monkeypatch, capsys):
+    """The bound is checked, not only printed: one ratio over it makes the command exit 1 and say
+    which job and input path, and the jobs within it are still reported."""
+    from benchmarks import overhead
+
+    def worker(job, log_path, timeout, on_message):
+        ratio = 1.2 if job.data.input == "step" else 1.01
+        return {"status": "ok", "pairs": 3, "copy_ms": 0.01, "runner_ms": 10 * ratio, "minimal_ms": 10.0,
+                "ratio": ratio, "ratio_iqr": "1.0-1.1"}
+
+    monkeypatch.setattr(overhead, "run_worker", worker)
+    assert overhead.main(["--framework", "pytorch", "--input", "prefetch,step"]) == 1
+    output = capsys.readouterr().out
+    assert "over the bound: lenet pytorch:eager, step input: the runner's step is 1.200x the bare loop's" in output
+    assert "prefetch input" not in output and " prefetch " in output
+    assert overhead.main(["--framework", "pytorch", "--input", "prefetch"]) == 0
+
+
+def test_the_overhead_command_refuses_an_unknown_input_path(capsys):
+    from benchmarks import overhead
+
+    with pytest.raises(SystemExit) as exit_:
+        overhead.main(["--input", "prefetch,native"])
+    assert exit_.value.code == 2
+    assert "unknown input path native (choose from: all, prefetch, resident, step)" in capsys.readouterr().err

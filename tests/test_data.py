@@ -199,6 +199,21 @@ def test_training_batches_have_a_fixed_shape_and_the_same_bytes_for_the_same_see
     assert digest(first) != digest(datasets.train_batches(dataset, 96, seed=4, epoch=0))
 
 
+@pytest.mark.parametrize("batch_size", [1, 37, 96, 128], ids=lambda size: f"batch {size}")
+def test_every_training_batch_starts_aligned_and_holds_the_epoch_order(batch_size):
+    """Aligned, so that a framework can take a batch on the CPU without copying it (TensorFlow and
+    XLA copy any array not on a 64-byte boundary); the labels too, whatever the batch size."""
+    dataset = datasets.synthetic(train_size=500, test_size=10)
+    order = datasets.epoch_order(500, 2, 1)
+    for step, (images, labels) in enumerate(datasets.train_batches(dataset, batch_size, seed=2, epoch=1)):
+        for array in (images, labels):
+            assert array.ctypes.data % datasets.ALIGNMENT == 0 and array.flags.c_contiguous
+        taken = order[step * batch_size:(step + 1) * batch_size]
+        np.testing.assert_array_equal(images, dataset.train_images[taken])
+        np.testing.assert_array_equal(labels, dataset.train_labels[taken])
+    assert step == 500 // batch_size - 1
+
+
 def test_synthetic_set_is_deterministic_and_learnable():
     dataset = datasets.synthetic()
     assert np.array_equal(dataset.train_images[:5], datasets.synthetic().train_images[:5])

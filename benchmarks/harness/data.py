@@ -276,20 +276,45 @@ class Stopwatch:
         self.seconds += time.perf_counter() - self._start
 
 
+# Where a batch's arrays start: TensorFlow's CPU kernels require EIGEN_MAX_ALIGN_BYTES (64 in its
+# pip builds) and copy any array that is not so aligned; XLA's CPU client takes a 64-byte aligned
+# NumPy array as it is and copies the others (jax.device_put). PyTorch takes any array.
+ALIGNMENT = 64
+
+
+def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on an `ALIGNMENT` boundary (NumPy's
+    own allocations are only 16-byte aligned)."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    buffer = np.empty(size + ALIGNMENT, np.uint8)
+    offset = -buffer.ctypes.data % ALIGNMENT
+    return buffer[offset:offset + size].view(dtype).reshape(shape)
+
+
 def train_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int, augment: str = "none",
                   stopwatch: Stopwatch | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Fixed-size batches of one epoch (the last partial batch is dropped, so nothing retraces).
     The epoch is permuted and augmented once up front, when the first batch is drawn, so each
-    batch is a contiguous view, not a copy; `stopwatch` accumulates the augmentation's seconds."""
+    batch is a contiguous view, not a copy, and starts on an `ALIGNMENT` boundary, so that a CPU
+    framework can take it without copying it either; `stopwatch` accumulates the augmentation's
+    seconds."""
     if augment not in AUGMENTATIONS:
         raise ValueError(f"unknown augmentation {augment!r} (choose from: {', '.join(AUGMENTATIONS)})")
     order = epoch_order(len(dataset.train_labels), seed, epoch)
-    images, labels = dataset.train_images[order], dataset.train_labels[order]
+    steps = len(order) // batch_size
+    images = np.take(dataset.train_images, order, axis=0, out=aligned_empty(dataset.train_images.shape,
+                                                                            dataset.train_images.dtype))
+    # One row per batch, each row padded to a whole number of alignment units, so that every batch's
+    # labels start on a boundary too, whatever the batch size.
+    per_unit = ALIGNMENT // dataset.train_labels.itemsize
+    labels = aligned_empty((steps, -(-batch_size // per_unit) * per_unit), dataset.train_labels.dtype)
+    labels[:, :batch_size] = dataset.train_labels[order[:steps * batch_size]].reshape(steps, batch_size)
     if augment == "crop-flip":
         with stopwatch or contextlib.nullcontext():
             crop_flip(images, augmentation_rng(seed, epoch), out=images)  # the permuted copy is ours
-    for start in range(0, len(labels) - batch_size + 1, batch_size):
-        yield images[start:start + batch_size], labels[start:start + batch_size]
+    for step in range(steps):
+        yield images[step * batch_size:(step + 1) * batch_size], labels[step, :batch_size]
 
 
 def steps_per_epoch(dataset: Dataset, batch_size: int) -> int:

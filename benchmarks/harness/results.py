@@ -4,6 +4,7 @@ everything it measured."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -77,6 +78,19 @@ def new_run_dir(out: Path) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"no free run folder name under {out}")
+
+
+def write_side_run(out: Path, name: str, table: pd.DataFrame, module: str, env: dict) -> Path:
+    """A measurement that is not a benchmark run (`benchmarks.overhead`, `benchmarks.hotpath`): its one
+    table as `name` in a new run folder under `out`, beside an env.json describing the machine and
+    the command (`environment.collect`) with `env` added. Returns the folder."""
+    from benchmarks.harness.environment import collect
+
+    run_dir = new_run_dir(out)
+    table.to_csv(run_dir / name, index=False)
+    root = Path(__file__).resolve().parent.parent.parent
+    (run_dir / "env.json").write_text(json.dumps({**collect(root, dict(os.environ), module), **env}, indent=2) + "\n")
+    return run_dir
 
 
 def append_rows(run_dir: Path, table: str, rows: list[dict]) -> None:

@@ -554,8 +554,11 @@ def run_overhead(job: Job, channel: Channel) -> dict:
         minimal_ms.append(1000 * (time.perf_counter() - start) / len(batches))
         trainer.run(batches, epoch=0)  # one timed window
     runner_ms = np.array([row["step_ms"] for row in trainer.window_rows])
-    return {"status": "ok", "pairs": len(runner_ms), "runner_ms": float(np.median(runner_ms)),
-            "minimal_ms": float(np.median(minimal_ms)), "ratio": float(np.median(runner_ms / minimal_ms))}
+    ratios = runner_ms / np.array(minimal_ms)
+    return {"status": "ok", "framework_version": adapter_cls.version(), "pairs": len(runner_ms),
+            "copy_ms": copy_ms(adapter, *batches[0]), "runner_ms": float(np.median(runner_ms)),
+            "minimal_ms": float(np.median(minimal_ms)), "ratio": float(np.median(ratios)),
+            "ratio_iqr": "-".join(f"{q:.3f}" for q in np.percentile(ratios, [25, 75]))}
 
 
 def run_hot_path(job: Job, channel: Channel) -> dict:
