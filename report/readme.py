@@ -144,6 +144,17 @@ def overhead(run_dir: Path) -> str:
     return _side_run(run_dir, "overhead.csv", ("framework_version", "pairs"))
 
 
+def copy_times(run_dir: Path) -> str:
+    """From `benchmarks.overhead --out`'s table: `copy_ms`, what placing one batch and waiting for it
+    costs each framework, per model and batch size (the median over its variants and input paths)."""
+    table = pd.read_csv(run_dir / "overhead.csv")
+    table = table[table["status"].eq("ok")]
+    table = table.assign(framework=table["variant"].str.split(":").str[0],
+                         batch=table["model"] + ", batch " + table["batch_size"].astype(str))
+    copy = table.pivot_table(index="framework", columns="batch", values="copy_ms", aggfunc="median", sort=False)
+    return markdown(copy.rename_axis(columns=None).reset_index())
+
+
 def _profiled_jobs(table: pd.DataFrame, only: str | None) -> pd.DataFrame:
     try:
         kept = table[table["job"].str.contains(only, regex=True)] if only else table
@@ -182,13 +193,13 @@ def noise(folder: Path) -> str:
 TABLES: dict[str, Callable[[Path], str]] = {"answer": answer, "throughput": throughput, "curves": curves,
                                             "findings": findings, "noise": noise, "gains": gains, "parity": parity,
                                             "time-to-target": time_to_target, "input": input_paths, "hotpath": hot_path,
-                                            "overhead": overhead,
+                                            "overhead": overhead, "copy": copy_times,
                                             "profile-shares": profile_shares, "profile-ops": profile_ops}
 FOLDERS_OF_RUNS = {"noise"}
 FILTERED = {"profile-shares", "profile-ops"}  # the kinds that take a third word: a pattern of job labels
 # the files of which a kind's run folder must hold one, summary.csv by default (`benchmarks.parity --csv`
 # and the device check's parity steps write parity.csv alone)
-TABLE_FILE = {"hotpath": ("hotpath.csv",), "overhead": ("overhead.csv",), "profile-shares": ("profile_shares.csv",),
+TABLE_FILE = {"hotpath": ("hotpath.csv",), "overhead": ("overhead.csv",), "copy": ("overhead.csv",), "profile-shares": ("profile_shares.csv",),
               "profile-ops": ("profile_ops.csv",), "parity": PARITY_FILES, "time-to-target": ("time_to_target.csv",)}
 
 

@@ -29,7 +29,8 @@ def test_readme_and_docs_reference_tables_are_those_of_the_committed_runs():
             ("answer", "results/reference-resnet9"),
             ("noise", "results/repeats-avx2"), ("gains", "results/tuning-cpu"),
             ("parity", "results/reference"), ("input", "results/native-cpu/20261203-090312"),
-            ("hotpath", "results/hotpath-cpu/20261203-082628"), ("profile-ops", "results/profile-cpu/lenet"),
+            ("hotpath", "results/hotpath-cpu/20261203-082628"), ("overhead", "results/overhead-cpu/20261207-130857"),
+            ("copy", "results/overhead-cpu/20261207-130857"), ("profile-ops", "results/profile-cpu/lenet"),
             ("profile-ops", "results/profile-cpu/resnet9"), ("profile-shares", "results/profile-cpu/resnet9"),
             ("profile-ops", "results/profile-cpu/lenet-compile-kernels")} <= blocks
     assert stale == [], f"tables differ from their runs: {stale}; run python -m report.readme"
