@@ -16,8 +16,8 @@ from benchmarks.harness import data as datasets, training
 from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness.profiling import CATEGORIES, op_table
 from frameworks import REGISTRY
-from frameworks.profiles import (TF_RULES, TORCH_RULES, XLA_RULES, categorise, hlo_descriptions, hlo_sources,
-                                 self_times, tensorflow_category)
+from frameworks.profiles import (TF_RULES, TORCH_RULES, XLA_RULES, TorchEvent, categorise, hlo_descriptions,
+                                 hlo_sources, self_times, tensorflow_category, torch_category, torch_device_time)
 from tests.conftest import FRAMEWORKS, ROOT, import_error, make_job, require
 
 RULES = {"pytorch": TORCH_RULES, "tensorflow": TF_RULES, "jax": XLA_RULES}
@@ -189,6 +189,42 @@ def test_self_time_is_duration_less_nested_events():
     # an executor event holding two op events, then a third op after it, on one thread's timeline
     events = [(0, 100, "ExecutorState::Process"), (10, 30, "a:Conv2D"), (50, 20, "b:Relu"), (120, 5, "c:Mul")]
     assert self_times(events) == {0: 50, 1: 30, 2: 20, 3: 5}
+
+
+def test_torch_gpu_time_counts_each_kernel_once_under_the_op_that_launched_it():
+    """torch.profiler's events on a GPU, as `events()` gives them: host ops (with their correlation
+    ids), the kernels and copies each launched (linked to it), a record_function's host event and
+    its device-side span over the kernels inside it, and a kernel no op launched. key_averages'
+    `self_device_time_total` would count every kernel twice (its own row and its op's), the
+    kernel rows in "other", and the span once more."""
+    host = [TorchEvent("aten::conv2d", 9, False, False, 0, 80.0),  # launches nothing itself
+            TorchEvent("aten::convolution", 10, False, False, 0, 40.0),
+            TorchEvent("aten::convolution", 14, False, False, 0, 40.0),
+            TorchEvent("aten::convolution_backward", 11, False, False, 0, 60.0),
+            TorchEvent("aten::copy_", 12, False, False, 0, 15.0),
+            TorchEvent("## Call CompiledFxGraph abc ##", 13, False, True, 0, 30.0),
+            TorchEvent("cudaLaunchKernel", 501, False, False, 10, 5.0)]  # the runtime call: host time only
+    device = [TorchEvent("sm90_xmma_fprop_implicit_gemm_f32f32", 501, True, False, 10, 300.0),
+              TorchEvent("void cudnn::ops::nchwToNhwcKernel<float>", 502, True, False, 10, 50.0),
+              TorchEvent("sm90_xmma_fprop_implicit_gemm_f32f32", 503, True, False, 14, 310.0),
+              TorchEvent("sm90_xmma_dgrad_implicit_gemm_f32f32", 504, True, False, 11, 500.0),
+              TorchEvent("Memcpy HtoD (Pinned -> Device)", 505, True, False, 12, 20.0),
+              TorchEvent("## Call CompiledFxGraph abc ##", 506, True, True, 13, 1000.0),  # a span, not work
+              TorchEvent("triton_poi_fused_relu_0", 507, True, False, 13, 200.0),
+              TorchEvent("ncclDevKernel_AllReduce_Sum_f32_RING_LL", 508, True, False, 99, 40.0)]
+    rows = torch_device_time(host + device)
+    kernels = sum(event.duration_us for event in device if not event.annotation)
+    assert sum(row["self_us"] for row in rows) == kernels, "each kernel, copy and memset counted once"
+    assert sorted((row["op"], row["self_us"]) for row in rows) == [
+        ("## Call CompiledFxGraph abc ##", 200.0), ("aten::convolution", 310.0), ("aten::convolution", 350.0),
+        ("aten::convolution_backward", 500.0), ("aten::copy_", 20.0), ("ncclDevKernel_AllReduce_Sum_f32_RING_LL", 40.0)]
+    ops = pd.DataFrame([{**row, "detail": ""} for row in rows])
+    table = op_table(torch_category, ops, steps=1).groupby("category")[["self_ms", "calls"]].sum()
+    assert table.loc["convolution forward", "self_ms"] == pytest.approx(0.660)
+    assert table.loc["convolution forward", "calls"] == 2, "op calls, not kernels"
+    assert table.loc["convolution backward", "self_ms"] == pytest.approx(0.500)
+    assert table.loc["data transfer", "self_ms"] == pytest.approx(0.020)
+    assert table.loc["other", "self_ms"] == pytest.approx(0.240)
 
 
 # --- A profiled run, end to end -----------------------------------------------------------------
