@@ -290,6 +290,7 @@ class FlaxAdapter(Adapter):
                  parallel: DataParallel = SINGLE):
         super().__init__(model, device, variant, config, parallel)
         self.mesh = _mesh(parallel, device) if parallel.active else None
+        self._stepped = None  # the last batch trained on: its shapes are the compiled step's (peak_device_memory)
         if device == "cuda" and jax.default_backend() != "gpu":
             raise DeviceUnavailable(f"JAX {jax.__version__} sees no GPU (backend {jax.default_backend()!r})")
         self.jax_device = jax.local_devices(backend="gpu" if device == "cuda" else "cpu")[0]
@@ -391,6 +392,7 @@ class FlaxAdapter(Adapter):
         if self.mesh is not None and isinstance(images, np.ndarray):
             images, labels = self.place(images, labels)
         self.state, loss = train_step(self.graphdef, self.state, images, labels, self.config.label_smoothing)
+        self._stepped = images, labels
         return loss
 
     def synchronize(self) -> None:
@@ -436,9 +438,14 @@ class FlaxAdapter(Adapter):
         return _traces["train_step"]
 
     def peak_device_memory(self):
-        if self.device != "cuda":
+        """The training step's peak as XLA compiled it (`memory_analysis()`: its arguments, outputs
+        and temporaries, cuDNN workspaces included, at their largest together). The device's own
+        `peak_bytes_in_use` cannot be reset in JAX and holds what XLA's autotuner allocated while
+        compiling."""
+        if self.device != "cuda" or self._stepped is None:
             return None
-        return int(jax.devices()[0].memory_stats()["peak_bytes_in_use"])
+        compiled = train_step.lower(self.graphdef, self.state, *self._stepped, self.config.label_smoothing).compile()
+        return int(compiled.memory_analysis().peak_memory_in_bytes)
 
     # --- Profiling ------------------------------------------------------------------------------
 

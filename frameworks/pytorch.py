@@ -435,6 +435,10 @@ class PyTorchAdapter(Adapter):
             return 0
         return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
+    def reset_peak_device_memory(self):
+        if self.torch_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
+
     def peak_device_memory(self):
         if self.torch_device.type != "cuda":
             return None

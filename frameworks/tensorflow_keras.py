@@ -490,6 +490,10 @@ class KerasAdapter(Adapter):
             return self._compiled_step.experimental_get_tracing_count()
         return 0
 
+    def reset_peak_device_memory(self):
+        if self.device == "cuda":
+            tf.config.experimental.reset_memory_stats("GPU:0")
+
     def peak_device_memory(self):
         if self.device != "cuda":
             return None
