@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
                              Adapter, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, PipelineUnavailable,
                              TrainConfig, TrainingState, from_nhwc, to_nhwc, variable_paths)
-from frameworks.profiles import hlo_descriptions, xla_category
+from frameworks.profiles import hlo_descriptions, xla_category, xla_thunk_events
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -451,8 +451,9 @@ class FlaxAdapter(Adapter):
 
     def profile(self, batches, folder: Path) -> list[dict]:
         """jax.profiler: a TensorBoard profile (`plugins/profile/<run>/<host>.xplane.pb` and
-        `.trace.json.gz`) and a Perfetto trace; each XLA thunk's event names its HLO instruction,
-        looked up in the step's optimised HLO module (saved beside it as `train_step.hlo.txt`).
+        `.trace.json.gz`) and a Perfetto trace; each XLA thunk's event (on a GPU, each kernel's:
+        `xla_thunk_events`) names its HLO instruction, looked up in the step's optimised HLO module
+        (saved beside it as `train_step.hlo.txt`).
         On more than one thread XLA's own convolutions run asynchronously on its intra-op pool and
         their events end when they are dispatched: only a one-thread profile counts them whole."""
         with jax.profiler.trace(str(folder), create_perfetto_trace=True):
@@ -465,12 +466,8 @@ class FlaxAdapter(Adapter):
         rows = []
         for path in folder.glob("plugins/profile/*/*.trace.json.gz"):
             with gzip.open(path) as f:
-                for event in json.load(f)["traceEvents"]:
-                    args = event.get("args", {})
-                    step = args.get("hlo_module", "").endswith("train_step")
-                    if event.get("ph") == "X" and step and "hlo_op" in args:
-                        rows.append({"op": args["hlo_op"], "calls": 1, "self_us": event["dur"],
-                                     "detail": described.get(args["hlo_op"], "")})
+                rows += [{**row, "detail": described.get(row["op"], "")}
+                         for row in xla_thunk_events(json.load(f), "train_step", device=self.device == "cuda")]
         return rows
 
     op_category = staticmethod(xla_category)

@@ -1,7 +1,7 @@
 """How each framework's profiled operations sort into the categories that compare across frameworks
 (`benchmarks.harness.profiling.CATEGORIES`): one table of name rules per framework, and the readers
 of what the profilers write that need no framework (an XLA module's HLO text, a thread's nested
-timeline, a GPU's kernels by the op that launched them). Plain regular expressions, so the rules are testable without importing any framework;
+timeline, a GPU's kernels by the op that launched them, an XLA module's thunks in a trace). Plain regular expressions, so the rules are testable without importing any framework;
 each adapter's `op_category` is one of the functions below."""
 
 from __future__ import annotations
@@ -141,6 +141,23 @@ def torch_device_time(events: Iterable[TorchEvent]) -> list[dict]:
         key, name = (("op", launcher.id), launcher.name) if launcher else (("kernel", index), event.name)
         rows.setdefault(key, {"op": name, "calls": 1, "self_us": 0.0})["self_us"] += event.duration_us
     return list(rows.values())
+
+
+def xla_thunk_events(trace: dict, module: str, device: bool) -> list[dict]:
+    """The thunks of the XLA module whose name ends with `module`, from a Chrome trace as the TSL
+    profiler writes it (`<host>.trace.json.gz`: a process per plane, named "/host:CPU" or
+    "/device:GPU:N"; a thunk's event carries its `hlo_op` and `hlo_module`): each event's
+    instruction (`op`) and duration (`self_us`). On a GPU (`device`) only the device's own events
+    count: the host plane also holds CUPTI's record of every launch (cuLaunchKernel), annotated with
+    the same instruction, whose host time would count each kernel twice. On a CPU the thunks run on
+    host threads."""
+    events = trace["traceEvents"]
+    planes = {event["pid"]: event["args"]["name"] for event in events
+              if event.get("ph") == "M" and event.get("name") == "process_name"}
+    wanted = "/device:" if device else "/host:"
+    return [{"op": event["args"]["hlo_op"], "calls": 1, "self_us": float(event["dur"])} for event in events
+            if event.get("ph") == "X" and planes.get(event.get("pid"), "").startswith(wanted)
+            and "hlo_op" in event.get("args", {}) and event["args"].get("hlo_module", "").endswith(module)]
 
 
 HLO_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(?P<name>[\w.\-]+) = (?P<shape>.+?) (?P<opcode>[a-z][a-z\-]*)\("

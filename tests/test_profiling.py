@@ -17,7 +17,8 @@ from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness.profiling import CATEGORIES, op_table
 from frameworks import REGISTRY
 from frameworks.profiles import (TF_RULES, TORCH_RULES, XLA_RULES, TorchEvent, categorise, hlo_descriptions,
-                                 hlo_sources, self_times, tensorflow_category, torch_category, torch_device_time)
+                                 hlo_sources, self_times, tensorflow_category, torch_category, torch_device_time,
+                                 xla_thunk_events)
 from tests.conftest import FRAMEWORKS, ROOT, import_error, make_job, require
 
 RULES = {"pytorch": TORCH_RULES, "tensorflow": TF_RULES, "jax": XLA_RULES}
@@ -225,6 +226,34 @@ def test_torch_gpu_time_counts_each_kernel_once_under_the_op_that_launched_it():
     assert table.loc["convolution backward", "self_ms"] == pytest.approx(0.500)
     assert table.loc["data transfer", "self_ms"] == pytest.approx(0.020)
     assert table.loc["other", "self_ms"] == pytest.approx(0.240)
+
+
+def trace_json(planes: dict[int, str], events: list[tuple[int, str, float, dict]]) -> dict:
+    """A trace as the TSL profiler writes `<host>.trace.json.gz`: a process per plane, then
+    (pid, name, dur, args) events."""
+    return {"traceEvents": [*({"ph": "M", "pid": pid, "name": "process_name", "args": {"name": name}}
+                              for pid, name in planes.items()),
+                            *({"ph": "X", "pid": pid, "tid": 1, "ts": 0, "dur": dur, "name": name, "args": args}
+                              for pid, name, dur, args in events), {}]}
+
+
+def test_xla_gpu_thunks_are_the_device_kernels_not_their_launches():
+    """On a GPU each kernel shows twice with its instruction's `hlo_op`: CUPTI's record of the
+    launch on the host plane and the kernel on the device's; and another module's kernels share the
+    trace. Only the step's device kernels count; on a CPU the thunks are the host's events."""
+    step = {"hlo_module": "jit_train_step", "program_id": "7"}
+    gpu = trace_json({1: "/host:CPU", 2: "/device:GPU:0"}, [
+        (1, "jit_train_step:XLA GPU module", 900.0, {}),
+        (1, "cuLaunchKernel", 6.0, {**step, "hlo_op": "fusion.1"}),
+        (1, "cuLaunchKernel", 5.0, {**step, "hlo_op": "convolution.2"}),
+        (2, "loop_multiply_fusion", 30.0, {**step, "hlo_op": "fusion.1", "correlation_id": "11"}),
+        (2, "sm90_xmma_fprop_implicit_gemm", 120.0, {**step, "hlo_op": "convolution.2", "correlation_id": "12"}),
+        (2, "input_reduce_fusion", 8.0, {"hlo_module": "jit_evaluate", "hlo_op": "fusion.1"})])
+    assert xla_thunk_events(gpu, "train_step", device=True) == [
+        {"op": "fusion.1", "calls": 1, "self_us": 30.0}, {"op": "convolution.2", "calls": 1, "self_us": 120.0}]
+    cpu = trace_json({1: "/host:CPU"}, [(1, "fusion.1", 30.0, {**step, "hlo_op": "fusion.1"}),
+                                        (1, "ThunkExecutor::Execute", 50.0, {})])
+    assert xla_thunk_events(cpu, "train_step", device=False) == [{"op": "fusion.1", "calls": 1, "self_us": 30.0}]
 
 
 # --- A profiled run, end to end -----------------------------------------------------------------
