@@ -87,6 +87,20 @@ def tensorflow_category(op: str, detail: str) -> str:
     return categorise(TF_RULES, op)
 
 
+def tensorflow_device_op(stats: dict[str, str], compiled: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+    """A GPU kernel's (op, detail), from the stats CUPTI's collector gives it (the annotations of
+    its launch): under XLA its thunk's instruction (`hlo_op`), looked up in `compiled` (see
+    `hlo_sources`) as a host thunk is; else its TensorFlow op (`tf_op`, "op_name:OpType"). None for
+    a kernel with neither."""
+    instruction = stats.get("hlo_op", "")
+    if instruction in compiled:
+        description, source = compiled[instruction]
+        return source or instruction, f"{instruction}: {description}"
+    if TF_OP.match(stats.get("tf_op", "")):
+        return stats["tf_op"], ""
+    return None
+
+
 def xla_category(op: str, detail: str) -> str:
     """An XLA thunk: its names say little, so the rules read its instruction's description (see
     `hlo_descriptions`) where there is one."""

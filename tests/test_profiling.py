@@ -17,8 +17,8 @@ from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness.profiling import CATEGORIES, op_table
 from frameworks import REGISTRY
 from frameworks.profiles import (TF_RULES, TORCH_RULES, XLA_RULES, TorchEvent, categorise, hlo_descriptions,
-                                 hlo_sources, self_times, tensorflow_category, torch_category, torch_device_time,
-                                 xla_thunk_events)
+                                 hlo_sources, self_times, tensorflow_category, tensorflow_device_op, torch_category,
+                                 torch_device_time, xla_thunk_events)
 from tests.conftest import FRAMEWORKS, ROOT, import_error, make_job, require
 
 RULES = {"pytorch": TORCH_RULES, "tensorflow": TF_RULES, "jax": XLA_RULES}
@@ -254,6 +254,21 @@ def test_xla_gpu_thunks_are_the_device_kernels_not_their_launches():
     cpu = trace_json({1: "/host:CPU"}, [(1, "fusion.1", 30.0, {**step, "hlo_op": "fusion.1"}),
                                         (1, "ThunkExecutor::Execute", 50.0, {})])
     assert xla_thunk_events(cpu, "train_step", device=False) == [{"op": "fusion.1", "calls": 1, "self_us": 30.0}]
+
+
+def test_tensorflow_gpu_kernels_take_the_op_or_instruction_their_launch_was_annotated_with():
+    """A GPU kernel's name is cuDNN's or XLA's, not the op's: it is counted under its annotation,
+    the TensorFlow op (`tf_op`), or under XLA the thunk's instruction looked up in the module."""
+    compiled = {"fusion.3": ("fusion add multiply f32[16,10] res_net9/add:AddV2", "res_net9/add:AddV2"),
+                "convolution.1": ("convolution f32[3,5,5,6] (no op_name)", "")}
+    conv = {"tf_op": "le_net_1/conv2d_1/convolution:Conv2D", "correlation_id": "4"}
+    assert tensorflow_device_op(conv, {}) == ("le_net_1/conv2d_1/convolution:Conv2D", "")
+    xla = {"tf_op": "StatefulPartitionedCall:StatefulPartitionedCall", "hlo_op": "fusion.3", "hlo_module": "a"}
+    assert tensorflow_device_op(xla, compiled) == ("res_net9/add:AddV2", "fusion.3: fusion add multiply f32[16,10] "
+                                                                          "res_net9/add:AddV2")
+    assert tensorflow_device_op({"hlo_op": "convolution.1"}, compiled) == (
+        "convolution.1", "convolution.1: convolution f32[3,5,5,6] (no op_name)")
+    assert tensorflow_device_op({"correlation_id": "9"}, compiled) is None, "a kernel no op launched"
 
 
 # --- A profiled run, end to end -----------------------------------------------------------------
