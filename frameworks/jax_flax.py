@@ -441,11 +441,14 @@ class FlaxAdapter(Adapter):
         """The training step's peak as XLA compiled it (`memory_analysis()`: its arguments, outputs
         and temporaries, cuDNN workspaces included, at their largest together). The device's own
         `peak_bytes_in_use` cannot be reset in JAX and holds what XLA's autotuner allocated while
-        compiling."""
+        compiling. None where the backend gives no analysis (NotImplementedError) or no peak (0)."""
         if self.device != "cuda" or self._stepped is None:
             return None
         compiled = train_step.lower(self.graphdef, self.state, *self._stepped, self.config.label_smoothing).compile()
-        return int(compiled.memory_analysis().peak_memory_in_bytes)
+        try:
+            return int(compiled.memory_analysis().peak_memory_in_bytes) or None
+        except NotImplementedError:
+            return None
 
     # --- Profiling ------------------------------------------------------------------------------
 
