@@ -1,8 +1,9 @@
 """How each framework's profiled operations sort into the categories that compare across frameworks
 (`benchmarks.harness.profiling.CATEGORIES`): one table of name rules per framework, and the readers
-of what the profilers write that need no framework (an XLA module's HLO text, a thread's nested
-timeline, a GPU's kernels by the op that launched them, an XLA module's thunks in a trace). Plain regular expressions, so the rules are testable without importing any framework;
-each adapter's `op_category` is one of the functions below."""
+of what the profilers write that need no framework (an XLA module's HLO text and its thunks in a
+trace, a thread's nested timeline, a GPU's kernels by the op that launched them). Plain regular
+expressions, so the rules are testable without importing any framework; each adapter's
+`op_category` is one of the functions below."""
 
 from __future__ import annotations
 

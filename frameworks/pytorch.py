@@ -172,6 +172,12 @@ INDUCTOR_GRAPH = ("kernels torch.compile generated, timed as one (TORCHINDUCTOR_
                   "names each, at a cost to every step)")
 
 
+def profiled_events(events) -> list[TorchEvent]:
+    """torch.profiler's `FunctionEvent`s as `torch_device_time` reads them."""
+    return [TorchEvent(event.name, event.id, event.device_type != DeviceType.CPU, bool(event.is_user_annotation),
+                       event.linked_correlation_id, event.time_range.elapsed_us()) for event in events]
+
+
 class PyTorchAdapter(Adapter):
     framework = "pytorch"
 
@@ -460,9 +466,7 @@ class PyTorchAdapter(Adapter):
             self.run_steps(batches)
         prof.export_chrome_trace(str(folder / "trace.json"))
         if cuda:
-            ops = torch_device_time(TorchEvent(event.name, event.id, event.device_type != DeviceType.CPU,
-                                               bool(event.is_user_annotation), event.linked_correlation_id,
-                                               event.time_range.elapsed_us()) for event in prof.events())
+            ops = torch_device_time(profiled_events(prof.events()))
         else:
             ops = [{"op": event.key, "calls": event.count, "self_us": event.self_cpu_time_total}
                    for event in prof.key_averages()]

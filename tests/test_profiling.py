@@ -228,6 +228,28 @@ def test_torch_gpu_time_counts_each_kernel_once_under_the_op_that_launched_it():
     assert table.loc["other", "self_ms"] == pytest.approx(0.240)
 
 
+def test_torch_profiler_events_are_read_as_torch_builds_them():
+    """torch's own `FunctionEvent`s, as its profiler builds them on a GPU (a host op, the kernel
+    linked to it, appended to it as torch links them, and a device-side annotation): the sum
+    key_averages takes of `self_device_time_total` counts the kernel twice and the span once more;
+    the adapter's reading counts the kernel once, under its op."""
+    require("pytorch")
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import FunctionEvent
+
+    from frameworks.pytorch import profiled_events
+
+    op = FunctionEvent(10, "aten::convolution", thread=1, start_us=0, end_us=40, use_device="cuda")
+    op.append_kernel("sm90_xmma_fprop_implicit_gemm_f32f32", 0, 300)
+    kernel = FunctionEvent(501, "sm90_xmma_fprop_implicit_gemm_f32f32", thread=7, start_us=50, end_us=350,
+                           use_device="cuda", device_type=DeviceType.CUDA, linked_correlation_id=10)
+    span = FunctionEvent(502, "## Call CompiledFxGraph abc ##", thread=7, start_us=45, end_us=360, use_device="cuda",
+                         device_type=DeviceType.CUDA, is_user_annotation=True, linked_correlation_id=10)
+    events = [op, kernel, span]
+    assert sum(event.self_device_time_total for event in events) == 300 + 300 + 315
+    assert torch_device_time(profiled_events(events)) == [{"op": "aten::convolution", "calls": 1, "self_us": 300.0}]
+
+
 def trace_json(planes: dict[int, str], events: list[tuple[int, str, float, dict]]) -> dict:
     """A trace as the TSL profiler writes `<host>.trace.json.gz`: a process per plane, then
     (pid, name, dur, args) events."""
