@@ -532,7 +532,7 @@ class KerasAdapter(Adapter):
             tf.profiler.experimental.stop()
         compiled = {}
         if self.variant == "xla":
-            hlo = self._compiled_step.experimental_get_compiler_ir(*self.place(*batches[0]))(stage="optimized_hlo")
+            hlo = self._compiled_step.experimental_get_compiler_ir(*batches[0])(stage="optimized_hlo")  # placed ones
             (folder / "train_step.hlo.txt").write_text(hlo)
             compiled = hlo_sources(hlo)
         rows = []
