@@ -426,8 +426,15 @@ class Adapter(abc.ABC):
     def compile_count(self) -> int:
         """Traces or compilations of the training step so far (to detect retracing)."""
 
+    def reset_peak_device_memory(self) -> None:
+        """Start the device peak afresh from what is allocated now: called once the warm-up is over,
+        so that what compiling and autotuning allocated (cuDNN's and XLA's algorithm searches try
+        each candidate with its workspace) is not in it. Nothing to do where the framework keeps no
+        peak counter or its figure needs no reset."""
+
     def peak_device_memory(self) -> int | None:
-        """Peak bytes allocated on the device by the framework's own counter; None on CPU."""
+        """Peak bytes on the device, by the framework's own measure (docs/method.md, Memory): its
+        allocator's peak since `reset_peak_device_memory`, or the compiled step's; None on CPU."""
         return None
 
     def applied_threads(self) -> int | None:

@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
                              Adapter, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, PipelineUnavailable,
                              TrainConfig, TrainingState, from_nhwc, to_nhwc, variable_paths)
-from frameworks.profiles import hlo_descriptions, xla_category
+from frameworks.profiles import hlo_descriptions, xla_category, xla_thunk_events
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -290,6 +290,7 @@ class FlaxAdapter(Adapter):
                  parallel: DataParallel = SINGLE):
         super().__init__(model, device, variant, config, parallel)
         self.mesh = _mesh(parallel, device) if parallel.active else None
+        self._stepped = None  # the last batch trained on: its shapes are the compiled step's (peak_device_memory)
         if device == "cuda" and jax.default_backend() != "gpu":
             raise DeviceUnavailable(f"JAX {jax.__version__} sees no GPU (backend {jax.default_backend()!r})")
         self.jax_device = jax.local_devices(backend="gpu" if device == "cuda" else "cpu")[0]
@@ -391,6 +392,7 @@ class FlaxAdapter(Adapter):
         if self.mesh is not None and isinstance(images, np.ndarray):
             images, labels = self.place(images, labels)
         self.state, loss = train_step(self.graphdef, self.state, images, labels, self.config.label_smoothing)
+        self._stepped = images, labels
         return loss
 
     def synchronize(self) -> None:
@@ -436,16 +438,25 @@ class FlaxAdapter(Adapter):
         return _traces["train_step"]
 
     def peak_device_memory(self):
-        if self.device != "cuda":
+        """The training step's peak as XLA compiled it (`memory_analysis()`: its arguments, outputs
+        and temporaries, cuDNN workspaces included, at their largest together). The device's own
+        `peak_bytes_in_use` cannot be reset in JAX and holds what XLA's autotuner allocated while
+        compiling. None where the backend gives no analysis (NotImplementedError) or no peak (0)."""
+        if self.device != "cuda" or self._stepped is None:
             return None
-        return int(jax.devices()[0].memory_stats()["peak_bytes_in_use"])
+        compiled = train_step.lower(self.graphdef, self.state, *self._stepped, self.config.label_smoothing).compile()
+        try:
+            return int(compiled.memory_analysis().peak_memory_in_bytes) or None
+        except NotImplementedError:
+            return None
 
     # --- Profiling ------------------------------------------------------------------------------
 
     def profile(self, batches, folder: Path) -> list[dict]:
         """jax.profiler: a TensorBoard profile (`plugins/profile/<run>/<host>.xplane.pb` and
-        `.trace.json.gz`) and a Perfetto trace; each XLA thunk's event names its HLO instruction,
-        looked up in the step's optimised HLO module (saved beside it as `train_step.hlo.txt`).
+        `.trace.json.gz`) and a Perfetto trace; each XLA thunk's event (on a GPU, each kernel's:
+        `xla_thunk_events`) names its HLO instruction, looked up in the step's optimised HLO module
+        (saved beside it as `train_step.hlo.txt`).
         On more than one thread XLA's own convolutions run asynchronously on its intra-op pool and
         their events end when they are dispatched: only a one-thread profile counts them whole."""
         with jax.profiler.trace(str(folder), create_perfetto_trace=True):
@@ -458,12 +469,8 @@ class FlaxAdapter(Adapter):
         rows = []
         for path in folder.glob("plugins/profile/*/*.trace.json.gz"):
             with gzip.open(path) as f:
-                for event in json.load(f)["traceEvents"]:
-                    args = event.get("args", {})
-                    step = args.get("hlo_module", "").endswith("train_step")
-                    if event.get("ph") == "X" and step and "hlo_op" in args:
-                        rows.append({"op": args["hlo_op"], "calls": 1, "self_us": event["dur"],
-                                     "detail": described.get(args["hlo_op"], "")})
+                rows += [{**row, "detail": described.get(row["op"], "")}
+                         for row in xla_thunk_events(json.load(f), "train_step", device=self.device == "cuda")]
         return rows
 
     op_category = staticmethod(xla_category)

@@ -1,13 +1,15 @@
 """How each framework's profiled operations sort into the categories that compare across frameworks
 (`benchmarks.harness.profiling.CATEGORIES`): one table of name rules per framework, and the readers
-of what the profilers write that need no framework (an XLA module's HLO text, a thread's nested
-timeline). Plain regular expressions, so the rules are testable without importing any framework;
-each adapter's `op_category` is one of the functions below."""
+of what the profilers write that need no framework (an XLA module's HLO text and its thunks in a
+trace, a thread's nested timeline, a GPU's kernels by the op that launched them). Plain regular
+expressions, so the rules are testable without importing any framework; each adapter's
+`op_category` is one of the functions below."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 Rules = list[tuple[str, str]]
 
@@ -86,6 +88,20 @@ def tensorflow_category(op: str, detail: str) -> str:
     return categorise(TF_RULES, op)
 
 
+def tensorflow_device_op(stats: dict[str, str], compiled: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+    """A GPU kernel's (op, detail), from the stats CUPTI's collector gives it (the annotations of
+    its launch): under XLA its thunk's instruction (`hlo_op`), looked up in `compiled` (see
+    `hlo_sources`) as a host thunk is; else its TensorFlow op (`tf_op`, "op_name:OpType"). None for
+    a kernel with neither."""
+    instruction = stats.get("hlo_op", "")
+    if instruction in compiled:
+        description, source = compiled[instruction]
+        return source or instruction, f"{instruction}: {description}"
+    if TF_OP.match(stats.get("tf_op", "")):
+        return stats["tf_op"], ""
+    return None
+
+
 def xla_category(op: str, detail: str) -> str:
     """An XLA thunk: its names say little, so the rules read its instruction's description (see
     `hlo_descriptions`) where there is one."""
@@ -109,6 +125,54 @@ def self_times(events: list[tuple[int, int, str]]) -> dict[int, int]:
             own[stack[-1]] -= events[i][1]
         stack.append(i)
     return own
+
+
+@dataclass(frozen=True)
+class TorchEvent:
+    """One of `torch.profiler.profile.events()`, as far as its device time needs it."""
+
+    name: str
+    id: int  # a host op's correlation id, which the kernels it launched link to
+    on_device: bool  # a kernel, copy or memset (its device_type is not CPU)
+    annotation: bool  # a user annotation (record_function); on the device, a span over other events' kernels
+    linked_id: int  # on the device, the id of the host op that launched it; 0 for a host op
+    duration_us: float
+
+
+def torch_device_time(events: Iterable[TorchEvent]) -> list[dict]:
+    """Device time by the host op that launched it: each kernel, copy and memset counted once, under
+    the innermost op around its launch (as torch.profiler links them), one row per op call (`op`,
+    `calls`, `self_us`); one that no op launched, under its own name. A device-side annotation spans
+    other events' kernels and counts nothing. `key_averages()` cannot give this: it has a row per
+    kernel and adds the kernel's time to its op's `self_device_time_total` too, and it merges a host
+    annotation with its device span, which share a name."""
+    events = list(events)
+    launchers = {event.id: event for event in events if not event.on_device and not event.linked_id}
+    rows: dict[tuple, dict] = {}
+    for index, event in enumerate(events):
+        if not event.on_device or event.annotation:
+            continue
+        launcher = launchers.get(event.linked_id)
+        key, name = (("op", launcher.id), launcher.name) if launcher else (("kernel", index), event.name)
+        rows.setdefault(key, {"op": name, "calls": 1, "self_us": 0.0})["self_us"] += event.duration_us
+    return list(rows.values())
+
+
+def xla_thunk_events(trace: dict, module: str, device: bool) -> list[dict]:
+    """The thunks of the XLA module whose name ends with `module`, from a Chrome trace as the TSL
+    profiler writes it (`<host>.trace.json.gz`: a process per plane, named "/host:CPU" or
+    "/device:GPU:N"; a thunk's event carries its `hlo_op` and `hlo_module`): each event's
+    instruction (`op`) and duration (`self_us`). On a GPU (`device`) only the device's own events
+    count: the host plane also holds CUPTI's record of every launch (cuLaunchKernel), annotated with
+    the same instruction, whose host time would count each kernel twice. On a CPU the thunks run on
+    host threads."""
+    events = trace["traceEvents"]
+    planes = {event["pid"]: event["args"]["name"] for event in events
+              if event.get("ph") == "M" and event.get("name") == "process_name"}
+    wanted = "/device:" if device else "/host:"
+    return [{"op": event["args"]["hlo_op"], "calls": 1, "self_us": float(event["dur"])} for event in events
+            if event.get("ph") == "X" and planes.get(event.get("pid"), "").startswith(wanted)
+            and "hlo_op" in event.get("args", {}) and event["args"].get("hlo_module", "").endswith(module)]
 
 
 HLO_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%(?P<name>[\w.\-]+) = (?P<shape>.+?) (?P<opcode>[a-z][a-z\-]*)\("

@@ -13,12 +13,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 import torch.profiler
 from torch import nn
+from torch.autograd import DeviceType
 from torch.nn.parallel import DistributedDataParallel
 
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
                              Adapter, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, PipelineUnavailable,
                              TrainConfig, TrainingState)
-from frameworks.profiles import torch_category
+from frameworks.profiles import TorchEvent, torch_category, torch_device_time
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -169,6 +170,12 @@ def _unbuildable(name: str, value: str) -> str:
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that replay CUDA graphs
 INDUCTOR_GRAPH = ("kernels torch.compile generated, timed as one (TORCHINDUCTOR_CPP_ENABLE_KERNEL_PROFILE=1 "
                   "names each, at a cost to every step)")
+
+
+def profiled_events(events) -> list[TorchEvent]:
+    """torch.profiler's `FunctionEvent`s as `torch_device_time` reads them."""
+    return [TorchEvent(event.name, event.id, event.device_type != DeviceType.CPU, bool(event.is_user_annotation),
+                       event.linked_correlation_id, event.time_range.elapsed_us()) for event in events]
 
 
 class PyTorchAdapter(Adapter):
@@ -434,6 +441,10 @@ class PyTorchAdapter(Adapter):
             return 0
         return int(torch._dynamo.utils.counters["stats"]["unique_graphs"])
 
+    def reset_peak_device_memory(self):
+        if self.torch_device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
+
     def peak_device_memory(self):
         if self.torch_device.type != "cuda":
             return None
@@ -445,17 +456,21 @@ class PyTorchAdapter(Adapter):
     # --- Profiling ------------------------------------------------------------------------------
 
     def profile(self, batches, folder: Path) -> list[dict]:
-        """torch.profiler: a Chrome trace (chrome://tracing, Perfetto) and `key_averages`' self times,
-        on the device where there is one. torch.compile's own kernels run inside one "## Call
+        """torch.profiler: a Chrome trace (chrome://tracing, Perfetto) and each op's self time: on
+        the host, `key_averages`' self CPU time; on a GPU, the time of the kernels, copies and memsets
+        each op launched (`torch_device_time`). torch.compile's own kernels run inside one "## Call
         CompiledFxGraph ##" event per graph unless inductor was told to record each."""
         cuda = self.torch_device.type == "cuda"
         activities = [torch.profiler.ProfilerActivity.CPU, *([torch.profiler.ProfilerActivity.CUDA] if cuda else [])]
         with torch.profiler.profile(activities=activities) as prof:
             self.run_steps(batches)
         prof.export_chrome_trace(str(folder / "trace.json"))
-        return [{"op": event.key, "calls": event.count,
-                 "self_us": event.self_device_time_total if cuda else event.self_cpu_time_total,
-                 "detail": INDUCTOR_GRAPH if "CompiledFxGraph" in event.key else ""} for event in prof.key_averages()]
+        if cuda:
+            ops = torch_device_time(profiled_events(prof.events()))
+        else:
+            ops = [{"op": event.key, "calls": event.count, "self_us": event.self_cpu_time_total}
+                   for event in prof.key_averages()]
+        return [{**op, "detail": INDUCTOR_GRAPH if "CompiledFxGraph" in op["op"] else ""} for op in ops]
 
     op_category = staticmethod(torch_category)
 

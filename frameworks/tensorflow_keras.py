@@ -18,7 +18,7 @@ from keras import layers, ops
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
                              Adapter, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, TrainConfig,
                              TrainingState, from_nhwc, to_nhwc, variable_paths)
-from frameworks.profiles import TF_OP, hlo_sources, self_times, tensorflow_category
+from frameworks.profiles import TF_OP, hlo_sources, self_times, tensorflow_category, tensorflow_device_op
 
 # Where TensorFlow's CPU kernels need a tensor's data to start (EIGEN_MAX_ALIGN_BYTES in its pip builds).
 ALIGNMENT = 64
@@ -274,6 +274,18 @@ def _strategy(parallel: DataParallel, device: str) -> tf.distribute.Strategy:
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
+def _string_stats(plane, event) -> dict[str, str]:
+    """An XPlane event's string stats by name: stored inline or as a reference to one of the
+    plane's stat metadata, whose name is the value."""
+    stats = {}
+    for stat in event.stats:
+        kind = stat.WhichOneof("value")
+        if kind in ("str_value", "ref_value"):
+            value = stat.str_value if kind == "str_value" else plane.stat_metadata[stat.ref_value].name
+            stats[plane.stat_metadata[stat.metadata_id].name] = value
+    return stats
+
+
 class KerasAdapter(Adapter):
     framework = "tensorflow"
 
@@ -490,6 +502,10 @@ class KerasAdapter(Adapter):
             return self._compiled_step.experimental_get_tracing_count()
         return 0
 
+    def reset_peak_device_memory(self):
+        if self.device == "cuda":
+            tf.config.experimental.reset_memory_stats("GPU:0")
+
     def peak_device_memory(self):
         if self.device != "cuda":
             return None
@@ -504,7 +520,9 @@ class KerasAdapter(Adapter):
         """tf.profiler: an XSpace (`plugins/profile/<run>/<host>.xplane.pb`, opened by TensorBoard's
         profile plugin or xprof), whose op-kernel events carry "op_name:OpType" names; under XLA
         (`xla`), thunks named by the HLO instruction they run, looked up in the step's optimised
-        HLO module (saved beside it as `train_step.hlo.txt`)."""
+        HLO module (saved beside it as `train_step.hlo.txt`). On a GPU, the device's kernels, each
+        under the op or instruction its launch was annotated with (`tensorflow_device_op`): the
+        host's events of the same ops time their dispatch, not their work."""
         from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the profiler's own format, read only here
 
         tf.profiler.experimental.start(str(folder))
@@ -514,27 +532,30 @@ class KerasAdapter(Adapter):
             tf.profiler.experimental.stop()
         compiled = {}
         if self.variant == "xla":
-            hlo = self._compiled_step.experimental_get_compiler_ir(*self.place(*batches[0]))(stage="optimized_hlo")
+            hlo = self._compiled_step.experimental_get_compiler_ir(*batches[0])(stage="optimized_hlo")  # placed ones
             (folder / "train_step.hlo.txt").write_text(hlo)
             compiled = hlo_sources(hlo)
         rows = []
+        on_device = self.device == "cuda"
         for path in folder.glob("plugins/profile/*/*.xplane.pb"):
             space = xplane_pb2.XSpace.FromString(path.read_bytes())
             for plane in space.planes:
-                device = "/device:GPU" in plane.name
-                if not (device or plane.name == "/host:CPU"):
+                if not (plane.name.startswith("/device:GPU") if on_device else plane.name == "/host:CPU"):
                     continue
                 for line in plane.lines:
                     events = [(event.offset_ps, event.duration_ps, plane.event_metadata[event.metadata_id].name)
                               for event in line.events]
                     for index, own in self_times(events).items():
                         name = events[index][2]
-                        if name in compiled:  # its TensorFlow op's "op_name:OpType" where it came from one
+                        if on_device:
+                            found = tensorflow_device_op(_string_stats(plane, line.events[index]), compiled)
+                        elif name in compiled:  # its TensorFlow op's "op_name:OpType" where it came from one
                             description, source = compiled[name]
-                            rows.append({"op": source or name, "calls": 1, "self_us": own / 1e6,
-                                         "detail": f"{name}: {description}"})
-                        elif TF_OP.match(name) and (device or not line.name.startswith("python")):
-                            rows.append({"op": name, "calls": 1, "self_us": own / 1e6, "detail": ""})
+                            found = source or name, f"{name}: {description}"
+                        else:
+                            found = (name, "") if TF_OP.match(name) and not line.name.startswith("python") else None
+                        if found:
+                            rows.append({"op": found[0], "calls": 1, "self_us": own / 1e6, "detail": found[1]})
         return rows
 
     op_category = staticmethod(tensorflow_category)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from benchmarks.harness.efficiency import efficiency, matmul_peak, multiply_adds, step_flops
+from benchmarks.harness.efficiency import ROUNDS, best_rate, efficiency, matmul_peak, multiply_adds, step_flops
 from benchmarks.harness.jobs import Placement
 from benchmarks.harness.results import SUMMARY_COLUMNS, read_table
 from benchmarks.run import JobRecorder
@@ -26,6 +26,46 @@ def test_the_cpu_peak_is_measured_with_a_matrix_product():
     peak = matmul_peak("cpu", "fp32", seconds=0.3)
     assert peak["peak_gflops"] > 1.0  # any CPU of this decade: tens to thousands
     assert "float32 matmul, 2048x2048" in peak["peak_how"]
+
+
+class QueuedDevice:
+    """A device as the host sees it: a product is queued in no time, the host blocks only when
+    `depth` products are queued (a CUDA stream's launch queue) or when it waits, and the device
+    runs the queue in order at `product_s` seconds a product. `clock` is the host's time."""
+
+    def __init__(self, product_s: float, depth: int = 1000):
+        self.product_s, self.depth = product_s, depth
+        self.now = 0.0  # the host's clock
+        self.busy_until = 0.0  # when the device finishes what is queued
+        self.queued = 0  # products queued since the last wait
+        self.rounds: list[float] = []  # seconds of device work queued before each wait
+
+    def clock(self) -> float:
+        return self.now
+
+    def multiply(self) -> None:
+        self.queued += 1
+        self.busy_until = max(self.busy_until, self.now) + self.product_s
+        self.now = max(self.now, self.busy_until - self.depth * self.product_s)  # a full queue blocks
+
+    def wait(self, result) -> None:
+        self.rounds.append(self.queued * self.product_s)
+        self.queued = 0
+        self.now = max(self.now, self.busy_until)
+
+
+@pytest.mark.parametrize("product_s", [1e-4, 0.018, 0.2, 2.0], ids=lambda s: f"{s}s-product")
+def test_each_round_of_the_peak_queues_no_more_than_its_share_of_the_time(product_s):
+    """A round sized by the clock alone queues products until the queue blocks, so a slow product
+    (8192^3 in float32 on a GPU) makes each round wait for a thousand of them; sized by a timed
+    product, a round stays within its share of the budget, or one product where one takes longer."""
+    device, seconds = QueuedDevice(product_s), 1.0
+    rate = best_rate(device.multiply, device.wait, flop=10**12, seconds=seconds, clock=device.clock)
+    assert rate == pytest.approx(10**12 / product_s), "the device's own rate, measured"
+    timed = device.rounds[2:]  # after the warm-up and the single timed product
+    assert len(timed) == ROUNDS
+    assert all(round_s <= max(seconds / ROUNDS, product_s) + 1e-9 for round_s in timed)
+    assert device.now <= 2 * product_s + ROUNDS * max(seconds / ROUNDS, product_s) + 1e-9
 
 
 def recorded_row(run_dir, result: dict, peak_gflops: float | None, device: str = "cpu", replicas: int = 1) -> dict:

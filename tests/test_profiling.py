@@ -16,8 +16,9 @@ from benchmarks.harness import data as datasets, training
 from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness.profiling import CATEGORIES, op_table
 from frameworks import REGISTRY
-from frameworks.profiles import (TF_RULES, TORCH_RULES, XLA_RULES, categorise, hlo_descriptions, hlo_sources,
-                                 self_times, tensorflow_category)
+from frameworks.profiles import (TF_RULES, TORCH_RULES, XLA_RULES, TorchEvent, categorise, hlo_descriptions,
+                                 hlo_sources, self_times, tensorflow_category, tensorflow_device_op, torch_category,
+                                 torch_device_time, xla_thunk_events)
 from tests.conftest import FRAMEWORKS, ROOT, import_error, make_job, require
 
 RULES = {"pytorch": TORCH_RULES, "tensorflow": TF_RULES, "jax": XLA_RULES}
@@ -189,6 +190,107 @@ def test_self_time_is_duration_less_nested_events():
     # an executor event holding two op events, then a third op after it, on one thread's timeline
     events = [(0, 100, "ExecutorState::Process"), (10, 30, "a:Conv2D"), (50, 20, "b:Relu"), (120, 5, "c:Mul")]
     assert self_times(events) == {0: 50, 1: 30, 2: 20, 3: 5}
+
+
+def test_torch_gpu_time_counts_each_kernel_once_under_the_op_that_launched_it():
+    """torch.profiler's events on a GPU, as `events()` gives them: host ops (with their correlation
+    ids), the kernels and copies each launched (linked to it), a record_function's host event and
+    its device-side span over the kernels inside it, and a kernel no op launched. key_averages'
+    `self_device_time_total` would count every kernel twice (its own row and its op's), the
+    kernel rows in "other", and the span once more."""
+    host = [TorchEvent("aten::conv2d", 9, False, False, 0, 80.0),  # launches nothing itself
+            TorchEvent("aten::convolution", 10, False, False, 0, 40.0),
+            TorchEvent("aten::convolution", 14, False, False, 0, 40.0),
+            TorchEvent("aten::convolution_backward", 11, False, False, 0, 60.0),
+            TorchEvent("aten::copy_", 12, False, False, 0, 15.0),
+            TorchEvent("## Call CompiledFxGraph abc ##", 13, False, True, 0, 30.0),
+            TorchEvent("cudaLaunchKernel", 501, False, False, 10, 5.0)]  # the runtime call: host time only
+    device = [TorchEvent("sm90_xmma_fprop_implicit_gemm_f32f32", 501, True, False, 10, 300.0),
+              TorchEvent("void cudnn::ops::nchwToNhwcKernel<float>", 502, True, False, 10, 50.0),
+              TorchEvent("sm90_xmma_fprop_implicit_gemm_f32f32", 503, True, False, 14, 310.0),
+              TorchEvent("sm90_xmma_dgrad_implicit_gemm_f32f32", 504, True, False, 11, 500.0),
+              TorchEvent("Memcpy HtoD (Pinned -> Device)", 505, True, False, 12, 20.0),
+              TorchEvent("## Call CompiledFxGraph abc ##", 506, True, True, 13, 1000.0),  # a span, not work
+              TorchEvent("triton_poi_fused_relu_0", 507, True, False, 13, 200.0),
+              TorchEvent("ncclDevKernel_AllReduce_Sum_f32_RING_LL", 508, True, False, 99, 40.0)]
+    rows = torch_device_time(host + device)
+    kernels = sum(event.duration_us for event in device if not event.annotation)
+    assert sum(row["self_us"] for row in rows) == kernels, "each kernel, copy and memset counted once"
+    assert sorted((row["op"], row["self_us"]) for row in rows) == [
+        ("## Call CompiledFxGraph abc ##", 200.0), ("aten::convolution", 310.0), ("aten::convolution", 350.0),
+        ("aten::convolution_backward", 500.0), ("aten::copy_", 20.0), ("ncclDevKernel_AllReduce_Sum_f32_RING_LL", 40.0)]
+    ops = pd.DataFrame([{**row, "detail": ""} for row in rows])
+    table = op_table(torch_category, ops, steps=1).groupby("category")[["self_ms", "calls"]].sum()
+    assert table.loc["convolution forward", "self_ms"] == pytest.approx(0.660)
+    assert table.loc["convolution forward", "calls"] == 2, "op calls, not kernels"
+    assert table.loc["convolution backward", "self_ms"] == pytest.approx(0.500)
+    assert table.loc["data transfer", "self_ms"] == pytest.approx(0.020)
+    assert table.loc["other", "self_ms"] == pytest.approx(0.240)
+
+
+def test_torch_profiler_events_are_read_as_torch_builds_them():
+    """torch's own `FunctionEvent`s, as its profiler builds them on a GPU (a host op, the kernel
+    linked to it, appended to it as torch links them, and a device-side annotation): the sum
+    key_averages takes of `self_device_time_total` counts the kernel twice and the span once more;
+    the adapter's reading counts the kernel once, under its op."""
+    require("pytorch")
+    from torch.autograd import DeviceType
+    from torch.autograd.profiler_util import FunctionEvent
+
+    from frameworks.pytorch import profiled_events
+
+    op = FunctionEvent(10, "aten::convolution", thread=1, start_us=0, end_us=40, use_device="cuda")
+    op.append_kernel("sm90_xmma_fprop_implicit_gemm_f32f32", 0, 300)
+    kernel = FunctionEvent(501, "sm90_xmma_fprop_implicit_gemm_f32f32", thread=7, start_us=50, end_us=350,
+                           use_device="cuda", device_type=DeviceType.CUDA, linked_correlation_id=10)
+    span = FunctionEvent(502, "## Call CompiledFxGraph abc ##", thread=7, start_us=45, end_us=360, use_device="cuda",
+                         device_type=DeviceType.CUDA, is_user_annotation=True, linked_correlation_id=10)
+    events = [op, kernel, span]
+    assert sum(event.self_device_time_total for event in events) == 300 + 300 + 315
+    assert torch_device_time(profiled_events(events)) == [{"op": "aten::convolution", "calls": 1, "self_us": 300.0}]
+
+
+def trace_json(planes: dict[int, str], events: list[tuple[int, str, float, dict]]) -> dict:
+    """A trace as the TSL profiler writes `<host>.trace.json.gz`: a process per plane, then
+    (pid, name, dur, args) events."""
+    return {"traceEvents": [*({"ph": "M", "pid": pid, "name": "process_name", "args": {"name": name}}
+                              for pid, name in planes.items()),
+                            *({"ph": "X", "pid": pid, "tid": 1, "ts": 0, "dur": dur, "name": name, "args": args}
+                              for pid, name, dur, args in events), {}]}
+
+
+def test_xla_gpu_thunks_are_the_device_kernels_not_their_launches():
+    """On a GPU each kernel shows twice with its instruction's `hlo_op`: CUPTI's record of the
+    launch on the host plane and the kernel on the device's; and another module's kernels share the
+    trace. Only the step's device kernels count; on a CPU the thunks are the host's events."""
+    step = {"hlo_module": "jit_train_step", "program_id": "7"}
+    gpu = trace_json({1: "/host:CPU", 2: "/device:GPU:0"}, [
+        (1, "jit_train_step:XLA GPU module", 900.0, {}),
+        (1, "cuLaunchKernel", 6.0, {**step, "hlo_op": "fusion.1"}),
+        (1, "cuLaunchKernel", 5.0, {**step, "hlo_op": "convolution.2"}),
+        (2, "loop_multiply_fusion", 30.0, {**step, "hlo_op": "fusion.1", "correlation_id": "11"}),
+        (2, "sm90_xmma_fprop_implicit_gemm", 120.0, {**step, "hlo_op": "convolution.2", "correlation_id": "12"}),
+        (2, "input_reduce_fusion", 8.0, {"hlo_module": "jit_evaluate", "hlo_op": "fusion.1"})])
+    assert xla_thunk_events(gpu, "train_step", device=True) == [
+        {"op": "fusion.1", "calls": 1, "self_us": 30.0}, {"op": "convolution.2", "calls": 1, "self_us": 120.0}]
+    cpu = trace_json({1: "/host:CPU"}, [(1, "fusion.1", 30.0, {**step, "hlo_op": "fusion.1"}),
+                                        (1, "ThunkExecutor::Execute", 50.0, {})])
+    assert xla_thunk_events(cpu, "train_step", device=False) == [{"op": "fusion.1", "calls": 1, "self_us": 30.0}]
+
+
+def test_tensorflow_gpu_kernels_take_the_op_or_instruction_their_launch_was_annotated_with():
+    """A GPU kernel's name is cuDNN's or XLA's, not the op's: it is counted under its annotation,
+    the TensorFlow op (`tf_op`), or under XLA the thunk's instruction looked up in the module."""
+    compiled = {"fusion.3": ("fusion add multiply f32[16,10] res_net9/add:AddV2", "res_net9/add:AddV2"),
+                "convolution.1": ("convolution f32[3,5,5,6] (no op_name)", "")}
+    conv = {"tf_op": "le_net_1/conv2d_1/convolution:Conv2D", "correlation_id": "4"}
+    assert tensorflow_device_op(conv, {}) == ("le_net_1/conv2d_1/convolution:Conv2D", "")
+    xla = {"tf_op": "StatefulPartitionedCall:StatefulPartitionedCall", "hlo_op": "fusion.3", "hlo_module": "a"}
+    assert tensorflow_device_op(xla, compiled) == ("res_net9/add:AddV2", "fusion.3: fusion add multiply f32[16,10] "
+                                                                          "res_net9/add:AddV2")
+    assert tensorflow_device_op({"hlo_op": "convolution.1"}, compiled) == (
+        "convolution.1", "convolution.1: convolution f32[3,5,5,6] (no op_name)")
+    assert tensorflow_device_op({"correlation_id": "9"}, compiled) is None, "a kernel no op launched"
 
 
 # --- A profiled run, end to end -----------------------------------------------------------------

@@ -10,6 +10,7 @@ from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness import training
 from benchmarks.harness.results import read_table
 from tests.conftest import make_job, run_folder
+from tests.faulty_framework import FaultyAdapter
 
 pytestmark = pytest.mark.usefixtures("faulty")
 
@@ -70,6 +71,9 @@ class RecordingAdapter:
     def compile_count(self):
         return 0
 
+    def reset_peak_device_memory(self):
+        pass  # no device: the trainer's call at the end of the warm-up is not what this adapter records
+
 
 class SilentChannel:
     def send(self, *args, **fields):
@@ -98,3 +102,65 @@ def test_input_paths_place_batches_where_they_promise(monkeypatch, path, expecte
     compile_step = adapter.calls.index(("sync",)) + 2  # the first step's sync and its clock reading
     assert adapter.calls[compile_step:] == expected
     assert len(trainer.window_rows) == 1
+
+
+SEARCH_BYTES, STEP_BYTES, EVAL_BYTES = 1000, 100, 500
+
+
+class MeteredAdapter(FaultyAdapter):
+    """faulty:ok with a GPU allocator's peak counter, logging each step and each reset and read
+    of the peak: the compile step's algorithm search takes SEARCH_BYTES of scratch, every later
+    step STEP_BYTES, and an evaluation (a search for its own shapes) EVAL_BYTES."""
+
+    made: list = []  # every one built, the latest last
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.peak, self.log = 0, []
+        MeteredAdapter.made.append(self)
+
+    def train_step(self, images, labels):
+        self.peak = max(self.peak, SEARCH_BYTES if self.steps == 0 else STEP_BYTES)
+        self.log.append("step")
+        return super().train_step(images, labels)
+
+    def synchronize(self):
+        self.log.append("sync")
+
+    def evaluate(self, images, labels):
+        self.peak = max(self.peak, EVAL_BYTES)
+        self.log.append("evaluate")
+        return super().evaluate(images, labels)
+
+    def reset_peak_device_memory(self):
+        self.peak = 0  # nothing stays allocated between steps here
+        self.log.append("reset")
+
+    def peak_device_memory(self):
+        self.log.append("read")
+        return self.peak
+
+
+class WaitlessChannel(SilentChannel):
+    waited_s = 0.0
+
+
+@pytest.mark.parametrize("warmup", [0, 2], ids=["no warm-up", "2 warm-up steps"])
+def test_the_device_peak_starts_after_the_warm_up_and_leaves_out_evaluations(monkeypatch, warmup):
+    """The peak is reset once the last warm-up step has synchronised, before any timed step, so
+    the compile step's algorithm search is not in it; it is read before each evaluation and reset
+    after it, and read once more after the last timed window: the summary's figure is training's."""
+    monkeypatch.setattr(training, "load_adapter", lambda name: MeteredAdapter)
+    job = make_job(timing=Timing(epochs=2, warmup_steps=warmup, window=2),
+                   data=Data(train_size=256, test_size=64, input="step"))
+    result = training.run_benchmark(job, WaitlessChannel())
+    log = MeteredAdapter.made[-1].log
+    assert result["peak_device_mb"] * 2**20 == STEP_BYTES, "neither the search nor an evaluation"
+    first_reset = log.index("reset")
+    assert log[:first_reset].count("step") == 1 + warmup, "after the compile step and the warm-up"
+    assert log[first_reset - 2:first_reset + 2] == ["step", "sync", "reset", "step"], "synchronised, before timing"
+    evaluations = [index for index, call in enumerate(log) if call == "evaluate"]
+    assert len(evaluations) == 2, "one an epoch"
+    for index in evaluations:
+        assert log[index - 1] == "read" and log[index + 1] == "reset"
+    assert log[-1] == "read" and log[-2] == "reset", "read once training, the last evaluation included, is over"

@@ -20,6 +20,7 @@ from frameworks.base import init_params
 FLOPS_PER_MULTIPLY_ADD = 2
 FORWARD_PASSES_PER_STEP = 3
 CPU_SIZE, GPU_SIZE = 2048, 8192  # matrix sides of the peak's products
+ROUNDS = 3  # timed rounds of the peak; the best counts
 
 
 @functools.cache
@@ -52,7 +53,7 @@ def matmul_peak(device: str, precision: str, seconds: float = 1.0) -> dict:
     """GFLOP/s of repeated square matrix products on this process's cores (NumPy's BLAS) or on the
     GPU (the first registered framework that is installed and offers a device matmul: PyTorch,
     else JAX), in float32, or bfloat16 on a GPU with --precision bf16; the best of three timed
-    rounds."""
+    rounds (`best_rate`)."""
     if device == "cpu":
         size, name = CPU_SIZE, f"NumPy {np.__version__} float32 matmul"
         a, b = (np.random.default_rng(seed).standard_normal((size, size), np.float32) for seed in (0, 1))
@@ -60,16 +61,31 @@ def matmul_peak(device: str, precision: str, seconds: float = 1.0) -> dict:
     else:
         size = GPU_SIZE
         multiply, wait, name = _device_matmul(precision, size)
-    best = 0.0
+    best = best_rate(multiply, wait, 2 * size**3, seconds)
+    return {"peak_gflops": best / 1e9, "peak_how": f"{name}, {size}x{size}, best of {ROUNDS} rounds"}
+
+
+def best_rate(multiply, wait, flop: int, seconds: float, clock=time.perf_counter) -> float:
+    """FLOP/s of `multiply` (`flop` each), the best of ROUNDS rounds sharing `seconds`. A device
+    queues products without waiting and blocks only when its queue is full (a CUDA stream after
+    about a thousand launches), so a round cannot stop on the clock: it queues as many products
+    as the previous ones' time says fit in its share, then waits for them. The first estimate is
+    one product timed alone after the warm-up."""
     wait(multiply())  # warm-up: libraries load, kernels are chosen
-    for _ in range(3):
-        count, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / 3:
+    start = clock()
+    wait(multiply())
+    each = clock() - start
+    best = 0.0
+    for _ in range(ROUNDS):
+        count = max(1, int(seconds / ROUNDS / each))
+        start = clock()
+        for _ in range(count):
             result = multiply()
-            count += 1
         wait(result)
-        best = max(best, 2 * size**3 * count / (time.perf_counter() - start) / 1e9)
-    return {"peak_gflops": best, "peak_how": f"{name}, {size}x{size}, best of 3 rounds"}
+        elapsed = clock() - start
+        each = elapsed / count
+        best = max(best, flop * count / elapsed)
+    return best
 
 
 def _device_matmul(precision: str, size: int):

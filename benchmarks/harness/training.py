@@ -6,6 +6,7 @@ framework through the registry."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -193,6 +194,8 @@ class Trainer:
         self.busy_s = 0.0
         self.compile_busy_s = 0.0
         self.compile_threads: set[int] = set()  # threads the compile step started (the framework's own)
+        self.warm = False  # the warm-up is over
+        self.device_peak: int | None = None  # bytes: the largest device peak of training after the warm-up
 
     def _check(self, losses: list, first_step: int) -> np.ndarray:
         values = self.adapter.losses_to_numpy(losses)
@@ -239,7 +242,7 @@ class Trainer:
             losses.extend(self._check(loss, 0))
             self.step = 1
             if job.timing.warmup_steps == 0:
-                self.compiles_after_warmup = adapter.compile_count()
+                self._warmed_up()
         while True:
             warm = self.step <= job.timing.warmup_steps
             size = job.timing.warmup_steps + 1 - self.step if warm else job.timing.window
@@ -261,7 +264,7 @@ class Trainer:
             steps = len(window_losses)
             losses.extend(self._check(window_losses, self.step))
             if warm and self.step + steps > job.timing.warmup_steps:
-                self.compiles_after_warmup = adapter.compile_count()
+                self._warmed_up()
             elif not warm and steps == job.timing.window:  # a short tail window would skew the median
                 row = {"window": len(self.window_rows), "epoch": epoch, "first_step": self.step, "steps": steps,
                        "seconds": seconds, "step_ms": 1000 * seconds / steps, **shares}
@@ -270,6 +273,30 @@ class Trainer:
             self.step += steps
             self.channel.send("progress", step=self.step)
             self.channel.hand_on_turn()  # outside the timed window: other workers run meanwhile
+
+    def _warmed_up(self) -> None:
+        """The warm-up is over (its last step synchronised): compiles from here are recompiles, and
+        the device peak starts afresh, without what compiling and autotuning allocated."""
+        self.compiles_after_warmup = self.adapter.compile_count()
+        self.adapter.reset_peak_device_memory()
+        self.warm = True
+
+    def record_device_peak(self) -> None:
+        """Fold the adapter's device peak since its last reset into `device_peak`, once the warm-up
+        is over (before, it still holds what compiling allocated)."""
+        peak = self.adapter.peak_device_memory() if self.warm else None
+        if peak is not None:
+            self.device_peak = max(self.device_peak or 0, peak)
+
+    @contextlib.contextmanager
+    def outside_device_peak(self):
+        """Work between training segments whose memory is not training's (an evaluation, which
+        compiles and autotunes for its own shapes): the peak so far is recorded before it and
+        starts afresh after it."""
+        self.record_device_peak()
+        yield
+        if self.warm:
+            self.adapter.reset_peak_device_memory()
 
     def count_busy(self, seconds: float, shares: dict) -> float:
         """Count `seconds` as busy when other processes took more than BUSY_THRESHOLD of the
@@ -438,10 +465,11 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
                 epoch_busy_s, pending_busy_s = epoch_busy_s + busy_s, pending_busy_s + busy_s
                 if not evaluated:
                     continue
-                before = trainer.monitor.sample()
-                start = time.perf_counter()
-                test_loss, test_accuracy = evaluate(adapter, dataset, job.data.eval_batch_size)
-                eval_s = time.perf_counter() - start
+                with trainer.outside_device_peak():
+                    before = trainer.monitor.sample()
+                    start = time.perf_counter()
+                    test_loss, test_accuracy = evaluate(adapter, dataset, job.data.eval_batch_size)
+                    eval_s = time.perf_counter() - start
                 eval_busy_s = trainer.count_busy(eval_s, trainer.monitor.between(before, trainer.monitor.sample()))
                 done = trainer.step / per_epoch  # epochs, fractional between epochs' ends
                 row = {"epoch": int(done) if done.is_integer() else round(done, 4), "step": trainer.step,
@@ -467,11 +495,12 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
         result["status"] = "ok"
     except Diverged as diverged:
         result.update(status="diverged", error=str(diverged), diverged_step=diverged.step)
+    trainer.record_device_peak()  # before the profiled steps, whose profiler allocates too
     if job.timing.profile and result["status"] == "ok":
         profile(adapter, dataset, job, channel)
     result.update(trainer.timing_summary(), **feed.summary(fed_s - (trainer.compile_s or 0.0), trainer.compile_threads),
                   compile_s=trainer.compile_s,
-                  peak_rss_mb=peak_rss_mb(), peak_device_mb=_mb(adapter.peak_device_memory()))
+                  peak_rss_mb=peak_rss_mb(), peak_device_mb=_mb(trainer.device_peak))
     return result
 
 
