@@ -82,10 +82,12 @@ RECIPES = {
         "batch_size": [512],  # dawn.py: batch_size = 512 (the last partial batch dropped: 97 steps an epoch)
         "epochs": 24,  # dawn.py: epochs = 24
         # dawn.py: PiecewiseLinear([0, 5, epochs], [0, 0.4, 0]) at step / steps-per-epoch, a step's rate
-        # read before the step is counted (the first step's rate is 0), as LambdaLR reads the suite's.
+        # read before the step is counted (the first step's rate is 0), as LambdaLR reads the suite's
+        # (the repository's later rewrite of dawn.py counts from 1).
         "lr": 0.4, "lr_schedule": "onecycle", "lr_warmup": 5 / 24,
         "momentum": 0.9,  # dawn.py: momentum = 0.9
-        # utils.py's Nesterov: g += wd * w; v = momentum * v + g; w -= lr * (g + momentum * v), PyTorch's form.
+        # utils.py's Nesterov: g += wd * w; v = momentum * v + g; w -= lr * (g + momentum * v), PyTorch's form
+        # (the later rewrite keeps lr inside v).
         "nesterov": True,
         # dawn.py: weight_decay = 5e-4, given as 5e-4 * 512 beside a rate divided by 512 because its
         # loss is CrossEntropyLoss(reduction='sum'): the same steps as 5e-4 and 0.4 on the batch mean.
