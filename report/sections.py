@@ -186,7 +186,9 @@ def gains_section(gains: pd.DataFrame, run_dir: Path) -> str:
 
 
 AUGMENTATIONS = {"crop-flip": "4-pixel reflect padding, a random 32x32 crop and a random horizontal flip per image, "
-                              "drawn from the seed and epoch"}
+                              "drawn from the seed and epoch",
+                 "crop-flip-cutout": "4-pixel reflect padding, a random 32x32 crop, a random horizontal flip and an "
+                                     "8x8 square set to the mean per image, drawn from the seed and epoch"}
 
 
 def augmentation_text(summary: pd.DataFrame) -> str:

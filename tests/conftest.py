@@ -101,15 +101,18 @@ AUGMENTED_TRAIN_SIZE, AUGMENTED_BATCH = 256, 32
 @pytest.fixture(scope="session")
 def augmented_run(tmp_path_factory):
     """A short run with --augment crop-flip, through the ResNet-9 recipe (which also sets Nesterov
-    momentum, weight decay, label smoothing and the one-cycle schedule) on LeNet, each framework fed
-    twice: by the suite's pipeline and by its own (--input native). No parity check: test_runner's
-    run has one, and without it every framework's device probe builds with learning rate 0. Its
-    folder and summary.csv, read by test_runner and test_native_input."""
+    momentum, weight decay and the one-cycle schedule; its cutout is replaced by crop-flip, which the
+    native pipelines reproduce, and label smoothing is given on top, as explicit options override a
+    recipe) on LeNet, each framework fed twice: by the suite's pipeline and by its own (--input
+    native). No parity check: test_runner's run has one, and without it every framework's device
+    probe builds with learning rate 0. Its folder and summary.csv, read by test_runner and
+    test_native_input."""
     if len(installed()) < 2:
         pytest.skip(f"needs two installed frameworks, found {installed()}")
     out = tmp_path_factory.mktemp("augmented")
     command = [sys.executable, "-m", "benchmarks.run", "--framework", ",".join(installed()), "--recipe", "resnet9-94",
-               "--model", "lenet", "--lr", "0.05", "--input", "native",
+               "--model", "lenet", "--lr", "0.05", "--augment", "crop-flip", "--label-smoothing", "0.2",
+               "--input", "native",
                "--data", "synthetic", "--train-size", str(AUGMENTED_TRAIN_SIZE), "--test-size", "200",
                "--batch-size", str(AUGMENTED_BATCH), "--epochs", "2", "--warmup", "1", "--window", "2", "--no-parity",
                "--out", str(out)]

@@ -9,11 +9,14 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
 from benchmarks import run
+from benchmarks.harness import data as datasets
 from benchmarks.harness.results import SCHEMA
 from frameworks import EXTRA_ENV
+from frameworks.base import RESNET9_LOGIT_SCALE
 
 CORES = len(os.sched_getaffinity(0))
 
@@ -100,7 +103,11 @@ BAD_INPUT = [
     ("recipe's nesterov without momentum", ["--recipe", "resnet9-94", "--momentum", "0"],
      ["argument --nesterov:", "needs a momentum above 0"]),
     ("unknown augmentation", ["--augment", "cutout"],
-     ["argument --augment:", "'cutout'", "choose from 'none', 'crop-flip'"]),
+     ["argument --augment:", "'cutout'", "choose from 'none', 'crop-flip', 'crop-flip-cutout'"]),
+    ("cutout on a native pipeline", ["--augment", "crop-flip-cutout", "--input", "native"],
+     ["argument --augment:", "crop-flip-cutout feeds the suite's own pipeline only", "give --augment crop-flip"]),
+    ("the recipe's cutout on a native pipeline", ["--recipe", "resnet9-94", "--input", "prefetch,native"],
+     ["argument --augment:", "crop-flip-cutout feeds the suite's own pipeline only"]),
     ("zero devices", ["--devices", "1,0"], ["argument --devices:", "'0'", "must be a positive integer"]),
     ("nodes without a coordinator", ["--nodes", "2"],
      ["argument --nodes:", "give --coordinator HOST:PORT"]),
@@ -204,15 +211,32 @@ def test_recipe_settings_are_defaults_that_explicit_options_override():
     jobs = run.plan_jobs(args, run.cli.selection_from_args(parser, args), "synthetic", None)
     assert len(jobs) == 1
     job = jobs[0]
-    assert (job.what.model, job.what.batch_size, job.timing.epochs, job.data.augment) == ("resnet9", 64, 24, "crop-flip")
-    config = job.train_config(total_steps=2400)
-    assert (config.learning_rate, config.momentum, config.nesterov, config.weight_decay, config.label_smoothing,
-            config.lr_schedule) == (0.4, 0.9, True, 5e-4, 0.2, "onecycle")
-    assert config.learning_rate_at(500) == pytest.approx(0.4)  # the peak at epoch 5 of 24
-    assert config.learning_rate_at(250) == pytest.approx(0.2) and config.learning_rate_at(1450) == pytest.approx(0.2)
+    assert (job.what.model, job.what.batch_size, job.timing.epochs, job.data.augment) == (
+        "resnet9", 64, 24, "crop-flip-cutout")
     timing = run.parse_arguments(parser, ["--recipe", "resnet9-94", "--steps", "30"])
     assert timing.epochs is None, "a timing-only run keeps its own epochs"
     assert run.parse_arguments(parser, []).nesterov is False, "a recipe must not stick to the parser"
+
+
+def test_the_resnet9_recipe_is_the_dawnbench_dawn_py():
+    """Myrtle.ai's dawn.py (davidcpage/cifar10-fast), setting by setting: epochs = 24, batch_size =
+    512 (drop_last: 97 steps an epoch), train_transforms = [Crop(32, 32), FlipLR(), Cutout(8, 8)]
+    after pad(..., 4), Nesterov (utils.py's, PyTorch's form) with momentum 0.9, weight_decay 5e-4,
+    CrossEntropyLoss without smoothing, net(weight=0.125), and the rate of step k (from 0) set to
+    PiecewiseLinear([0, 5, epochs], [0, 0.4, 0])(k / 97) (its loss summed over the batch, its rate
+    divided by 512 and its decay multiplied by 512: the same steps on the batch mean)."""
+    parser = run.build_parser()
+    args = run.parse_arguments(parser, ["--recipe", "resnet9-94", "--framework", "pytorch"])
+    (job,) = run.plan_jobs(args, run.cli.selection_from_args(parser, args), "cifar10", None)
+    per_epoch = 50_000 // 512
+    config = job.train_config(total_steps=24 * per_epoch)
+    assert (job.what.model, job.what.batch_size, job.timing.epochs) == ("resnet9", 512, 24)
+    assert (job.data.augment, datasets.PAD, datasets.CUTOUT) == ("crop-flip-cutout", 4, 8)
+    assert (config.momentum, config.nesterov, config.weight_decay, config.label_smoothing) == (0.9, True, 5e-4, 0.0)
+    assert RESNET9_LOGIT_SCALE == 0.125
+    steps = np.arange(24 * per_epoch)
+    published = np.interp(steps / per_epoch, [0, 5, 24], [0, 0.4, 0])
+    assert np.allclose([config.learning_rate_at(int(step)) for step in steps], published, rtol=1e-12, atol=1e-15)
 
 
 def test_a_model_list_plans_every_job_for_each_model():

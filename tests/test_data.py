@@ -287,7 +287,56 @@ def test_augmentation_keeps_the_shuffle_and_labels_and_times_itself():
     assert stopwatch.seconds > 0
 
 
+def zeroed_square(before: np.ndarray, after: np.ndarray) -> tuple[int, int]:
+    """The corner of the one 8x8 square that cutout set to 0 in every channel, everything else
+    unchanged (asserted), for an image with no zero of its own."""
+    changed = np.any(after != before, axis=-1)
+    rows, columns = np.nonzero(changed)
+    top, left = rows.min(), columns.min()
+    assert changed.sum() == 64 and changed[top:top + 8, left:left + 8].all(), "one 8x8 square, nothing else"
+    assert np.all(after[top:top + 8, left:left + 8] == 0.0), "the square holds 0, the channels' mean"
+    return top, left
+
+
+def test_cutout_zeroes_one_8x8_square_wholly_inside_each_image_at_every_place_alike():
+    images = np.random.default_rng(2).standard_normal((5000, 32, 32, 3)).astype(np.float32)  # several chunks
+    cut = datasets.cutout(images, datasets.augmentation_rng(seed=0, epoch=0))
+    assert cut.shape == images.shape and cut.dtype == np.float32 and not np.shares_memory(cut, images)
+    corners = np.array([zeroed_square(before, after) for before, after in zip(images, cut)])
+    assert set(corners[:, 0]) == set(corners[:, 1]) == set(range(25)), "every corner 0..24 in each axis"
+    counts = np.bincount(corners[:, 0] * 25 + corners[:, 1], minlength=625)
+    # 625 places, 8 expected at each: a chi-square past its 99.9th percentile (739 with 624
+    # degrees of freedom) would mean the places are not drawn alike.
+    assert ((counts - 8.0) ** 2 / 8.0).sum() < 739
+
+
+def test_cutout_in_place_equals_a_fresh_copy():
+    images = np.random.default_rng(3).standard_normal((1500, 32, 32, 3)).astype(np.float32)
+    fresh = datasets.cutout(images, datasets.augmentation_rng(4, 2))
+    in_place = images.copy()
+    assert datasets.cutout(in_place, datasets.augmentation_rng(4, 2), out=in_place) is in_place
+    assert np.array_equal(in_place, fresh)
+
+
+def test_crop_flip_cutout_is_crop_flip_with_a_square_cut_from_each_image():
+    dataset = datasets.synthetic(train_size=512, test_size=10)
+    cropped = [images for images, _ in datasets.train_batches(dataset, 64, 9, 3, "crop-flip")]
+    cut = [images for images, _ in datasets.train_batches(dataset, 64, 9, 3, "crop-flip-cutout")]
+    for before, after in zip(np.concatenate(cropped), np.concatenate(cut)):
+        zeroed_square(before, after)
+
+
+def test_cut_epochs_are_the_same_bytes_twice_and_differ_by_seed_and_epoch():
+    dataset = datasets.synthetic(train_size=512, test_size=10)
+    first = epoch_bytes(dataset, 7, 0, "crop-flip-cutout")
+    assert first == epoch_bytes(dataset, 7, 0, "crop-flip-cutout")
+    assert first != epoch_bytes(dataset, 8, 0, "crop-flip-cutout")
+    assert first != epoch_bytes(dataset, 7, 1, "crop-flip-cutout")
+    assert first != epoch_bytes(dataset, 7, 0, "crop-flip")
+
+
 def test_unknown_augmentation_is_refused():
     dataset = datasets.synthetic(train_size=64, test_size=10)
-    with pytest.raises(ValueError, match=r"unknown augmentation 'cutout' \(choose from: none, crop-flip\)"):
+    with pytest.raises(ValueError, match=r"unknown augmentation 'cutout' \(choose from: none, crop-flip, "
+                                         r"crop-flip-cutout\)"):
         next(datasets.train_batches(dataset, 32, 0, 0, "cutout"))

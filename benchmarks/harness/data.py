@@ -219,8 +219,15 @@ def synthetic(train_size: int = SYNTHETIC_TRAIN, test_size: int = SYNTHETIC_TEST
 
 # --- Batch order and augmentation ---------------------------------------------------------------
 
-AUGMENTATIONS = ("none", "crop-flip")
-PAD = 4  # pixels reflected onto each side before the crop, as in Myrtle.ai's cifar10-fast (DAWNBench ResNet-9)
+AUGMENTATIONS = ("none", "crop-flip", "crop-flip-cutout")
+# As Myrtle.ai's cifar10-fast (DAWNBench ResNet-9) augments: dawn.py pads by 4 and applies
+# [Crop(32, 32), FlipLR(), Cutout(8, 8)] in that order.
+PAD = 4  # pixels reflected onto each side before the crop
+CUTOUT = 8  # side of the square cutout zeroes, in pixels
+# What a framework's own pipeline (frameworks.base.NativeInput) reproduces. Neither tf.data nor Grain has a
+# stock cutout (Keras's RandomErasing draws a real-valued corner, so its square never starts at row or column
+# 0), so crop-flip-cutout feeds the suite's pipeline alone and the three native pipelines stay alike.
+NATIVE_AUGMENTATIONS = ("none", "crop-flip")
 AUGMENT_STREAM = 1  # spawn key of the augmentation's draws: a stream of the epoch's seed apart from its shuffle
 AUGMENT_CHUNK = 1024  # images padded at a time: the padded copy stays in cache, never a whole padded epoch
 
@@ -259,6 +266,35 @@ def crop_flip(images: np.ndarray, rng: np.random.Generator, out: np.ndarray | No
         flipped = flips[chunk]
         cropped[flipped] = cropped[flipped, :, ::-1]
     return out
+
+
+def cutout(images: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None) -> np.ndarray:
+    """Each NHWC image with one `CUTOUT` x `CUTOUT` square set to 0 in every channel, its corner
+    drawn uniformly from the places where the square lies wholly inside the image (cifar10-fast's
+    `Cutout.options`: 0..32-8 per axis). The images are normalised, so 0 is each channel's mean, the
+    value dawn.py's cutout writes (it too cuts after normalising). `out` may be `images` itself."""
+    n, height, width = images.shape[:3]
+    corners = rng.integers(0, (height - CUTOUT + 1, width - CUTOUT + 1), (n, 2))
+    if out is None:
+        out = images.copy()
+    elif out is not images:
+        out[...] = images
+    rows, columns = np.arange(height), np.arange(width)
+    for start in range(0, n, AUGMENT_CHUNK):
+        top, left = (corners[start:start + AUGMENT_CHUNK, axis, None] for axis in (0, 1))
+        inside_rows = (rows >= top) & (rows < top + CUTOUT)  # (chunk, height)
+        inside_columns = (columns >= left) & (columns < left + CUTOUT)
+        out[start:start + AUGMENT_CHUNK][inside_rows[:, :, None] & inside_columns[:, None, :]] = 0.0
+    return out
+
+
+def augment_images(images: np.ndarray, augment: str, rng: np.random.Generator) -> None:
+    """Apply the named augmentation to `images` in place; crop-flip-cutout draws crop-flip's
+    numbers first, so its crops and flips are crop-flip's for the same generator."""
+    if augment in ("crop-flip", "crop-flip-cutout"):
+        crop_flip(images, rng, out=images)
+    if augment == "crop-flip-cutout":
+        cutout(images, rng, out=images)
 
 
 class Stopwatch:
@@ -310,9 +346,9 @@ def train_batches(dataset: Dataset, batch_size: int, seed: int, epoch: int, augm
     per_unit = ALIGNMENT // dataset.train_labels.itemsize
     labels = aligned_empty((steps, -(-batch_size // per_unit) * per_unit), dataset.train_labels.dtype)
     labels[:, :batch_size] = dataset.train_labels[order[:steps * batch_size]].reshape(steps, batch_size)
-    if augment == "crop-flip":
+    if augment != "none":
         with stopwatch or contextlib.nullcontext():
-            crop_flip(images, augmentation_rng(seed, epoch), out=images)  # the permuted copy is ours
+            augment_images(images, augment, augmentation_rng(seed, epoch))  # the permuted copy is ours
     for step in range(steps):
         yield images[step * batch_size:(step + 1) * batch_size], labels[step, :batch_size]
 

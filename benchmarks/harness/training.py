@@ -26,7 +26,7 @@ from benchmarks.harness.contention import BUSY_SHARE, BUSY_THRESHOLD, CoreMonito
 from benchmarks.harness.jobs import Job
 from benchmarks.harness.stats import step_time_summary
 from frameworks import load_adapter, profiled, tuning
-from frameworks.base import Adapter, NativeInput, init_params
+from frameworks.base import Adapter, NativeInput, PipelineUnavailable, init_params
 
 if TYPE_CHECKING:
     from benchmarks.harness.worker import Channel
@@ -121,6 +121,9 @@ class NativeFeed:
     them (`INPUT_CPU_HOW`). The bytes differ from the suite's, so nothing is hashed."""
 
     def __init__(self, adapter: Adapter, dataset: datasets.Dataset, job: Job, epochs: int):
+        if job.data.augment not in datasets.NATIVE_AUGMENTATIONS:
+            raise PipelineUnavailable(f"the native pipelines augment by {' or '.join(datasets.NATIVE_AUGMENTATIONS)}, "
+                                      f"not {job.data.augment}")
         images, scale, mean, std = dataset.pixels()
         source = NativeInput(images, dataset.train_labels, tuple(map(float, mean)), tuple(map(float, std)), scale,
                              job.data.augment == "crop-flip", datasets.PAD, job.global_batch, epochs, job.seed,
