@@ -20,14 +20,16 @@ from rich.console import Console
 from benchmarks.cli import Selection
 from benchmarks.checks.compare import compare
 from benchmarks.checks.definitions import (BOUND_SET_ON, MODEL_TOLERANCES, PARITY_SEED, PLANS, PRECISION_TOLERANCES,
-                                           PROOF, TOLERANCES, TRAIN_STEPS, key, round_trip_state)
-from benchmarks.checks.outputs import reference_outputs
+                                           PROOF, TOLERANCES, TRAIN_STEPS, key, model_batches, parity_params,
+                                           round_trip_state, training_config)
+from benchmarks.checks.outputs import compute_all, reference_outputs
 from benchmarks.checks.runner import run_parity_jobs
 from benchmarks.checks.verdicts import (CALIBRATION_TITLE, REFERENCE, calibration, failures, outliers, parity_summary,
                                        worst_by_check)
 from frameworks import REGISTRY
 from frameworks.base import MODELS, TrainConfig, init_params
 from tests.conftest import DEFAULT_VARIANTS, VARIANTS, import_error, require, tiered
+from tests.faulty_framework import RAISE_MESSAGE
 
 PRECISIONS = ["fp32", PROOF]
 TRAINING_CHECKS = ("per-step", "step count", "free-running")
@@ -392,3 +394,48 @@ def test_parity_workers_share_every_core_by_default(options, cores, threads, mon
     [selection] = chosen
     assert selection.threads == threads
     assert threads * runner.at_once(threads) <= cores
+
+
+def test_a_failed_workers_log_and_traceback_stay_beside_the_csv(tmp_path, faulty, capsys):
+    """The device check bundles the folder of --csv: a worker that fails there (here at its fourth
+    training step) must leave its traceback in it, and nothing of the large outputs workers hand over."""
+    from benchmarks import parity
+
+    csv = tmp_path / "parity.csv"
+    assert parity.main(["--framework", "faulty", "--variant", "faulty:raise", "--model", "lenet",
+                        "--csv", str(csv)]) == 3  # no framework could run the checks
+    [log] = (tmp_path / "logs").glob("parity-lenet-faulty-raise-*.log")
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and f"RuntimeError: {RAISE_MESSAGE}" in text
+    printed = "".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert f"faulty:raise:error:RuntimeError:{''.join(RAISE_MESSAGE.split())}(itslog:{log})" in printed
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+@pytest.mark.slow
+def test_a_pytorch_compile_worker_compiles_every_adapter_it_builds(monkeypatch):
+    """A pytorch:compile parity worker builds an adapter per optimizer setting and precision (8 for
+    LeNet) one after another, and to dynamo every adapter's step is the same code, with one cache:
+    past `torch._dynamo.config.recompile_limit` (8) entries it runs the step eagerly with a warning,
+    and the compiled variant is then checked as eager. Here the limit is a hard failure, the worker's
+    whole computation runs, then one adapter more, and dynamo's counting backend (no inductor:
+    seconds, not minutes) sees each compile."""
+    adapter_cls = require("pytorch")
+    import torch
+    import torch._dynamo.testing
+
+    counter = torch._dynamo.testing.CompileCounter()
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=counter))
+    built = len(PRECISIONS) * len(PLANS["lenet"].settings)
+    assert built >= torch._dynamo.config.recompile_limit
+    try:
+        compute_all(adapter_cls, "lenet", "cpu", "compile", "fp32", reference_outputs("lenet"))
+        assert counter.frame_count >= built
+        compiled = counter.frame_count
+        adapter = adapter_cls("lenet", "cpu", "compile", training_config("lenet", "momentum"))
+        adapter.set_params(parity_params("lenet"))
+        adapter.losses_to_numpy([adapter.train_step(x, y) for x, y in model_batches("lenet")[:2]])
+        assert counter.frame_count > compiled, f"adapter {built + 1} ran its step eagerly"
+    finally:
+        torch.compiler.reset()  # no graph of the counting backend outlives the test
