@@ -25,10 +25,9 @@ def compare(outputs: dict[str, dict[str, np.ndarray]], model: str = "lenet", pre
     `device`: its relative error, tolerance (with where each was set and measured) and verdict.
     Pairs are every two variants and each variant against the float64 reference (named `float64`
     in `outputs`, added when absent); the round trip is checked per variant against the state it
-    was given. Free-running rows are reported, not
-    asserted, and so are a model's float32 gradients where its plan says they flip (see PLANS).
-    `outputs` holds the reference's answers in `precision` under REFERENCE (see
-    `checks.outputs.reference_outputs`)."""
+    was given. Free-running rows are reported, not asserted, and so are a model's float32 gradients
+    where its plan says they flip (see PLANS). `outputs` holds the reference's answers in
+    `precision` under REFERENCE (see `checks.outputs.reference_outputs`)."""
     given = round_trip_state(model)
     expected = {key("round trip", name): value for name, value in given.params.items()}
     expected.update({key("round trip", f"momentum {name}"): value for name, value in given.momentum.items()})
