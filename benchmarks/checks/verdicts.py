@@ -112,8 +112,8 @@ def calibration(table: pd.DataFrame) -> pd.DataFrame:
     these places were recorded says "not recorded"."""
     keys = [column for column in ("model", "devices", "precision", "check") if column in table]
     rows = table[table["asserted"] & (table["tolerance"] > 0)]
-    worst = (rows.assign(order=range(len(rows))).sort_values("error", ascending=False, kind="stable")
-             .drop_duplicates(keys).sort_values("order"))
+    rows = rows.assign(group=rows.groupby(keys, sort=False, dropna=False).ngroup())  # in the table's order
+    worst = rows.sort_values("error", ascending=False, kind="stable").drop_duplicates("group").sort_values("group")
     out = worst[keys].reset_index(drop=True)
     if "devices" in out:  # named by the data-parallel check only
         out["devices"] = ["" if pd.isna(devices) else str(int(devices)) for devices in out["devices"]]
