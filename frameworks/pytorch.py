@@ -254,6 +254,9 @@ class PyTorchAdapter(Adapter):
         step = self._step
         self._mode = self.structure.get("torch.compile mode") if variant == "compile" else None
         if variant == "compile":
+            # Every adapter's step is one code object to dynamo, whose cache runs it eagerly past
+            # `recompile_limit` entries: each adapter compiles afresh, as in a process of its own.
+            torch.compiler.reset()
             step = torch.compile(step, mode=self._mode)
         self._compiled_step = step
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.checks.verdicts import REFERENCE, failures, grouped_outliers, parity_summary
+from benchmarks.checks.verdicts import (CALIBRATION_TITLE, REFERENCE, calibration, failures, grouped_outliers,
+                                       parity_summary)
 from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE
 from benchmarks.harness.profiling import CATEGORIES, STEPS as PROFILED_STEPS
 from benchmarks.harness.results import read_table
@@ -239,6 +240,7 @@ def parity_page(table: pd.DataFrame, verdict: str, failed: list[str], flips: lis
     for (model, precision, devices), rows in table[table["check"] != "round trip"].groupby(
             ["model", "precision", "devices"], sort=False):
         lines += _parity_tables(model, precision, rows, devices)
+    lines += [f"**{CALIBRATION_TITLE}.**", calibration(table).to_markdown(index=False, disable_numparse=True)]
     return "\n\n".join(lines) + "\n"
 
 

@@ -19,13 +19,17 @@ from rich.console import Console
 
 from benchmarks.cli import Selection
 from benchmarks.checks.compare import compare
-from benchmarks.checks.definitions import PARITY_SEED, PLANS, PROOF, TOLERANCES, TRAIN_STEPS, key, round_trip_state
-from benchmarks.checks.outputs import reference_outputs
+from benchmarks.checks.definitions import (BOUND_SET_ON, MODEL_TOLERANCES, PARITY_SEED, PLANS, PRECISION_TOLERANCES,
+                                           PROOF, TOLERANCES, TRAIN_STEPS, key, model_batches, parity_params,
+                                           round_trip_state, training_config)
+from benchmarks.checks.outputs import compute_all, reference_outputs
 from benchmarks.checks.runner import run_parity_jobs
-from benchmarks.checks.verdicts import REFERENCE, failures, outliers, parity_summary, worst_by_check
+from benchmarks.checks.verdicts import (CALIBRATION_TITLE, REFERENCE, calibration, failures, outliers, parity_summary,
+                                       worst_by_check)
 from frameworks import REGISTRY
 from frameworks.base import MODELS, TrainConfig, init_params
 from tests.conftest import DEFAULT_VARIANTS, VARIANTS, import_error, require, tiered
+from tests.faulty_framework import RAISE_MESSAGE
 
 PRECISIONS = ["fp32", PROOF]
 TRAINING_CHECKS = ("per-step", "step count", "free-running")
@@ -246,8 +250,16 @@ def test_the_summary_says_which_checks_a_data_parallel_pair_does_not_cover():
 
 
 def test_tolerances_are_the_promised_ones():
+    """Every bound as it was set on CPUs: a run on another device calibrates them (its errors beside
+    them, see `calibration`), it does not move them."""
     assert TOLERANCES == {"round trip": 0.0, "forward": 1e-5, "loss": 1e-4, "gradients": 1e-4,
                           "per-step": 1e-4, "step count": 0.0, "free-running": 1e-4}
+    assert PRECISION_TOLERANCES == {
+        "fp32": {},
+        "fp64": {"forward": 1e-10, "loss": 1e-10, "gradients": 1e-10, "per-step": 1e-10, "free-running": 1e-10},
+        "tf32": {"forward": 1.25e-3, "loss": 1e-4, "gradients": 6e-2, "per-step": 6e-2, "free-running": 6e-2},
+        "bf16": {"forward": 1e-2, "loss": 1e-4, "gradients": 0.5, "per-step": 0.5, "free-running": 0.5}}
+    assert MODEL_TOLERANCES == {("resnet9", "bf16"): {"loss": 1.1e-3}, ("resnet9", "tf32"): {"loss": 1.4e-4}}
 
 
 def test_an_interrupted_parity_run_keeps_the_models_it_has_compared(tmp_path, monkeypatch, capsys):
@@ -267,3 +279,163 @@ def test_an_interrupted_parity_run_keeps_the_models_it_has_compared(tmp_path, mo
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"interrupted: the comparisons of lenet are in {csv}"
     kept = pd.read_csv(csv)
     assert len(kept) == len(done) and set(kept["model"]) == {"lenet"}
+
+
+# --- Where each bound was set, against what a run measured ----------------------------------------
+
+
+def _one_variant(changes: dict[str, float]) -> dict[str, dict[str, np.ndarray]]:
+    """Variant `b` and the float64 reference over a few checks, `b` off the reference by the given
+    relative changes (names as `key` writes them), each tensor random and non-zero."""
+    rng = np.random.default_rng(0)
+    names = [key("forward", "logits"), key("loss", "loss"), key("gradients", "conv1.weight"),
+             key("per-step", "update conv1.weight", "momentum", 0), key("free-running", "loss", "momentum", 0)]
+    reference = {name: rng.uniform(1, 2, (3, 4)) for name in names}
+    variant = {name: value * (1 + changes.get(name, 0.0)) for name, value in reference.items()}
+    return {"b": variant, REFERENCE: reference}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp64", "tf32", "bf16"])
+def test_every_comparison_records_its_error_beside_its_bound_and_where_each_was(precision):
+    table = compare(_one_variant({key("forward", "logits"): 1e-3}), "resnet9", precision, "cuda")
+    assert list(table.columns[table.columns.get_loc("error"):][:4]) == ["error", "tolerance", "bound set on",
+                                                                         "measured on"]
+    assert (table["measured on"] == "cuda").all() and (table["bound set on"] == BOUND_SET_ON[precision]).all()
+    bounds = {**TOLERANCES, **PRECISION_TOLERANCES[precision], **MODEL_TOLERANCES.get(("resnet9", precision), {})}
+    assert table.set_index("check")["tolerance"].to_dict() == {check: bounds[check] for check in table["check"]}
+    assert table.loc[table["check"] == "forward", "error"].item() == pytest.approx(_relative(1e-3))
+
+
+def test_bounds_say_they_were_set_on_a_cpu_and_tf32_that_it_was_never_measured():
+    assert set(BOUND_SET_ON) == set(PRECISION_TOLERANCES)
+    assert all(place.startswith("cpu") for place in BOUND_SET_ON.values())
+    assert "unmeasured" in BOUND_SET_ON["tf32"]
+    state, reference = round_trip_state("lenet"), _one_variant({})[REFERENCE]
+    exact = compare({"b": _as_variant(reference), REFERENCE: reference}, "lenet", "bf16", "cuda")
+    assert set(exact.loc[exact["check"] == "round trip", "bound set on"]) == {"exact"}
+    assert len(exact[exact["check"] == "round trip"]) == len(state.params) + len(state.momentum) + 1
+
+
+def test_calibration_sets_each_checks_largest_asserted_error_beside_its_bound():
+    """bf16 bounds: forward 1e-2, loss 1e-4, gradients and per-step 0.5; free-running is reported
+    only, round trip exact: neither is calibrated."""
+    changes = {key("forward", "logits"): 3e-3, key("per-step", "update conv1.weight", "momentum", 0): 0.1,
+               key("free-running", "loss", "momentum", 0): 0.9}
+    table = compare(_one_variant(changes), "lenet", "bf16", "cuda")
+    table.insert(0, "model", "lenet")
+    rows = calibration(table).set_index("check")
+    assert list(rows.index) == ["forward", "loss", "gradients", "per-step"]
+    assert rows.loc["forward", "worst error"] == f"{_relative(3e-3):.1e}" and rows.loc["forward", "bound"] == "0.01"
+    assert rows.loc["forward", "error / bound"] == f"{_relative(3e-3) / 1e-2:.2g}"
+    assert rows.loc["per-step", "where"] == "b vs float64: update conv1.weight [momentum, step 0]"
+    assert rows.loc["per-step", "error / bound"] == f"{_relative(0.1) / 0.5:.2g}"
+    assert rows.loc["loss", "worst error"] == "0.0e+00" and rows.loc["loss", "where"] == "b vs float64: loss"
+    assert set(rows["bound set on"]) == {"cpu"} and set(rows["measured on"]) == {"cuda"}
+    assert set(rows["model"]) == {"lenet"} and set(rows["precision"]) == {"bf16"}
+
+
+def test_calibration_leaves_out_tolerated_outliers_and_reads_tables_written_before_it(tmp_path):
+    table = _per_step_table({(5, "momentum conv1.weight"): 3e-3, (5, "update conv1.weight"): 3e-3})
+    table.insert(0, "model", "lenet")
+    per_step = calibration(table).set_index("check").loc["per-step"]
+    assert float(per_step["worst error"]) < 1e-4 and "step 5" not in per_step["where"]  # the flip is not the worst
+    table.drop(columns=["bound set on", "measured on"]).to_csv(tmp_path / "parity.csv", index=False)
+    old = calibration(pd.read_csv(tmp_path / "parity.csv", keep_default_na=False, na_values={"step": [""]}))
+    assert set(old["bound set on"]) == set(old["measured on"]) == {"not recorded"}
+
+
+def test_the_parity_command_prints_the_bounds_and_writes_them_to_a_page_beside_its_csv(tmp_path, monkeypatch,
+                                                                                       capsys):
+    from benchmarks import parity
+    from benchmarks.checks.runner import ParityOutcome
+
+    table = compare(_one_variant({key("forward", "logits"): 3e-3}), "lenet", "bf16", "cuda")
+    table.insert(0, "model", "lenet")
+
+    def compared(*args, on_table, **kwargs):
+        on_table(table)
+        return ParityOutcome(table, {})
+    monkeypatch.setattr(parity, "run_parity_jobs", compared)
+    csv = tmp_path / "parity.csv"
+    assert parity.main(["--model", "lenet", "--precision", "bf16", "--csv", str(csv)]) == 0
+    printed = capsys.readouterr().out
+    page = (tmp_path / "parity.md").read_text()
+    expected = calibration(table)
+    assert f"{CALIBRATION_TITLE}:\n{expected.to_string(index=False)}" in printed
+    assert expected.to_markdown(index=False, disable_numparse=True) in page and CALIBRATION_TITLE in page
+    assert "b vs float64: logits" in page and "| cuda" in page
+    assert list(pd.read_csv(csv)["measured on"].unique()) == ["cuda"]
+
+
+# --- Workers: cores, logs, compiled adapters -------------------------------------------------------
+
+
+@pytest.mark.parametrize("options, cores, threads", [
+    (["--framework", "all", "--variant", "all", "--model", "lenet,resnet9"], 16, 4),  # 4 at once, 4 cores each
+    (["--framework", "pytorch", "--variant", "pytorch:compile", "--model", "lenet,resnet9"], 16, 8),
+    (["--framework", "jax", "--model", "lenet"], 16, 16),
+    (["--framework", "all", "--variant", "all", "--model", "lenet,resnet9"], 2, 1),
+    (["--framework", "jax", "--model", "lenet", "--threads", "1"], 16, 1),
+], ids=["every-variant", "two-workers", "one-worker", "two-cores", "given"])
+def test_parity_workers_share_every_core_by_default(options, cores, threads, monkeypatch):
+    """Inductor compiles on as many threads as its worker may use cores: a worker pinned to one core
+    compiles one kernel at a time while the machine's other cores idle."""
+    from benchmarks import parity
+    from benchmarks.checks import runner
+
+    chosen = []
+
+    def nothing_runs(selection, *args, **kwargs):
+        chosen.append(selection)
+        return runner.ParityOutcome(None, {})
+    monkeypatch.setattr(runner.os, "sched_getaffinity", lambda pid: set(range(cores)))  # the cli's os too
+    monkeypatch.setattr(parity, "run_parity_jobs", nothing_runs)
+    assert parity.main(options) == 3  # no table: "no framework could run the parity checks"
+    [selection] = chosen
+    assert selection.threads == threads
+    assert threads * runner.at_once(threads) <= cores
+
+
+def test_a_failed_workers_log_and_traceback_stay_beside_the_csv(tmp_path, faulty, capsys):
+    """The device check bundles the folder of --csv: a worker that fails there (here at its fourth
+    training step) must leave its traceback in it, and nothing of the large outputs workers hand over."""
+    from benchmarks import parity
+
+    csv = tmp_path / "parity.csv"
+    assert parity.main(["--framework", "faulty", "--variant", "faulty:raise", "--model", "lenet",
+                        "--csv", str(csv)]) == 3  # no framework could run the checks
+    [log] = (tmp_path / "logs").glob("parity-lenet-faulty-raise-*.log")
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and f"RuntimeError: {RAISE_MESSAGE}" in text
+    printed = "".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert f"faulty:raise:error:RuntimeError:{''.join(RAISE_MESSAGE.split())}(itslog:{log})" in printed
+    assert not list(tmp_path.rglob("*.npz"))
+
+
+@pytest.mark.slow
+def test_a_pytorch_compile_worker_compiles_every_adapter_it_builds(monkeypatch):
+    """A pytorch:compile parity worker builds an adapter per optimizer setting and precision (8 for
+    LeNet) one after another, and to dynamo every adapter's step is the same code, with one cache:
+    past `torch._dynamo.config.recompile_limit` (8) entries it runs the step eagerly with a warning,
+    and the compiled variant is then checked as eager. Here the limit is a hard failure, the worker's
+    whole computation runs, then one adapter more, and dynamo's counting backend (no inductor:
+    seconds, not minutes) sees each compile."""
+    adapter_cls = require("pytorch")
+    import torch
+    import torch._dynamo.testing
+
+    counter = torch._dynamo.testing.CompileCounter()
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", True)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=counter))
+    built = len(PRECISIONS) * len(PLANS["lenet"].settings)
+    assert built >= torch._dynamo.config.recompile_limit
+    try:
+        compute_all(adapter_cls, "lenet", "cpu", "compile", "fp32", reference_outputs("lenet"))
+        assert counter.frame_count >= built
+        compiled = counter.frame_count
+        adapter = adapter_cls("lenet", "cpu", "compile", training_config("lenet", "momentum"))
+        adapter.set_params(parity_params("lenet"))
+        adapter.losses_to_numpy([adapter.train_step(x, y) for x, y in model_batches("lenet")[:2]])
+        assert counter.frame_count > compiled, f"adapter {built + 1} ran its step eagerly"
+    finally:
+        torch.compiler.reset()  # no graph of the counting backend outlives the test

@@ -8,8 +8,9 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from benchmarks.checks.definitions import (COLUMNS, FLIP_BOUND, MODEL_TOLERANCES, NEAR_TIE, PLANS,
-                                           PRECISION_TOLERANCES, PROOF, TOLERANCES, key, parse_key, round_trip_state)
+from benchmarks.checks.definitions import (BOUND_SET_ON, COLUMNS, EXACT_CHECKS, FLIP_BOUND, MODEL_TOLERANCES, NEAR_TIE,
+                                           PLANS, PRECISION_TOLERANCES, PROOF, TOLERANCES, key, parse_key,
+                                           round_trip_state)
 from benchmarks.checks.verdicts import REFERENCE
 from benchmarks.harness.stats import relative_error
 
@@ -18,14 +19,15 @@ def tolerance(check: str, precision: str = "fp32", model: str = "lenet") -> floa
     return bounds[check]
 
 
-def compare(outputs: dict[str, dict[str, np.ndarray]], model: str = "lenet", precision: str = "fp32") -> pd.DataFrame:
-    """One row per (pair, check, setting, step, tensor) of outputs computed in `precision`: its
-    relative error, tolerance and verdict. Pairs are every two variants and each variant against
-    the float64 reference (named `float64` in `outputs`, added when absent); the round trip is
-    checked per variant against the state it was given. Free-running rows are reported, not
-    asserted, and so are a model's float32 gradients where its plan says they flip (see PLANS).
-    `outputs` holds the reference's answers in `precision` under REFERENCE (see
-    `checks.outputs.reference_outputs`)."""
+def compare(outputs: dict[str, dict[str, np.ndarray]], model: str = "lenet", precision: str = "fp32",
+            device: str = "cpu") -> pd.DataFrame:
+    """One row per (pair, check, setting, step, tensor) of outputs computed in `precision` on
+    `device`: its relative error, tolerance (with where each was set and measured) and verdict.
+    Pairs are every two variants and each variant against the float64 reference (named `float64`
+    in `outputs`, added when absent); the round trip is checked per variant against the state it
+    was given. Free-running rows are reported, not asserted, and so are a model's float32 gradients
+    where its plan says they flip (see PLANS). `outputs` holds the reference's answers in
+    `precision` under REFERENCE (see `checks.outputs.reference_outputs`)."""
     given = round_trip_state(model)
     expected = {key("round trip", name): value for name, value in given.params.items()}
     expected.update({key("round trip", f"momentum {name}"): value for name, value in given.momentum.items()})
@@ -51,6 +53,8 @@ def compare(outputs: dict[str, dict[str, np.ndarray]], model: str = "lenet", pre
     table.insert(0, "precision", precision)
     table["step"] = pd.to_numeric(table["step"]).astype("Int64")
     table["tolerance"] = [tolerance(check, precision, model) for check in table["check"]]
+    table["bound set on"] = np.where(table["check"].isin(EXACT_CHECKS), "exact", BOUND_SET_ON[precision])
+    table["measured on"] = device
     gradient_derived = (table["check"] == "gradients") | table["tensor"].str.match(r"(update|momentum) ")
     flip_prone = precision != PROOF and not PLANS[model].float32_gradients_asserted
     table["asserted"] = (table["check"] != "free-running") & ~(gradient_derived & flip_prone)

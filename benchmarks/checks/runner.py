@@ -33,6 +33,13 @@ def at_once(threads: int) -> int:
     return max(1, min(len(os.sched_getaffinity(0)) // threads, MOST_AT_ONCE))
 
 
+def share_of_cores(workers: int) -> int:
+    """Each worker's cores when `workers` run side by side on every core this process may use (at
+    most MOST_AT_ONCE at a time). A compiler sizes its pool from them (inductor compiles on as many
+    threads as the process has cores), so a pinned worker on one core compiles one kernel at a time."""
+    return max(1, len(os.sched_getaffinity(0)) // max(1, min(workers, MOST_AT_ONCE)))
+
+
 @dataclass(frozen=True)
 class ParityOutcome:
     table: pd.DataFrame | None  # every comparison; None when fewer than one framework produced outputs
@@ -55,11 +62,14 @@ def print_verdict(console, title: str, table: pd.DataFrame) -> None:
 
 
 def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False, precision: str = "fp32",
-                    on_table: Callable[[pd.DataFrame], None] = lambda table: None) -> ParityOutcome:
+                    on_table: Callable[[pd.DataFrame], None] = lambda table: None,
+                    scratch: Path | None = None) -> ParityOutcome:
     """Run the parity computation (or, with `probe_only`, only the device check) for every
     selected model, framework and variant, each in its own worker, and compare the outputs;
-    `on_table(table)` with each model's comparisons as soon as they are made. The runner checks
-    in fp32 whatever its own precision: TF32 changes the numerics by design."""
+    `on_table(table)` with each model's comparisons as soon as they are made. Each worker's log is
+    kept in folder/logs; the outputs they hand over (hundreds of MB) go to `scratch` (folder/logs
+    by default), each deleted once compared. The runner checks in fp32 whatever its own precision:
+    TF32 changes the numerics by design."""
     (folder / "logs").mkdir(parents=True, exist_ok=True)
     if probe_only:  # one worker per framework and profile, on the first model
         probes = [(framework, selection.name(framework, variant, profile),
@@ -78,7 +88,8 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False, 
     # instead of leaving its model's last slot alone; each model's table is compared as soon as its
     # own workers have all ended, and its outputs deleted.
     # The largest model's workers start first (the longest first), so the short ones fill in at the end.
-    checks = sorted((_ModelParity(selection, model, folder, console, precision) for model in selection.models),
+    checks = sorted((_ModelParity(selection, model, folder / "logs", scratch or folder / "logs", console, precision)
+                     for model in selection.models),
                     key=lambda check: -check.size)
     runs = [(check, run) for check in checks for run in check.runs]
     tables, unusable = [], {}
@@ -134,25 +145,25 @@ class _Run:
 
 class _ModelParity:
     """One model's checks: the float64 reference computed once, here, and handed to every worker
-    as a file; each variant's outputs read back lazily, compared, then deleted (they are large)."""
+    as a file; each variant's outputs read back lazily, compared, then deleted (they are large).
+    Workers' logs go to `logs`, the files they exchange to `scratch`."""
 
-    def __init__(self, selection, model: str, folder: Path, console, precision: str):
+    def __init__(self, selection, model: str, logs: Path, scratch: Path, console, precision: str):
         self.model, self.console, self.device = model, console, selection.device
         self.precisions = list(dict.fromkeys((precision, PROOF)))
-        logs = folder / "logs"
-        self.reference_file = logs / f"parity-{model}-reference.npz"
+        self.reference_file = scratch / f"parity-{model}-reference.npz"
         with console.status(f"float64 reference: {model}"):
             self.references = {each: reference_outputs.__wrapped__(model, each) for each in self.precisions}  # not kept
             np.savez(self.reference_file, **{f"{each}/{name}": value for each, arrays in self.references.items()
                                              for name, value in arrays.items()})
         self.runs = []
         for (framework, variant), profile in itertools.product(selection.pairs, selection.profiles):
-            stem = logs / f"parity-{model}-{framework}-{variant}-{profile}"
-            output = stem.with_suffix(".npz")
+            stem = f"parity-{model}-{framework}-{variant}-{profile}"
+            output = scratch / f"{stem}.npz"
             job = _parity_job("parity", selection, model, framework, variant, precision, profile,
                               ParityFiles(output=str(output), reference=str(self.reference_file)))
-            self.runs.append(_Run(framework, selection.name(framework, variant, profile), job,
-                                  stem.with_suffix(".log"), output))
+            self.runs.append(_Run(framework, selection.name(framework, variant, profile), job, logs / f"{stem}.log",
+                                  output))
         self.files: dict[str, Path] = {}
         self.waiting = len(self.runs)
 
@@ -169,7 +180,8 @@ class _ModelParity:
     def ended(self, run: _Run, result: dict, unusable: dict) -> None:
         self.waiting -= 1
         if result["status"] != "ok":
-            self.console.print(f"[bold red]{escape(run.name)}: {result['status']}: {escape(str(result['error']))}[/]")
+            self.console.print(f"[bold red]{escape(run.name)}: {result['status']}: {escape(str(result['error']))}[/] "
+                               f"(its log: {escape(str(run.log))})")
             unusable.setdefault(run.framework, {"status": result["status"], "error": result["error"]})
         else:
             self.files[run.name] = run.output
@@ -184,7 +196,7 @@ class _ModelParity:
         opened = {name: np.load(self.files[name]) for name in order}
         try:
             table = pd.concat([compare({**{name: PrecisionView(arrays, each) for name, arrays in opened.items()},
-                                        REFERENCE: self.references[each]}, self.model, each)
+                                        REFERENCE: self.references[each]}, self.model, each, self.device)
                                for each in self.precisions], ignore_index=True)
         finally:
             for arrays in opened.values():
@@ -197,26 +209,30 @@ class _ModelParity:
         return table
 
 
-def run_data_parallel_parity(selection, devices: int, folder: Path, console) -> ParityOutcome:
+def run_data_parallel_parity(selection, devices: int, folder: Path, console,
+                             scratch: Path | None = None) -> ParityOutcome:
     """The data-parallel check of every selected model and variant: one group of workers each
     trains on `devices` devices and, for comparison, on one; the float32 tables of every pair
     (`framework:variant xN` for N devices) and against the float64 reference. A variant that does
-    not train on several devices here (skipped) is named, not counted as unusable."""
+    not train on several devices here (skipped) is named, not counted as unusable. Logs and
+    outputs go where `run_parity_jobs` puts them."""
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    scratch = scratch or logs
     tables, unusable = [], {}
     for model in selection.models:
-        reference_file = logs / f"parallel-parity-{model}-reference.npz"
+        reference_file = scratch / f"parallel-parity-{model}-reference.npz"
         with console.status(f"float64 reference: {model}"):
             np.savez(reference_file, **{f"fp32/{name}": value for name, value in reference_outputs(model).items()
                                         if name.startswith("state|")})
         outputs, opened = {}, []
-        runs = [(framework, selection.name(framework, variant, profile),
-                 f"parallel-parity-{model}-{framework}-{variant}-{profile}-x{devices}",
-                 _parity_job("parallel parity", selection, model, framework, variant, "fp32", profile,
-                             ParityFiles(output=str(logs / f"parallel-parity-{model}-{framework}-{variant}-{profile}"
-                                                           f"-x{devices}.npz"), reference=str(reference_file)), devices))
-                for (framework, variant), profile in itertools.product(selection.pairs, selection.profiles)]
+        runs = []  # (framework, its name in the tables, its files' stem, job)
+        for (framework, variant), profile in itertools.product(selection.pairs, selection.profiles):
+            name = f"parallel-parity-{model}-{framework}-{variant}-{profile}-x{devices}"
+            runs.append((framework, selection.name(framework, variant, profile), name,
+                         _parity_job("parallel parity", selection, model, framework, variant, "fp32", profile,
+                                     ParityFiles(output=str(scratch / f"{name}.npz"), reference=str(reference_file)),
+                                     devices)))
         results = _side_by_side([job for *_, job in runs], [logs / f"{name}.log" for _, _, name, _ in runs],
                                 selection.job_timeout, console, f"data-parallel parity checks: {model} on {devices} devices")
         for (framework, label, name, _), result in zip(runs, results):
@@ -224,17 +240,17 @@ def run_data_parallel_parity(selection, devices: int, folder: Path, console) -> 
                 console.print(f"[yellow]{escape(label)} on {devices} devices: {escape(str(result['error']))}[/]")
             elif result["status"] != "ok":
                 console.print(f"[bold red]{escape(label)} on {devices} devices: {result['status']}: "
-                              f"{escape(str(result['error']))}[/]")
+                              f"{escape(str(result['error']))}[/] (its log: {escape(str(logs / f'{name}.log'))})")
                 unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
             else:
-                arrays = np.load(logs / f"{name}.npz")
-                opened.append((arrays, logs / f"{name}.npz"))
+                arrays = np.load(scratch / f"{name}.npz")
+                opened.append((arrays, scratch / f"{name}.npz"))
                 outputs[f"{label} x{devices}"] = PrecisionView(arrays, "parallel")
                 outputs[label] = PrecisionView(arrays, "single")
         reference_file.unlink()
         try:
             if outputs:
-                table = compare({**outputs, REFERENCE: reference_outputs(model)}, model)
+                table = compare({**outputs, REFERENCE: reference_outputs(model)}, model, device=selection.device)
                 table.insert(0, "model", model)
                 table.insert(1, "devices", devices)  # the single-device check's rows have none
                 tables.append(table)

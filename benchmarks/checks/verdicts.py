@@ -1,6 +1,7 @@
 """What a parity table says, read from its rows alone (pandas, nothing of the checks' models):
-the failures, the tolerated outliers, where free-running trajectories part, and the per-pair
-summary users read. The parity command and the report read their verdicts here."""
+the failures, the tolerated outliers, where free-running trajectories part, the per-pair summary
+users read, and the largest errors against their bounds. The parity command and the report read
+their verdicts here."""
 
 from __future__ import annotations
 
@@ -95,3 +96,32 @@ def parity_summary(pairs: pd.DataFrame) -> pd.DataFrame:
     return summary
 
 
+CALIBRATION_TITLE = ("Largest asserted error against each bound, with where the bound was set and the error measured "
+                     "(`error / bound`: the share of its bound that the error used)")
+
+
+def _named(setting) -> bool:  # a setting read back from CSV is "" or, read with pandas' defaults, NaN
+    return isinstance(setting, str) and setting != ""
+
+
+def calibration(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per model, precision and check with a bound above zero: the largest error of an
+    asserted comparison, the pair and tensor it came from, the bound, the share of the bound that
+    error used, and where the bound was set and the error measured: a run on another device than
+    its bounds' shows how close it came to each. Cells are formatted text; a table written before
+    these places were recorded says "not recorded"."""
+    keys = [column for column in ("model", "devices", "precision", "check") if column in table]
+    rows = table[table["asserted"] & (table["tolerance"] > 0)]
+    rows = rows.assign(group=rows.groupby(keys, sort=False, dropna=False).ngroup())  # in the table's order
+    worst = rows.sort_values("error", ascending=False, kind="stable").drop_duplicates("group").sort_values("group")
+    out = worst[keys].reset_index(drop=True)
+    if "devices" in out:  # named by the data-parallel check only
+        out["devices"] = ["" if pd.isna(devices) else str(int(devices)) for devices in out["devices"]]
+    out["worst error"] = [f"{row.error:.1e}" for row in worst.itertuples()]
+    out["bound"] = [f"{row.tolerance:g}" for row in worst.itertuples()]
+    out["error / bound"] = [f"{row.error / row.tolerance:.2g}" for row in worst.itertuples()]
+    out["where"] = [f"{row.pair}: {row.tensor}" + (f" [{row.setting}, step {row.step}]" if _named(row.setting) else "")
+                    for row in worst.itertuples()]
+    for column in ("bound set on", "measured on"):
+        out[column] = worst[column].to_list() if column in worst else "not recorded"
+    return out
