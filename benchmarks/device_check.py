@@ -368,9 +368,12 @@ def job_statuses(run_dir: Path, absent: Sequence[str] = ()) -> str:
         return "stopped before its jobs were planned"
     try:
         jobs = [Job.from_dict(job) for job in json.loads((run_dir / "plan.json").read_text())["jobs"]]
+    except (OSError, ValueError, KeyError, TypeError) as error:  # cut off by a stop halfway through its write
+        return f"plan.json unreadable ({type(error).__name__}: {error})"
+    try:
         summary = read_table(run_dir, "summary")
-    except (OSError, ValueError, KeyError, TypeError) as error:  # a file cut off by a stop halfway through a write
-        return f"unreadable ({type(error).__name__}: {error})"
+    except (OSError, ValueError) as error:  # pandas' parser errors are ValueErrors
+        return f"summary.csv unreadable ({type(error).__name__}: {error})"
     ended = latest_attempts(summary[summary["status"].notna()])  # a row cut off before its status is no row
     planned = pd.DataFrame({"job_id": [job.job_id for job in jobs], "framework": [job.what.framework for job in jobs]})
     rows = planned.merge(ended[["job_id", "status", "error"]], on="job_id", how="left")

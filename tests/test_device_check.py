@@ -251,7 +251,7 @@ RUN_STAGES = {  # what a run step stopped at each stage leaves, and what its sum
     "after env.json": (env_json, lambda framework, n: "stopped before its jobs were planned"),
     # no summary.csv and, under --no-parity or before the parity check ended, no parity.csv either
     "after plan.json": (plan_json, lambda framework, n: f"{framework}: not finished x{n}"),
-    "plan.json cut off": (plan_cut_off, lambda framework, n: "unreadable (JSONDecodeError: "),
+    "plan.json cut off": (plan_cut_off, lambda framework, n: "plan.json unreadable (JSONDecodeError: "),
     "after a summary row": (some_rows, lambda framework, n: f"{framework}: ok x1"
                             + (f", not finished x{n - 1}" if n > 1 else "")),
     "a summary row cut off": (row_cut_off, lambda framework, n: f"{framework}: not finished x{n}"),
