@@ -291,6 +291,7 @@ class FlaxAdapter(Adapter):
         super().__init__(model, device, variant, config, parallel)
         self.mesh = _mesh(parallel, device) if parallel.active else None
         self._stepped = None  # the last batch trained on: its shapes are the compiled step's (peak_device_memory)
+        self._step_peaks: dict[tuple, int | None] = {}  # the compiled step's peak bytes, by its batch's shapes
         if device == "cuda" and jax.default_backend() != "gpu":
             raise DeviceUnavailable(f"JAX {jax.__version__} sees no GPU (backend {jax.default_backend()!r})")
         self.jax_device = jax.local_devices(backend="gpu" if device == "cuda" else "cpu")[0]
@@ -444,11 +445,14 @@ class FlaxAdapter(Adapter):
         compiling. None where the backend gives no analysis (NotImplementedError) or no peak (0)."""
         if self.device != "cuda" or self._stepped is None:
             return None
-        compiled = train_step.lower(self.graphdef, self.state, *self._stepped, self.config.label_smoothing).compile()
-        try:
-            return int(compiled.memory_analysis().peak_memory_in_bytes) or None
-        except NotImplementedError:
-            return None
+        shapes = tuple(array.shape for array in self._stepped)
+        if shapes not in self._step_peaks:  # asked before every evaluation: compile (and autotune) once per shape
+            compiled = train_step.lower(self.graphdef, self.state, *self._stepped, self.config.label_smoothing).compile()
+            try:
+                self._step_peaks[shapes] = int(compiled.memory_analysis().peak_memory_in_bytes) or None
+            except NotImplementedError:
+                self._step_peaks[shapes] = None
+        return self._step_peaks[shapes]
 
     # --- Profiling ------------------------------------------------------------------------------
 

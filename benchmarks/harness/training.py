@@ -197,7 +197,6 @@ class Trainer:
         self.busy_s = 0.0
         self.compile_busy_s = 0.0
         self.compile_threads: set[int] = set()  # threads the compile step started (the framework's own)
-        self.warm = False  # the warm-up is over
         self.device_peak: int | None = None  # bytes: the largest device peak of training after the warm-up
 
     def _check(self, losses: list, first_step: int) -> np.ndarray:
@@ -245,7 +244,7 @@ class Trainer:
             losses.extend(self._check(loss, 0))
             self.step = 1
             if job.timing.warmup_steps == 0:
-                self._warmed_up()
+                self._end_warmup()
         while True:
             warm = self.step <= job.timing.warmup_steps
             size = job.timing.warmup_steps + 1 - self.step if warm else job.timing.window
@@ -267,7 +266,7 @@ class Trainer:
             steps = len(window_losses)
             losses.extend(self._check(window_losses, self.step))
             if warm and self.step + steps > job.timing.warmup_steps:
-                self._warmed_up()
+                self._end_warmup()
             elif not warm and steps == job.timing.window:  # a short tail window would skew the median
                 row = {"window": len(self.window_rows), "epoch": epoch, "first_step": self.step, "steps": steps,
                        "seconds": seconds, "step_ms": 1000 * seconds / steps, **shares}
@@ -277,17 +276,16 @@ class Trainer:
             self.channel.send("progress", step=self.step)
             self.channel.hand_on_turn()  # outside the timed window: other workers run meanwhile
 
-    def _warmed_up(self) -> None:
+    def _end_warmup(self) -> None:
         """The warm-up is over (its last step synchronised): compiles from here are recompiles, and
         the device peak starts afresh, without what compiling and autotuning allocated."""
         self.compiles_after_warmup = self.adapter.compile_count()
         self.adapter.reset_peak_device_memory()
-        self.warm = True
 
     def record_device_peak(self) -> None:
         """Fold the adapter's device peak since its last reset into `device_peak`, once the warm-up
         is over (before, it still holds what compiling allocated)."""
-        peak = self.adapter.peak_device_memory() if self.warm else None
+        peak = self.adapter.peak_device_memory() if self.warmed_up else None
         if peak is not None:
             self.device_peak = max(self.device_peak or 0, peak)
 
@@ -298,8 +296,12 @@ class Trainer:
         starts afresh after it."""
         self.record_device_peak()
         yield
-        if self.warm:
+        if self.warmed_up:
             self.adapter.reset_peak_device_memory()
+
+    @property
+    def warmed_up(self) -> bool:
+        return self.compiles_after_warmup is not None
 
     def count_busy(self, seconds: float, shares: dict) -> float:
         """Count `seconds` as busy when other processes took more than BUSY_THRESHOLD of the
