@@ -81,17 +81,18 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"machine check: other processes took {check['others_cpu']:.1%} of the cores")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for model, (framework, variant), path in itertools.product(selection.models, selection.pairs, args.input):
+        for model, (framework, variant), profile, path in itertools.product(selection.models, selection.pairs,
+                                                                           selection.profiles, args.input):
             size = sizes[model]
-            job = Job(kind="overhead", what=Workload(framework, variant, model, size.batch_size),
+            job = Job(kind="overhead", what=Workload(framework, variant, model, size.batch_size, profile),
                       training=TrainConfig(precision=selection.precision),
                       timing=Timing(warmup_steps=5, window=size.window, pairs=size.pairs), data=Data(input=path),
                       placement=Placement(device=selection.device, threads=selection.threads))
-            with console.status(f"measuring {model} {framework}:{variant}, {path} input"):
+            with console.status(f"measuring {model} {framework}:{variant} {profile}, {path} input"):
                 result = run_worker(job, Path(folder) / f"{job.job_id}.log", selection.job_timeout,
                                     lambda message: None)
-            rows.append({"model": model, "variant": f"{framework}:{variant}", "batch_size": size.batch_size,
-                         "input": path, **result})
+            rows.append({"model": model, "variant": f"{framework}:{variant}", "tuning": profile,
+                         "batch_size": size.batch_size, "input": path, **result})
     table = pd.DataFrame(rows)
     ok = table["status"].eq("ok")
     console.print(cli.dataframe_to_text(table.drop(columns=["status"] if ok.all() else [])), markup=False)
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"written: {run_dir}", markup=False)
     over = table[ok & (table.get("ratio", pd.Series(dtype=float)) > BOUND)]
     for row in over.itertuples():
-        console.print(f"over the bound: {row.model} {row.variant}, {row.input} input: the runner's step is "
+        console.print(f"over the bound: {row.model} {row.variant} {row.tuning}, {row.input} input: the runner's step is "
                       f"{row.ratio:.3f}x the bare loop's (at most {BOUND})", markup=False)
     return 0 if ok.all() and over.empty else 1
 

@@ -141,7 +141,7 @@ def hot_path(run_dir: Path) -> str:
 def overhead(run_dir: Path) -> str:
     """`python -m benchmarks.overhead --out`'s table: each runner window against a bare loop of the
     same steps, per model, variant and input path, and the machine it was measured on."""
-    return _side_run(run_dir, "overhead.csv", ("framework_version", "pairs"))
+    return _side_run(run_dir, "overhead.csv", ("framework_version", "pairs", "tuning"))
 
 
 def copy_times(run_dir: Path) -> str:
@@ -151,7 +151,8 @@ def copy_times(run_dir: Path) -> str:
     table = table[table["status"].eq("ok")]
     table = table.assign(framework=table["variant"].str.split(":").str[0],
                          batch=table["model"] + ", batch " + table["batch_size"].astype(str))
-    copy = table.pivot_table(index="framework", columns="batch", values="copy_ms", aggfunc="median", sort=False)
+    index = ["framework", "tuning"] if "tuning" in table and table["tuning"].nunique() > 1 else ["framework"]
+    copy = table.pivot_table(index=index, columns="batch", values="copy_ms", aggfunc="median", sort=False)
     return markdown(copy.rename_axis(columns=None).reset_index())
 
 
