@@ -64,6 +64,14 @@ EPOCHS_COLUMNS = IDENTITY + ["epoch", "step", "train_loss", "test_loss", "test_a
 # threads that ran it), its share of all the ops' self time, and its category (benchmarks.harness.profiling).
 PROFILE_COLUMNS = IDENTITY + ["op", "category", "calls", "self_ms", "share", "detail"]
 
+# A job's identity: every column that makes two rows different jobs. Every grouping of jobs, in report/ and
+# benchmarks/, uses it: never a hand-written subset, so two jobs that differ in one of these are never pooled.
+# input: the input path (jobs.INPUTS); nodes: machines of a multi-node run. The steps, epochs and profile tables
+# carry the columns of IDENTITY only and reach the rest through job_id and attempt.
+JOB = ["framework", "variant", "model", "device", "devices", "nodes", "precision", "tuning", "batch_size", "input"]
+# The setting within which variants are compared (a ranking, a finding): the identity less what is compared.
+SETTING = [column for column in JOB if column not in ("framework", "variant")]
+
 TABLES = {"summary": SUMMARY_COLUMNS, "steps": STEPS_COLUMNS, "epochs": EPOCHS_COLUMNS, "profile": PROFILE_COLUMNS}
 
 
