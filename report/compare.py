@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.harness.results import measured, read_table
+from benchmarks.harness.results import measured
 from report.findings import accuracy_bound, evaluated_images
-from report.source import SchemaError, final_summary, read_env
+from report.source import SchemaError, final_summary, read_env, read_table
 
 KEYS = ["framework", "variant", "model", "device", "precision", "batch_size"]
 MEMORY_FLOOR = 0.05  # relative change of peak memory below which a single-process job is not flagged
@@ -92,7 +92,8 @@ def only_in(old: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], list[str]]
 
 
 def comparison_markdown(old_dir: Path, new_dir: Path) -> str:
-    """Raises `report.source.SchemaError` when either run was written under another schema."""
+    """Either run may be of an earlier schema (read through its migrations); raises
+    `report.source.SchemaError` when either was written under a later one."""
     read_env(old_dir), read_env(new_dir)
     old, new = final_summary(old_dir), final_summary(new_dir)
     images = {evaluated_images(pd.concat([read_table(run_dir, "epochs")["test_accuracy"], summary["test_accuracy"]]))

@@ -20,6 +20,7 @@ import pandas as pd
 
 from benchmarks.checks.verdicts import failures
 from benchmarks.harness.results import measured
+from report.migrate import PARITY, migrated_table, parity_file
 from report.tables import number, target_busy
 
 RESAMPLES = 2000
@@ -65,15 +66,14 @@ def window_times(jobs: pd.DataFrame, steps: pd.DataFrame) -> dict[tuple, list[np
 
 # Where a run keeps its parity table: as the runner writes it, or xz-compressed (a committed run whose
 # table runs to tens of MB, e.g. every variant under both profiles compared pairwise).
-PARITY_FILES = ("parity.csv", "parity.csv.xz")
-
-
 def read_parity(run_dir: Path) -> pd.DataFrame | None:
-    """parity.csv as the report's Parity section reads it; None when the run did not check parity."""
-    path = next((run_dir / name for name in PARITY_FILES if (run_dir / name).exists()), None)
+    """parity.csv as the report's Parity section reads it, at the current schema (`report.migrate`); None when
+    the run did not check parity."""
+    path = parity_file(run_dir)
     if path is None:
         return None
     table = pd.read_csv(path, keep_default_na=False, na_values={"step": [""], "error": [""], "devices": [""]})
+    table = migrated_table(run_dir, PARITY, table)
     devices = table["devices"].fillna(1) if "devices" in table else 1  # named by the data-parallel check only
     return table.assign(devices=devices).astype({"step": "Int64", "devices": int})
 

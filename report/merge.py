@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.harness.results import SCHEMA, TABLES, read_table
-from report.findings import PARITY_FILES
-from report.source import read_env
+from benchmarks.harness.results import SCHEMA, TABLES
+from report.migrate import PARITY_FILES
+from report.source import read_env, read_table
 
 KEPT = ("env.json", *PARITY_FILES)  # per run, in OUT/<run id>/
 
@@ -29,8 +29,8 @@ def run_id(run_dir: Path) -> str:
 
 def merge_runs(run_dirs: list[Path], out: Path) -> list[str]:
     """Write the merged tables into `out`; the run ids, in order. Refuses runs that share a run id
-    or a device: their jobs could not be told apart (report.compare compares such runs). Raises
-    `report.source.SchemaError` for a run of another schema."""
+    or a device: their jobs could not be told apart (report.compare compares such runs). A run of an
+    earlier schema is merged at the current one; raises `report.source.SchemaError` for one of a later schema."""
     for run_dir in run_dirs:
         read_env(run_dir)
     ids = [run_id(run_dir) for run_dir in run_dirs]

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.harness.results import latest_attempts, read_table
-from report.source import SchemaError, latest, read_env
+from benchmarks.harness.results import latest_attempts
+from report.source import SchemaError, latest, read_env, read_table
 
 STOLEN = 0.005  # share of the cores' time above which a window counts as stolen from
 SHUFFLES = 2000

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.harness.results import read_table
-from report.findings import (PARITY_FILES, best_per_framework, comparisons, findings as findings_sentences,
+from report.findings import (best_per_framework, comparisons, findings as findings_sentences,
                              read_parity, tuning_gains)
+from report.migrate import PARITY_FILES
 from report.noise import noise_markdown
 from report.sections import answer_section
-from report.source import final_summary, latest, read_env
+from report.source import final_summary, latest, read_env, read_table
 from report.tables import curves_table, input_table, markdown, ranking_table, throughput_markdown, throughput_table
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.harness.results import read_table
 from report.findings import best_per_framework, comparisons, findings_section, read_parity, tuning_gains
 from report.sections import (answer_section, compile_section, epochs_section, gains_section, input_section,
                              machine_section, method_section, parity_section, problems_section, profile_section,
                              scaling_section, settings_section, speed_section, sweep_section,
                              time_to_accuracy_section)
-from report.source import final_summary, latest, read_env
+from report.source import final_summary, latest, read_env, read_table
 from report.tables import ranking_table
 
 
@@ -28,7 +27,8 @@ def write_report(run_dir: Path) -> Path:
     """report.md of a run folder, or of runs merged into one (their env.json names them, and each
     keeps its env.json and parity.csv in a folder named after it). Beside it, the CSV file of every
     table it shows that no run table holds (`frameworks.csv`, `ranking.csv`, ...), and parity.md.
-    Raises `report.source.SchemaError` for a folder written under another schema."""
+    A folder of an earlier schema is read through its migrations; raises `report.source.SchemaError` for
+    one of a later schema."""
     env = read_env(run_dir)
     for name in RENDERED:  # what an earlier rendering wrote, so none outlives the tables it came from
         (run_dir / name).unlink(missing_ok=True)

@@ -15,11 +15,10 @@ from benchmarks.checks.verdicts import (CALIBRATION_TITLE, REFERENCE, calibratio
                                        parity_summary)
 from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE
 from benchmarks.harness.profiling import CATEGORIES, STEPS as PROFILED_STEPS
-from benchmarks.harness.results import read_table
 from report.charts import (MIN_EPOCHS, accuracy_time_chart, compile_chart, curves_chart, memory_chart, speed_chart,
                            throughput_chart)
 from report.findings import GROUP, evaluated_images, group_name, process_note, profiles, read_parity
-from report.source import latest
+from report.source import latest, read_table
 from report.tables import (busy_sum, curves_table, input_table, label, markdown, number, published, scaling_table,
                            target_busy)
 
@@ -142,8 +141,17 @@ def machine_section(env: dict, summary: pd.DataFrame) -> str:
         *([f"- Machine check before the run: {check_text(env['machine_check'])}"] if env.get("machine_check") else []),
         f"- Python {env.get('python', '?')} on {env.get('platform', '?')}; git commit `{env.get('git_commit')}`",
         f"- Packages: {packages}",
+        *([migrated_line(env["migrated"])] if env.get("migrated") else []),
     ]
     return "\n".join(lines)
+
+
+def migrated_line(migrated: dict) -> str:
+    """How a run of an earlier results schema is read (env.json's `migrated`, report.migrate): today's columns
+    it did not record are empty, not made up."""
+    empty = ", ".join(f"`{column}`" for column in migrated["empty"]) or "none"
+    return (f"- Written under results schema {migrated['from']}, read through its migrations (report/migrate.py); "
+            f"not recorded under that schema, so empty here: {empty}")
 
 
 PROFILE_TEXT = {"stock": "each framework as `pip install` gives it",
@@ -249,8 +257,8 @@ def _parity_tables(model: str, precision: str, pairs: pd.DataFrame, devices: int
     (and, for the data-parallel check, `devices` devices: variants named "xN" there)."""
     tolerances = ", ".join(f"{check} {value:g}" for check, value in
                            pairs.groupby("check", sort=False)["tolerance"].first().items())
-    steps = int(pairs.loc[pairs["check"] == "per-step", "step"].max()) + 1
-    settings = pairs.loc[pairs["check"] == "per-step", "setting"].nunique()
+    per_step = pairs[pairs["check"] == "per-step"]  # none in the first parity checks' parity.csv (schema 1)
+    steps = int(per_step["step"].max()) + 1 if len(per_step) else 0
     unasserted = sorted(set(pairs.loc[~pairs["asserted"] & (pairs["check"] != "free-running"), "check"]))
     worst = parity_summary(pairs)
     between = worst[~worst.index.str.endswith(f" vs {REFERENCE}")]
@@ -262,10 +270,11 @@ def _parity_tables(model: str, precision: str, pairs: pd.DataFrame, devices: int
         heading = (f"{model}, data-parallel training on {devices} devices (`xN`) against one device on the global "
                    f"batch, in float32")
     return [
-        f"**{heading}.** Largest relative error per pair and check (tolerances: {tolerances}). *Per-step*: one "
-        f"step from the common state, worst over {settings} optimizer setting(s) and {steps} steps, with the step, "
-        f"and the one-step outlier tolerated per pair and setting, if any; *free-running*: {steps} steps without "
-        f"resets, reported, not asserted, with the first step at which the losses part (docs/parity.md)."
+        f"**{heading}.** Largest relative error per pair and check (tolerances: {tolerances})."
+        + (f" *Per-step*: one step from the common state, worst over {per_step['setting'].nunique()} optimizer "
+           f"setting(s) and {steps} steps, with the step, and the one-step outlier tolerated per pair and setting, "
+           f"if any; *free-running*: {steps} steps without resets, reported, not asserted, with the first step at "
+           f"which the losses part (docs/parity.md)." if steps else "")
         + (f" Reported, not asserted here: the gradient-derived parts of {', '.join(unasserted)} (docs/parity.md)."
            if unasserted else ""),
         between.reset_index().to_markdown(index=False, disable_numparse=True),

@@ -1,32 +1,29 @@
-"""A run folder as the report reads it: its env.json, refused when the folder was written under
-another schema than the one this report reads (`benchmarks.harness.results.SCHEMA`), and the rows
-of each job's final attempt."""
+"""A run folder as the report reads it: its env.json and tables at the current results schema
+(`benchmarks.harness.results.SCHEMA`), a folder of an earlier schema migrated as it is read
+(`report.migrate`, nothing written), and the rows of each job's final attempt."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.harness.results import SCHEMA, latest_attempts, read_table
+from benchmarks.harness.results import fill, latest_attempts, read_written
+from report.migrate import SchemaError, migrated_env, migrated_table
 
-
-class SchemaError(ValueError):
-    """A run folder written under another schema: one line that says which, and what to do."""
+__all__ = ["SchemaError", "final_summary", "latest", "read_env", "read_table"]
 
 
 def read_env(run_dir: Path) -> dict:
-    """env.json of a run folder of the current schema (a merged folder's, or one run's in it)."""
-    path = run_dir / "env.json"
-    if not path.is_file():
-        raise SchemaError(f"{run_dir} holds no env.json: not a run folder this report can read")
-    env = json.loads(path.read_text())
-    schema = env.get("schema", 1)  # folders written before the schema was recorded are version 1
-    if schema != SCHEMA:
-        raise SchemaError(f"{run_dir} was written under results schema {schema}; this report reads schema "
-                          f"{SCHEMA} only (render it with the version of the project that wrote it)")
-    return env
+    """env.json of a run folder (a merged folder's, or one run's in it) at the current schema. Raises
+    SchemaError for a folder without one, or one written under a later schema than this report's."""
+    return migrated_env(run_dir)
+
+
+def read_table(run_dir: Path, table: str) -> pd.DataFrame:
+    """One of the run's tables (`benchmarks.harness.results.TABLES`) with today's columns and meanings: migrated
+    from the schema it was written under, then every column it lacks filled (`results.fill`)."""
+    return fill(migrated_table(run_dir, table, read_written(run_dir, table)), table)
 
 
 def final_summary(run_dir: Path) -> pd.DataFrame:

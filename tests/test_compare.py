@@ -83,14 +83,14 @@ def test_a_folder_that_is_not_a_run_is_refused_with_one_message(tmp_path, missin
     assert completed.stderr.strip().splitlines()[-1].endswith(f"{bad} holds no summary.csv: not a run folder")
 
 
-def test_a_run_of_another_schema_is_refused_with_one_message(tmp_path):
-    good, old = write_run(tmp_path / "good", {}), write_run(tmp_path / "old", {}, schema=SCHEMA - 1)
-    completed = subprocess.run([sys.executable, "-m", "report.compare", str(old), str(good)], cwd=ROOT,
+def test_a_run_of_a_later_schema_is_refused_with_one_message(tmp_path):
+    good, new = write_run(tmp_path / "good", {}), write_run(tmp_path / "new", {}, schema=SCHEMA + 1)
+    completed = subprocess.run([sys.executable, "-m", "report.compare", str(good), str(new)], cwd=ROOT,
                                capture_output=True, text=True)
     assert completed.returncode == 2 and "Traceback" not in completed.stderr
     assert completed.stderr.strip().splitlines()[-1].endswith(
-        f"{old} was written under results schema {SCHEMA - 1}; this report reads schema {SCHEMA} only (render it "
-        f"with the version of the project that wrote it)")
+        f"{new} was written under results schema {SCHEMA + 1}; this report reads schemas 1 to {SCHEMA} (render it "
+        f"with the version of the project that wrote it, or a later one)")
 
 
 # --- Merging runs from different devices ---------------------------------------------------------

@@ -12,9 +12,12 @@ from pathlib import Path
 import pandas as pd
 
 # The version of what a run folder holds (these tables' columns, env.json's keys), written into
-# env.json as "schema": the report reads exactly this version. Raise it with any change a reader of
-# an earlier folder would get wrong. Folders written before it was recorded are version 1.
-SCHEMA = 6  # 3: busy shares of sums; 4: the tuning profile in every table's identity, the settings a worker saw;
+# env.json as "schema". Folders written before it was recorded are version 1. An added column needs no
+# new version: reading fills it (IMPLIED, else empty) in folders written before it. Raise it with any
+# change of meaning a reader of an earlier folder would get wrong, and add that step's migration to
+# report/migrate.py, which the report applies as it reads an older folder.
+SCHEMA = 6  # 2: summary rows store gflop_per_step, gflops and of_peak (the report computed them before);
+# 3: busy shares of sums; 4: the tuning profile in every table's identity, the settings a worker saw;
 # 5: native input pipelines (input_workers, epoch_images_per_s, input_stall_s, input_stall_share, input_cpu_s,
 # input_cpu_how); 6: epochs.csv's training time since the previous evaluation is `train_s` (was `epoch_s`, which
 # summary.csv uses for the median whole epoch), its busy share `train_busy_share`
@@ -74,6 +77,14 @@ SETTING = [column for column in JOB if column not in ("framework", "variant")]
 
 TABLES = {"summary": SUMMARY_COLUMNS, "steps": STEPS_COLUMNS, "epochs": EPOCHS_COLUMNS, "profile": PROFILE_COLUMNS}
 
+# The value a column held, without a word, in folders written before it existed: one device on one node, the
+# prefetching input path and no augmentation (their defaults when they were added), and `custom` tuning (runs
+# before the profiles had the settings their env.json's `flags` record). Every other column added since is empty
+# in such a folder: it was not measured.
+IMPLIED = {"devices": lambda table: 1, "nodes": lambda table: 1,
+           "global_batch": lambda table: table["batch_size"] * table["devices"],
+           "input": lambda table: "prefetch", "augment": lambda table: "none", "tuning": lambda table: "custom"}
+
 
 def new_run_dir(out: Path) -> Path:
     """`out/<UTC timestamp>`, with a numeric suffix if that folder already exists."""
@@ -114,13 +125,29 @@ def append_rows(run_dir: Path, table: str, rows: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def read_table(run_dir: Path, table: str) -> pd.DataFrame:
-    """The table as written: only an empty field is missing, so a variant or error text such as
-    "nan", "None" or "NA" stays a string (pandas' default would turn it into NaN)."""
+def read_written(run_dir: Path, table: str) -> pd.DataFrame:
+    """The table's file as written, with the columns it has: only an empty field is missing, so a variant or
+    error text such as "nan", "None" or "NA" stays a string (pandas' default would turn it into NaN)."""
     path = run_dir / f"{table}.csv"
     if not path.exists():
         return pd.DataFrame(columns=TABLES[table])
     return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def fill(frame: pd.DataFrame, table: str) -> pd.DataFrame:
+    """`frame` with every column of the table, in its order: one the frame lacks holds its IMPLIED value, else
+    is empty. A column the table does not know is kept, after them, so reading never drops what was written."""
+    frame = frame.copy()
+    for column in TABLES[table]:
+        if column not in frame and column in IMPLIED:
+            frame[column] = IMPLIED[column](frame) if len(frame) else pd.Series(dtype=object)
+    return frame.reindex(columns=[*TABLES[table], *(column for column in frame if column not in TABLES[table])])
+
+
+def read_table(run_dir: Path, table: str) -> pd.DataFrame:
+    """The table with every column it has today (`fill`). A folder of an earlier schema is read through its
+    migrations by `report.source.read_table`."""
+    return fill(read_written(run_dir, table), table)
 
 
 def measured(summary: pd.DataFrame) -> pd.DataFrame:
