@@ -134,7 +134,8 @@ def test_migrate_rewrites_a_folder_the_report_reads_as_current_and_renders_the_s
                                capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
     backup = rewritten / f"schema-{schema}"
-    assert completed.stdout == f"{rewritten}: results schema {schema} -> {SCHEMA}; the files as written are in {backup}\n"
+    assert completed.stdout == (f"{rewritten}: results schema {schema} -> {SCHEMA}; the files as written are in "
+                                f"{backup}\n")
     for path in (FIXTURES / str(schema)).iterdir():  # the files as written, kept
         assert (backup / path.name).read_bytes() == path.read_bytes(), path.name
     env = json.loads((rewritten / "env.json").read_text())
