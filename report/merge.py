@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.harness.results import SCHEMA, TABLES
-from report.migrate import PARITY_FILES
+from report.migrate import PARITY_FILES, migrated_parity, parity_file
 from report.source import read_env, read_table
 
 KEPT = ("env.json", *PARITY_FILES)  # per run, in OUT/<run id>/
@@ -50,6 +50,13 @@ def merge_runs(run_dirs: list[Path], out: Path) -> list[str]:
         merged.to_csv(out / f"{table}.csv", index=False)
     for run, run_dir in zip(ids, run_dirs):
         (out / run).mkdir(exist_ok=True)
+        env = read_env(run_dir)
+        if "migrated" in env:  # a run of an earlier schema: its env.json and parity.csv at today's, as its tables
+            (out / run / "env.json").write_text(json.dumps(env, indent=2) + "\n")
+            parity = migrated_parity(run_dir)
+            if parity is not None:
+                parity.to_csv(out / run / parity_file(run_dir).name, index=False)
+            continue
         for name in KEPT:
             if (run_dir / name).exists():
                 shutil.copy(run_dir / name, out / run / name)

@@ -140,6 +140,14 @@ def parity_file(run_dir: Path) -> Path | None:
     return next((run_dir / name for name in PARITY_FILES if (run_dir / name).exists()), None)
 
 
+def migrated_parity(run_dir: Path) -> pd.DataFrame | None:
+    """parity.csv at the current schema, as a migrated folder writes it; None where the run did not check parity."""
+    path = parity_file(run_dir)
+    if path is None:
+        return None
+    return migrated_table(run_dir, PARITY, pd.read_csv(path, keep_default_na=False, na_values=[""]))
+
+
 def rewrite(run_dir: Path) -> str:
     """Rewrite `run_dir` at the current schema, its files as written moved into run_dir/schema-<N>/ first; what
     was done, in one line. Refuses (SchemaError) a folder that is not a run, or whose backup folder exists."""
@@ -155,17 +163,16 @@ def rewrite(run_dir: Path) -> str:
     if backup.exists():
         raise SchemaError(f"{backup} already exists: move it away to migrate {run_dir} again")
     written = {table: read_written(run_dir, table) for table in TABLES if (run_dir / f"{table}.csv").exists()}
-    parity = parity_file(run_dir)
-    if parity is not None:
-        written[PARITY] = pd.read_csv(parity, keep_default_na=False, na_values=[""])
     tables, migrated = migrate(env, written)[1], migrated_env(run_dir)
+    parity, parity_path = migrated_parity(run_dir), parity_file(run_dir)
     backup.mkdir()
     for name in REWRITTEN:
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, backup / name)
     for name, frame in tables.items():
-        frame = frame if name == PARITY else fill(frame, name)
-        frame.to_csv(parity if name == PARITY else run_dir / f"{name}.csv", index=False)
+        fill(frame, name).to_csv(run_dir / f"{name}.csv", index=False)
+    if parity is not None:
+        parity.to_csv(parity_path, index=False)
     (run_dir / "env.json").write_text(json.dumps(migrated, indent=2) + "\n")
     return f"{run_dir}: results schema {schema} -> {SCHEMA}; the files as written are in {backup}"
 

@@ -329,7 +329,8 @@ def efficiency_note(ranking: pd.DataFrame, env: dict) -> str:
     if "of_peak" not in ranking or ranking["of_peak"].isna().all():  # no peak measured on this machine
         return text
     text += (f" The machine's measured peak is {env['peak_gflops']:,.0f} GFLOP/s ({env['peak_how']}); `of_peak` is "
-             f"the share of it.")
+             f"the share of it." if "peak_gflops" in env else  # merged runs: each run's env.json has its own
+             " `of_peak`: the share of the measured peak of the machine that ran it (its run's env.json).")
     if env.get("peak_busy"):
         text += (f" **The peak was measured on a busy machine** (other processes took {env['peak_others_cpu']:.0%} of "
                  f"the cores, measured twice): it is too low, so every `of_peak` below is too high.")

@@ -170,3 +170,22 @@ def test_a_column_added_after_a_folder_was_written_reads_empty_or_as_it_was_impl
     read = read_table(folder, "summary")
     assert list(read.columns) == TABLES["summary"]
     assert (read["nodes"] == 1).all() and read["input_cpu_how"].isna().all()
+
+
+def test_a_run_of_an_earlier_schema_merges_with_a_current_one(tmp_path):
+    """The current run relabelled as a GPU run, so the two may merge: the merged folder is of the current schema
+    throughout, and the old run's section still says what it did not record."""
+    old, current = copy_of(1, tmp_path), copy_of(SCHEMA, tmp_path)
+    for table in ("summary", "steps", "epochs"):
+        read_written(current, table).assign(device="cuda").to_csv(current / f"{table}.csv", index=False)
+    completed = subprocess.run([sys.executable, "-m", "report", str(old), str(current), "--out",
+                                str(tmp_path / "merged")], cwd=ROOT, capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    merged = tmp_path / "merged"
+    old_id = read_written(old, "summary")["run_id"].iloc[0]
+    assert json.loads((merged / old_id / "env.json").read_text())["migrated"]["from"] == 1
+    for table, columns in TABLES.items():
+        assert list(read_written(merged, table).columns) == columns, table
+    report = (merged / "report.md").read_text()
+    assert report.count("- Written under results schema") == 1
+    assert f"### Run {old_id}\n\n" in report and (merged / old_id / "parity.md").exists()
