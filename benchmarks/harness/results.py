@@ -77,7 +77,7 @@ SETTING = [column for column in JOB if column not in ("framework", "variant")]
 
 TABLES = {"summary": SUMMARY_COLUMNS, "steps": STEPS_COLUMNS, "epochs": EPOCHS_COLUMNS, "profile": PROFILE_COLUMNS}
 
-# The value a column held, without a word, in folders written before it existed: one device on one node, the
+# The value a column implicitly had in folders written before it existed: one device on one node, the
 # prefetching input path and no augmentation (their defaults when they were added), and `custom` tuning (runs
 # before the profiles had the settings their env.json's `flags` record). Every other column added since is empty
 # in such a folder: it was not measured.
