@@ -137,11 +137,11 @@ def read_written(run_dir: Path, table: str) -> pd.DataFrame:
 def fill(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     """`frame` with every column of the table, in its order: one the frame lacks holds its IMPLIED value, else
     is empty. A column the table does not know is kept, after them, so reading never drops what was written."""
-    frame = frame.copy()
-    for column in TABLES[table]:
-        if column not in frame and column in IMPLIED:
-            frame[column] = IMPLIED[column](frame) if len(frame) else pd.Series(dtype=object)
-    return frame.reindex(columns=[*TABLES[table], *(column for column in frame if column not in TABLES[table])])
+    implied = [column for column in TABLES[table] if column not in frame and column in IMPLIED]
+    frame = frame.reindex(columns=[*TABLES[table], *(column for column in frame if column not in TABLES[table])])
+    for column in implied:  # in the table's order: devices before global_batch, which it implies
+        frame[column] = IMPLIED[column](frame) if len(frame) else frame[column]
+    return frame
 
 
 def read_table(run_dir: Path, table: str) -> pd.DataFrame:
