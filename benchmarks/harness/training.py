@@ -16,20 +16,17 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import psutil
 
 from benchmarks.harness import data as datasets
+from benchmarks.harness.channel import Channel
 from benchmarks.harness.contention import BUSY_SHARE, BUSY_THRESHOLD, CoreMonitor, children_cpu_s
 from benchmarks.harness.jobs import Job
 from benchmarks.harness.stats import step_time_summary
 from frameworks import load_adapter, profiled, tuning
 from frameworks.base import Adapter, NativeInput, PipelineUnavailable, init_params
-
-if TYPE_CHECKING:
-    from benchmarks.harness.worker import Channel
 
 
 class Diverged(RuntimeError):
