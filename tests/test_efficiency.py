@@ -9,8 +9,8 @@ import pytest
 
 from benchmarks.harness.efficiency import ROUNDS, best_rate, efficiency, matmul_peak, multiply_adds, step_flops
 from benchmarks.harness.jobs import Placement
+from benchmarks.harness.recording import JobRecorder
 from benchmarks.harness.results import SUMMARY_COLUMNS, read_table
-from benchmarks.run import JobRecorder
 from report.sections import efficiency_note
 from report.tables import ranking_table
 from tests.conftest import make_job
