@@ -30,6 +30,7 @@ from benchmarks.harness.jobs import INPUTS, Data, Job, Placement, Timing, Worklo
 from benchmarks.checks.runner import ParityOutcome, run_data_parallel_parity, run_parity_jobs
 from benchmarks.harness.recording import JobRecorder, close_killed_attempts, load_plan, resume_note
 from benchmarks.harness.results import SCHEMA, latest_attempts, new_run_dir, read_table
+from benchmarks.harness.rows import SummaryRow
 from benchmarks.harness.spawn import PROJECT_ROOT, run_worker, run_workers
 from frameworks import profiled, tuning
 from frameworks.base import LR_SCHEDULES, TrainConfig
@@ -271,26 +272,26 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
 # --- Running ------------------------------------------------------------------------------------
 
 
-def describe(row: dict) -> str:
-    if row["status"] != "ok":
-        return f"[bold red]{row['status']}[/]: {escape(str(row.get('error')))}"  # worker text, not markup
+def describe(row: SummaryRow) -> str:
+    if row.status != "ok":
+        return f"[bold red]{row.status}[/]: {escape(str(row.error))}"  # worker text, not markup
     parts = []
-    if row.get("windows"):
-        parts.append(f"{row['step_ms_median']:.2f} ms/step, {row['images_per_s']:,.0f} images/s")
-        if row.get("busy"):
-            parts.append(f"[bold yellow]measured on a busy machine (other processes took {row['contention']:.0%} "
+    if row.windows:
+        parts.append(f"{row.step_ms_median:.2f} ms/step, {row.images_per_s:,.0f} images/s")
+        if row.busy:
+            parts.append(f"[bold yellow]measured on a busy machine (other processes took {row.contention:.0%} "
                          f"of its cores)[/]")
     else:
         parts.append("[yellow]no complete timed window (give more steps or a smaller --window)[/]")
-    if row.get("test_accuracy") is not None:
-        parts.append(f"test accuracy {row['test_accuracy']:.1%}")
-    if row.get("profile_error"):
-        parts.append(f"[yellow]not profiled: {escape(row['profile_error'])}[/]")
-    if row.get("target_reached"):
-        parts.append(f"reached {row['target_accuracy']:.1%} in epoch {row['epochs_to_target']}, "
-                     f"{row['train_s_to_target']:.1f} s of training ({row['wall_s_to_target']:.1f} s with evaluation)")
-    elif row.get("target_reached") is False:
-        parts.append(f"[yellow]did not reach {row['target_accuracy']:.1%} (best {row['best_accuracy']:.1%})[/]")
+    if row.test_accuracy is not None:
+        parts.append(f"test accuracy {row.test_accuracy:.1%}")
+    if row.profile_error:
+        parts.append(f"[yellow]not profiled: {escape(row.profile_error)}[/]")
+    if row.target_reached:
+        parts.append(f"reached {row.target_accuracy:.1%} in epoch {row.epochs_to_target}, "
+                     f"{row.train_s_to_target:.1f} s of training ({row.wall_s_to_target:.1f} s with evaluation)")
+    elif row.target_reached is False:
+        parts.append(f"[yellow]did not reach {row.target_accuracy:.1%} (best {row.best_accuracy:.1%})[/]")
     return ", ".join(parts)
 
 
@@ -337,7 +338,7 @@ def turn_groups(jobs: list[Job], interleave: str, most: int | None = None) -> li
 
 
 def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, timeout: float,
-             console, interleave: str) -> list[dict]:
+             console, interleave: str) -> list[SummaryRow]:
     run_id = run_dir.name
     peak = json.loads((run_dir / "env.json").read_text()).get("peak_gflops")  # measure_peak's, or none
     rows = []
@@ -414,26 +415,26 @@ SUMS = {"epoch time": "epoch_busy_share", "time to target": "train_busy_share_to
         "wall time to target": "wall_busy_share_to_target"}
 
 
-def warn_if_busy(rows: list[dict], console) -> None:
-    busy = [row for row in rows if row.get("busy")]
+def warn_if_busy(rows: list[SummaryRow], console) -> None:
+    busy = [row for row in rows if row.busy]
     if busy:
-        names = ", ".join(f"{row['model']} {row['framework']}:{row['variant']} {row['tuning']} bs{row['batch_size']}"
-                          + (f" x{row['devices']}" if row["devices"] > 1 else "") for row in busy)
+        names = ", ".join(f"{row.model} {row.framework}:{row.variant} {row.tuning} bs{row.batch_size}"
+                          + (f" x{row.devices}" if row.devices > 1 else "") for row in busy)
         console.print(f"[bold yellow]WARNING: {len(busy)} job(s) measured on a busy machine, where other processes "
                       f"took more than {BUSY_THRESHOLD:.0%} of the worker's cores in at least half of the timed "
                       f"windows: {escape(names)}. The report marks them and does not rank them.[/]")
 
 
-def warn_if_busy_sums(rows: list[dict], console) -> None:
+def warn_if_busy_sums(rows: list[SummaryRow], console) -> None:
     """Like warn_if_busy, for sums of times (an epoch time, a time to accuracy), which a median
     does not shield: flagged when more than SUM_BUSY_SHARE of the sum fell in busy windows."""
     flagged = []
     for row in rows:
-        shares = {name: row.get(column) for name, column in SUMS.items()}
+        shares = {name: getattr(row, column) for name, column in SUMS.items()}
         busy = [f"{name} {share:.0%}" for name, share in shares.items() if share is not None and share > SUM_BUSY_SHARE]
         if busy:
-            flagged.append(f"{row['model']} {row['framework']}:{row['variant']} bs{row['batch_size']} "
-                           f"r{row['repeat']} ({', '.join(busy)})")
+            flagged.append(f"{row.model} {row.framework}:{row.variant} bs{row.batch_size} r{row.repeat} "
+                           f"({', '.join(busy)})")
     if flagged:
         console.print(f"[bold yellow]WARNING: {len(flagged)} job(s) have a time (an epoch, or to the target) of which "
                       f"more than {SUM_BUSY_SHARE:.0%} fell in windows where other processes took more than "
@@ -529,7 +530,7 @@ def execute(run_dir: Path, console) -> int:
         warn_if_busy_sums(rows, console)
         if nothing_runs:
             status = 3
-        elif any(row["status"] in FAILED for row in rows):
+        elif any(row.status in FAILED for row in rows):
             status = 1
     except KeyboardInterrupt:
         # soft_wrap: the command must stay one line to copy, even when the output is a file or pipe

@@ -13,44 +13,48 @@ import pandas as pd
 from benchmarks.harness.efficiency import efficiency
 from benchmarks.harness.jobs import Job
 from benchmarks.harness.results import append_rows, read_table
+from benchmarks.harness.rows import EvaluationRow, Identity, ProfileRow, SummaryRow, WindowRow, assemble
 
 
 class JobRecorder:
     """Appends one job's timed windows and evaluations to the tables as they arrive (an interrupted
-    job keeps what it measured) and its summary row when it ends."""
+    job keeps what it measured) and its summary row when it ends. Rows come from the worker as
+    dicts and become typed rows here: a field the table lacks is an error (rows.UnknownColumn)."""
 
     def __init__(self, run_dir: Path, run_id: str, job: Job, attempt: int, peak_gflops: float | None = None):
         self.run_dir, self.job, self.peak_gflops = run_dir, job, peak_gflops
         what = job.what
-        self.identity = {"run_id": run_id, "job_id": job.job_id, "framework": what.framework,
-                         "variant": what.variant, "tuning": what.tuning, "model": what.model,
-                         "device": job.placement.device,
-                         "precision": job.training.precision, "batch_size": what.batch_size, "devices": job.replicas,
-                         "repeat": job.repeat, "attempt": attempt}
+        self.identity = Identity(run_id=run_id, job_id=job.job_id, framework=what.framework, variant=what.variant,
+                                 tuning=what.tuning, model=what.model, device=job.placement.device,
+                                 precision=job.training.precision, batch_size=what.batch_size, devices=job.replicas,
+                                 repeat=job.repeat, attempt=attempt)
         self.profile: dict | None = None
 
     def on_message(self, message: dict) -> None:
         if message["type"] == "epoch":
-            append_rows(self.run_dir, "epochs", [{**self.identity, **message["row"]}])
+            append_rows(self.run_dir, "epochs", [assemble(EvaluationRow, self.identity, message["row"])])
         elif message["type"] == "window":
-            append_rows(self.run_dir, "steps", [{**self.identity, **message["row"]}])
+            append_rows(self.run_dir, "steps", [assemble(WindowRow, self.identity, message["row"])])
         elif message["type"] == "profile":
             self.profile = message
 
-    def interrupted(self, error: str) -> dict:
+    def interrupted(self, error: str) -> SummaryRow:
         """The summary row of a job stopped part-way, counting its windows in steps.csv. They are
         counted there, not as they arrive: Ctrl-C can land between a row's write and any count."""
         steps = read_table(self.run_dir, "steps")
-        windows = int((steps["job_id"].eq(self.job.job_id) & steps["attempt"].eq(self.identity["attempt"])).sum())
+        windows = int((steps["job_id"].eq(self.job.job_id) & steps["attempt"].eq(self.identity.attempt)).sum())
         return self.finish({"status": "interrupted", "error": error, "windows": windows})
 
-    def finish(self, result: dict) -> dict:
+    def finish(self, result: dict) -> SummaryRow:
+        """The job's summary row, appended: its identity and plan, then the worker's result (which
+        knows the threads it applied), the efficiency of its median step, and why a profile failed."""
         job = self.job
-        row = {**self.identity, "threads": job.placement.threads, "global_batch": job.global_batch,
-               "nodes": job.placement.nodes, "data": job.data.name, "augment": job.data.augment, **result,
-               **efficiency(job.what.model, job.global_batch, result.get("step_ms_median"), job.placement.device,
-                            job.replicas, self.peak_gflops),
-               **({"profile_error": self.profile.get("error")} if self.profile else {})}
+        planned = {"threads": job.placement.threads, "global_batch": job.global_batch, "nodes": job.placement.nodes,
+                   "data": job.data.name, "augment": job.data.augment}
+        row = assemble(SummaryRow, self.identity, planned, result,
+                       efficiency(job.what.model, job.global_batch, result.get("step_ms_median"), job.placement.device,
+                                  job.replicas, self.peak_gflops),
+                       {"profile_error": self.profile.get("error")} if self.profile else {})
         append_rows(self.run_dir, "summary", [row])
         if self.profile:
             self._keep_profile()
@@ -63,7 +67,7 @@ class JobRecorder:
         shutil.rmtree(target, ignore_errors=True)
         target.parent.mkdir(exist_ok=True)
         shutil.move(self.profile["folder"], target)
-        append_rows(self.run_dir, "profile", [{**self.identity, **op} for op in self.profile["rows"]])
+        append_rows(self.run_dir, "profile", [assemble(ProfileRow, self.identity, op) for op in self.profile["rows"]])
 
 
 # --- Resuming a run -------------------------------------------------------------------------------
