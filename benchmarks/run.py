@@ -11,7 +11,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,11 +25,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from benchmarks import cli
 from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE, machine_check
 from benchmarks.harness import data as datasets
-from benchmarks.harness.efficiency import efficiency
 from benchmarks.harness.environment import collect
 from benchmarks.harness.jobs import INPUTS, Data, Job, Placement, Timing, Workload
 from benchmarks.checks.runner import ParityOutcome, run_data_parallel_parity, run_parity_jobs
-from benchmarks.harness.results import SCHEMA, append_rows, latest_attempts, new_run_dir, read_table
+from benchmarks.harness.recording import JobRecorder, close_killed_attempts, load_plan, resume_note
+from benchmarks.harness.results import SCHEMA, latest_attempts, new_run_dir, read_table
+from benchmarks.harness.rows import SummaryRow
 from benchmarks.harness.spawn import PROJECT_ROOT, run_worker, run_workers
 from frameworks import profiled, tuning
 from frameworks.base import LR_SCHEDULES, TrainConfig
@@ -272,77 +272,26 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
 # --- Running ------------------------------------------------------------------------------------
 
 
-class JobRecorder:
-    """Appends one job's timed windows and evaluations to the tables as they arrive (an interrupted
-    job keeps what it measured) and its summary row when it ends."""
-
-    def __init__(self, run_dir: Path, run_id: str, job: Job, attempt: int, peak_gflops: float | None = None):
-        self.run_dir, self.job, self.peak_gflops = run_dir, job, peak_gflops
-        what = job.what
-        self.identity = {"run_id": run_id, "job_id": job.job_id, "framework": what.framework,
-                         "variant": what.variant, "tuning": what.tuning, "model": what.model,
-                         "device": job.placement.device,
-                         "precision": job.training.precision, "batch_size": what.batch_size, "devices": job.replicas,
-                         "repeat": job.repeat, "attempt": attempt}
-        self.profile: dict | None = None
-
-    def on_message(self, message: dict) -> None:
-        if message["type"] == "epoch":
-            append_rows(self.run_dir, "epochs", [{**self.identity, **message["row"]}])
-        elif message["type"] == "window":
-            append_rows(self.run_dir, "steps", [{**self.identity, **message["row"]}])
-        elif message["type"] == "profile":
-            self.profile = message
-
-    def interrupted(self, error: str) -> dict:
-        """The summary row of a job stopped part-way, counting its windows in steps.csv. They are
-        counted there, not as they arrive: Ctrl-C can land between a row's write and any count."""
-        steps = read_table(self.run_dir, "steps")
-        windows = int((steps["job_id"].eq(self.job.job_id) & steps["attempt"].eq(self.identity["attempt"])).sum())
-        return self.finish({"status": "interrupted", "error": error, "windows": windows})
-
-    def finish(self, result: dict) -> dict:
-        job = self.job
-        row = {**self.identity, "threads": job.placement.threads, "global_batch": job.global_batch,
-               "nodes": job.placement.nodes, "data": job.data.name, "augment": job.data.augment, **result,
-               **efficiency(job.what.model, job.global_batch, result.get("step_ms_median"), job.placement.device,
-                            job.replicas, self.peak_gflops),
-               **({"profile_error": self.profile.get("error")} if self.profile else {})}
-        append_rows(self.run_dir, "summary", [row])
-        if self.profile:
-            self._keep_profile()
-        return row
-
-    def _keep_profile(self) -> None:
-        """The worker's traces moved to profiles/<job_id>/ (a resumed attempt's replace an earlier
-        one's) and its op rows appended to profile.csv."""
-        target = self.run_dir / "profiles" / self.job.job_id
-        shutil.rmtree(target, ignore_errors=True)
-        target.parent.mkdir(exist_ok=True)
-        shutil.move(self.profile["folder"], target)
-        append_rows(self.run_dir, "profile", [{**self.identity, **op} for op in self.profile["rows"]])
-
-
-def describe(row: dict) -> str:
-    if row["status"] != "ok":
-        return f"[bold red]{row['status']}[/]: {escape(str(row.get('error')))}"  # worker text, not markup
+def describe(row: SummaryRow) -> str:
+    if row.status != "ok":
+        return f"[bold red]{row.status}[/]: {escape(str(row.error))}"  # worker text, not markup
     parts = []
-    if row.get("windows"):
-        parts.append(f"{row['step_ms_median']:.2f} ms/step, {row['images_per_s']:,.0f} images/s")
-        if row.get("busy"):
-            parts.append(f"[bold yellow]measured on a busy machine (other processes took {row['contention']:.0%} "
+    if row.windows:
+        parts.append(f"{row.step_ms_median:.2f} ms/step, {row.images_per_s:,.0f} images/s")
+        if row.busy:
+            parts.append(f"[bold yellow]measured on a busy machine (other processes took {row.contention:.0%} "
                          f"of its cores)[/]")
     else:
         parts.append("[yellow]no complete timed window (give more steps or a smaller --window)[/]")
-    if row.get("test_accuracy") is not None:
-        parts.append(f"test accuracy {row['test_accuracy']:.1%}")
-    if row.get("profile_error"):
-        parts.append(f"[yellow]not profiled: {escape(row['profile_error'])}[/]")
-    if row.get("target_reached"):
-        parts.append(f"reached {row['target_accuracy']:.1%} in epoch {row['epochs_to_target']}, "
-                     f"{row['train_s_to_target']:.1f} s of training ({row['wall_s_to_target']:.1f} s with evaluation)")
-    elif row.get("target_reached") is False:
-        parts.append(f"[yellow]did not reach {row['target_accuracy']:.1%} (best {row['best_accuracy']:.1%})[/]")
+    if row.test_accuracy is not None:
+        parts.append(f"test accuracy {row.test_accuracy:.1%}")
+    if row.profile_error:
+        parts.append(f"[yellow]not profiled: {escape(row.profile_error)}[/]")
+    if row.target_reached:
+        parts.append(f"reached {row.target_accuracy:.1%} in epoch {row.epochs_to_target}, "
+                     f"{row.train_s_to_target:.1f} s of training ({row.wall_s_to_target:.1f} s with evaluation)")
+    elif row.target_reached is False:
+        parts.append(f"[yellow]did not reach {row.target_accuracy:.1%} (best {row.best_accuracy:.1%})[/]")
     return ", ".join(parts)
 
 
@@ -389,7 +338,7 @@ def turn_groups(jobs: list[Job], interleave: str, most: int | None = None) -> li
 
 
 def run_jobs(run_dir: Path, jobs: list[Job], unusable: dict[str, dict], attempt: int, timeout: float,
-             console, interleave: str) -> list[dict]:
+             console, interleave: str) -> list[SummaryRow]:
     run_id = run_dir.name
     peak = json.loads((run_dir / "env.json").read_text()).get("peak_gflops")  # measure_peak's, or none
     rows = []
@@ -466,26 +415,26 @@ SUMS = {"epoch time": "epoch_busy_share", "time to target": "train_busy_share_to
         "wall time to target": "wall_busy_share_to_target"}
 
 
-def warn_if_busy(rows: list[dict], console) -> None:
-    busy = [row for row in rows if row.get("busy")]
+def warn_if_busy(rows: list[SummaryRow], console) -> None:
+    busy = [row for row in rows if row.busy]
     if busy:
-        names = ", ".join(f"{row['model']} {row['framework']}:{row['variant']} {row['tuning']} bs{row['batch_size']}"
-                          + (f" x{row['devices']}" if row["devices"] > 1 else "") for row in busy)
+        names = ", ".join(f"{row.model} {row.framework}:{row.variant} {row.tuning} bs{row.batch_size}"
+                          + (f" x{row.devices}" if row.devices > 1 else "") for row in busy)
         console.print(f"[bold yellow]WARNING: {len(busy)} job(s) measured on a busy machine, where other processes "
                       f"took more than {BUSY_THRESHOLD:.0%} of the worker's cores in at least half of the timed "
                       f"windows: {escape(names)}. The report marks them and does not rank them.[/]")
 
 
-def warn_if_busy_sums(rows: list[dict], console) -> None:
+def warn_if_busy_sums(rows: list[SummaryRow], console) -> None:
     """Like warn_if_busy, for sums of times (an epoch time, a time to accuracy), which a median
     does not shield: flagged when more than SUM_BUSY_SHARE of the sum fell in busy windows."""
     flagged = []
     for row in rows:
-        shares = {name: row.get(column) for name, column in SUMS.items()}
+        shares = {name: getattr(row, column) for name, column in SUMS.items()}
         busy = [f"{name} {share:.0%}" for name, share in shares.items() if share is not None and share > SUM_BUSY_SHARE]
         if busy:
-            flagged.append(f"{row['model']} {row['framework']}:{row['variant']} bs{row['batch_size']} "
-                           f"r{row['repeat']} ({', '.join(busy)})")
+            flagged.append(f"{row.model} {row.framework}:{row.variant} bs{row.batch_size} r{row.repeat} "
+                           f"({', '.join(busy)})")
     if flagged:
         console.print(f"[bold yellow]WARNING: {len(flagged)} job(s) have a time (an epoch, or to the target) of which "
                       f"more than {SUM_BUSY_SHARE:.0%} fell in windows where other processes took more than "
@@ -558,50 +507,6 @@ def render_report(run_dir: Path, console, interrupted: bool) -> None:
                   markup=False, soft_wrap=True)
 
 
-def load_plan(run_dir: Path) -> tuple[dict, list[Job]]:
-    """A run folder's plan and its jobs; ValueError when plan.json is not one this version wrote."""
-    plan = json.loads((run_dir / "plan.json").read_text())
-    try:
-        return plan, [Job.from_dict(job) for job in plan["jobs"]]
-    except (KeyError, TypeError) as error:
-        raise ValueError(f"{run_dir / 'plan.json'} describes its jobs in an older form ({type(error).__name__}: "
-                         f"{error}); rerun the command in its env.json instead") from None
-
-
-def close_killed_attempts(run_dir: Path, jobs: list[Job]) -> int:
-    """Give every attempt that streamed windows or evaluations but has no summary row (the runner
-    was killed while it ran) an "interrupted" row counting its windows, so that its rows are
-    accounted for and never read as a finished job's; the next attempt's number."""
-    summary, steps = read_table(run_dir, "summary"), read_table(run_dir, "steps")
-    streamed = pd.concat([steps[["job_id", "attempt"]], read_table(run_dir, "epochs")[["job_id", "attempt"]]])
-    recorded = pd.concat([summary[["job_id", "attempt"]], streamed])
-    if recorded.empty:
-        return 1
-    closed = set(summary[["job_id", "attempt"]].itertuples(index=False, name=None))
-    by_id = {job.job_id: job for job in jobs}
-    for job_id, attempt in sorted(set(streamed.itertuples(index=False, name=None)) - closed):
-        JobRecorder(run_dir, run_dir.name, by_id[job_id], int(attempt)).interrupted(
-            "the runner was stopped before the job ended")
-    return int(recorded["attempt"].max()) + 1
-
-
-def resume_note(summary: pd.DataFrame, steps: pd.DataFrame, pending: list[Job]) -> str:
-    """What a resumed run keeps and reruns: finished jobs are kept, interrupted ones rerun from
-    the start while their earlier windows stay in steps.csv under their attempt."""
-    finished = int(summary["status"].eq("ok").sum())
-    interrupted = summary[summary["status"].eq("interrupted") & summary["job_id"].isin([job.job_id for job in pending])]
-    others = len(pending) - len(interrupted)
-    kept = steps.merge(interrupted[["job_id", "attempt"]], on=["job_id", "attempt"])
-    attempts = ", ".join(str(attempt) for attempt in sorted(interrupted["attempt"].astype(int).unique()))
-    parts = [f"{finished} job{'s' * (finished != 1)} finished"]
-    if len(interrupted):
-        parts.append(f"{len(interrupted)} interrupted job{'s' * (len(interrupted) != 1)} rerun from the start (their "
-                     f"earlier {len(kept)} window{'s' * (len(kept) != 1)} are kept as attempt {attempts})")
-    if others:
-        parts.append(f"{others} failed or not started job{'s' * (others != 1)} run")
-    return "resuming: " + ", ".join(parts)
-
-
 def execute(run_dir: Path, console) -> int:
     plan, jobs = load_plan(run_dir)
     attempt = close_killed_attempts(run_dir, jobs)
@@ -625,7 +530,7 @@ def execute(run_dir: Path, console) -> int:
         warn_if_busy_sums(rows, console)
         if nothing_runs:
             status = 3
-        elif any(row["status"] in FAILED for row in rows):
+        elif any(row.status in FAILED for row in rows):
             status = 1
     except KeyboardInterrupt:
         # soft_wrap: the command must stay one line to copy, even when the output is a file or pipe

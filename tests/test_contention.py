@@ -17,7 +17,9 @@ import psutil
 import pytest
 
 from benchmarks import cli, run
-from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE, CoreMonitor, Sample, machine_check
+from benchmarks.harness.contention import (BUSY_THRESHOLD, SUM_BUSY_SHARE, Contention, CoreMonitor, Sample,
+                                           machine_check)
+from benchmarks.harness.rows import Window
 from benchmarks.harness.training import TimeToAccuracy, Trainer, median_epoch_busy_share
 from tests.conftest import ROOT, faulty_env, run_folder
 from tests.test_faults import flat, wait_for, window_rows
@@ -99,15 +101,20 @@ def test_the_job_own_time_counts_its_child_processes_running_or_ended():
         child.wait()
 
 
+def window(**shares) -> Window:
+    """A timed window of 5 steps of 10 ms, with `shares` of the cores' time."""
+    return Window(window=0, epoch=0, first_step=1, steps=5, seconds=0.05, step_ms=10.0, **shares)
+
+
 @pytest.mark.parametrize("shares, busy", [([0.0, 0.01, 0.02, 0.5], False), ([0.0, 0.01, 0.5, 0.6], True),
                                           ([0.5, 0.6, 0.9, 1.0], True), ([None, None], None)])
 def test_a_job_is_busy_when_half_its_windows_are(shares, busy):
     trainer = Trainer.__new__(Trainer)
-    trainer.window_rows = [{"others_cpu": share} for share in shares]
+    trainer.window_rows = [window(others_cpu=share, steal=0.0, load=0.0) for share in shares]
     summary = trainer.contention_summary()
-    assert summary["busy"] is busy
+    assert summary.busy is busy
     if busy is not None:
-        assert summary["busy_windows"] == sum(share > BUSY_THRESHOLD for share in shares)
+        assert summary.busy_windows == sum(share > BUSY_THRESHOLD for share in shares)
 
 
 def test_machine_check_names_the_busiest_process(hog):
@@ -162,9 +169,9 @@ def test_a_sum_records_the_share_of_its_time_in_busy_windows():
     assert not race.record(1, 8, train_s=10.0, eval_s=1.0, accuracy=0.3, busy_train_s=0.0, busy_eval_s=0.0)
     assert race.record(2, 16, train_s=10.0, eval_s=1.0, accuracy=0.6, busy_train_s=2.0, busy_eval_s=0.2)
     summary = race.summary()
-    assert summary["train_s_to_target"] == 20.0 and summary["train_busy_share_to_target"] == pytest.approx(0.1)
-    assert summary["wall_busy_share_to_target"] == pytest.approx(2.2 / 22.0)
-    assert summary["train_busy_share_to_target"] > SUM_BUSY_SHARE  # flagged: 10% of the sum was busy
+    assert summary.train_s_to_target == 20.0 and summary.train_busy_share_to_target == pytest.approx(0.1)
+    assert summary.wall_busy_share_to_target == pytest.approx(2.2 / 22.0)
+    assert summary.train_busy_share_to_target > SUM_BUSY_SHARE  # flagged: 10% of the sum was busy
 
 
 @pytest.mark.parametrize("epochs, share", [
@@ -250,5 +257,5 @@ def test_without_per_core_times_contention_is_not_measured_rather_than_guessed(m
     assert monitor.between(monitor.sample(), monitor.sample()) == {"others_cpu": None, "steal": None, "load": None}
     assert machine_check(seconds=0.01)["others_cpu"] is None
     trainer = Trainer.__new__(Trainer)
-    trainer.window_rows = [{"window": 0, **monitor.between(None, None)}]
-    assert trainer.contention_summary() == {"contention": None, "busy_windows": None, "busy": None}
+    trainer.window_rows = [window(**monitor.between(None, None))]
+    assert trainer.contention_summary() == Contention(contention=None, busy_windows=None, busy=None)

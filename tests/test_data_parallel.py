@@ -44,7 +44,7 @@ def test_each_process_is_fed_its_shard_of_the_same_global_batch():
         for index in (0, 1):  # images, labels
             assert all(len(shard[index]) == 16 for shard in shards)
             np.testing.assert_array_equal(np.concatenate([shard[index] for shard in shards]), expected[index])
-    digests = {feed.summary(fed_s=1.0, compile_threads=set())["data_digest"] for feed in (whole, *parts)}
+    digests = {feed.summary(fed_s=1.0, compile_threads=set()).data_digest for feed in (whole, *parts)}
     assert len(digests) == 1 and None not in digests
 
 

@@ -4,13 +4,15 @@ it is written, and the ranking shows them."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pandas as pd
 import pytest
 
 from benchmarks.harness.efficiency import ROUNDS, best_rate, efficiency, matmul_peak, multiply_adds, step_flops
 from benchmarks.harness.jobs import Placement
+from benchmarks.harness.recording import JobRecorder
 from benchmarks.harness.results import SUMMARY_COLUMNS, read_table
-from benchmarks.run import JobRecorder
 from report.sections import efficiency_note
 from report.tables import ranking_table
 from tests.conftest import make_job
@@ -90,8 +92,8 @@ def test_gpus_add_their_peaks_and_host_devices_share_the_cores():
     one = efficiency("lenet", 256, 10.0, "cuda", 1, 100.0)
     two = efficiency("lenet", 256, 10.0, "cuda", 2, 100.0)
     host = efficiency("lenet", 256, 10.0, "cpu", 2, 100.0)
-    assert two["gflops"] == one["gflops"] == host["gflops"]
-    assert two["of_peak"] == pytest.approx(one["of_peak"] / 2) and host["of_peak"] == pytest.approx(one["of_peak"])
+    assert two.gflops == one.gflops == host.gflops
+    assert two.of_peak == pytest.approx(one.of_peak / 2) and host.of_peak == pytest.approx(one.of_peak)
 
 
 def summary_rows(rows: list[tuple[str, str, int, float]], peak_gflops: float | None) -> pd.DataFrame:
@@ -101,7 +103,7 @@ def summary_rows(rows: list[tuple[str, str, int, float]], peak_gflops: float | N
                           "step_ms_median": ms, "step_ms_iqr": 0.1, "step_ms_p5": ms, "step_ms_p95": ms,
                           "images_per_s": batch / ms * 1000, "compile_s": 1.0, "recompiles": 0,
                           "peak_rss_mb": 100.0, "baseline_rss_mb": 50.0, "peak_device_mb": None,
-                          "test_accuracy": None, **efficiency("lenet", batch, ms, "cpu", 1, peak_gflops)}
+                          "test_accuracy": None, **asdict(efficiency("lenet", batch, ms, "cpu", 1, peak_gflops))}
                          for framework, variant, batch, ms in rows], columns=SUMMARY_COLUMNS)
 
 

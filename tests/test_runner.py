@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import benchmarks.run as runner
 from benchmarks.harness import data as datasets
+from benchmarks.harness import recording
 from benchmarks.harness.environment import CPU_FEATURES
+from benchmarks.harness.recording import JobRecorder
 from benchmarks.harness.results import SCHEMA, append_rows, read_table
 from report.render import write_report
 from tests.conftest import AUGMENTED_BATCH, AUGMENTED_TRAIN_SIZE, ROOT, installed, make_job
@@ -259,12 +260,13 @@ def test_an_interrupted_job_counts_the_windows_steps_csv_holds_even_when_ctrl_c_
             raise KeyboardInterrupt
 
     job, other = make_job(repeat=1), make_job(repeat=2)
-    window = {"type": "window", "row": {"window": 0, "epoch": 0, "first_step": 1, "steps": 4, "step_ms": 50.0}}
-    runner.JobRecorder(tmp_path, "run", other, 1).on_message(window)  # another job's window
-    runner.JobRecorder(tmp_path, "run", job, 1).on_message(window)  # an earlier attempt's window
-    recorder = runner.JobRecorder(tmp_path, "run", job, 2)
+    window = {"type": "window", "row": {"window": 0, "epoch": 0, "first_step": 1, "steps": 4, "seconds": 0.2,
+                                       "step_ms": 50.0, "others_cpu": None, "steal": None, "load": None}}
+    JobRecorder(tmp_path, "run", other, 1).on_message(window)  # another job's window
+    JobRecorder(tmp_path, "run", job, 1).on_message(window)  # an earlier attempt's window
+    recorder = JobRecorder(tmp_path, "run", job, 2)
     recorder.on_message(window)
-    monkeypatch.setattr(runner, "append_rows", write_then_ctrl_c)
+    monkeypatch.setattr(recording, "append_rows", write_then_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         recorder.on_message(window)
     monkeypatch.undo()

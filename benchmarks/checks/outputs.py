@@ -6,19 +6,16 @@ entry points of parity jobs."""
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from benchmarks.checks.definitions import (PLANS, PROOF, PrecisionView, _state_arrays, _step_outputs, common_state,
                                            key, model_batches, parity_params, round_trip_state, training_config)
+from benchmarks.harness.channel import Channel
 from benchmarks.harness.jobs import Job
 from benchmarks.harness.training import tune
 from frameworks import load_adapter, reference
 from frameworks.base import SINGLE, Adapter, DataParallel, TrainingState
-
-if TYPE_CHECKING:
-    from benchmarks.harness.worker import Channel
 
 
 # --- The float64 reference ------------------------------------------------------------------------

@@ -45,6 +45,17 @@ def children_cpu_s() -> float:
 
 
 @dataclass(frozen=True)
+class Contention:
+    """A summary row's contention: the median share of the worker's cores that other processes took
+    over its windows, the windows above BUSY_THRESHOLD, and whether its median rests on them
+    (BUSY_SHARE of its windows); None where not measured."""
+
+    contention: float | None
+    busy_windows: int | None
+    busy: bool | None
+
+
+@dataclass(frozen=True)
 class Sample:
     wall: float
     busy: float  # seconds the kernel counted busy on the watched cores, every process together

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,15 +39,22 @@ def step_flops(model: str, batch_size: int) -> int:
     return FORWARD_PASSES_PER_STEP * FLOPS_PER_MULTIPLY_ADD * multiply_adds(model) * batch_size
 
 
+@dataclass(frozen=True)
+class Efficiency:
+    gflop_per_step: float
+    gflops: float | None
+    of_peak: float | None
+
+
 def efficiency(model: str, global_batch: int, step_ms: float | None, device: str, devices: int,
-               peak_gflops: float | None) -> dict:
+               peak_gflops: float | None) -> Efficiency:
     """A summary row's `gflop_per_step`, `gflops` (achieved, over the median step time) and `of_peak`
     (the share of the peak, measured on one device: GPUs add theirs, CPU host devices share the
     cores); None where there is no step time or no peak."""
     flop = step_flops(model, global_batch) / 1e9
     gflops = flop / (step_ms / 1000) if step_ms else None
     peak = peak_gflops * (devices if device == "cuda" else 1) if peak_gflops else None
-    return {"gflop_per_step": flop, "gflops": gflops, "of_peak": gflops / peak if gflops and peak else None}
+    return Efficiency(gflop_per_step=flop, gflops=gflops, of_peak=gflops / peak if gflops and peak else None)
 
 
 def matmul_peak(device: str, precision: str, seconds: float = 1.0) -> dict:

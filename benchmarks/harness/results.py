@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmarks.harness.rows import ROWS, EvaluationRow, Identity, ProfileRow, SummaryRow, WindowRow, columns, merged
+
 # The version of what a run folder holds (these tables' columns, env.json's keys), written into
 # env.json as "schema". Folders written before it was recorded are version 1. An added column needs no
 # new version: reading fills it (IMPLIED, else empty) in folders written before it. Raise it with any
@@ -22,50 +24,12 @@ SCHEMA = 6  # 2: summary rows store gflop_per_step, gflops and of_peak (the repo
 # input_cpu_how); 6: epochs.csv's training time since the previous evaluation is `train_s` (was `epoch_s`, which
 # summary.csv uses for the median whole epoch), its busy share `train_busy_share`
 
-IDENTITY = ["run_id", "job_id", "framework", "variant", "tuning", "model", "device", "precision", "batch_size",
-            "devices", "repeat", "attempt"]  # tuning: the profile (frameworks.tuning); batch_size: per device; devices:
-# all nodes'; attempt: 1, or the resumed invocation
-
-SUMMARY_COLUMNS = IDENTITY + [
-    "threads", "global_batch", "nodes", "data", "augment", "status", "error",
-    "framework_version", "import_s", "build_s", "compile_s", "warmup_steps", "recompiles",
-    "windows", "contention", "busy_windows", "busy",
-    "step_ms_median", "step_ms_q1", "step_ms_q3", "step_ms_iqr", "step_ms_p5", "step_ms_p95",
-    "images_per_s", "gflop_per_step", "gflops", "of_peak",
-    "epochs", "epoch_s", "epoch_busy_share", "augment_s", "train_loss", "test_loss", "test_accuracy", "diverged_step",
-    "target_accuracy", "target_reached", "epochs_to_target", "steps_to_target", "train_s_to_target",
-    "wall_s_to_target", "train_busy_share_to_target", "wall_busy_share_to_target", "best_accuracy",
-    "baseline_rss_mb", "peak_rss_mb", "peak_device_mb", "input", "copy_ms", "data_digest",
-    "settings", "settings_not_applied",
-    "input_workers", "epoch_images_per_s", "input_stall_s", "input_stall_share", "input_cpu_s", "input_cpu_how",
-]
-# input: the input path (jobs.INPUTS); native rows time the framework's own pipeline inside every clock, so their
-# epoch_s, step times and images_per_s are end to end, while the suite's paths prepare each epoch before its clock
-# (augment_s apart). input_workers: the native pipeline's workers and where the number came from; input_stall_s:
-# seconds the training loop waited in next() for a batch, input_stall_share that over the seconds the pipeline fed
-# training (compile step excluded); input_cpu_s: CPU seconds of the pipeline's workers, measured as input_cpu_how
-# says. epoch_images_per_s: training images over the median epoch time, for every input path.
-# settings: the tuning table's settings the worker found in effect, in its environment and its framework's
-# state ("NAME=VALUE; ..."); settings_not_applied: those the tuned profile asked for and did not get, each with
-# the reason. Empty in a stock row unless the user's shell set one.
-# gflop_per_step: training GFLOPs of one step on the global batch (benchmarks.harness.efficiency's
-# convention); gflops: that over the median step time; of_peak: gflops over the machine's measured
-# peak (env.json's peak_gflops, once per GPU), empty where the peak was not measured.
-# others_cpu: the share of the worker's cores' time other processes used during the window; steal:
-# the share a hypervisor gave to other machines; load: the one-minute load average at its end.
-STEPS_COLUMNS = IDENTITY + ["window", "epoch", "first_step", "steps", "seconds", "step_ms", "others_cpu", "steal",
-                            "load"]
-# One row per evaluation: after each epoch, or every --eval-every steps (`epoch` then fractional);
-# `train_s`: the training time since the previous evaluation (the first includes the compile step). Each sum of
-# times (`train_s`, summary.csv's `epoch_s`,
-# `train_s_to_target`, `wall_s_to_target`) comes with the share of it that fell in busy windows
-# (`train_busy_share`, `epoch_busy_share`, ...; contention.SUM_BUSY_SHARE flags it); empty in runs written
-# before it was measured.
-EPOCHS_COLUMNS = IDENTITY + ["epoch", "step", "train_loss", "test_loss", "test_accuracy", "train_s", "eval_s",
-                             "train_busy_share"]
-# With --profile, one row per operation of the profiled steps: self time per step (summed over the
-# threads that ran it), its share of all the ops' self time, and its category (benchmarks.harness.profiling).
-PROFILE_COLUMNS = IDENTITY + ["op", "category", "calls", "self_ms", "share", "detail"]
+# Each table's columns are the fields of its row (benchmarks.harness.rows), which says what each means.
+IDENTITY = columns(Identity)
+SUMMARY_COLUMNS = columns(SummaryRow)
+STEPS_COLUMNS = columns(WindowRow)
+EPOCHS_COLUMNS = columns(EvaluationRow)
+PROFILE_COLUMNS = columns(ProfileRow)
 
 # A job's identity: every column that makes two rows different jobs. Every grouping of jobs, in report/ and
 # benchmarks/, uses it: never a hand-written subset, so two jobs that differ in one of these are never pooled.
@@ -75,7 +39,7 @@ JOB = ["framework", "variant", "model", "device", "devices", "nodes", "precision
 # The setting within which variants are compared (a ranking, a finding): the identity less what is compared.
 SETTING = [column for column in JOB if column not in ("framework", "variant")]
 
-TABLES = {"summary": SUMMARY_COLUMNS, "steps": STEPS_COLUMNS, "epochs": EPOCHS_COLUMNS, "profile": PROFILE_COLUMNS}
+TABLES = {table: columns(row) for table, row in ROWS.items()}
 
 # The value a column implicitly had in folders written before it existed: one device on one node, the
 # prefetching input path and no augmentation (their defaults when they were added), and `custom` tuning (runs
@@ -112,13 +76,15 @@ def write_side_run(out: Path, name: str, table: pd.DataFrame, module: str, env: 
     return run_dir
 
 
-def append_rows(run_dir: Path, table: str, rows: list[dict]) -> None:
-    """Append rows with the table's fixed columns in one write, flushed to disk, so the file
-    stays well-formed CSV whenever the process is stopped."""
+def append_rows(run_dir: Path, table: str, rows: list) -> None:
+    """Append rows (the table's typed rows, or mappings of its columns) in one write, flushed to
+    disk, so the file stays well-formed CSV whenever the process is stopped. A field the table has
+    no column for is an error (rows.UnknownColumn), never dropped."""
     if not rows:
         return
     path = run_dir / f"{table}.csv"
-    text = pd.DataFrame(rows, columns=TABLES[table]).to_csv(index=False, header=not path.exists())
+    records = [merged(table, row) for row in rows]
+    text = pd.DataFrame(records, columns=TABLES[table]).to_csv(index=False, header=not path.exists())
     with open(path, "a") as f:
         f.write(text)
         f.flush()

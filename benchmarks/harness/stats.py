@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 
-def step_time_summary(step_ms: np.ndarray) -> dict[str, float]:
+@dataclass(frozen=True)
+class StepTimes:
+    """A summary row's step times: the window count, and per-step milliseconds (None without a window)."""
+
+    windows: int
+    step_ms_median: float | None = None
+    step_ms_q1: float | None = None
+    step_ms_q3: float | None = None
+    step_ms_iqr: float | None = None
+    step_ms_p5: float | None = None
+    step_ms_p95: float | None = None
+
+
+def step_time_summary(step_ms: np.ndarray) -> StepTimes:
     """Per-step milliseconds of each timed window -> median, IQR, p5/p95 and the window count."""
     if len(step_ms) == 0:
-        return {"windows": 0}
-    p5, q1, median, q3, p95 = np.percentile(step_ms, [5, 25, 50, 75, 95])
-    return {"windows": len(step_ms), "step_ms_median": median, "step_ms_q1": q1, "step_ms_q3": q3,
-            "step_ms_iqr": q3 - q1, "step_ms_p5": p5, "step_ms_p95": p95}
+        return StepTimes(windows=0)
+    p5, q1, median, q3, p95 = (float(value) for value in np.percentile(step_ms, [5, 25, 50, 75, 95]))
+    return StepTimes(windows=len(step_ms), step_ms_median=median, step_ms_q1=q1, step_ms_q3=q3, step_ms_iqr=q3 - q1,
+                     step_ms_p5=p5, step_ms_p95=p95)
 
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:

@@ -15,21 +15,20 @@ import tempfile
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import psutil
 
 from benchmarks.harness import data as datasets
-from benchmarks.harness.contention import BUSY_SHARE, BUSY_THRESHOLD, CoreMonitor, children_cpu_s
+from benchmarks.harness.channel import Channel
+from benchmarks.harness.contention import BUSY_SHARE, BUSY_THRESHOLD, Contention, CoreMonitor, children_cpu_s
 from benchmarks.harness.jobs import Job
-from benchmarks.harness.stats import step_time_summary
+from benchmarks.harness.rows import Evaluation, Window, merged
+from benchmarks.harness.stats import StepTimes, step_time_summary
 from frameworks import load_adapter, profiled, tuning
 from frameworks.base import Adapter, NativeInput, PipelineUnavailable, init_params
-
-if TYPE_CHECKING:
-    from benchmarks.harness.worker import Channel
 
 
 class Diverged(RuntimeError):
@@ -73,6 +72,20 @@ def load_dataset(job: Job) -> datasets.Dataset:
 # --- Training and timing ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class InputCost:
+    """A summary row's account of its input: the suite's pipeline's augmentation time and batch
+    digest, or a native pipeline's workers, stall and CPU time (None where the path has none)."""
+
+    augment_s: float | None = None
+    data_digest: str | None = None
+    input_workers: str | None = None
+    input_stall_s: float | None = None
+    input_stall_share: float | None = None
+    input_cpu_s: float | None = None
+    input_cpu_how: str | None = None
+
+
 class Feed:
     """The batches of one job, from the shared NumPy pipeline. Every batch handed out is hashed,
     so equal digests across frameworks prove equal bytes for the whole run, and the augmentation
@@ -99,9 +112,9 @@ class Feed:
         """Epoch after epoch without end, so a large batch still fills whole windows."""
         return itertools.chain.from_iterable(self.epoch(epoch) for epoch in itertools.count())
 
-    def summary(self, fed_s: float, compile_threads: set[int]) -> dict:
-        return {"augment_s": self.augmenting.seconds,
-                "data_digest": self.digest.hexdigest()[:16] if self.batches else None}
+    def summary(self, fed_s: float, compile_threads: set[int]) -> InputCost:
+        return InputCost(augment_s=self.augmenting.seconds,
+                         data_digest=self.digest.hexdigest()[:16] if self.batches else None)
 
 
 def thread_cpu_s() -> dict[int, float]:
@@ -156,16 +169,15 @@ class NativeFeed:
         for _ in self._draw(-self.batches % self.per_epoch):
             pass
 
-    def summary(self, fed_s: float, compile_threads: set[int]) -> dict:
+    def summary(self, fed_s: float, compile_threads: set[int]) -> InputCost:
         """The pipeline's cost over `fed_s`, the seconds it fed training (compile step excluded);
         `compile_threads` started during the compile step, and are the framework's, not the pipeline's."""
         threads = {tid: seconds for tid, seconds in thread_cpu_s().items()
                    if tid not in self.threads_before and tid not in compile_threads}
         cpu = children_cpu_s() - self.children_before + sum(threads.values()) + self.next_cpu_s
         self.pipeline.close()
-        return {"input_workers": self.pipeline.workers, "input_stall_s": self.stall_s,
-                "input_stall_share": _share(self.stall_s, fed_s), "input_cpu_s": cpu, "input_cpu_how": INPUT_CPU_HOW,
-                "data_digest": None, "augment_s": None}
+        return InputCost(input_workers=self.pipeline.workers, input_stall_s=self.stall_s,
+                         input_stall_share=_share(self.stall_s, fed_s), input_cpu_s=cpu, input_cpu_how=INPUT_CPU_HOW)
 
 
 class Trainer:
@@ -187,7 +199,7 @@ class Trainer:
         self.step = 0
         self.compile_s = None
         self.compiles_after_warmup = None
-        self.window_rows: list[dict] = []
+        self.window_rows: list[Window] = []
         # what else ran on the worker's cores during each window; its own child processes (a native
         # pipeline's workers) are the job's
         self.monitor = CoreMonitor(children=True)
@@ -268,10 +280,10 @@ class Trainer:
             if warm and self.step + steps > job.timing.warmup_steps:
                 self._end_warmup()
             elif not warm and steps == job.timing.window:  # a short tail window would skew the median
-                row = {"window": len(self.window_rows), "epoch": epoch, "first_step": self.step, "steps": steps,
-                       "seconds": seconds, "step_ms": 1000 * seconds / steps, **shares}
+                row = Window(window=len(self.window_rows), epoch=epoch, first_step=self.step, steps=steps,
+                             seconds=seconds, step_ms=1000 * seconds / steps, **shares)
                 self.window_rows.append(row)
-                self.channel.send("window", row=row)  # appended by the parent at once: an interrupt keeps it
+                self.channel.send("window", row=asdict(row))  # appended by the parent at once: an interrupt keeps it
             self.step += steps
             self.channel.send("progress", step=self.step)
             self.channel.hand_on_turn()  # outside the timed window: other workers run meanwhile
@@ -310,23 +322,32 @@ class Trainer:
         self.busy_s += busy
         return busy
 
-    def timing_summary(self) -> dict:
-        summary = step_time_summary(np.array([row["step_ms"] for row in self.window_rows]))
-        if "step_ms_median" in summary:
-            summary["images_per_s"] = self.job.global_batch / (summary["step_ms_median"] / 1000)
+    def timing_summary(self) -> tuple[StepTimes, Throughput, Contention]:
+        """The summary row's parts that the timed windows give: step times, throughput, contention."""
+        times = step_time_summary(np.array([row.step_ms for row in self.window_rows]))
         baseline = self.compiles_after_warmup
-        summary["recompiles"] = None if baseline is None else self.adapter.compile_count() - baseline
-        return {**summary, **self.contention_summary()}
+        throughput = Throughput(
+            images_per_s=self.job.global_batch / (times.step_ms_median / 1000) if times.windows else None,
+            recompiles=None if baseline is None else self.adapter.compile_count() - baseline)
+        return times, throughput, self.contention_summary()
 
-    def contention_summary(self) -> dict:
+    def contention_summary(self) -> Contention:
         """The median share of the worker's cores that other processes took, the windows above
         BUSY_THRESHOLD, and whether the job's median rests on them (BUSY_SHARE of its windows)."""
-        shares = np.array([row["others_cpu"] for row in self.window_rows if row.get("others_cpu") is not None])
+        shares = np.array([row.others_cpu for row in self.window_rows if row.others_cpu is not None])
         if not len(shares):
-            return {"contention": None, "busy_windows": None, "busy": None}
+            return Contention(contention=None, busy_windows=None, busy=None)
         flagged = int((shares > BUSY_THRESHOLD).sum())
-        return {"contention": float(np.median(shares)), "busy_windows": flagged,
-                "busy": bool(flagged >= BUSY_SHARE * len(shares))}
+        return Contention(contention=float(np.median(shares)), busy_windows=flagged,
+                          busy=bool(flagged >= BUSY_SHARE * len(shares)))
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """A summary row's images per second at the median step time, and the compiles after the warm-up."""
+
+    images_per_s: float | None
+    recompiles: int | None
 
 
 class TimeToAccuracy:
@@ -337,7 +358,7 @@ class TimeToAccuracy:
     def __init__(self, target: float | None):
         self.target, self.train_s, self.wall_s, self.best = target, 0.0, 0.0, 0.0
         self.busy_train_s = self.busy_wall_s = 0.0
-        self.reached: dict | None = None
+        self.reached: TargetRace | None = None
 
     def record(self, epoch: int, steps: int, train_s: float, eval_s: float, accuracy: float, busy_train_s: float = 0.0,
                busy_eval_s: float = 0.0) -> bool:
@@ -349,17 +370,33 @@ class TimeToAccuracy:
         self.busy_wall_s += busy_train_s + busy_eval_s
         self.best = max(self.best, accuracy)
         if self.target is not None and self.reached is None and accuracy >= self.target:
-            self.reached = {"epochs_to_target": epoch, "steps_to_target": steps, "train_s_to_target": self.train_s,
-                            "wall_s_to_target": self.wall_s,
-                            "train_busy_share_to_target": _share(self.busy_train_s, self.train_s),
-                            "wall_busy_share_to_target": _share(self.busy_wall_s, self.wall_s)}
+            self.reached = TargetRace(epochs_to_target=epoch, steps_to_target=steps, train_s_to_target=self.train_s,
+                                      wall_s_to_target=self.wall_s,
+                                      train_busy_share_to_target=_share(self.busy_train_s, self.train_s),
+                                      wall_busy_share_to_target=_share(self.busy_wall_s, self.wall_s))
         return self.reached is not None
 
-    def summary(self) -> dict:
+    def summary(self) -> TargetRace:
         if self.target is None:
-            return {}
-        return {"target_accuracy": self.target, "target_reached": self.reached is not None,
-                "best_accuracy": self.best, **(self.reached or {})}
+            return TargetRace()
+        return replace(self.reached or TargetRace(), target_accuracy=self.target,
+                       target_reached=self.reached is not None, best_accuracy=self.best)
+
+
+@dataclass(frozen=True)
+class TargetRace:
+    """A summary row's time to accuracy (all None without a target, the *_to_target ones None
+    when it was not reached)."""
+
+    target_accuracy: float | None = None
+    target_reached: bool | None = None
+    best_accuracy: float | None = None
+    epochs_to_target: float | None = None
+    steps_to_target: int | None = None
+    train_s_to_target: float | None = None
+    wall_s_to_target: float | None = None
+    train_busy_share_to_target: float | None = None
+    wall_busy_share_to_target: float | None = None
 
 
 def _share(busy_s: float, total_s: float) -> float:
@@ -477,13 +514,13 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
                     eval_s = time.perf_counter() - start
                 eval_busy_s = trainer.count_busy(eval_s, trainer.monitor.between(before, trainer.monitor.sample()))
                 done = trainer.step / per_epoch  # epochs, fractional between epochs' ends
-                row = {"epoch": int(done) if done.is_integer() else round(done, 4), "step": trainer.step,
-                       "train_loss": float(np.mean(pending_losses)), "test_loss": test_loss,
-                       "test_accuracy": test_accuracy, "train_s": pending_s, "eval_s": eval_s,
-                       "train_busy_share": _share(pending_busy_s, pending_s)}
-                channel.send("epoch", row=row)
-                result.update(train_loss=row["train_loss"], test_loss=test_loss, test_accuracy=test_accuracy)
-                stop = race.record(row["epoch"], trainer.step, pending_s, eval_s, test_accuracy, pending_busy_s,
+                row = Evaluation(epoch=int(done) if done.is_integer() else round(done, 4), step=trainer.step,
+                                 train_loss=float(np.mean(pending_losses)), test_loss=test_loss,
+                                 test_accuracy=test_accuracy, train_s=pending_s, eval_s=eval_s,
+                                 train_busy_share=_share(pending_busy_s, pending_s))
+                channel.send("epoch", row=asdict(row))
+                result.update(train_loss=row.train_loss, test_loss=test_loss, test_accuracy=test_accuracy)
+                stop = race.record(row.epoch, trainer.step, pending_s, eval_s, test_accuracy, pending_busy_s,
                                    eval_busy_s)
                 pending_losses, pending_s, pending_busy_s = [], 0.0, 0.0
                 if stop:
@@ -496,17 +533,18 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
                 result["epoch_busy_share"] = median_epoch_busy_share(epoch_times)
             if stop:
                 break
-        result.update(race.summary())
+        result.update(asdict(race.summary()))
         result["status"] = "ok"
     except Diverged as diverged:
         result.update(status="diverged", error=str(diverged), diverged_step=diverged.step)
     trainer.record_device_peak()  # before the profiled steps, whose profiler allocates too
     if job.timing.profile and result["status"] == "ok":
         profile(adapter, dataset, job, channel)
-    result.update(trainer.timing_summary(), **feed.summary(fed_s - (trainer.compile_s or 0.0), trainer.compile_threads),
-                  compile_s=trainer.compile_s,
-                  peak_rss_mb=peak_rss_mb(), peak_device_mb=_mb(trainer.device_peak))
-    return result
+    # The summary row's fields, which the parent joins to the job's identity; one its table lacks fails the job here.
+    return merged("summary", result, *trainer.timing_summary(),
+                  feed.summary(fed_s - (trainer.compile_s or 0.0), trainer.compile_threads),
+                  {"compile_s": trainer.compile_s, "peak_rss_mb": peak_rss_mb(),
+                   "peak_device_mb": _mb(trainer.device_peak)})
 
 
 def profile(adapter: Adapter, dataset: datasets.Dataset, job: Job, channel: Channel) -> None:
@@ -587,7 +625,7 @@ def run_overhead(job: Job, channel: Channel) -> dict:
         adapter.synchronize()
         minimal_ms.append(1000 * (time.perf_counter() - start) / len(batches))
         trainer.run(batches, epoch=0)  # one timed window
-    runner_ms = np.array([row["step_ms"] for row in trainer.window_rows])
+    runner_ms = np.array([row.step_ms for row in trainer.window_rows])
     ratios = runner_ms / np.array(minimal_ms)
     return {"status": "ok", "framework_version": adapter_cls.version(), "pairs": len(runner_ms),
             "copy_ms": copy_ms(adapter, *batches[0]), "runner_ms": float(np.median(runner_ms)),

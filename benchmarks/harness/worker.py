@@ -9,45 +9,16 @@ stdin gives it the turn, and it hands the turn back after each window of steps (
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import sys
-import time
 import traceback
 
 from benchmarks.checks.outputs import run_parallel_parity, run_parity
+from benchmarks.harness.channel import Channel
 from benchmarks.harness.jobs import Job
 from benchmarks.harness.training import run_benchmark, run_hot_path, run_overhead, run_peak, run_probe
 from frameworks.base import DeviceUnavailable, PipelineUnavailable
-
-class Channel:
-    """Messages to the parent, one JSON object per line, flushed as they happen; and the turn.
-
-    In a job of several processes only the one that `leads` streams its progress and hands the
-    turn on; the others start with the group's first turn, then keep pace through the engine's
-    collectives, and send their result alone."""
-
-    def __init__(self, fd: int, leads: bool = True):
-        self.stream = os.fdopen(fd, "w", buffering=1)
-        self.leads = leads
-        self.waited_s = 0.0  # time spent waiting while other processes held the turn
-
-    def send(self, kind: str, **fields) -> None:
-        if self.leads or kind == "result":
-            self.stream.write(json.dumps({"type": kind, **fields}, default=float) + "\n")
-
-    @staticmethod
-    def wait_for_turn() -> None:
-        sys.stdin.readline()  # blocks until the parent gives the turn
-
-    def hand_on_turn(self) -> None:
-        if self.leads:
-            self.send("yield")
-            start = time.perf_counter()
-            self.wait_for_turn()
-            self.waited_s += time.perf_counter() - start
-
 
 
 RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "parallel parity": run_parallel_parity,
