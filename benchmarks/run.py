@@ -476,12 +476,16 @@ def measure_peak(run_dir: Path, plan: dict, console) -> None:
 
 
 def probe_or_parity(run_dir: Path, plan: dict, console) -> dict[str, dict]:
-    """Check parity (which also probes each framework on the device), or only probe; return
-    the frameworks that cannot run, with the status and reason their rows will carry."""
+    """Check parity (which also probes each framework on the device), or only probe; record each
+    framework's build as its workers read it in env.json (`builds`); return the frameworks that
+    cannot run, with the status and reason their rows will carry."""
     selection = cli.Selection(**{**plan["selection"], "pairs": tuple(map(tuple, plan["selection"]["pairs"])),
                                  "profiles": tuple(plan["selection"]["profiles"]),
                                  "threads": 1})  # its workers time nothing: one core each, side by side
     outcome: ParityOutcome = run_parity_jobs(selection, run_dir, console, probe_only=not plan["parity"])
+    env_path = run_dir / "env.json"
+    env = json.loads(env_path.read_text())
+    env_path.write_text(json.dumps({**env, "builds": {**env.get("builds", {}), **outcome.builds}}, indent=2))
     tables, unusable = [outcome.table], outcome.unusable
     for devices in sorted({job["placement"]["devices"] for job in plan["jobs"]} - {1}) if plan["parity"] else []:
         parallel = run_data_parallel_parity(selection, devices, run_dir, console)  # N devices must equal one

@@ -299,7 +299,7 @@ class Adapter(abc.ABC):
     the whole global batch; states load and export identically on every process; evaluation and
     `loss_and_grads` stay on one device.
 
-    The class-level hooks (`configure_threads`, `version`, `apply_tuning`, `tuning_state`,
+    The class-level hooks (`configure_threads`, `version`, `build_info`, `apply_tuning`, `tuning_state`,
     `device_matmul`) serve a worker before any model is built; `profile` and `op_category` serve
     --profile. What the parent process needs to know of them without importing the framework, its
     registry entry says."""
@@ -317,6 +317,16 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     def version(cls) -> str:
         """The framework's version, recorded with every result row."""
+
+    @classmethod
+    @abc.abstractmethod
+    def build_info(cls) -> dict:
+        """What this process's framework was built with and holds, for env.json (JSON values): the
+        versions of its libraries (CUDA, cuDNN, NCCL, XLA's platform, BLAS, oneDNN; None where this
+        build has none), "summary": those a reader needs in one line (the report's), and, under
+        "flags", the settings that change its numerics or speed as they stand now, the same for a
+        float32 and a float64 model (a parity worker reads them after its float64 one). Read in a
+        worker, once its model is built."""
 
     # Structural settings (`frameworks.tuning`, kind "build") that `apply_tuning` accepted, by name,
     # for the models built afterwards in this process (a worker runs one profile).

@@ -5,13 +5,18 @@ several devices, the same step on a device mesh, the batch sharded and the state
 from __future__ import annotations
 
 import gzip
+import importlib.metadata
 import json
 import os
+import re
 from functools import partial
 from pathlib import Path
 
+import flax
 import jax
+import jax.extend
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 import optax
 from flax import nnx
@@ -265,6 +270,18 @@ def _mesh(parallel: DataParallel, device: str) -> Mesh:
     return Mesh(np.array(devices), ("batch",))
 
 
+def _plugins() -> dict[str, str]:
+    """The PJRT plugins JAX may load (`jax_plugins` entry points, e.g. jax-cuda12-plugin's) and the
+    CUDA or ROCm plugin distributions installed beside it, each with its distribution's version."""
+    plugins = {point.name: f"{point.dist.name} {point.dist.version}" if point.dist else point.value
+               for point in importlib.metadata.entry_points(group="jax_plugins")}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"] or ""
+        if re.fullmatch(r"jax[-_](cuda|rocm)\d*[-_](plugin|pjrt)", name, re.IGNORECASE):
+            plugins.setdefault(name, f"{name} {dist.version}")
+    return plugins
+
+
 class FlaxAdapter(Adapter):
     framework = "jax"
 
@@ -277,6 +294,25 @@ class FlaxAdapter(Adapter):
     @classmethod
     def version(cls) -> str:
         return jax.__version__
+
+    @classmethod
+    def build_info(cls):
+        backend = jax.extend.backend.get_backend()  # the default backend, as jit places on it
+        plugins = _plugins()
+        parts = [f"jaxlib {jaxlib.__version__}", f"{backend.platform} backend ({backend.platform_version})",
+                 *([f"plugins {', '.join(plugins.values())}"] if plugins else [])]
+        return {
+            "summary": ", ".join(parts),
+            "version": jax.__version__,
+            "jaxlib": jaxlib.__version__,
+            "flax": flax.__version__,
+            "plugins": plugins,
+            "platform": backend.platform,
+            "platform_version": backend.platform_version,  # e.g. "cuda 12080"; "cpu" on the CPU
+            "devices": [f"{device.platform}:{device.id} {device.device_kind}" for device in jax.devices()],
+            "flags": {"jax_default_matmul_precision": jax.config.jax_default_matmul_precision,
+                      "XLA_FLAGS": os.environ.get("XLA_FLAGS")},
+        }
 
     @classmethod
     def device_matmul(cls, precision, size):

@@ -5,6 +5,7 @@ several devices, one process per device under `DistributedDataParallel`. Its nat
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +140,52 @@ def _configure_numerics(config: TrainConfig) -> None:
     _allow_tf32(config.precision == "tf32")
 
 
+# torch.__config__.show()'s lines that name the CPU math libraries and how the build uses them.
+LIBRARY_LINES = ("Math Kernel Library", "MKL-DNN", "oneDNN", "BLAS", "LAPACK", "NNPACK", "OpenMP")
+
+
+def _built_with() -> dict[str, str]:
+    """The BLAS, LAPACK and oneDNN (MKL-DNN) this build links, from `torch.__config__.show()`: its
+    library lines ("Intel(R) MKL-DNN v3.12.0 ..."), its build settings' BLAS_INFO and LAPACK_INFO,
+    and oneDNN's version."""
+    shown = torch.__config__.show()
+    lines = [line.strip()[2:] for line in shown.splitlines() if line.strip().startswith("- ")]
+    libraries = {"lines": [line for line in lines if any(name in line for name in LIBRARY_LINES)
+                           and not line.startswith("Build settings")]}
+    for setting in ("BLAS_INFO", "LAPACK_INFO"):
+        match = re.search(rf"\b{setting}=([^,\s]+)", shown)
+        libraries[setting.lower()] = match.group(1) if match else None
+    onednn = re.search(r"MKL-DNN (v[\d.]+)", shown)
+    libraries["onednn"] = onednn.group(1) if onednn else None
+    return libraries
+
+
+def _numerics_flags() -> dict[str, str | bool | None]:
+    """The `torch.backends` flags that change numerics or speed, as this process holds them. The
+    float32 precisions are read through the per-backend API where the build has it (2.9 and later),
+    as `_allow_tf32` sets them: reading the legacy flags after a per-backend one was set raises."""
+    backends, matmul = torch.backends, torch.backends.cuda.matmul
+    flags = {
+        "cudnn.enabled": backends.cudnn.enabled,
+        "cudnn.benchmark": backends.cudnn.benchmark,
+        "cudnn.deterministic": backends.cudnn.deterministic,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "mkldnn.enabled": backends.mkldnn.enabled,
+        "cuda.matmul.allow_bf16_reduced_precision_reduction": matmul.allow_bf16_reduced_precision_reduction,
+        "cuda.matmul.allow_fp16_reduced_precision_reduction": matmul.allow_fp16_reduced_precision_reduction,
+    }
+    if hasattr(backends.cudnn, "conv"):  # PyTorch >= 2.9
+        flags.update({"cuda.matmul.fp32_precision": matmul.fp32_precision,
+                      "cudnn.conv.fp32_precision": backends.cudnn.conv.fp32_precision,
+                      "mkldnn.matmul.fp32_precision": backends.mkldnn.matmul.fp32_precision,
+                      "mkldnn.conv.fp32_precision": backends.mkldnn.conv.fp32_precision})
+    else:
+        flags.update({"cuda.matmul.allow_tf32": matmul.allow_tf32,
+                      "cudnn.allow_tf32": backends.cudnn.allow_tf32,
+                      "float32_matmul_precision": torch.get_float32_matmul_precision()})
+    return flags
+
+
 def _join_group(parallel: DataParallel, device: str) -> None:
     """The process group DDP communicates through: NCCL between GPUs, gloo between CPU processes,
     meeting at the coordinator (what torchrun passes as MASTER_ADDR:MASTER_PORT)."""
@@ -190,6 +237,35 @@ class PyTorchAdapter(Adapter):
     @classmethod
     def version(cls) -> str:
         return torch.__version__
+
+    @classmethod
+    def build_info(cls):
+        cuda = torch.cuda.is_available()
+        cudnn = torch.backends.cudnn.version()  # e.g. 92400 for 9.24.0; None where cuDNN is not in the build
+        nccl = ".".join(map(str, torch.cuda.nccl.version())) if cuda else None  # read through a CUDA device
+        libraries = _built_with()
+        capability = torch.backends.cpu.get_cpu_capability()
+        parts = [f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU build",
+                 *([f"cuDNN {cudnn}"] if cudnn else []), *([f"NCCL {nccl}"] if nccl else []),
+                 f"oneDNN {libraries['onednn'] or 'absent'}", f"BLAS {libraries['blas_info'] or 'unknown'}",
+                 f"CPU kernels {capability}",
+                 *([f"{torch.cuda.device_count()} GPU{'s' * (torch.cuda.device_count() != 1)} seen"] if cuda else [])]
+        return {
+            "summary": ", ".join(parts),
+            "version": torch.__version__,
+            "git_version": torch.version.git_version,
+            "cuda": torch.version.cuda,  # None in a CPU build
+            "cudnn": cudnn,
+            "nccl": nccl,
+            "cuda_available": cuda,
+            "gpus": [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())] if cuda else [],
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "mkl": torch.backends.mkl.is_available(),
+            "openmp": torch.backends.openmp.is_available(),
+            "cpu_capability": capability,
+            "libraries": libraries,
+            "flags": _numerics_flags(),
+        }
 
     @classmethod
     def apply_tuning(cls, settings):

@@ -14,6 +14,8 @@ import numpy as np
 import tensorflow as tf
 import keras
 from keras import layers, ops
+# Whether oneDNN's kernels are on: TensorFlow's own tests read it here; no public API says.
+from tensorflow.python.util import _pywrap_util_port
 
 from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
                              Adapter, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, TrainConfig,
@@ -299,6 +301,31 @@ class KerasAdapter(Adapter):
     @classmethod
     def version(cls) -> str:
         return tf.__version__
+
+    @classmethod
+    def build_info(cls):
+        build_info = tf.sysconfig.get_build_info()
+        gpus = tf.config.list_physical_devices("GPU")
+        onednn = _pywrap_util_port.IsMklEnabled()
+        parts = [f"CUDA {build_info['cuda_version']}, cuDNN {build_info['cudnn_version']}"
+                 if build_info.get("is_cuda_build") else "CPU build", f"oneDNN {'on' if onednn else 'off'}",
+                 *([f"{len(gpus)} GPU{'s' * (len(gpus) != 1)} seen"] if gpus else [])]
+        return {
+            "summary": ", ".join(parts),
+            "version": tf.__version__,
+            "keras": keras.__version__,
+            "git_version": tf.version.GIT_VERSION,
+            "build": dict(build_info),  # cuda_version, cudnn_version, is_cuda_build...
+            "xla": _pywrap_util_port.IsBuiltWithXLA(),
+            "onednn": onednn,
+            "gpus": [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name) for gpu in gpus],
+            "flags": {
+                # Its default is on for Linux x86 builds; IsMklEnabled above reads the outcome.
+                "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+                "tensor_float_32_execution": tf.config.experimental.tensor_float_32_execution_enabled(),
+                "jit": tf.config.optimizer.get_jit(),
+            },
+        }
 
     @classmethod
     def apply_tuning(cls, settings):

@@ -124,6 +124,26 @@ def cpu_features_text(env: dict) -> str:
     return f" ({', '.join(feature.upper() for feature in features if feature not in ('sse4_2', 'avx')) or 'no AVX2'})"
 
 
+def gpu_text(env: dict) -> str:
+    """Each GPU with its driver, memory, maximum clocks and power limit where env.json has them
+    (`gpu_details`), else as nvidia-smi listed them (`gpus`); "none" without one."""
+    def amount(value, unit: str) -> str:
+        return "?" if value is None else f"{value:,.0f} {unit}"
+    details = [f"{gpu['name']}, driver {gpu['driver']}, {amount(gpu['memory_mib'], 'MiB')}, max clocks "
+               f"SM {amount(gpu['sm_clock_max_mhz'], 'MHz')} / memory {amount(gpu['memory_clock_max_mhz'], 'MHz')}, "
+               f"power limit {amount(gpu['power_limit_w'], 'W')}" for gpu in env.get("gpu_details") or []]
+    return "; ".join(details or env.get("gpus") or []) or "none"
+
+
+def builds_lines(env: dict) -> list[str]:
+    """One line per framework: its version and the build its workers read (`Adapter.build_info`'s
+    summary: CUDA, cuDNN, oneDNN, BLAS, backend); the rest of each build stays in env.json."""
+    builds = env.get("builds") or {}
+    return ["- Builds (the rest in env.json's `builds`):",
+            *(f"  - {framework} {build.get('version', '?')}: {build.get('summary', '?')}"
+              for framework, build in builds.items())] if builds else []
+
+
 def machine_section(env: dict, summary: pd.DataFrame) -> str:
     packages = ", ".join(f"{name} {version}" for name, version in env.get("packages", {}).items() if version)
     data = env.get("data", "?")
@@ -136,8 +156,10 @@ def machine_section(env: dict, summary: pd.DataFrame) -> str:
         f"- Augmentation: {augmentation_text(summary)}",
         f"- CPU: {env.get('cpu', '?')}{cpu_features_text(env)}, {env.get('usable_cores', '?')} usable cores; threads "
         f"per worker: {env.get('threads', '?')}; memory {env.get('memory_gb', '?')} GB"
-        f"{'; transparent huge pages: ' + env['transparent_hugepages'] if env.get('transparent_hugepages') else ''}",
-        f"- GPU: {'; '.join(env.get('gpus') or []) or 'none'}",
+        f"{'; transparent huge pages: ' + env['transparent_hugepages'] if env.get('transparent_hugepages') else ''}"
+        f"{'; governor: ' + env['cpu_governor'] if env.get('cpu_governor') else ''}",
+        f"- GPU: {gpu_text(env)}",
+        *builds_lines(env),
         *([f"- Machine check before the run: {check_text(env['machine_check'])}"] if env.get("machine_check") else []),
         f"- Python {env.get('python', '?')} on {env.get('platform', '?')}; git commit `{env.get('git_commit')}`",
         f"- Packages: {packages}",

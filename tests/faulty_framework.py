@@ -38,6 +38,10 @@ class FaultyAdapter(Adapter):
     def version(cls) -> str:
         return ""  # no framework behind it
 
+    @classmethod
+    def build_info(cls) -> dict:
+        return {}  # no framework behind it
+
     def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
                  parallel: DataParallel = SINGLE):
         super().__init__(model, device, variant, config, parallel)

@@ -49,6 +49,13 @@ class StandinAdapter(Adapter):
     def version(cls) -> str:
         return VERSION
 
+    @classmethod
+    def build_info(cls) -> dict:
+        """Its BLAS is NumPy's."""
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        return {"version": VERSION, "numpy": np.__version__, "blas": f"{blas['name']} {blas['version']}",
+                "flags": {"threads": cls.threads}}
+
     def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
                  parallel: DataParallel = SINGLE):
         super().__init__(model, device, variant, config, parallel)

@@ -4,7 +4,7 @@ without a GPU; its limits can be set from an earlier check's summary; a step sto
 its writing is summarised from what it left, and the final table and bundle still come out; bad
 input is one line and exit status 2; and the dry run on the CPU runs every step to the end and
 returns a bundle a device machine can hand back, from which the README's tables of a GPU reference
-are generated."""
+are generated, and whose env.json holds each GPU's fields where nvidia-smi is present."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from benchmarks.harness.results import append_rows
 from frameworks.tuning import DEFAULT_PROFILE
 from report import readme
 from tests.conftest import ROOT
+from tests.test_environment import H100, H100_FIELDS, fake_nvidia_smi, without_nvidia_smi
 
 RECIPE = ["-m benchmarks.run", "--device cuda", "--recipe resnet9-94", "--target-accuracy 0.94",
           "--data cifar10 --data-dir /data", "--no-parity"]
@@ -451,3 +452,25 @@ def test_the_dry_run_runs_every_step_and_bundles_what_comes_back(tmp_path):
     assert "| jax:jit " in text, "throughput per job"
     assert re.search(r"\| jax:jit bs16 r1 +\| +(True|False) +\| +1(\.0)? \|", text), "time to accuracy: reached, epochs"
     assert "compile_s" in text and "best_accuracy" in text
+
+
+@pytest.mark.device_check
+@pytest.mark.parametrize("nvidia_smi", [True, False], ids=["with-nvidia-smi", "without-nvidia-smi"])
+def test_the_dry_runs_env_collects_the_gpu_fields_where_nvidia_smi_is_present(nvidia_smi, tmp_path, monkeypatch):
+    """The dry run's timing step alone (a run folder with its env.json), with a stand-in nvidia-smi first
+    on PATH or none on it: its env.json in the bundle has each GPU's fields parsed, or none."""
+    if nvidia_smi:
+        fake_nvidia_smi(tmp_path / "bin", monkeypatch, f'echo "{H100}"')
+    else:
+        without_nvidia_smi(monkeypatch)
+    every_step = device_check.plan
+    monkeypatch.setattr(device_check, "plan",
+                        lambda *args: [step for step in every_step(*args) if step.name == "timing"])
+    out, archive = tmp_path / "check", tmp_path / "check.tar.gz"
+    assert device_check.main(["--dry-run", "--out", str(out), "--bundle", str(archive)]) == 0
+    with tarfile.open(archive) as bundle:
+        (name,) = [name for name in bundle.getnames() if name.endswith("/env.json")]
+        env = json.load(bundle.extractfile(name))
+    assert env["gpu_details"] == ([H100_FIELDS] if nvidia_smi else [])
+    assert env["gpus"] == (["NVIDIA H100 80GB HBM3, 550.54.15, 81559 MiB"] if nvidia_smi else [])
+    assert env["builds"]["jax"]["platform"] == "cpu", "each framework's build, read in its workers"

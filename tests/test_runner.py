@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import itertools
 import json
 import shutil
@@ -22,6 +23,7 @@ from benchmarks.harness import recording
 from benchmarks.harness.environment import CPU_FEATURES
 from benchmarks.harness.recording import JobRecorder
 from benchmarks.harness.results import SCHEMA, append_rows, read_table
+from frameworks.tuning import DEFAULT_PROFILE
 from report.render import write_report
 from tests.conftest import AUGMENTED_BATCH, AUGMENTED_TRAIN_SIZE, ROOT, installed, make_job
 
@@ -134,6 +136,46 @@ def test_env_records_the_cpu_instruction_sets_the_kernels_depend_on(run):
     assert env["cpu_features"] == [feature for feature in CPU_FEATURES if feature in flags]
     machine = next(line for line in (run_dir / "report.md").read_text().splitlines() if line.startswith("- CPU:"))
     assert ("AVX2" in machine) == ("avx2" in flags) and ("AVX512F" in machine) == ("avx512f" in flags)
+
+
+@pytest.mark.slow
+def test_env_lists_every_installed_distribution(run):
+    env = json.loads((run[0] / "env.json").read_text())
+    assert env["distributions"] == {dist.metadata["Name"]: dist.version
+                                    for dist in reversed(list(importlib.metadata.distributions()))}
+
+
+def _cpu_build(framework: str) -> dict:
+    """What a framework's build in a CPU run's env.json must say, as package metadata knows it: the
+    CUDA-only readings absent, not an error."""
+    return {"pytorch": {"version": importlib.metadata.version("torch"), "nccl": None, "cuda_available": False,
+                        "gpus": []},
+            "tensorflow": {"version": importlib.metadata.version("tensorflow"),
+                           "keras": importlib.metadata.version("keras"), "gpus": []},
+            "jax": {"version": importlib.metadata.version("jax"), "jaxlib": importlib.metadata.version("jaxlib"),
+                    "flax": importlib.metadata.version("flax"), "platform": "cpu"}}[framework]
+
+
+# Each build's other readings, whatever their values on this machine.
+BUILT_WITH = {"pytorch": ("cuda", "cudnn", "libraries"), "tensorflow": ("build", "onednn", "xla"),
+              "jax": ("plugins", "platform_version", "devices")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", list(BUILT_WITH), ids=str)
+def test_env_records_each_frameworks_build_as_its_workers_read_it(framework, run):
+    if framework not in installed():
+        pytest.skip(f"{framework} is not installed")
+    run_dir, _ = run
+    env = json.loads((run_dir / "env.json").read_text())
+    build = env["builds"][framework]
+    public = build["version"].partition("+")[0]  # torch's own version adds the build's local label: "+cu130"
+    assert {**{key: build[key] for key in _cpu_build(framework)}, "version": public} == _cpu_build(framework)
+    assert set(BUILT_WITH[framework]) <= set(build), sorted(build)
+    assert set(build["flags"]) == {DEFAULT_PROFILE}, "flags by the profile the run ran"
+    assert build["flags"][DEFAULT_PROFILE], "the flags that change numerics or speed"
+    report = (run_dir / "report.md").read_text().splitlines()
+    assert f"  - {framework} {build['version']}: {build['summary']}" in report
 
 
 def test_report_command_rejects_a_folder_that_is_not_a_run(tmp_path):

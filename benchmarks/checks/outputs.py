@@ -143,7 +143,7 @@ def run_parity(job: Job, channel: Channel) -> dict:
         common = {name: view[name] for name in view if name.startswith("state|")}
     outputs = compute_all(adapter_cls, job.what.model, job.placement.device, job.what.variant, job.training.precision, common)
     np.savez(job.files.output, **outputs)
-    return {"status": "ok", "framework_version": adapter_cls.version(), **tuned}
+    return {"status": "ok", "framework_version": adapter_cls.version(), "build": adapter_cls.build_info(), **tuned}
 
 
 def run_parallel_parity(job: Job, channel: Channel) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +44,19 @@ def share_of_cores(workers: int) -> int:
 class ParityOutcome:
     table: pd.DataFrame | None  # every comparison; None when fewer than one framework produced outputs
     unusable: dict[str, dict]  # framework -> the status and reason its benchmark rows will carry
+    builds: dict[str, dict] = field(default_factory=dict)  # framework -> its build (`add_build`), for env.json
 
     @property
     def passed(self) -> bool:
         return self.table is not None and not failures(self.table)
+
+
+def add_build(builds: dict[str, dict], job: Job, result: dict) -> None:
+    """A worker's `Adapter.build_info` into `builds`, one entry per framework: its libraries as the
+    first of its workers read them, its flags under each tuning profile (a profile sets some)."""
+    build = dict(result.get("build") or {})
+    flags = build.pop("flags", {})
+    builds.setdefault(job.what.framework, {**build, "flags": {}})["flags"].setdefault(job.what.tuning, flags)
 
 
 def print_verdict(console, title: str, table: pd.DataFrame) -> None:
@@ -78,12 +87,14 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False, 
                   for framework, variant in dict(selection.pairs).items() for profile in selection.profiles]
         results = _side_by_side([job for _, _, job, _ in probes], [log for *_, log in probes], selection.job_timeout,
                                 console, "probing each framework")
-        unusable = {}
-        for (framework, name, _, _), result in zip(probes, results):
+        unusable, builds = {}, {}
+        for (framework, name, job, _), result in zip(probes, results):
             if result["status"] != "ok":
                 console.print(f"[bold red]{escape(name)}: {result['status']}: {escape(str(result['error']))}[/]")
                 unusable.setdefault(framework, {"status": result["status"], "error": result["error"]})
-        return ParityOutcome(None, unusable)
+            else:
+                add_build(builds, job, result)
+        return ParityOutcome(None, unusable, builds)
     # Every model's workers share one pool, so a slow worker of one model overlaps the others'
     # instead of leaving its model's last slot alone; each model's table is compared as soon as its
     # own workers have all ended, and its outputs deleted.
@@ -92,11 +103,13 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False, 
                      for model in selection.models),
                     key=lambda check: -check.size)
     runs = [(check, run) for check in checks for run in check.runs]
-    tables, unusable = [], {}
+    tables, unusable, builds = [], {}, {}
 
     def ended(index: int, result: dict) -> None:
         check, run = runs[index]
         check.ended(run, result, unusable)
+        if result["status"] == "ok":
+            add_build(builds, run.job, result)
         if check.done:
             table = check.compare()
             if table is not None:
@@ -106,7 +119,7 @@ def run_parity_jobs(selection, folder: Path, console, probe_only: bool = False, 
     _side_by_side([run.job for _, run in runs], [run.log for _, run in runs], selection.job_timeout, console,
                   f"parity checks: {', '.join(selection.models)}", ended)
     tables.sort(key=lambda table: selection.models.index(table["model"].iloc[0]))
-    return ParityOutcome(pd.concat(tables, ignore_index=True) if tables else None, unusable)
+    return ParityOutcome(pd.concat(tables, ignore_index=True) if tables else None, unusable, builds)
 
 
 def _side_by_side(jobs: list[Job], log_paths: list[Path], timeout: float, console, title: str,

@@ -595,7 +595,7 @@ def run_probe(job: Job, channel: Channel) -> dict:
     adapter_cls.configure_threads(job.placement.threads)
     tuned = tune(adapter_cls, job)
     adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(1))
-    return {"status": "ok", "framework_version": adapter_cls.version(), **tuned}
+    return {"status": "ok", "framework_version": adapter_cls.version(), "build": adapter_cls.build_info(), **tuned}
 
 
 def run_overhead(job: Job, channel: Channel) -> dict:
