@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.harness.results import latest_attempts, read_table
-from report.source import SchemaError, latest, read_env
+from benchmarks.harness.results import JOB, latest_attempts, read_table
+from report.source import SchemaError, read_env
+from report.tables import identified, label
 
 STOLEN = 0.005  # share of the cores' time above which a window counts as stolen from
 SHUFFLES = 2000
 SEED = 0  # fixed: the same tables always give the same table
-JOB = ["framework", "variant", "model", "batch_size", "devices"]
 
 
 def _correlation(windows: pd.DataFrame, column: str) -> float:
@@ -64,7 +64,9 @@ def process_p(windows: pd.DataFrame, rng: np.random.Generator) -> float:
 def noise_table(steps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """Per job, the variation of the timed windows of its final attempt (columns as the module
     docstring says)."""
-    timed = latest(steps, latest_attempts(summary))
+    jobs = identified(latest_attempts(summary))
+    # the steps table carries part of the identity; the job's summary row the rest
+    timed = steps.drop(columns=JOB, errors="ignore").merge(jobs[["job_id", "attempt", *JOB]], on=["job_id", "attempt"])
     rng = np.random.default_rng(SEED)
     rows = []
     for key, windows in timed.groupby(JOB, sort=False):
@@ -72,7 +74,6 @@ def noise_table(steps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
         medians = per_process.median()
         rows.append({
             **dict(zip(JOB, key)),
-            "job": f"{key[0]}:{key[1]}",
             "processes": len(medians),
             "process_ms": ", ".join(f"{value:.2f}" for value in medians),
             "spread": (medians.max() - medians.min()) / medians.median() if len(medians) > 1 else float("nan"),
@@ -83,7 +84,10 @@ def noise_table(steps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
             "stolen": _stolen(windows["steal"].astype(float)),
             "process_p": process_p(windows, rng),
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table.insert(len(JOB), "job", label(table))  # names each job of the run apart from the others
+    return table
 
 
 def noise_markdown(run_dirs: list[Path]) -> str:

@@ -26,8 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.harness.results import read_table
-from report.findings import (PARITY_FILES, best_per_framework, comparisons, findings as findings_sentences,
-                             read_parity, tuning_gains)
+from report.findings import (NAMED_WHEN_VARYING, PARITY_FILES, best_per_framework, comparisons,
+                             findings as findings_sentences, read_parity, tuning_gains, turns)
 from report.noise import noise_markdown
 from report.sections import answer_section
 from report.source import final_summary, latest, read_env
@@ -48,7 +48,7 @@ def answer(run_dir: Path) -> str:
     ratio to the fastest framework, with its interval or "tied", and one sentence each; without the
     report's paragraph on what `ratio` means, which a page states once for all its answers."""
     summary = _summary(run_dir)
-    compared = comparisons(summary, read_table(run_dir, "steps"))
+    compared = comparisons(summary, read_table(run_dir, "steps"), interleave=turns(read_env(run_dir)))
     return answer_section(best_per_framework(compared), compared, summary, read_env(run_dir),
                           convention=False).strip()
 
@@ -67,14 +67,14 @@ def findings(run_dir: Path) -> str:
     summary = _summary(run_dir)
     sentences = findings_sentences(summary, read_table(run_dir, "steps"),
                                    latest(read_table(run_dir, "epochs"), summary),
-                                   {run_dir.name: read_parity(run_dir)})
+                                   {run_dir.name: read_parity(run_dir)}, turns(read_env(run_dir)))
     return "\n".join(f"- {sentence}" for sentence in sentences)
 
 
 def gains(run_dir: Path) -> str:
     """Per variant measured under both profiles: tuned against stock, and the settings that made the difference."""
-    table = tuning_gains(_summary(run_dir), read_table(run_dir, "steps"))
-    return markdown(table.drop(columns=[column for column in ("device", "devices") if table[column].nunique() == 1]))
+    table = tuning_gains(_summary(run_dir), read_table(run_dir, "steps"), interleave=turns(read_env(run_dir)))
+    return markdown(table.drop(columns=[column for column in NAMED_WHEN_VARYING if table[column].nunique() == 1]))
 
 
 def parity(run_dir: Path) -> str:

@@ -29,7 +29,7 @@ def run_tables(jobs: list[dict], batch_size: int = 128) -> tuple[pd.DataFrame, p
                         "tuning": job.get("tuning", "tuned"), "model": "lenet", "device": job.get("device", "cpu"),
                         "precision": "fp32",
                         "batch_size": batch_size, "devices": 1, "repeat": repeat, "attempt": 1}
-            summary.append({**identity, "status": "ok", "windows": len(windows), "settings": job.get("settings", ""),
+            summary.append({**identity, "nodes": 1, "input": "prefetch", "status": "ok", "windows": len(windows), "settings": job.get("settings", ""),
                             "step_ms_median": float(np.median(windows)), "compile_s": job.get("compile_s", 1.0),
                             "peak_rss_mb": job.get("peak_rss_mb", 1000.0), "peak_device_mb": job.get("peak_device_mb"),
                             "test_accuracy": job.get("test_accuracy"), "busy": job.get("busy", False)})
