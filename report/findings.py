@@ -124,15 +124,15 @@ def evaluated_images(accuracies: pd.Series) -> int | None:
 def resampled_medians(processes: list[np.ndarray], rng: np.random.Generator, resamples: int,
                       rounds: np.ndarray | None = None) -> np.ndarray:
     """Bootstrap replicates of the median of per-process median window times: processes drawn with
-    replacement, then each drawn process's windows with replacement; with `rounds` (one row of window
-    indices per replicate), every drawn process takes the windows of those rounds."""
+    replacement, then each drawn process's windows with replacement; with `rounds` (per replicate and
+    slot of a drawn process, the window indices to take), the windows of those rounds instead."""
     count = len(processes)
     drawn = rng.integers(count, size=(resamples, count))
     medians = np.empty((resamples, count))
     for index, windows in enumerate(processes):
         # Every slot gets its own window resample, so a process drawn twice is resampled twice.
         picks = rng.integers(len(windows), size=(resamples, count, len(windows))) if rounds is None else \
-            rounds[:, None, :]
+            rounds[:, :count]
         medians = np.where(drawn == index, np.median(windows[picks], axis=2), medians)
     return np.median(medians, axis=1)
 
@@ -140,15 +140,16 @@ def resampled_medians(processes: list[np.ndarray], rng: np.random.Generator, res
 def ratio_interval(processes: list[np.ndarray], baseline: list[np.ndarray], rng: np.random.Generator,
                    resamples: int = RESAMPLES, paired: bool = False) -> tuple[float, float, float]:
     """Step-time ratio processes / baseline (median of per-process medians) and its bootstrap
-    interval at CONFIDENCE. `paired`: the two sides' processes took turns (`took_turns`), so both
-    sides draw the same rounds in each replicate (their first windows, as many as the shortest
-    process has), and a slow spell of the machine lands on both sides of the ratio at once."""
+    interval at CONFIDENCE. `paired`: the two sides' processes took turns (`took_turns`), so the k-th
+    drawn process of either side takes the same rounds (the same window numbers, of the first as many
+    as the shortest process has) in each replicate, and a slow spell of the machine falls on both
+    sides of the ratio at once; each slot draws its own rounds, as each draws its own windows unpaired."""
     ratio = np.median([np.median(w) for w in processes]) / np.median([np.median(w) for w in baseline])
     rounds = None
     if paired:
         count = min(len(windows) for windows in [*processes, *baseline])
         processes, baseline = [w[:count] for w in processes], [w[:count] for w in baseline]
-        rounds = rng.integers(count, size=(resamples, count))
+        rounds = rng.integers(count, size=(resamples, max(len(processes), len(baseline)), count))
     replicates = (resampled_medians(processes, rng, resamples, rounds)
                   / resampled_medians(baseline, rng, resamples, rounds))
     tail = (1 - CONFIDENCE) / 2

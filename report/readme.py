@@ -9,7 +9,7 @@ root, the nearest folder at or above the file that holds `results/`):
 
 `profile-shares` and `profile-ops` take a third word, a regular expression that keeps the jobs whose
 label it matches (`<!-- generated: profile-ops results/profile-cpu/lenet pytorch:.*stock -->`).
-`noise` takes a folder of runs instead (`python -m report.noise` over each run in it, by name).
+`noise` and `pairing` take a folder of runs instead (each run in it, by name), or one run folder.
 
 Without a FILE the command reads README.md and docs/*.md. Without `--check` the tables are rewritten
 in place; with it, the command exits 1 naming each table that no longer matches its run."""
@@ -28,7 +28,7 @@ import pandas as pd
 from benchmarks.harness.results import read_table
 from report.findings import (NAMED_WHEN_VARYING, PARITY_FILES, best_per_framework, comparisons,
                              findings as findings_sentences, read_parity, tuning_gains, turns)
-from report.noise import noise_markdown
+from report.noise import noise_markdown, pairing_markdown
 from report.sections import answer_section
 from report.source import final_summary, latest, read_env
 from report.tables import curves_table, input_table, markdown, ranking_table, throughput_markdown, throughput_table
@@ -182,7 +182,9 @@ def profile_ops(run_dir: Path, only: str | None = None, top: int = 3) -> str:
 
 
 def runs_in(folder: Path) -> list[Path]:
-    """The run folders inside `folder`, by name."""
+    """The run folders inside `folder`, by name; or `folder` itself where it is a run folder."""
+    if (folder / "summary.csv").is_file():
+        return [folder]
     return sorted(path for path in folder.iterdir() if (path / "summary.csv").is_file()) if folder.is_dir() else []
 
 
@@ -191,12 +193,19 @@ def noise(folder: Path) -> str:
     return noise_markdown(runs_in(folder))
 
 
+def pairing(folder: Path) -> str:
+    """Per run in `folder` whose jobs took turns: what pairing their windows by round does to the width
+    of the ranking's intervals (`report.noise.pairing_table`)."""
+    return pairing_markdown(runs_in(folder))
+
+
 TABLES: dict[str, Callable[[Path], str]] = {"answer": answer, "throughput": throughput, "curves": curves,
-                                            "findings": findings, "noise": noise, "gains": gains, "parity": parity,
-                                            "time-to-target": time_to_target, "input": input_paths, "hotpath": hot_path,
+                                            "findings": findings, "noise": noise, "pairing": pairing, "gains": gains,
+                                            "parity": parity, "time-to-target": time_to_target, "input": input_paths,
+                                            "hotpath": hot_path,
                                             "overhead": overhead, "copy": copy_times,
                                             "profile-shares": profile_shares, "profile-ops": profile_ops}
-FOLDERS_OF_RUNS = {"noise"}
+FOLDERS_OF_RUNS = {"noise", "pairing"}
 FILTERED = {"profile-shares", "profile-ops"}  # the kinds that take a third word: a pattern of job labels
 # the files of which a kind's run folder must hold one, summary.csv by default (`benchmarks.parity --csv`
 # and the device check's parity steps write parity.csv alone)
