@@ -34,10 +34,11 @@ from report.findings import (CONFIDENCE, MIN_WINDOWS, SEED, accuracy_bound, eval
 from report.source import SchemaError, final_summary, read_env
 from report.tables import identified
 
-# A smaller change of step time is not one to act on: a framework's patch release or a reboot moves step time by a
-# few percent, and processes of one job on a shared machine differ by as much (docs/noise.md).
+# A smaller change of step time is not one to act on: separate processes of one job on a shared machine differ by
+# as much (docs/noise.md), so two runs can differ by it without anything having changed.
 STEP_THRESHOLD = 0.05
-# Peak memory of one program moves with allocator rounding and import order; a user sizes a machine by more.
+# Peak memory of one program moves between processes with allocator rounding and the order of imports; a change
+# smaller than this sizes no machine differently.
 MEMORY_THRESHOLD = 0.05
 
 

@@ -50,11 +50,6 @@ def _labelled(jobs: pd.DataFrame) -> pd.DataFrame:
     return jobs.assign(label=jobs["framework"] + ":" + jobs["variant"])
 
 
-def profiles(table: pd.DataFrame) -> pd.Series:
-    """Each row's tuning profile, empty where the table does not say."""
-    return table["tuning"].fillna("") if "tuning" in table else pd.Series("", index=table.index)
-
-
 def window_times(jobs: pd.DataFrame, steps: pd.DataFrame) -> dict[tuple, list[np.ndarray]]:
     """Per job (its JOB values, `job_key`): one array of window step times (ms) per process, in the
     order the windows were timed (the k-th window of every process that took turns ran in round k)."""
@@ -187,7 +182,8 @@ def group_name(key: tuple, varies: set[str]) -> str:
     of its columns only those in `varies` (`varying`) are named."""
     where = dict(zip(SETTING, key))
     devices = int(where["devices"])
-    name = f"{where['model']}, batch {where['batch_size']}" + (f" per device on {devices} devices" if devices > 1 else "")
+    name = f"{where['model']}, batch {where['batch_size']}"
+    name += f" per device on {devices} devices" if devices > 1 else ""
     name += f" on {int(where['nodes'])} nodes" if "nodes" in varies else ""
     name += f" on {where['device']}" if "device" in varies else ""
     name += f", {where['precision']}" if "precision" in varies else ""
@@ -257,7 +253,7 @@ def comparisons(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED,
             elif min(_side_windows(processes), _side_windows(baseline)) < MIN_WINDOWS:
                 verdict = "undecided"  # steps.csv lost or not written, or too few windows to resample
             else:
-                _, low, high = ratio_interval(processes, baseline, rng, 
+                _, low, high = ratio_interval(processes, baseline, rng,
                                               paired=took_turns(interleave, own_key, fastest_key))
                 verdict = "tied" if low <= 1 <= high else "slower"
             setting = dict(zip(SETTING, key))
@@ -488,8 +484,9 @@ def target_findings(summary: pd.DataFrame) -> list[str]:
 def findings(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,
              parity: dict[str, pd.DataFrame | None], interleave: str | None = None) -> list[str]:
     """Every finding, in the order the report lists them (`interleave`: the run's, as `comparisons` takes it)."""
-    return [*speed_findings(summary, steps, interleave=interleave), *compile_findings(summary), *memory_findings(summary),
-            parity_finding(parity), *accuracy_findings(summary, epochs), *target_findings(summary)]
+    return [*speed_findings(summary, steps, interleave=interleave), *compile_findings(summary),
+            *memory_findings(summary), parity_finding(parity), *accuracy_findings(summary, epochs),
+            *target_findings(summary)]
 
 
 def findings_section(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,

@@ -202,8 +202,7 @@ def pairing(folder: Path) -> str:
 TABLES: dict[str, Callable[[Path], str]] = {"answer": answer, "throughput": throughput, "curves": curves,
                                             "findings": findings, "noise": noise, "pairing": pairing, "gains": gains,
                                             "parity": parity, "time-to-target": time_to_target, "input": input_paths,
-                                            "hotpath": hot_path,
-                                            "overhead": overhead, "copy": copy_times,
+                                            "hotpath": hot_path, "overhead": overhead, "copy": copy_times,
                                             "profile-shares": profile_shares, "profile-ops": profile_ops}
 FOLDERS_OF_RUNS = {"noise", "pairing"}
 FILTERED = {"profile-shares", "profile-ops"}  # the kinds that take a third word: a pattern of job labels

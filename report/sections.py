@@ -182,7 +182,8 @@ def gains_section(gains: pd.DataFrame, run_dir: Path) -> str:
     return ("## Gain from tuning\n\n`gain` is the stock profile's median step time over the tuned profile's (above 1: "
             "tuning made it faster), with its 95% bootstrap interval `gain_low` to `gain_high` (each process's "
             "timed windows resampled, as in the findings; `verdict` tied where it holds 1); a job's two profiles "
-            "took turns, so the same moments of the machine fell on both.\n\n"
+            "took turns, so the same moments of the machine fell on both (one run's windows are paired by round: "
+            "docs/method.md).\n\n"
             f"{published(shown, run_dir, 'gains')}\n")
 
 
