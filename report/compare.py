@@ -163,6 +163,8 @@ def comparison_markdown(old_dir: Path, new_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m report.compare", description=__doc__,
+                                     epilog=f"STEP_THRESHOLD: {STEP_THRESHOLD:.0%}; MEMORY_THRESHOLD: "
+                                            f"{MEMORY_THRESHOLD:.0%}; MIN_WINDOWS: {MIN_WINDOWS}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("old_run", type=Path)
     parser.add_argument("new_run", type=Path)
