@@ -69,8 +69,12 @@ def chart_title(summary: pd.DataFrame, env: dict | None = None) -> str:
 
 
 def _jobs(table: pd.DataFrame) -> pd.DataFrame:
-    """`table` with framework and variant read off its job label (tables.label, with what follows)."""
-    return table.assign(**table["job"].str.extract(r"(?P<framework>[^\s:]+):(?P<variant>[^\s:]+)"))
+    """`table` with framework and variant read off its job label (tables.label, with what follows), and
+    `setting`: the rest of the label, which names what else tells the run's jobs apart but batch size
+    (model, device, precision, profile, devices, nodes, input path, as far as they differ)."""
+    parts = table["job"].str.extract(r"(?P<framework>[^\s:]+):(?P<variant>[^\s:]+)")
+    setting = table["job"].str.replace(r"[^\s:]+:[^\s:]+", "", n=1, regex=True).str.replace(" (busy)", "", regex=False)
+    return table.assign(**parts, setting=setting.str.strip())
 
 
 # --- Speed --------------------------------------------------------------------------------------
@@ -85,7 +89,7 @@ def speed_chart(ranking: pd.DataFrame, summary: pd.DataFrame, run_dir: Path, env
         return ""
     # Panels as the ratios are taken: per device, model, device count, batch size and tuning profile.
     rows["profile"] = rows["job"].str.extract(r"\[([^\]]+)\]", expand=False).fillna("")
-    keys = [key for key in ("device", "model", "devices", "batch_size") if key in rows] + ["profile"]
+    keys = [key for key in ("device", "model", "devices", "batch_size") if key in rows] + ["profile", "setting"]
     # A row not compared (busy) is placed by its step time over its group's fastest, as a hollow dot.
     fastest = rows.groupby(keys)["step_ms_median"].transform("min")
     ratio = rows["ratio"] if "ratio" in rows else pd.Series(float("nan"), index=rows.index)
@@ -137,21 +141,20 @@ def compile_chart(ranking: pd.DataFrame, summary: pd.DataFrame, run_dir: Path, e
     if ranking.empty:  # no job finished its timed steps
         return ""
     rows = _jobs(ranking[~ranking["job"].str.endswith(" (busy)")]).dropna(subset=["compile_s"])
-    frameworks = rows.groupby(["model", "batch_size", "framework"])["variant"].agg(lambda v: "eager" in set(v)
-                                                                                   and len(set(v)) > 1)
+    panels = ["model", "batch_size", "setting"]  # a compiled variant pays off against its eager one of the same setting
+    frameworks = rows.groupby([*panels, "framework"])["variant"].agg(lambda v: "eager" in set(v) and len(set(v)) > 1)
     if not frameworks.any():
         return ""
-    groups = [(key, group) for key, group in rows.groupby(["model", "batch_size"], sort=False)
-              if frameworks.loc[key].any()]
+    groups = [(key, group) for key, group in rows.groupby(panels, sort=False) if frameworks.loc[key].any()]
     fig, axes = plt.subplots(1, len(groups), figsize=(5.5 * len(groups), 4.2), squeeze=False)
-    for ax, ((model, batch), group) in zip(axes[0], groups):
+    for ax, ((model, batch, setting), group) in zip(axes[0], groups):
         steps = np.linspace(0, 2 * max([50, *payoff_steps(group)]), 200)
         for row in group.itertuples():
             cumulative = row.compile_s + steps * row.step_ms_median / 1000
             ax.plot(steps, cumulative, linestyle="-" if row.variant == "eager" else "--", markevery=40, markersize=6,
                     label=f"{row.framework}:{row.variant}", **style(row.framework, row.variant))
         ax.set(xlabel="training steps after the first", ylabel="cumulative time, s (compile_s + n x step)",
-               title=f"{model}, batch {batch}")
+               title=f"{model}, batch {batch}" + (f" ({setting})" if setting else ""))
         ax.set_xlim(0, steps[-1])
         ax.set_ylim(bottom=0)
     axes[0, -1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))

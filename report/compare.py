@@ -1,19 +1,23 @@
-"""`python -m report.compare OLD_RUN NEW_RUN [--out FILE]`: every job the two runs share (same
-framework, variant, model, device, precision and batch size) with its new/old ratios of step time,
-peak memory and accuracy, the changes larger than the measured spread flagged, and the jobs only
-one run has.
+"""`python -m report.compare OLD_RUN NEW_RUN [--out FILE]`: every job the two runs share (the same
+`benchmarks.harness.results.JOB`: framework, variant, model, device, devices, nodes, precision, tuning
+profile, batch size and input path) with its new/old ratios of step time, peak memory and accuracy, a
+verdict on each, and the jobs only one run has.
 
-What counts as a change:
-- step time: a job's relative spread s is (max - min) / median of its per-process median step
-  times when it ran in several processes (repeats), else the IQR / median of its timed windows.
-  The new/old ratio r is flagged when |r - 1| > s_old + s_new. Rows measured on a busy machine
-  are never flagged: their speed says more about the machine.
-- peak memory (device memory when both runs report it, else peak RSS): flagged when
-  |r - 1| exceeds the sum of the two runs' (max - min) / median over their processes, and at
-  least MEMORY_FLOOR, since a single process gives no spread to go by.
-- accuracy: flagged when the two accuracies differ by more than the sampling error of two
-  accuracies on the test set (`report.findings.accuracy_bound`), when both runs evaluated on
-  the same number of test images (`report.findings.evaluated_images`)."""
+Verdicts:
+- step time: the ratio of the two median step times (the median of per-process medians) with its
+  95% interval from the ranking's hierarchical bootstrap (`report.findings.ratio_interval`: a job's
+  processes resampled, then each drawn process's timed windows). *slower* or *faster* only when the
+  interval excludes 1 and the change exceeds STEP_THRESHOLD; else *unchanged*. *undecided* where
+  either side has fewer than MIN_WINDOWS timed windows; *busy* where either side was measured on a
+  busy machine (never slower or faster: its speed says more about the machine). Two runs never took
+  turns, so their windows are independent and resampled apart, not paired by round.
+- peak memory (device memory when both runs report it, else peak RSS): the ratio of the median of
+  the per-process peaks, with its 95% interval from the same bootstrap over processes; *more* or
+  *less* when the interval excludes 1 and the change exceeds MEMORY_THRESHOLD, else *unchanged*.
+  With one process a side the interval is the ratio itself, and the threshold alone decides.
+- accuracy: *changed* when the two accuracies differ by more than the sampling error of two
+  accuracies on the test set (`report.findings.accuracy_bound`), else *unchanged*; judged only when
+  both runs evaluated the same number of test images (`report.findings.evaluated_images`)."""
 
 from __future__ import annotations
 
@@ -21,73 +25,112 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from benchmarks.harness.results import measured
-from report.findings import accuracy_bound, evaluated_images
+from benchmarks.harness.results import JOB, SETTING, measured
+from report.findings import (CONFIDENCE, MIN_WINDOWS, SEED, accuracy_bound, evaluated_images, ratio_interval,
+                             window_times)
 from report.source import SchemaError, final_summary, read_env, read_table
+from report.tables import identified
 
-KEYS = ["framework", "variant", "model", "device", "precision", "batch_size"]
-MEMORY_FLOOR = 0.05  # relative change of peak memory below which a single-process job is not flagged
-
-
-def _range(values: pd.Series) -> float:
-    """(max - min) / median over a job's processes; 0 for one process."""
-    return (values.max() - values.min()) / values.median() if len(values) > 1 else 0.0
+# A smaller change of step time is not one to act on: separate processes of one job on a shared machine differ by
+# as much (docs/noise.md), so two runs can differ by it without anything having changed.
+STEP_THRESHOLD = 0.05
+# Peak memory of one program moves between processes with allocator rounding and the order of imports; a change
+# smaller than this sizes no machine differently.
+MEMORY_THRESHOLD = 0.05
 
 
 def job_table(summary: pd.DataFrame, memory: str = "peak_rss_mb") -> pd.DataFrame:
-    """One row per job that measured steps, its processes merged, indexed by KEYS, with the
-    relative spreads of its step time and of its `memory` column."""
-    jobs = measured(summary)
-    grouped = jobs.groupby(KEYS)
-    table = grouped.agg(step_ms_median=("step_ms_median", "median"), step_ms_iqr=("step_ms_iqr", "median"),
-                        processes=("repeat", "nunique"), memory_mb=(memory, "max"),
-                        accuracy=("test_accuracy", "median"))
-    table["step_spread"] = grouped["step_ms_median"].agg(_range)
-    single = table["processes"] == 1
-    table.loc[single, "step_spread"] = table.loc[single, "step_ms_iqr"] / table.loc[single, "step_ms_median"]
-    table["memory_spread"] = grouped[memory].agg(_range)
-    busy = jobs["busy"].astype(str).eq("True")
-    table["busy"] = busy.groupby([jobs[key] for key in KEYS]).any()
-    return table
+    """One row per job that measured steps (indexed by JOB), its processes merged: the median of their
+    median step times, their count, each one's peak `memory` (a list), the median accuracy, and
+    whether any was measured on a busy machine."""
+    jobs = identified(measured(summary))
+    grouped = jobs.groupby(JOB)
+    return grouped.agg(step_ms_median=("step_ms_median", "median"), processes=("repeat", "nunique"),
+                       memory_mb=(memory, lambda peaks: peaks.dropna().to_list()),
+                       accuracy=("test_accuracy", "median"),
+                       busy=("busy", lambda values: bool(values.astype(str).eq("True").any())))
 
 
-def compare(old: pd.DataFrame, new: pd.DataFrame, test_images: int | None = None) -> pd.DataFrame:
-    """Jobs in both runs (summary tables) with new/old ratios and what changed beyond the spread."""
+def _windows(summary: pd.DataFrame, steps: pd.DataFrame) -> dict[tuple, list[np.ndarray]]:
+    return window_times(identified(measured(summary)), steps)
+
+
+def _verdict(ratio: float, low: float, high: float, threshold: float, words: tuple[str, str]) -> str:
+    """words[0] (above 1) or words[1] when the interval excludes 1 and the change exceeds `threshold`."""
+    if low <= 1 <= high or abs(ratio - 1) <= threshold:
+        return "unchanged"
+    return words[0] if ratio > 1 else words[1]
+
+
+def compare(old: pd.DataFrame, new: pd.DataFrame, old_steps: pd.DataFrame, new_steps: pd.DataFrame,
+            test_images: int | None = None, seed: int = SEED) -> pd.DataFrame:
+    """Jobs in both runs (summary and steps tables) with their new/old ratios, intervals and verdicts
+    (the module docstring says how each is decided); `changed` names what moved: slower or faster,
+    memory, accuracy, and busy where the speed was not judged."""
     device = all(len(jobs) and jobs["peak_device_mb"].notna().all() for jobs in (measured(old), measured(new)))
     memory = "peak_device_mb" if device else "peak_rss_mb"
-    before, after = job_table(old, memory), job_table(new, memory)
-    both = before.merge(after, left_index=True, right_index=True, suffixes=("_old", "_new"))
-    table = pd.DataFrame(index=both.index)
-    table["step_ms_median_old"] = both["step_ms_median_old"]
-    table["step_ms_median_new"] = both["step_ms_median_new"]
-    table["step_ratio"] = both["step_ms_median_new"] / both["step_ms_median_old"]
-    table["allowed"] = both["step_spread_old"] + both["step_spread_new"]
-    ratio = "device_mb_ratio" if device else "rss_ratio"  # says which memory was compared
-    table[ratio] = both["memory_mb_new"] / both["memory_mb_old"]
-    table["accuracy_ratio"] = both["accuracy_new"] / both["accuracy_old"]
-    memory_allowed = (both["memory_spread_old"] + both["memory_spread_new"]).clip(lower=MEMORY_FLOOR)
-    busy = both["busy_old"] | both["busy_new"]
-    changes = pd.DataFrame({
-        "slower": ~busy & (table["step_ratio"] - 1 > table["allowed"]),
-        "faster": ~busy & (1 - table["step_ratio"] > table["allowed"]),
-        "memory": (table[ratio] - 1).abs() > memory_allowed,
-        "accuracy": ((both["accuracy_new"] - both["accuracy_old"]).abs()
-                     > accuracy_bound(both[["accuracy_old", "accuracy_new"]].mean(axis=1), test_images))
-        if test_images else False,
-        "busy": busy,
-    })
-    table["changed"] = changes.apply(lambda row: ", ".join(name for name, flag in row.items() if flag), axis=1)
-    return table.dropna(axis="columns", how="all").reset_index()  # e.g. accuracy of timing-only runs
+    both = job_table(old, memory).merge(job_table(new, memory), left_index=True, right_index=True,
+                                        suffixes=("_old", "_new"))
+    before, after = _windows(old, old_steps), _windows(new, new_steps)
+    rng = np.random.default_rng(seed)
+    ratio_name = "device_mb_ratio" if device else "rss_ratio"  # says which memory was compared
+    rows = []
+    for key, job in both.iterrows():
+        row = {"step_ms_median_old": job["step_ms_median_old"], "step_ms_median_new": job["step_ms_median_new"]}
+        old_windows, new_windows = before.get(key, []), after.get(key, [])
+        if min(sum(map(len, old_windows)), sum(map(len, new_windows))) < MIN_WINDOWS:
+            ratio, low, high = job["step_ms_median_new"] / job["step_ms_median_old"], None, None
+            step = "undecided"
+        else:
+            ratio, low, high = ratio_interval(new_windows, old_windows, rng)
+            step = "busy" if job["busy_old"] or job["busy_new"] else \
+                _verdict(ratio, low, high, STEP_THRESHOLD, ("slower", "faster"))
+        row.update(step_ratio=ratio, step_low=low, step_high=high, step=step)
+        peaks_old, peaks_new = job["memory_mb_old"], job["memory_mb_new"]
+        if peaks_old and peaks_new:
+            memory_ratio, memory_low, memory_high = ratio_interval(
+                [np.array([peak]) for peak in peaks_new], [np.array([peak]) for peak in peaks_old], rng)
+            row.update({ratio_name: memory_ratio, "memory_low": memory_low, "memory_high": memory_high,
+                        "memory": _verdict(memory_ratio, memory_low, memory_high, MEMORY_THRESHOLD,
+                                           ("more", "less"))})
+        accuracy_old, accuracy_new = job["accuracy_old"], job["accuracy_new"]
+        if pd.notna(accuracy_old) and pd.notna(accuracy_new):
+            row["accuracy_ratio"] = accuracy_new / accuracy_old
+            if test_images:
+                apart = abs(accuracy_new - accuracy_old) > accuracy_bound((accuracy_old + accuracy_new) / 2,
+                                                                          test_images)
+                row["accuracy"] = "changed" if apart else "unchanged"
+        changed = [step] if step in ("slower", "faster", "busy") else []
+        changed += ["memory"] * (row.get("memory") in ("more", "less"))
+        changed += ["accuracy"] * (row.get("accuracy") == "changed")
+        rows.append({**dict(zip(JOB, key)), **row, "changed": ", ".join(changed)})
+    columns = [*JOB, "step_ms_median_old", "step_ms_median_new", "step_ratio", "step_low", "step_high", "step",
+               ratio_name, "memory_low", "memory_high", "memory", "accuracy_ratio", "accuracy", "changed"]
+    table = pd.DataFrame(rows, columns=columns)
+    # a measure neither run has (e.g. accuracy of timing-only runs) is left out; the identity always stays
+    return table.drop(columns=[column for column in columns[len(JOB):] if table[column].isna().all()])
+
+
+def job_name(job: pd.Series) -> str:
+    """A job in words: "pytorch:eager lenet cpu fp32 batch 128", and its profile, device count, nodes
+    and input path where it has them."""
+    name = f"{job['framework']}:{job['variant']} {job['model']} {job['device']} {job['precision']} batch " \
+           f"{job['batch_size']}"
+    name += f" {job['tuning']}" if job["tuning"] else ""
+    name += f" x{job['devices']}" if job["devices"] > 1 else ""
+    name += f" on {job['nodes']} nodes" if job["nodes"] > 1 else ""
+    return name + (f" {job['input']} input" if job["input"] else "")
 
 
 def only_in(old: pd.DataFrame, new: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """Jobs (as framework:variant model device precision batch) that only one run measured."""
+    """Jobs (`job_name`) that only one run measured."""
     before, after = job_table(old).index, job_table(new).index
 
     def names(index: pd.MultiIndex) -> list[str]:
-        return [f"{f}:{v} {m} {d} {p} batch {b}" for f, v, m, d, p, b in index]
+        return [job_name(pd.Series(dict(zip(JOB, key)))) for key in index]
     return names(before.difference(after)), names(after.difference(before))
 
 
@@ -98,19 +141,32 @@ def comparison_markdown(old_dir: Path, new_dir: Path) -> str:
     old, new = final_summary(old_dir), final_summary(new_dir)
     images = {evaluated_images(pd.concat([read_table(run_dir, "epochs")["test_accuracy"], summary["test_accuracy"]]))
               for run_dir, summary in ((old_dir, old), (new_dir, new))}
-    table = compare(old, new, images.pop() if len(images) == 1 else None)
+    table = compare(old, new, read_table(old_dir, "steps"), read_table(new_dir, "steps"),
+                    images.pop() if len(images) == 1 else None)
     table.insert(0, "job", table.pop("framework") + ":" + table.pop("variant"))
+    # the setting's columns that hold one value in both runs say nothing about any row
+    table = table.drop(columns=[column for column in SETTING if column not in ("model", "batch_size")
+                                and table[column].nunique() == 1])
     gone, added = only_in(old, new)
+    verdicts = table["step"].value_counts() if len(table) else pd.Series(dtype=int)
+    counts = ", ".join(f"{verdict} {count}" for verdict, count in verdicts.items())
     lines = [f"# Run {new_dir.name} against {old_dir.name}", "",
-             "Ratios are new / old. `allowed`: the step-time change within the two runs' measured spread "
-             "(`python -m report.compare --help` defines it); `changed` names what moved beyond it.", "",
-             table.to_markdown(index=False, floatfmt=".4g") if len(table) else "No job ran in both.", ""]
+             f"Ratios are new / old, with their {CONFIDENCE:.0%} bootstrap interval (`step_low`-`step_high`, "
+             f"`memory_low`-`memory_high`). Step time is *slower* or *faster* only where its interval excludes 1 "
+             f"and it moved by more than {STEP_THRESHOLD:.0%}, peak memory *more* or *less* likewise beyond "
+             f"{MEMORY_THRESHOLD:.0%}; `python -m report.compare --help` states every rule. `changed` names what "
+             f"moved.", "",
+             f"Step time of {len(table)} jobs in both runs: {counts}." if len(table) else "No job ran in both.", ""]
+    if len(table):
+        lines += [table.to_markdown(index=False, floatfmt=".4g"), ""]
     lines += [f"Only in {old_dir.name}: {job}" for job in gone] + [f"Only in {new_dir.name}: {job}" for job in added]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m report.compare", description=__doc__,
+                                     epilog=f"STEP_THRESHOLD: {STEP_THRESHOLD:.0%}; MEMORY_THRESHOLD: "
+                                            f"{MEMORY_THRESHOLD:.0%}; MIN_WINDOWS: {MIN_WINDOWS}",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("old_run", type=Path)
     parser.add_argument("new_run", type=Path)

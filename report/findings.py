@@ -19,17 +19,17 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.checks.verdicts import failures
-from benchmarks.harness.results import measured
+from benchmarks.harness.results import JOB, SETTING, measured
 from report.migrate import PARITY, migrated_table, parity_file
-from report.tables import number, target_busy
+from report.tables import identified, number, target_busy
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 SEED = 0  # fixed: the same tables always give the same intervals, so a re-rendered report is identical
 Z = NormalDist().inv_cdf(1 - (1 - CONFIDENCE) / 2)  # two-sided normal quantile
-# devices: data-parallel, the same work per step; tuning: rankings compare within one profile, never across
-GROUP = ["device", "model", "devices", "batch_size", "tuning"]
 MIN_WINDOWS = 5  # fewer timed windows on one side of a comparison: too few to resample, no interval
+# SETTING columns that a table of one model and batch size per row names only where they differ
+NAMED_WHEN_VARYING = ["device", "devices", "nodes", "precision", "input"]
 ONE_PROCESS = ("one process each: the intervals cover window-to-window noise only, not process-to-process "
                "variation; rerun with --repeats 3")
 
@@ -45,23 +45,47 @@ def timed_jobs(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _labelled(jobs: pd.DataFrame) -> pd.DataFrame:
-    """`jobs` labelled framework:variant, with their data-parallel device count as an integer and
-    their tuning profile as text (empty where a table has none)."""
-    return jobs.assign(label=jobs["framework"] + ":" + jobs["variant"], devices=jobs["devices"].astype(int),
-                       tuning=profiles(jobs))
-
-
-def profiles(table: pd.DataFrame) -> pd.Series:
-    """Each row's tuning profile, empty where the table does not say."""
-    return table["tuning"].fillna("") if "tuning" in table else pd.Series("", index=table.index)
+    """`jobs` with their identity in comparable form (`tables.identified`), labelled framework:variant: within
+    one SETTING the label names the job."""
+    jobs = identified(jobs)
+    return jobs.assign(label=jobs["framework"] + ":" + jobs["variant"])
 
 
 def window_times(jobs: pd.DataFrame, steps: pd.DataFrame) -> dict[tuple, list[np.ndarray]]:
-    """Per (device, model, devices, batch size, tuning, label): one array of window step times (ms) per process."""
-    windows = steps.drop(columns=["devices", "tuning"], errors="ignore").merge(
-        jobs[["job_id", "attempt", "label", "devices", "tuning"]], on=["job_id", "attempt"])
+    """Per job (its JOB values, `job_key`): one array of window step times (ms) per process, in the
+    order the windows were timed (the k-th window of every process that took turns ran in round k)."""
+    windows = steps.drop(columns=JOB, errors="ignore").merge(jobs[["job_id", "attempt", *JOB]],
+                                                             on=["job_id", "attempt"])
+    windows = windows.sort_values("window", kind="stable")
     return {key: [group["step_ms"].to_numpy(float) for _, group in rows.groupby("repeat")]
-            for key, rows in windows.groupby([*GROUP, "label"])}
+            for key, rows in windows.groupby(JOB, dropna=False)}
+
+
+def job_key(setting: tuple, framework: str, variant: str) -> tuple:
+    """A job's key in `window_times`: its framework and variant within a SETTING."""
+    values = {**dict(zip(SETTING, setting)), "framework": framework, "variant": variant}
+    return tuple(values[column] for column in JOB)
+
+
+def turns(env: dict) -> str | None:
+    """Which of a run's processes took turns, as `took_turns` takes it: env.json's `interleave`; None for
+    runs merged into one folder (their jobs never ran at once)."""
+    return None if "merged" in env else env.get("interleave")
+
+
+def took_turns(interleave: str | None, first: tuple, second: tuple) -> bool:
+    """Whether two jobs of one run had their processes run at once, taking turns one timed window each
+    (`benchmarks.run.turn_groups`), so that their windows pair by round. `interleave`: the run's
+    (env.json's); None for runs merged into one folder, or two runs. With "jobs", every job of one
+    setting but a data-parallel or native-input one; with "repeats", the profiles of one job. `first`,
+    `second`: `job_key`s."""
+    if interleave is None:
+        return False
+    first, second = dict(zip(JOB, first)), dict(zip(JOB, second))
+    apart = ["tuning"]
+    if interleave == "jobs" and int(first["devices"]) == 1 and first["input"] != "native":
+        apart += ["framework", "variant"]
+    return all(first[column] == second[column] for column in JOB if column not in apart)
 
 
 # Where a run keeps its parity table: as the runner writes it, or xz-compressed (a committed run whose
@@ -92,25 +116,37 @@ def evaluated_images(accuracies: pd.Series) -> int | None:
 # --- Statistics ---------------------------------------------------------------------------------
 
 
-def resampled_medians(processes: list[np.ndarray], rng: np.random.Generator, resamples: int) -> np.ndarray:
+def resampled_medians(processes: list[np.ndarray], rng: np.random.Generator, resamples: int,
+                      rounds: np.ndarray | None = None) -> np.ndarray:
     """Bootstrap replicates of the median of per-process median window times: processes drawn with
-    replacement, then each drawn process's windows with replacement."""
+    replacement, then each drawn process's windows with replacement; with `rounds` (per replicate and
+    slot of a drawn process, the window indices to take), the windows of those rounds instead."""
     count = len(processes)
     drawn = rng.integers(count, size=(resamples, count))
     medians = np.empty((resamples, count))
     for index, windows in enumerate(processes):
         # Every slot gets its own window resample, so a process drawn twice is resampled twice.
-        picks = rng.integers(len(windows), size=(resamples, count, len(windows)))
+        picks = rng.integers(len(windows), size=(resamples, count, len(windows))) if rounds is None else \
+            rounds[:, :count]
         medians = np.where(drawn == index, np.median(windows[picks], axis=2), medians)
     return np.median(medians, axis=1)
 
 
 def ratio_interval(processes: list[np.ndarray], baseline: list[np.ndarray], rng: np.random.Generator,
-                   resamples: int = RESAMPLES) -> tuple[float, float, float]:
+                   resamples: int = RESAMPLES, paired: bool = False) -> tuple[float, float, float]:
     """Step-time ratio processes / baseline (median of per-process medians) and its bootstrap
-    interval at CONFIDENCE."""
+    interval at CONFIDENCE. `paired`: the two sides' processes took turns (`took_turns`), so the k-th
+    drawn process of either side takes the same rounds (the same window numbers, of the first as many
+    as the shortest process has) in each replicate, and a slow spell of the machine falls on both
+    sides of the ratio at once; each slot draws its own rounds, as each draws its own windows unpaired."""
     ratio = np.median([np.median(w) for w in processes]) / np.median([np.median(w) for w in baseline])
-    replicates = resampled_medians(processes, rng, resamples) / resampled_medians(baseline, rng, resamples)
+    rounds = None
+    if paired:
+        count = min(len(windows) for windows in [*processes, *baseline])
+        processes, baseline = [w[:count] for w in processes], [w[:count] for w in baseline]
+        rounds = rng.integers(count, size=(resamples, max(len(processes), len(baseline)), count))
+    replicates = (resampled_medians(processes, rng, resamples, rounds)
+                  / resampled_medians(baseline, rng, resamples, rounds))
     tail = (1 - CONFIDENCE) / 2
     low, high = np.quantile(replicates, [tail, 1 - tail])
     return float(ratio), float(low), float(high)
@@ -135,10 +171,24 @@ def accuracy_bound(accuracy, test_images: int):
 # --- Sentences ----------------------------------------------------------------------------------
 
 
-def group_name(key: tuple, several_devices: bool, several_profiles: bool = False) -> str:
-    device, model, devices, batch_size, profile = key
-    where = f"{model}, batch {batch_size}" + (f" per device on {devices} devices" if devices > 1 else "")
-    return where + (f" on {device}" if several_devices else "") + (f", {profile}" if several_profiles else "")
+def varying(table: pd.DataFrame) -> set[str]:
+    """The SETTING columns in which `table`'s jobs differ: what a group's name must say."""
+    table = identified(table)
+    return {column for column in SETTING if table[column].nunique() > 1}
+
+
+def group_name(key: tuple, varies: set[str]) -> str:
+    """A SETTING's name, e.g. "lenet, batch 128 per device on 2 devices on cuda, tuned"; of the rest
+    of its columns only those in `varies` (`varying`) are named."""
+    where = dict(zip(SETTING, key))
+    devices = int(where["devices"])
+    name = f"{where['model']}, batch {where['batch_size']}"
+    name += f" per device on {devices} devices" if devices > 1 else ""
+    name += f" on {int(where['nodes'])} nodes" if "nodes" in varies else ""
+    name += f" on {where['device']}" if "device" in varies else ""
+    name += f", {where['precision']}" if "precision" in varies else ""
+    name += f", {where['input']} input" if "input" in varies else ""
+    return name + (f", {where['tuning']}" if "tuning" in varies else "")
 
 
 def process_note(compared: pd.DataFrame) -> str:
@@ -172,41 +222,48 @@ def _side_windows(processes: list[np.ndarray] | None) -> int:
     return sum(len(windows) for windows in processes) if processes else 0
 
 
-def comparisons(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -> pd.DataFrame:
-    """Per model and batch size (and device, device count, tuning profile: GROUP), every variant
+def comparisons(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED,
+                interleave: str | None = None) -> pd.DataFrame:
+    """Per SETTING (model, batch size, device, device count, tuning profile...), every variant
     measured on a quiet machine, fastest first: its median step time and images/s, its step-time
     `ratio` to the fastest variant (>= 1) with the bootstrap interval `ratio_low`-`ratio_high`, and
     its `verdict`: fastest, tied (the interval covers 1), slower, or undecided where either side has
     fewer than MIN_WINDOWS timed windows to resample (no interval, and no claim either way); `windows`:
-    the row's timed windows over all its processes."""
+    the row's timed windows over all its processes. `interleave`: the run's (env.json's), whose jobs
+    that took turns have their windows paired by round (`took_turns`)."""
     jobs = timed_jobs(summary)
     if "input" in jobs and jobs["input"].ne("native").any():
         jobs = jobs[jobs["input"].ne("native")]  # end-to-end times of a framework's own pipeline: a section apart
     times = window_times(jobs, steps)
     rng = np.random.default_rng(seed)
     rows = []
-    for key, group in jobs.groupby(GROUP):
+    for key, group in jobs.groupby(SETTING):
         per_label = group.groupby("label").agg(framework=("framework", "first"), variant=("variant", "first"),
                                                step_ms_median=("step_ms_median", "median"),
                                                processes=("repeat", "nunique"))
         per_label = per_label.sort_values("step_ms_median", kind="stable")
         fastest = per_label.index[0]
+        fastest_key = job_key(key, *per_label.loc[fastest, ["framework", "variant"]])
         for label, row in per_label.iterrows():
-            processes, baseline = times.get((*key, label)), times.get((*key, fastest))
+            own_key = job_key(key, row["framework"], row["variant"])
+            processes, baseline = times.get(own_key), times.get(fastest_key)
             ratio, low, high = row["step_ms_median"] / per_label["step_ms_median"].iloc[0], None, None
             if label == fastest:
                 verdict = "fastest"
             elif min(_side_windows(processes), _side_windows(baseline)) < MIN_WINDOWS:
                 verdict = "undecided"  # steps.csv lost or not written, or too few windows to resample
             else:
-                _, low, high = ratio_interval(processes, baseline, rng)
+                _, low, high = ratio_interval(processes, baseline, rng,
+                                              paired=took_turns(interleave, own_key, fastest_key))
                 verdict = "tied" if low <= 1 <= high else "slower"
-            rows.append({**dict(zip(GROUP, key)), "label": label, "framework": row["framework"],
+            setting = dict(zip(SETTING, key))
+            rows.append({**setting, "label": label, "framework": row["framework"],
                          "variant": row["variant"], "step_ms_median": row["step_ms_median"],
-                         "images_per_s": key[2] * key[3] / row["step_ms_median"] * 1000, "ratio": ratio,
+                         "images_per_s": setting["devices"] * setting["batch_size"] / row["step_ms_median"] * 1000,
+                         "ratio": ratio,
                          "ratio_low": low, "ratio_high": high, "verdict": verdict, "processes": row["processes"],
                          "windows": _side_windows(processes)})
-    columns = [*GROUP, "label", "framework", "variant", "step_ms_median", "images_per_s", "ratio", "ratio_low",
+    columns = [*SETTING, "label", "framework", "variant", "step_ms_median", "images_per_s", "ratio", "ratio_low",
                "ratio_high", "verdict", "processes", "windows"]
     return pd.DataFrame(rows, columns=columns).astype({"ratio_low": float, "ratio_high": float})
 
@@ -215,7 +272,7 @@ def best_per_framework(compared: pd.DataFrame) -> pd.DataFrame:
     """Of `comparisons`, each framework's fastest variant per model and batch size: what a user of
     that framework would run, and its ratio to the fastest framework (whose best variant is the
     group's fastest, so the ratio and interval are those of `comparisons`)."""
-    return compared.drop_duplicates([*GROUP, "framework"], keep="first").reset_index(drop=True)
+    return compared.drop_duplicates([*SETTING, "framework"], keep="first").reset_index(drop=True)
 
 
 def _ratio_text(row: pd.Series, fastest: pd.Series) -> str:
@@ -231,15 +288,15 @@ def _ratio_text(row: pd.Series, fastest: pd.Series) -> str:
     return f"{row['ratio']:.2f}x (undecided: {windows} timed window{plural}, too few for an interval)"
 
 
-def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -> list[str]:
-    """Per model and batch size: the fastest variant, and each other's step-time ratio to it."""
-    compared = comparisons(summary, steps, seed)
-    several_devices = summary["device"].nunique() > 1
-    several_profiles = profiles(summary).nunique() > 1
+def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED,
+                   interleave: str | None = None) -> list[str]:
+    """Per SETTING: the fastest variant, and each other's step-time ratio to it."""
+    compared = comparisons(summary, steps, seed, interleave)
+    varies = varying(summary)
     sentences = []
-    for key, group in compared.groupby(GROUP, sort=False):
+    for key, group in compared.groupby(SETTING, sort=False):
         fastest = group.iloc[0]
-        lead = (f"{group_name(key, several_devices, several_profiles)}: **{fastest['label']}** is fastest "
+        lead = (f"{group_name(key, varies)}: **{fastest['label']}** is fastest "
                 f"({fastest['images_per_s']:,.0f} images/s)")
         if len(group) == 1:
             sentences.append(lead + ", the only variant measured.")
@@ -251,23 +308,31 @@ def speed_findings(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED)
     return sentences
 
 
-def tuning_gains(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED) -> pd.DataFrame:
-    """Per model, batch size and framework:variant measured under both profiles: the gain from
-    tuning, stock step time over tuned (above 1: the tuned profile is faster), with its bootstrap
-    interval; `busy` where either side was measured on a busy machine (compared all the same: the
-    two sides took turns, so a busy spell fell on both); `tuned settings`: what the tuned side's
-    workers found in effect, so a gain reads as the effect of those settings."""
+def tuning_gains(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED,
+                 interleave: str | None = None) -> pd.DataFrame:
+    """Per job (JOB less its tuning) measured under both profiles: the gain from tuning, stock step
+    time over tuned (above 1: the tuned profile is faster), with its bootstrap interval, paired by
+    round where the two sides took turns (`took_turns`; `interleave`: the run's); `busy` where either
+    side was measured on a busy machine (compared all the same: the two sides took turns, so a busy
+    spell fell on both); `tuned settings`: what the tuned side's workers found in effect, so a gain
+    reads as the effect of those settings. The columns of NAMED_WHEN_VARYING are for a reader to drop
+    where they hold one value."""
     jobs = _labelled(measured(summary))
     times = window_times(jobs, steps)
     rng = np.random.default_rng(seed)
     rows = []
-    for (device, model, devices, batch_size, label), group in jobs.groupby([*GROUP[:-1], "label"]):
-        sides = {profile: (device, model, devices, batch_size, profile, label) for profile in ("stock", "tuned")}
-        if not all(key in times for key in sides.values()):
+    profile = JOB.index("tuning")
+    for key, group in jobs.groupby([column for column in JOB if column != "tuning"]):
+        sides = {name: (*key[:profile], name, *key[profile:]) for name in ("stock", "tuned")}
+        if not all(side in times for side in sides.values()):
             continue
-        gain, low, high = ratio_interval(times[sides["stock"]], times[sides["tuned"]], rng)
+        gain, low, high = ratio_interval(times[sides["stock"]], times[sides["tuned"]], rng,
+                                         paired=took_turns(interleave, sides["stock"], sides["tuned"]))
         step_ms = group.groupby("tuning")["step_ms_median"].median()
-        rows.append({"job": label, "device": device, "model": model, "devices": devices, "batch_size": batch_size,
+        where = dict(zip(JOB, sides["stock"]))
+        rows.append({"job": group["label"].iloc[0], "device": where["device"], "model": where["model"],
+                     "devices": where["devices"], "batch_size": where["batch_size"], "nodes": where["nodes"],
+                     "precision": where["precision"], "input": where["input"],
                      "stock_ms": step_ms["stock"], "tuned_ms": step_ms["tuned"], "gain": gain,
                      "gain_low": low, "gain_high": high,
                      "verdict": "tied" if low <= 1 <= high else "tuned faster" if low > 1 else "stock faster",
@@ -281,15 +346,14 @@ def compile_findings(summary: pd.DataFrame) -> list[str]:
     """Per model and batch size: after how many steps each variant's compilation pays off against
     the same framework's eager variant (frameworks without one are not weighed)."""
     jobs = timed_jobs(summary).dropna(subset=["compile_s"])
-    several_devices = summary["device"].nunique() > 1
-    several_profiles = profiles(summary).nunique() > 1
-    merged = jobs.groupby([*GROUP, "framework", "variant"]).agg(step_ms=("step_ms_median", "median"),
-                                                              compile_s=("compile_s", "median"))
+    varies = varying(summary)
+    merged = jobs.groupby([*SETTING, "framework", "variant"]).agg(step_ms=("step_ms_median", "median"),
+                                                                compile_s=("compile_s", "median"))
     sentences = []
-    for key, group in merged.groupby(level=GROUP):
+    for key, group in merged.groupby(level=SETTING):
         items = []
         for framework, rows in group.groupby(level="framework"):
-            rows = rows.droplevel([*GROUP, "framework"])
+            rows = rows.droplevel([*SETTING, "framework"])
             if "eager" not in rows.index:
                 continue
             eager = rows.loc["eager"]
@@ -306,7 +370,7 @@ def compile_findings(summary: pd.DataFrame) -> list[str]:
                                  f"{number(eager['compile_s'])} s, then "
                                  f"saves {number(eager['step_ms'] - row['step_ms'])} ms a step)")
         if items:
-            sentences.append(f"Compilation, {group_name(key, several_devices, several_profiles)}: {'; '.join(items)}.")
+            sentences.append(f"Compilation, {group_name(key, varies)}: {'; '.join(items)}.")
     if sentences:
         sentences[0] = ("Compile time pays off after n steps beyond the first when compile_s + n x step time "
                         "falls below the eager variant's (`compile_s` is the first step, compilation included). "
@@ -319,16 +383,15 @@ def memory_findings(summary: pd.DataFrame) -> list[str]:
     when every variant reports it, else the process's peak RSS)."""
     jobs = summary[summary["status"].isin(["ok", "diverged"])]
     jobs = _labelled(jobs)
-    several_devices = summary["device"].nunique() > 1
-    several_profiles = profiles(summary).nunique() > 1
+    varies = varying(summary)
     sentences = []
-    for key, group in jobs.groupby(GROUP):
+    for key, group in jobs.groupby(SETTING):
         device = group["peak_device_mb"].notna().all()
         column, name = ("peak_device_mb", "peak device memory") if device else ("peak_rss_mb", "peak RSS")
         peaks = group.groupby("label")[column].max().dropna().sort_values(kind="stable")
         if len(peaks) > 1:
             order = ", ".join(f"{label} {mb:,.0f}" for label, mb in peaks.items())
-            sentences.append(f"Memory, {group_name(key, several_devices, several_profiles)}, {name} in MiB from least "
+            sentences.append(f"Memory, {group_name(key, varies)}, {name} in MiB from least "
                              f"to most: {order}.")
     return sentences
 
@@ -358,10 +421,9 @@ def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
     images = {run: evaluated_images(rows["test_accuracy"]) for run, rows in recorded.groupby("run_id")}
     jobs = summary[summary["status"].eq("ok") & summary["test_accuracy"].notna()]
     jobs = _labelled(jobs)
-    several_devices = summary["device"].nunique() > 1
-    several_profiles = profiles(summary).nunique() > 1
+    varies = varying(summary)
     sentences = []
-    for key, group in jobs.groupby(GROUP):
+    for key, group in jobs.groupby(SETTING):
         accuracy = group.groupby("label")["test_accuracy"].median().sort_values(kind="stable")
         if len(accuracy) < 2:
             continue
@@ -380,7 +442,7 @@ def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
             what = (f"Test accuracy at step {step:,.0f}, the last evaluation of every job (they stopped at "
                     f"different steps)")
         spread = accuracy.iloc[-1] - accuracy.iloc[0]
-        text = (f"{what}, {group_name(key, several_devices, several_profiles)}: from {accuracy.iloc[0]:.2%} "
+        text = (f"{what}, {group_name(key, varies)}: from {accuracy.iloc[0]:.2%} "
                 f"({accuracy.index[0]}) to {accuracy.iloc[-1]:.2%} ({accuracy.index[-1]}), "
                 f"{spread * 100:.2f} points apart")
         if test_images:
@@ -399,14 +461,14 @@ def target_findings(summary: pd.DataFrame) -> list[str]:
         return []
     jobs = summary[summary["status"].eq("ok") & summary["target_reached"].astype(str).eq("True")]
     jobs = _labelled(jobs).assign(busy=target_busy(jobs))
-    several_devices = summary["device"].nunique() > 1
+    varies = varying(summary)
     sentences = []
-    for key, group in jobs.groupby(GROUP):
+    for key, group in jobs.groupby(SETTING):
         target = group["target_accuracy"].iloc[0]
         times = group.groupby("label")["train_s_to_target"].median().sort_values(kind="stable")
         busy = group[group["busy"]].groupby("label")["train_busy_share_to_target"].max()
         clean = times.drop(busy.index)
-        text = f"Time to {target:.1%} test accuracy, {group_name(key, several_devices)}: "
+        text = f"Time to {target:.1%} test accuracy, {group_name(key, varies)}: "
         if len(clean):
             text += f"fastest on a quiet machine {clean.index[0]} ({clean.iloc[0]:.1f} s of training)"
             text += "".join(f", {name} {seconds:.1f} s" for name, seconds in clean.iloc[1:].items())
@@ -420,13 +482,14 @@ def target_findings(summary: pd.DataFrame) -> list[str]:
 
 
 def findings(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,
-             parity: dict[str, pd.DataFrame | None]) -> list[str]:
-    """Every finding, in the order the report lists them."""
-    return [*speed_findings(summary, steps), *compile_findings(summary), *memory_findings(summary),
-            parity_finding(parity), *accuracy_findings(summary, epochs), *target_findings(summary)]
+             parity: dict[str, pd.DataFrame | None], interleave: str | None = None) -> list[str]:
+    """Every finding, in the order the report lists them (`interleave`: the run's, as `comparisons` takes it)."""
+    return [*speed_findings(summary, steps, interleave=interleave), *compile_findings(summary),
+            *memory_findings(summary), parity_finding(parity), *accuracy_findings(summary, epochs),
+            *target_findings(summary)]
 
 
 def findings_section(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,
-                     parity: dict[str, pd.DataFrame | None]) -> str:
-    lines = "\n".join(f"- {sentence}" for sentence in findings(summary, steps, epochs, parity))
+                     parity: dict[str, pd.DataFrame | None], interleave: str | None = None) -> str:
+    lines = "\n".join(f"- {sentence}" for sentence in findings(summary, steps, epochs, parity, interleave))
     return f"## Findings\n\n{lines}\n"

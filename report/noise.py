@@ -1,4 +1,4 @@
-"""`python -m report.noise RUN [RUN...]`: how much each job's step time varies, within a process
+"""`python -m report.noise RUN [RUN...] [--pairing]`: how much each job's step time varies, within a process
 and between processes, and what it varies with. One row per job and run, from the timed windows
 in `steps.csv`:
 
@@ -16,7 +16,9 @@ in `steps.csv`:
   SHUFFLES reshufflings of the processes within each round whose process means lie at least as
   far apart as the real ones (a permutation test; small: a process has a speed of its own).
 
-It reads what the run recorded and measures nothing."""
+It reads what the run recorded and measures nothing. `pairing_table` measures what pairing the
+windows of jobs that took turns by round does to the width of the ranking's bootstrap intervals
+(`report.findings.ratio_interval`)."""
 
 from __future__ import annotations
 
@@ -27,13 +29,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks.harness.results import latest_attempts
-from report.source import SchemaError, latest, read_env, read_table
+from benchmarks.harness.results import JOB, latest_attempts
+from report.findings import SEED as FINDINGS_SEED, ratio_interval, timed_jobs, took_turns, turns, window_times
+from report.source import SchemaError, final_summary, read_env, read_table
+from report.tables import identified, label
 
 STOLEN = 0.005  # share of the cores' time above which a window counts as stolen from
 SHUFFLES = 2000
 SEED = 0  # fixed: the same tables always give the same table
-JOB = ["framework", "variant", "model", "batch_size", "devices"]
 
 
 def _correlation(windows: pd.DataFrame, column: str) -> float:
@@ -64,7 +67,9 @@ def process_p(windows: pd.DataFrame, rng: np.random.Generator) -> float:
 def noise_table(steps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     """Per job, the variation of the timed windows of its final attempt (columns as the module
     docstring says)."""
-    timed = latest(steps, latest_attempts(summary))
+    jobs = identified(latest_attempts(summary))
+    # the steps table carries part of the identity; the job's summary row the rest
+    timed = steps.drop(columns=JOB, errors="ignore").merge(jobs[["job_id", "attempt", *JOB]], on=["job_id", "attempt"])
     rng = np.random.default_rng(SEED)
     rows = []
     for key, windows in timed.groupby(JOB, sort=False):
@@ -72,7 +77,6 @@ def noise_table(steps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
         medians = per_process.median()
         rows.append({
             **dict(zip(JOB, key)),
-            "job": f"{key[0]}:{key[1]}",
             "processes": len(medians),
             "process_ms": ", ".join(f"{value:.2f}" for value in medians),
             "spread": (medians.max() - medians.min()) / medians.median() if len(medians) > 1 else float("nan"),
@@ -83,7 +87,50 @@ def noise_table(steps: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
             "stolen": _stolen(windows["steal"].astype(float)),
             "process_p": process_p(windows, rng),
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table.insert(len(JOB), "job", label(table))  # names each job of the run apart from the others
+    return table
+
+
+def pairing_table(summary: pd.DataFrame, steps: pd.DataFrame, interleave: str | None) -> pd.DataFrame:
+    """Every pair of a run's jobs on a quiet machine that took turns (`report.findings.took_turns`):
+    the relative width (high - low) / ratio of the 95% interval of their step-time ratio, resampled
+    apart and paired by round, each from the findings' seed."""
+    jobs = timed_jobs(summary)
+    times = window_times(jobs, steps)
+    keys = sorted(set(jobs[JOB].itertuples(index=False, name=None)) & set(times))
+    rows = []
+    for index, first in enumerate(keys):
+        for second in keys[index + 1:]:
+            if not took_turns(interleave, first, second):
+                continue
+            widths = {}
+            for name, paired in (("apart", False), ("paired", True)):
+                ratio, low, high = ratio_interval(times[first], times[second], np.random.default_rng(FINDINGS_SEED),
+                                                  paired=paired)
+                widths[name] = (high - low) / ratio
+            rows.append({"first": first, "second": second, "width_apart": widths["apart"],
+                         "width_paired": widths["paired"]})
+    return pd.DataFrame(rows, columns=["first", "second", "width_apart", "width_paired"])
+
+
+def pairing_markdown(run_dirs: list[Path]) -> str:
+    """Per run whose jobs took turns: how many pairs, the median relative interval width resampled
+    apart and paired, and the paired over the apart width (median and range over the pairs)."""
+    rows = []
+    for run_dir in run_dirs:
+        env = read_env(run_dir)
+        table = pairing_table(final_summary(run_dir), read_table(run_dir, "steps"), turns(env))
+        if table.empty:
+            continue
+        shrink = table["width_paired"] / table["width_apart"]
+        rows.append({"run": run_dir.name, "interleave": turns(env), "pairs": len(table),
+                     "width_apart": table["width_apart"].median(), "width_paired": table["width_paired"].median(),
+                     "paired_over_apart": shrink.median(), "lowest": shrink.min(), "highest": shrink.max()})
+    if not rows:
+        return "No jobs in these runs took turns.\n"
+    return pd.DataFrame(rows).to_markdown(index=False, floatfmt=".3g") + "\n"
 
 
 def noise_markdown(run_dirs: list[Path]) -> str:
@@ -105,12 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m report.noise", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run folders (each holds summary.csv)")
+    parser.add_argument("--pairing", action="store_true",
+                        help="instead: what pairing windows by round does to the width of the ranking's intervals, "
+                             "per run whose jobs took turns")
     args = parser.parse_args(argv)
     for run_dir in args.runs:
         if not (run_dir / "summary.csv").is_file():
             parser.error(f"{run_dir} holds no summary.csv: not a run folder")
     try:
-        print(noise_markdown(args.runs), end="")
+        print((pairing_markdown if args.pairing else noise_markdown)(args.runs), end="")
     except SchemaError as error:
         parser.error(str(error))
     return 0

@@ -9,7 +9,7 @@ root, the nearest folder at or above the file that holds `results/`):
 
 `profile-shares` and `profile-ops` take a third word, a regular expression that keeps the jobs whose
 label it matches (`<!-- generated: profile-ops results/profile-cpu/lenet pytorch:.*stock -->`).
-`noise` takes a folder of runs instead (`python -m report.noise` over each run in it, by name).
+`noise` and `pairing` take a folder of runs instead (each run in it, by name), or one run folder.
 
 Without a FILE the command reads README.md and docs/*.md. Without `--check` the tables are rewritten
 in place; with it, the command exits 1 naming each table that no longer matches its run."""
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from report.findings import (best_per_framework, comparisons, findings as findings_sentences,
-                             read_parity, tuning_gains)
+from report.findings import (NAMED_WHEN_VARYING, best_per_framework, comparisons, findings as findings_sentences,
+                             read_parity, tuning_gains, turns)
 from report.migrate import PARITY_FILES
-from report.noise import noise_markdown
+from report.noise import noise_markdown, pairing_markdown
 from report.sections import answer_section
 from report.source import final_summary, latest, read_env, read_table
 from report.tables import curves_table, input_table, markdown, ranking_table, throughput_markdown, throughput_table
@@ -48,7 +48,7 @@ def answer(run_dir: Path) -> str:
     ratio to the fastest framework, with its interval or "tied", and one sentence each; without the
     report's paragraph on what `ratio` means, which a page states once for all its answers."""
     summary = _summary(run_dir)
-    compared = comparisons(summary, read_table(run_dir, "steps"))
+    compared = comparisons(summary, read_table(run_dir, "steps"), interleave=turns(read_env(run_dir)))
     return answer_section(best_per_framework(compared), compared, summary, read_env(run_dir),
                           convention=False).strip()
 
@@ -67,14 +67,14 @@ def findings(run_dir: Path) -> str:
     summary = _summary(run_dir)
     sentences = findings_sentences(summary, read_table(run_dir, "steps"),
                                    latest(read_table(run_dir, "epochs"), summary),
-                                   {run_dir.name: read_parity(run_dir)})
+                                   {run_dir.name: read_parity(run_dir)}, turns(read_env(run_dir)))
     return "\n".join(f"- {sentence}" for sentence in sentences)
 
 
 def gains(run_dir: Path) -> str:
     """Per variant measured under both profiles: tuned against stock, and the settings that made the difference."""
-    table = tuning_gains(_summary(run_dir), read_table(run_dir, "steps"))
-    return markdown(table.drop(columns=[column for column in ("device", "devices") if table[column].nunique() == 1]))
+    table = tuning_gains(_summary(run_dir), read_table(run_dir, "steps"), interleave=turns(read_env(run_dir)))
+    return markdown(table.drop(columns=[column for column in NAMED_WHEN_VARYING if table[column].nunique() == 1]))
 
 
 def parity(run_dir: Path) -> str:
@@ -182,7 +182,9 @@ def profile_ops(run_dir: Path, only: str | None = None, top: int = 3) -> str:
 
 
 def runs_in(folder: Path) -> list[Path]:
-    """The run folders inside `folder`, by name."""
+    """The run folders inside `folder`, by name; or `folder` itself where it is a run folder."""
+    if (folder / "summary.csv").is_file():
+        return [folder]
     return sorted(path for path in folder.iterdir() if (path / "summary.csv").is_file()) if folder.is_dir() else []
 
 
@@ -191,12 +193,18 @@ def noise(folder: Path) -> str:
     return noise_markdown(runs_in(folder))
 
 
+def pairing(folder: Path) -> str:
+    """Per run in `folder` whose jobs took turns: what pairing their windows by round does to the width
+    of the ranking's intervals (`report.noise.pairing_table`)."""
+    return pairing_markdown(runs_in(folder))
+
+
 TABLES: dict[str, Callable[[Path], str]] = {"answer": answer, "throughput": throughput, "curves": curves,
-                                            "findings": findings, "noise": noise, "gains": gains, "parity": parity,
-                                            "time-to-target": time_to_target, "input": input_paths, "hotpath": hot_path,
-                                            "overhead": overhead, "copy": copy_times,
+                                            "findings": findings, "noise": noise, "pairing": pairing, "gains": gains,
+                                            "parity": parity, "time-to-target": time_to_target, "input": input_paths,
+                                            "hotpath": hot_path, "overhead": overhead, "copy": copy_times,
                                             "profile-shares": profile_shares, "profile-ops": profile_ops}
-FOLDERS_OF_RUNS = {"noise"}
+FOLDERS_OF_RUNS = {"noise", "pairing"}
 FILTERED = {"profile-shares", "profile-ops"}  # the kinds that take a third word: a pattern of job labels
 # the files of which a kind's run folder must hold one, summary.csv by default (`benchmarks.parity --csv`
 # and the device check's parity steps write parity.csv alone)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from report.findings import best_per_framework, comparisons, findings_section, read_parity, tuning_gains
+from report.findings import best_per_framework, comparisons, findings_section, read_parity, tuning_gains, turns
 from report.sections import (answer_section, compile_section, epochs_section, gains_section, input_section,
                              machine_section, method_section, parity_section, problems_section, profile_section,
                              scaling_section, settings_section, speed_section, sweep_section,
@@ -37,14 +37,16 @@ def write_report(run_dir: Path) -> Path:
     summary = final_summary(run_dir)
     epochs = latest(read_table(run_dir, "epochs"), summary)
     steps = read_table(run_dir, "steps")
-    compared = comparisons(summary, steps)
+    interleave = turns(env)
+    compared = comparisons(summary, steps, interleave=interleave)
     best = best_per_framework(compared)
     ranking = ranking_table(summary, compared)
     best.drop(columns="label").to_csv(run_dir / "frameworks.csv", index=False)
     ranking.to_csv(run_dir / "ranking.csv", index=False)
     run_id = summary["run_id"].iloc[0] if len(summary) else run_dir.name
     runs = runs or {run_id: run_dir}
-    findings = findings_section(summary, steps, epochs, {run: read_parity(folder) for run, folder in runs.items()})
+    findings = findings_section(summary, steps, epochs, {run: read_parity(folder) for run, folder in runs.items()},
+                                interleave)
     answer = answer_section(best, compared, summary, env)
     if envs:
         machines = [f"### Run {run}\n\n{machine_section(envs[run], summary[summary['run_id'] == run])}"
@@ -57,7 +59,7 @@ def write_report(run_dir: Path) -> Path:
                     findings, "## Parity\n", parity_section(run_dir, run_dir)]
     sections += [speed_section(ranking, summary, env, run_dir), compile_section(ranking, summary, env, run_dir),
                  input_section(summary, run_dir),
-                 gains_section(tuning_gains(summary, steps), run_dir),
+                 gains_section(tuning_gains(summary, steps, interleave=interleave), run_dir),
                  time_to_accuracy_section(summary, epochs, env, run_dir),
                  scaling_section(ranking, summary, env, run_dir) if not ranking.empty else "",
                  sweep_section(ranking, summary, env, run_dir) if not ranking.empty else "",

@@ -15,12 +15,13 @@ from benchmarks.checks.verdicts import (CALIBRATION_TITLE, REFERENCE, calibratio
                                        parity_summary)
 from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE
 from benchmarks.harness.profiling import CATEGORIES, STEPS as PROFILED_STEPS
+from benchmarks.harness.results import SETTING
 from report.charts import (MIN_EPOCHS, accuracy_time_chart, compile_chart, curves_chart, memory_chart, speed_chart,
                            throughput_chart)
-from report.findings import GROUP, evaluated_images, group_name, process_note, profiles, read_parity
+from report.findings import NAMED_WHEN_VARYING, evaluated_images, group_name, process_note, read_parity, varying
 from report.source import latest, read_table
-from report.tables import (busy_sum, curves_table, input_table, label, markdown, number, published, scaling_table,
-                           target_busy)
+from report.tables import (busy_sum, curves_table, identified, input_table, label, markdown, number, published,
+                           scaling_table, target_busy)
 
 
 def machine_name(env: dict, summary: pd.DataFrame) -> str:
@@ -47,13 +48,13 @@ def answer_section(best: pd.DataFrame, compared: pd.DataFrame, summary: pd.DataF
     if best.empty:
         return (f"No job measured its steps on a quiet machine ({machine_name(env, summary)}, {data}): nothing is "
                 f"compared; the Speed section lists what was measured.\n")
-    constant = [column for column in ("device", "devices", "tuning") if best[column].nunique() == 1]
+    constant = [column for column in (*NAMED_WHEN_VARYING, "tuning") if best[column].nunique() == 1]
     table = best.drop(columns=[*constant, "label", "processes"])
-    several_devices = summary["device"].nunique() > 1
-    jobs = summary.assign(devices=summary["devices"].astype(int), tuning=profiles(summary))
-    sentences = [f"- {answer_sentence(key, rows, several_devices, profiles(summary).nunique() > 1)}"
-                 f"{absent_frameworks(rows, jobs[(jobs[GROUP] == key).all(axis='columns')])}"
-                 for key, rows in best.groupby(GROUP, sort=False)]
+    varies = varying(summary)
+    jobs = identified(summary)
+    sentences = [f"- {answer_sentence(key, rows, varies)}"
+                 f"{absent_frameworks(rows, jobs[(jobs[SETTING] == key).all(axis='columns')])}"
+                 for key, rows in best.groupby(SETTING, sort=False)]
     return (f"Each framework's fastest variant per model and batch size, on {machine_name(env, summary)} "
             f"({'+'.join(summary['device'].unique())}), {data}.{' ' + RATIO_CONVENTION if convention else ''}\n\n"
             f"{markdown(table)}\n\n"
@@ -74,10 +75,10 @@ def absent_frameworks(best: pd.DataFrame, jobs: pd.DataFrame) -> str:
     return f" Not compared: {', '.join(reasons)}." if reasons else ""
 
 
-def answer_sentence(key: tuple, rows: pd.DataFrame, several_devices: bool, several_profiles: bool) -> str:
+def answer_sentence(key: tuple, rows: pd.DataFrame, varies: set[str]) -> str:
     """One model and batch size in words: the fastest framework and each other's ratio."""
     fastest = rows.iloc[0]
-    lead = (f"{group_name(key, several_devices, several_profiles)}: **{fastest['framework']}** is fastest "
+    lead = (f"{group_name(key, varies)}: **{fastest['framework']}** is fastest "
             f"({fastest['variant']}, {fastest['images_per_s']:,.0f} images/s)")
     others = []
     for _, row in rows.iloc[1:].iterrows():
@@ -207,12 +208,13 @@ def gains_section(gains: pd.DataFrame, run_dir: Path) -> str:
     """With both profiles: tuned against stock, per variant (`findings.tuning_gains`)."""
     if gains.empty:
         return ""
-    constant = [column for column in ("device", "devices") if gains[column].nunique() == 1]
+    constant = [column for column in NAMED_WHEN_VARYING if gains[column].nunique() == 1]
     shown = gains.drop(columns=constant + ([] if gains["busy"].str.len().any() else ["busy"]))
     return ("## Gain from tuning\n\n`gain` is the stock profile's median step time over the tuned profile's (above 1: "
             "tuning made it faster), with its 95% bootstrap interval `gain_low` to `gain_high` (each process's "
             "timed windows resampled, as in the findings; `verdict` tied where it holds 1); a job's two profiles "
-            "took turns, so the same moments of the machine fell on both.\n\n"
+            "took turns, so the same moments of the machine fell on both (one run's windows are paired by round: "
+            "docs/method.md).\n\n"
             f"{published(shown, run_dir, 'gains')}\n")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.harness.results import fill, latest_attempts, read_written
+from benchmarks.harness.results import JOB, fill, latest_attempts, read_written
 from report.migrate import SchemaError, migrated_env, migrated_table
 
 __all__ = ["SchemaError", "final_summary", "latest", "read_env", "read_table"]
@@ -32,6 +32,7 @@ def final_summary(run_dir: Path) -> pd.DataFrame:
 
 
 def latest(table: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows of the attempt that produced each job's final summary row."""
-    keys = summary[["job_id", "attempt"]]
-    return table.merge(keys, on=["job_id", "attempt"])
+    """Rows of the attempt that produced each job's final summary row, with the columns of the job's
+    identity (`results.JOB`) that `table` does not carry taken from that row, so its jobs group apart."""
+    missing = [column for column in JOB if column not in table and column in summary]
+    return table.merge(summary[["job_id", "attempt", *missing]], on=["job_id", "attempt"])

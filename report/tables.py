@@ -9,8 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks.harness.contention import SUM_BUSY_SHARE
-
-from benchmarks.harness.results import measured
+from benchmarks.harness.results import JOB, SETTING, measured
 
 
 def number(value: float) -> str:
@@ -40,17 +39,31 @@ def markdown(table: pd.DataFrame) -> str:
     return cells.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
+def identified(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with its job identity (`results.JOB`) in a form that groups and merges as it should: device
+    and node counts as integers (one node where a row does not say) and an empty text field as "" (a
+    missing value would drop out of a grouping, or never equal another)."""
+    counts = {column: table[column].fillna(1).astype(int) for column in ("devices", "nodes")}
+    texts = {column: table[column].fillna("") for column in JOB if column not in counts and column != "batch_size"}
+    return table.assign(**counts, **texts)
+
+
 def label(table: pd.DataFrame) -> pd.Series:
     """framework:variant, after the model's name when the run compared several models, after the
     device when it holds several devices (runs merged by `python -m report RUN RUN --out DIR`),
-    with its tuning profile in brackets when the run has several, and with "xN" after it when it
-    trained data-parallel on N devices."""
+    with its precision and its tuning profile in brackets when the run has several, with "xN" after it
+    when it trained data-parallel on N devices (and "on M nodes" where the run's jobs ran on different
+    numbers of machines), so that a label names one job of the table."""
     name = table["framework"] + ":" + table["variant"]
+    precisions = table["precision"].fillna("") if "precision" in table else pd.Series("", index=table.index)
+    name = name + " [" + precisions + "]" if precisions.nunique() > 1 else name
     profiles = table["tuning"].fillna("") if "tuning" in table else pd.Series("", index=table.index)
     name = name + " [" + profiles + "]" if profiles.nunique() > 1 else name
     name = table["model"] + " " + name if table["model"].nunique() > 1 else name
     name = table["device"] + " " + name if table["device"].nunique() > 1 else name
     name = name + table["devices"].astype(int).map(lambda n: f" x{n}" if n > 1 else "")
+    nodes = table["nodes"].fillna(1).astype(int) if "nodes" in table else pd.Series(1, index=table.index)
+    name = name + nodes.map(lambda n: f" on {n} nodes") if nodes.nunique() > 1 else name
     paths = table["input"].fillna("prefetch") if "input" in table else pd.Series("prefetch", index=table.index)
     return name + " (" + paths + " input)" if paths.nunique() > 1 else name
 
@@ -97,13 +110,10 @@ def ranking_table(summary: pd.DataFrame, compared: pd.DataFrame | None = None) -
     if ok.empty:
         return ok
     ok["job"] = label(ok)
-    ok["devices"] = ok["devices"].astype(int)
-    ok["tuning"] = ok["tuning"].fillna("")
-    grouped = ok.groupby(["job", "batch_size"], sort=False)
+    ok = identified(ok)
+    grouped = ok.groupby(JOB, sort=False)
     table = grouped.agg(
-        framework=("framework", "first"), variant=("variant", "first"),
-        model=("model", "first"), devices=("devices", "first"), device=("device", "first"),
-        tuning=("tuning", "first"),
+        job=("job", "first"),
         step_ms_median=("step_ms_median", "median"), step_ms_iqr=("step_ms_iqr", "median"),
         step_ms_p5=("step_ms_p5", "median"), step_ms_p95=("step_ms_p95", "median"),
         windows=("windows", "sum"), repeats=("repeat", "nunique"),
@@ -111,16 +121,16 @@ def ranking_table(summary: pd.DataFrame, compared: pd.DataFrame | None = None) -
         compile_s=("compile_s", "median"),
         recompiles=("recompiles", "max"), peak_rss_mb=("peak_rss_mb", "max"),
         framework_rss_mb=("baseline_rss_mb", "max"), peak_device_mb=("peak_device_mb", "max"),
-        test_accuracy=("test_accuracy", "median"), input=("input", "first"), copy_ms=("copy_ms", "median"),
+        test_accuracy=("test_accuracy", "median"), copy_ms=("copy_ms", "median"),
         busy=("busy", _any_true), contention=("contention", "median"),
     ).reset_index()
     spread = grouped["step_ms_median"].agg(lambda s: (s.max() - s.min()) / s.median() if len(s) > 1 else float("nan"))
     table["repeat_spread"] = spread.to_numpy()
     table["framework_rss_mb"] = table["peak_rss_mb"] - table["framework_rss_mb"]
-    order = ["device", "model", "devices", "batch_size", "tuning"]  # the same work per step, one profile
+    # ranked within each setting (the same work per step, one profile); settings listed device first
+    order = ["device", *(column for column in SETTING if column != "device")]
     if compared is not None:
-        table = table.merge(compared[["framework", "variant", *order, *RATIOS]], on=["framework", "variant", *order],
-                            how="left")
+        table = table.merge(compared[[*JOB, *RATIOS]], on=JOB, how="left")
         table.loc[table["busy"] | table["input"].eq("native"), RATIOS] = None
     busy = table["busy"]
     table["images_per_s"] = table["images_per_s"].round().astype(int)
@@ -134,7 +144,7 @@ def ranking_table(summary: pd.DataFrame, compared: pd.DataFrame | None = None) -
                "step_ms_median", "step_ms_iqr", "step_ms_p5", "step_ms_p95", "windows", "repeats", "repeat_spread",
                "compile_s", "recompiles", "peak_rss_mb", "framework_rss_mb", "peak_device_mb", "test_accuracy", "input",
                "copy_ms", "contention"]
-    empty = [column for column in columns if column not in RATIOS and table[column].isna().all()]
+    empty = [column for column in columns if column not in RATIOS and table[column].replace("", None).isna().all()]
     return table[[column for column in columns if column not in empty]]  # e.g. device memory on CPU
 
 

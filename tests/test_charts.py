@@ -36,7 +36,8 @@ RATIOS = pd.DataFrame([  # findings.comparisons' columns for the three jobs of S
     ("pytorch", "eager", 1.0, None, None, "fastest"), ("pytorch", "compile", 1.2, 1.1, 1.3, "slower"),
     ("jax", "jit", 2.0, None, None, "undecided")], columns=["framework", "variant", "ratio", "ratio_low", "ratio_high",
                                                             "verdict"]).assign(device="cpu", model="lenet", devices=1,
-                                                                               batch_size=128, tuning="")
+                                                                               batch_size=128, tuning="", nodes=1,
+                                                                               precision="fp32", input="")
 SUMMARY = summary_rows([("pytorch:eager", 128, 10.0, 0.1), ("pytorch:compile", 128, 12.0, 3.0),
                         ("jax:jit", 128, 20.0, 1.5)])
 

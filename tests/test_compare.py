@@ -6,6 +6,7 @@ against its own device only."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -50,7 +51,8 @@ def write_run(folder, slowdown: dict[str, float], jobs=JOBS, seed: int = 0, devi
 def test_only_the_job_slowed_by_half_is_flagged(tmp_path, capsys):
     old = write_run(tmp_path / "old", {}, seed=1)
     new = write_run(tmp_path / "new", {"jax:jit": 1.5}, seed=2)
-    table = compare(pd.read_csv(old / "summary.csv"), pd.read_csv(new / "summary.csv")).set_index("variant")
+    table = compare(*(pd.read_csv(run / "summary.csv") for run in (old, new)),
+                    *(pd.read_csv(run / "steps.csv") for run in (old, new))).set_index("variant")
     assert table.loc["jit", "step_ratio"] == pytest.approx(1.5, rel=0.03)
     assert table["changed"].to_dict() == {"eager": "", "compile": "", "jit": "slower", "function": ""}
     assert table["rss_ratio"].between(0.95, 1.05).all()  # no device memory on a CPU: peak RSS compared
@@ -126,3 +128,44 @@ def test_merging_refuses_two_runs_on_the_same_device(tmp_path, capsys):
         report_main([str(first), str(second), "--out", str(tmp_path / "merged")])
     assert exit.value.code == 2
     assert "runs first and second both ran on cpu: merging is for runs on different devices" in capsys.readouterr().err
+
+
+# --- The committed run compared with itself and with a slowed copy -------------------------------
+
+TUNING_RUN = ROOT / "results" / "tuning-cpu"
+
+
+def test_the_committed_tuning_run_against_itself_is_unchanged_in_every_job(capsys):
+    assert main([str(TUNING_RUN), str(TUNING_RUN)]) == 0
+    report = capsys.readouterr().out
+    summary = pd.read_csv(TUNING_RUN / "summary.csv")
+    jobs = summary[summary["status"].eq("ok")].drop_duplicates(["framework", "variant", "tuning"])
+    assert f"Step time of {len(jobs)} jobs in both runs: unchanged {len(jobs)}." in report
+    old, new = pd.read_csv(TUNING_RUN / "summary.csv"), pd.read_csv(TUNING_RUN / "steps.csv")
+    table = compare(old, old, new, new)
+    assert len(table) == len(jobs) and table["step"].eq("unchanged").all() and table["memory"].eq("unchanged").all()
+    assert table["changed"].eq("").all()
+
+
+def test_a_copy_whose_tuned_jobs_alone_were_slowed_flags_only_those_as_slower(tmp_path):
+    slowed = tmp_path / "slowed"
+    shutil.copytree(TUNING_RUN, slowed)
+    factor = 2.0  # beyond the widest interval of this run's 3 processes of 5 windows (tensorflow:eager, +-50%)
+    steps = pd.read_csv(slowed / "steps.csv")
+    steps.loc[steps["tuning"].eq("tuned"), "step_ms"] *= factor
+    steps.to_csv(slowed / "steps.csv", index=False)
+    summary = pd.read_csv(slowed / "summary.csv")
+    tuned = summary["tuning"].eq("tuned")
+    for column in ("step_ms_median", "step_ms_q1", "step_ms_q3", "step_ms_iqr", "step_ms_p5", "step_ms_p95"):
+        summary.loc[tuned, column] *= factor
+    summary.loc[tuned, "images_per_s"] /= factor
+    summary.to_csv(slowed / "summary.csv", index=False)
+    old, new = (pd.read_csv(run / "summary.csv") for run in (TUNING_RUN, slowed))
+    table = compare(old, new, *(pd.read_csv(run / "steps.csv") for run in (TUNING_RUN, slowed)))
+    verdicts = table.groupby("tuning")["step"].agg(set).to_dict()
+    assert verdicts == {"stock": {"unchanged"}, "tuned": {"slower"}}
+    ratios = table.groupby("tuning")["step_ratio"]
+    assert ratios.min().to_dict() == pytest.approx({"stock": 1.0, "tuned": factor})
+    assert ratios.max().to_dict() == pytest.approx({"stock": 1.0, "tuned": factor})
+    assert table.loc[table["tuning"].eq("tuned"), "changed"].eq("slower").all()
+    assert table.loc[table["tuning"].eq("stock"), "changed"].eq("").all()

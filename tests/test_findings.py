@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from report.findings import (accuracy_findings, break_even_steps, compile_findings, evaluated_images,
-                             findings_section, memory_findings, parity_finding, ratio_interval, speed_findings,
-                             tuning_gains)
+                             findings_section, job_key, memory_findings, parity_finding, ratio_interval,
+                             speed_findings, took_turns, tuning_gains)
 from report.sections import settings_section
 
 NO_EPOCHS = pd.DataFrame(columns=["run_id", "test_accuracy"])
@@ -29,7 +29,7 @@ def run_tables(jobs: list[dict], batch_size: int = 128) -> tuple[pd.DataFrame, p
                         "tuning": job.get("tuning", "tuned"), "model": "lenet", "device": job.get("device", "cpu"),
                         "precision": "fp32",
                         "batch_size": batch_size, "devices": 1, "repeat": repeat, "attempt": 1}
-            summary.append({**identity, "status": "ok", "windows": len(windows), "settings": job.get("settings", ""),
+            summary.append({**identity, "nodes": 1, "input": "prefetch", "status": "ok", "windows": len(windows), "settings": job.get("settings", ""),
                             "step_ms_median": float(np.median(windows)), "compile_s": job.get("compile_s", 1.0),
                             "peak_rss_mb": job.get("peak_rss_mb", 1000.0), "peak_device_mb": job.get("peak_device_mb"),
                             "test_accuracy": job.get("test_accuracy"), "busy": job.get("busy", False)})
@@ -287,3 +287,55 @@ def test_jobs_that_stopped_at_a_target_are_compared_at_the_last_step_all_of_them
     (sentence,) = accuracy_findings(summary, epochs)
     assert sentence.startswith("Test accuracy at step 2,000, the last evaluation of every job")
     assert "from 49.62% (jax:jit) to 50.54% (pytorch:eager)" in sentence and "they agree within" in sentence
+
+
+# --- Pairing windows by round -------------------------------------------------------------------
+
+
+def rounds_of(shared: float, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Two sides of three processes, 10 and 12 ms a step, over 20 rounds: every window of round k is
+    slowed by the same factor exp(shared * z_k) (a slow spell of the machine), plus 2% of its own noise."""
+    rng = np.random.default_rng(seed)
+    spell = shared * rng.standard_normal(20)
+    side = [[ms * np.exp(spell + 0.02 * rng.standard_normal(20)) for _ in range(3)] for ms in (10.0, 12.0)]
+    return side[0], side[1]
+
+
+def test_pairing_by_round_cancels_a_slow_spell_that_fell_on_both_sides():
+    processes, baseline = rounds_of(shared=0.2, seed=0)
+    ratio, low, high = ratio_interval(processes, baseline, np.random.default_rng(0))
+    paired_ratio, paired_low, paired_high = ratio_interval(processes, baseline, np.random.default_rng(0), paired=True)
+    assert paired_ratio == ratio  # pairing changes the interval, never the estimate
+    assert paired_high - paired_low < (high - low) / 2
+    assert paired_low < 10 / 12 < paired_high
+
+
+def test_pairing_windows_that_share_nothing_leaves_the_interval_as_wide():
+    widths = []
+    for seed in range(10):
+        processes, baseline = rounds_of(shared=0.0, seed=seed)
+        _, low, high = ratio_interval(processes, baseline, np.random.default_rng(0))
+        _, paired_low, paired_high = ratio_interval(processes, baseline, np.random.default_rng(0), paired=True)
+        widths.append((paired_high - paired_low) / (high - low))
+    assert np.median(widths) == pytest.approx(1, abs=0.1)
+
+
+SETTING_KEY = ("lenet", "cpu", 1, 1, "fp32", "stock", 128, "prefetch")
+
+
+@pytest.mark.parametrize(("interleave", "first", "second", "took"), [
+    ("jobs", ("pytorch", "eager"), ("jax", "jit"), True),
+    ("repeats", ("pytorch", "eager"), ("jax", "jit"), False),
+    (None, ("pytorch", "eager"), ("jax", "jit"), False),
+], ids=["jobs interleaved: two variants of a setting took turns", "repeats interleaved: two variants did not",
+        "runs merged: nothing took turns"])
+def test_which_jobs_took_turns_follows_the_runners_groups(interleave, first, second, took):
+    assert took_turns(interleave, job_key(SETTING_KEY, *first), job_key(SETTING_KEY, *second)) is took
+
+
+@pytest.mark.parametrize("interleave", ["jobs", "repeats"], ids=lambda mode: f"{mode} interleaved")
+def test_a_jobs_two_profiles_took_turns_and_a_data_parallel_jobs_variants_did_not(interleave):
+    tuned = tuple("tuned" if value == "stock" else value for value in SETTING_KEY)
+    assert took_turns(interleave, job_key(SETTING_KEY, "jax", "jit"), job_key(tuned, "jax", "jit"))
+    data_parallel = tuple(2 if index == 2 else value for index, value in enumerate(SETTING_KEY))
+    assert not took_turns(interleave, job_key(data_parallel, "jax", "jit"), job_key(data_parallel, "pytorch", "eager"))

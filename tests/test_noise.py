@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.harness.results import SCHEMA, STEPS_COLUMNS
+from benchmarks.harness.results import JOB, SCHEMA, STEPS_COLUMNS
 from report.noise import main, noise_table
 
 
@@ -35,7 +35,9 @@ def crafted_run(run_id: str = "run") -> tuple[pd.DataFrame, pd.DataFrame]:
                              "load": 0.5})
     rows += [{**rows[0], "window": window, "attempt": 1, "step_ms": 100.0} for window in range(3)]
     steps = pd.DataFrame(rows, columns=STEPS_COLUMNS)
-    summary = steps[["job_id", "attempt"]].drop_duplicates().sort_values("attempt")  # attempt 2 recorded last
+    identity = [column for column in JOB if column in steps]
+    summary = (steps[["job_id", "attempt", *identity]].drop_duplicates().sort_values("attempt")  # attempt 2 last
+               .assign(tuning="stock", nodes=1, input="prefetch"))
     return steps, summary
 
 
