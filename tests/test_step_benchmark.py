@@ -112,8 +112,14 @@ def test_the_timers_agree_within_the_margin_and_not_beyond():
     assert stepbench.agreement(10.0, 10.0 * (1 - stepbench.MARGIN) - 1e-6)[1] == "disagree"
 
 
-def test_an_unknown_framework_gets_one_line_and_exit_2():
-    completed = subprocess.run([sys.executable, "-m", "benchmarks.stepbench", "--framework", "mxnet"], cwd=ROOT,
-                               capture_output=True, text=True)
+@pytest.mark.parametrize("options, message", [
+    (["--framework", "mxnet"], "unknown framework 'mxnet'"),
+    (["--compare", "--out", "runs"], "argument --out: only with --against-runner"),
+    (["--save", "--compare"], "not allowed with argument"),
+],
+                         ids=["an unknown framework", "a folder for a table not written", "two modes"])
+def test_bad_input_gets_one_line_and_exit_2(options, message):
+    completed = subprocess.run([sys.executable, "-m", "benchmarks.stepbench", *options], cwd=ROOT, capture_output=True,
+                               text=True)
     assert completed.returncode == 2
-    assert "unknown framework 'mxnet'" in completed.stderr and "Traceback" not in completed.stderr
+    assert message in completed.stderr and "Traceback" not in completed.stderr
