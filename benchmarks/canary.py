@@ -23,8 +23,8 @@ import time
 
 import numpy as np
 
-from benchmarks.page_faults import BATCH, lenet_on_cpu
 from benchmarks.harness.spawn import framework_env
+from benchmarks.page_faults import BATCH, lenet_on_cpu
 from frameworks import REGISTRY, resolve
 
 WINDOW, WARMUP = 20, 20  # rounds per window; untimed rounds first

@@ -19,8 +19,8 @@ import pandas as pd
 from benchmarks import cli
 from benchmarks.harness.contention import machine_check
 from benchmarks.harness.environment import cpu_features, cpu_model
-from benchmarks.harness.results import write_side_run
 from benchmarks.harness.jobs import Data, Job, Placement, Timing, Workload
+from benchmarks.harness.results import write_side_run
 from benchmarks.harness.spawn import run_worker
 from frameworks.base import TrainConfig
 

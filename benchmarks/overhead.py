@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"written: {run_dir}", markup=False)
     over = table[ok & (table.get("ratio", pd.Series(dtype=float)) > BOUND)]
     for row in over.itertuples():
-        console.print(f"over the bound: {row.model} {row.variant} {row.tuning}, {row.input} input: the runner's step is "
-                      f"{row.ratio:.3f}x the bare loop's (at most {BOUND})", markup=False)
+        console.print(f"over the bound: {row.model} {row.variant} {row.tuning}, {row.input} input: the runner's step "
+                      f"is {row.ratio:.3f}x the bare loop's (at most {BOUND})", markup=False)
     return 0 if ok.all() and over.empty else 1
 
 

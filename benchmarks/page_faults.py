@@ -53,8 +53,9 @@ def main(framework: str = "pytorch", steps: int = 1000) -> None:
         adapter.synchronize()
         times.append((time.perf_counter() - start) / WINDOW * 1000)
         faults.append((minor_faults() - before) / WINDOW)
-    print(f"{framework}: {statistics.median(times[SKIPPED:]):.2f} ms/step, {statistics.median(faults[SKIPPED:]):.0f} minor page "
-          f"faults/step, {huge_pages_kb()} kB in transparent huge pages")
+    print(f"{framework}: {statistics.median(times[SKIPPED:]):.2f} ms/step, "
+          f"{statistics.median(faults[SKIPPED:]):.0f} minor page faults/step, "
+          f"{huge_pages_kb()} kB in transparent huge pages")
 
 
 def parse(argv=None) -> argparse.Namespace:

@@ -33,8 +33,13 @@ from pathlib import Path
 import pandas as pd
 
 from benchmarks import cli
-from benchmarks.checks.runner import (MOST_AT_ONCE, ParityOutcome, run_data_parallel_parity, run_parity_jobs,
-                                      share_of_cores)
+from benchmarks.checks.runner import (
+    MOST_AT_ONCE,
+    ParityOutcome,
+    run_data_parallel_parity,
+    run_parity_jobs,
+    share_of_cores,
+)
 from benchmarks.checks.verdicts import CALIBRATION_TITLE, calibration, failures, grouped_outliers, parity_summary
 
 

@@ -18,16 +18,15 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
-
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from benchmarks import cli
-from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE, machine_check
+from benchmarks.checks.runner import ParityOutcome, run_data_parallel_parity, run_parity_jobs
 from benchmarks.harness import data as datasets
+from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE, machine_check
 from benchmarks.harness.environment import collect
 from benchmarks.harness.jobs import INPUTS, Data, Job, Placement, Timing, Workload
-from benchmarks.checks.runner import ParityOutcome, run_data_parallel_parity, run_parity_jobs
 from benchmarks.harness.recording import JobRecorder, close_killed_attempts, load_plan, resume_note
 from benchmarks.harness.results import SCHEMA, latest_attempts, new_run_dir, read_table
 from benchmarks.harness.rows import SummaryRow
@@ -452,7 +451,8 @@ def measure_peak(run_dir: Path, plan: dict, console) -> None:
     if "peak_gflops" in env:
         return
     selection = plan["selection"]
-    job = Job(kind="peak", what=Workload("numpy", "matmul", "", 0), training=TrainConfig(precision=selection["precision"]),
+    job = Job(kind="peak", what=Workload("numpy", "matmul", "", 0),
+              training=TrainConfig(precision=selection["precision"]),
               placement=Placement(device=selection["device"], threads=selection["threads"]))
     for tries in (1, 2):
         with console.status("measuring the machine's peak (a large matrix product)"):

@@ -22,9 +22,24 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
-                             Adapter, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, PipelineUnavailable,
-                             TrainConfig, TrainingState, from_nhwc, to_nhwc, variable_paths)
+from frameworks.base import (
+    BATCHNORM_EPSILON,
+    BATCHNORM_MOMENTUM,
+    MODELS as SPECS,
+    RESNET9_LOGIT_SCALE,
+    SINGLE,
+    Adapter,
+    DataParallel,
+    DeviceUnavailable,
+    NativeInput,
+    NativePipeline,
+    PipelineUnavailable,
+    TrainConfig,
+    TrainingState,
+    from_nhwc,
+    to_nhwc,
+    variable_paths,
+)
 from frameworks.profiles import hlo_descriptions, xla_category, xla_thunk_events
 
 # --- Model --------------------------------------------------------------------------------------
@@ -400,7 +415,8 @@ class FlaxAdapter(Adapter):
             return jax.device_put((images, labels), self.jax_device)
         # This process's part of the global batch, split over its devices along the batch axis.
         batch = NamedSharding(self.mesh, PartitionSpec("batch"))
-        return jax.make_array_from_process_local_data(batch, images), jax.make_array_from_process_local_data(batch, labels)
+        return (jax.make_array_from_process_local_data(batch, images),
+                jax.make_array_from_process_local_data(batch, labels))
 
     def wait(self, placed):
         jax.block_until_ready(placed)
@@ -483,7 +499,8 @@ class FlaxAdapter(Adapter):
             return None
         shapes = tuple(array.shape for array in self._stepped)
         if shapes not in self._step_peaks:  # asked before every evaluation: compile (and autotune) once per shape
-            compiled = train_step.lower(self.graphdef, self.state, *self._stepped, self.config.label_smoothing).compile()
+            lowered = train_step.lower(self.graphdef, self.state, *self._stepped, self.config.label_smoothing)
+            compiled = lowered.compile()
             try:
                 self._step_peaks[shapes] = int(compiled.memory_analysis().peak_memory_in_bytes) or None
             except NotImplementedError:

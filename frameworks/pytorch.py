@@ -17,9 +17,21 @@ from torch import nn
 from torch.autograd import DeviceType
 from torch.nn.parallel import DistributedDataParallel
 
-from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
-                             Adapter, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, PipelineUnavailable,
-                             TrainConfig, TrainingState)
+from frameworks.base import (
+    BATCHNORM_EPSILON,
+    BATCHNORM_MOMENTUM,
+    MODELS as SPECS,
+    RESNET9_LOGIT_SCALE,
+    SINGLE,
+    Adapter,
+    DataParallel,
+    DeviceUnavailable,
+    NativeInput,
+    NativePipeline,
+    PipelineUnavailable,
+    TrainConfig,
+    TrainingState,
+)
 from frameworks.profiles import TorchEvent, torch_category, torch_device_time
 
 # --- Model --------------------------------------------------------------------------------------

@@ -15,8 +15,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS, RESNET9_LOGIT_SCALE, Params, TrainConfig,
-                             TrainingState)
+from frameworks.base import (
+    BATCHNORM_EPSILON,
+    BATCHNORM_MOMENTUM,
+    MODELS,
+    RESNET9_LOGIT_SCALE,
+    Params,
+    TrainConfig,
+    TrainingState,
+)
 
 # --- A minimal reverse-mode tape ----------------------------------------------------------------
 

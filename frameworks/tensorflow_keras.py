@@ -10,16 +10,31 @@ import json
 import os
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
-import keras
 from keras import layers, ops
+
 # Whether oneDNN's kernels are on: TensorFlow's own tests read it here; no public API says.
 from tensorflow.python.util import _pywrap_util_port
 
-from frameworks.base import (BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, MODELS as SPECS, RESNET9_LOGIT_SCALE, SINGLE,
-                             Adapter, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, TrainConfig,
-                             TrainingState, from_nhwc, to_nhwc, variable_paths)
+from frameworks.base import (
+    BATCHNORM_EPSILON,
+    BATCHNORM_MOMENTUM,
+    MODELS as SPECS,
+    RESNET9_LOGIT_SCALE,
+    SINGLE,
+    Adapter,
+    DataParallel,
+    DeviceUnavailable,
+    NativeInput,
+    NativePipeline,
+    TrainConfig,
+    TrainingState,
+    from_nhwc,
+    to_nhwc,
+    variable_paths,
+)
 from frameworks.profiles import TF_OP, hlo_sources, self_times, tensorflow_category, tensorflow_device_op
 
 # Where TensorFlow's CPU kernels need a tensor's data to start (EIGEN_MAX_ALIGN_BYTES in its pip builds).

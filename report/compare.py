@@ -29,8 +29,15 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.harness.results import JOB, SETTING, measured
-from report.findings import (CONFIDENCE, MIN_WINDOWS, SEED, accuracy_bound, evaluated_images, ratio_interval,
-                             window_times)
+from report.findings import (
+    CONFIDENCE,
+    MIN_WINDOWS,
+    SEED,
+    accuracy_bound,
+    evaluated_images,
+    ratio_interval,
+    window_times,
+)
 from report.source import SchemaError, final_summary, read_env, read_table
 from report.tables import identified
 

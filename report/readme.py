@@ -25,8 +25,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from report.findings import (NAMED_WHEN_VARYING, best_per_framework, comparisons, findings as findings_sentences,
-                             read_parity, tuning_gains, turns)
+from report.findings import (
+    NAMED_WHEN_VARYING,
+    best_per_framework,
+    comparisons,
+    findings as findings_sentences,
+    read_parity,
+    tuning_gains,
+    turns,
+)
 from report.migrate import PARITY_FILES
 from report.noise import noise_markdown, pairing_markdown
 from report.sections import answer_section
@@ -208,8 +215,9 @@ FOLDERS_OF_RUNS = {"noise", "pairing"}
 FILTERED = {"profile-shares", "profile-ops"}  # the kinds that take a third word: a pattern of job labels
 # the files of which a kind's run folder must hold one, summary.csv by default (`benchmarks.parity --csv`
 # and the device check's parity steps write parity.csv alone)
-TABLE_FILE = {"hotpath": ("hotpath.csv",), "overhead": ("overhead.csv",), "copy": ("overhead.csv",), "profile-shares": ("profile_shares.csv",),
-              "profile-ops": ("profile_ops.csv",), "parity": PARITY_FILES, "time-to-target": ("time_to_target.csv",)}
+TABLE_FILE = {"hotpath": ("hotpath.csv",), "overhead": ("overhead.csv",), "copy": ("overhead.csv",),
+              "profile-shares": ("profile_shares.csv",), "profile-ops": ("profile_ops.csv",), "parity": PARITY_FILES,
+              "time-to-target": ("time_to_target.csv",)}
 
 
 def render(text: str, root: Path = ROOT) -> tuple[str, list[str]]:

@@ -9,13 +9,25 @@ from __future__ import annotations
 from pathlib import Path
 
 from report.findings import best_per_framework, comparisons, findings_section, read_parity, tuning_gains, turns
-from report.sections import (answer_section, compile_section, epochs_section, gains_section, input_section,
-                             machine_section, method_section, parity_section, problems_section, profile_section,
-                             scaling_section, settings_section, speed_section, sweep_section,
-                             time_to_accuracy_section)
+from report.sections import (
+    answer_section,
+    compile_section,
+    epochs_section,
+    gains_section,
+    input_section,
+    machine_section,
+    method_section,
+    parity_section,
+    problems_section,
+    profile_section,
+    scaling_section,
+    settings_section,
+    speed_section,
+    sweep_section,
+    time_to_accuracy_section,
+)
 from report.source import final_summary, latest, read_env, read_table
 from report.tables import ranking_table
-
 
 # Written beside report.md when their section has something to show: charts and the CSV files of tables.
 RENDERED = ["speed.png", "compile.png", "throughput.png", "memory.png", "curves.png", "accuracy_time.png",

@@ -11,17 +11,40 @@ from pathlib import Path
 
 import pandas as pd
 
-from benchmarks.checks.verdicts import (CALIBRATION_TITLE, REFERENCE, calibration, failures, grouped_outliers,
-                                       parity_summary)
+from benchmarks.checks.verdicts import (
+    CALIBRATION_TITLE,
+    REFERENCE,
+    calibration,
+    failures,
+    grouped_outliers,
+    parity_summary,
+)
 from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE
 from benchmarks.harness.profiling import CATEGORIES, STEPS as PROFILED_STEPS
 from benchmarks.harness.results import SETTING
-from report.charts import (MIN_EPOCHS, accuracy_time_chart, compile_chart, curves_chart, memory_chart, speed_chart,
-                           throughput_chart)
+from report.charts import (
+    MIN_EPOCHS,
+    accuracy_time_chart,
+    compile_chart,
+    curves_chart,
+    memory_chart,
+    speed_chart,
+    throughput_chart,
+)
 from report.findings import NAMED_WHEN_VARYING, evaluated_images, group_name, process_note, read_parity, varying
 from report.source import latest, read_table
-from report.tables import (busy_sum, curves_table, identified, input_table, label, markdown, number, published,
-                           scaling_table, target_busy)
+from report.tables import (
+    busy_sum,
+    curves_table,
+    identified,
+    input_table,
+    label,
+    markdown,
+    number,
+    published,
+    scaling_table,
+    target_busy,
+)
 
 
 def machine_name(env: dict, summary: pd.DataFrame) -> str:
@@ -392,8 +415,9 @@ def scaling_section(ranking: pd.DataFrame, summary: pd.DataFrame, env: dict, run
             "batch grows with the devices), through each framework's own engine: `scaling_xN` is images/s on N "
             "devices over N times images/s on one. BatchNorm is synchronised across replicas, so N devices compute "
             f"what one device computes on the global batch (parity above).{caveat}"
-            f"{' Rows marked busy rest on timings taken while other processes used the cores.' if 'busy' in table else ''}"
-            f"\n\n{published(table, run_dir, 'scaling')}\n")
+            + (" Rows marked busy rest on timings taken while other processes used the cores." if "busy" in table
+               else "")
+            + f"\n\n{published(table, run_dir, 'scaling')}\n")
 
 
 def sweep_section(table: pd.DataFrame, summary: pd.DataFrame, env: dict, run_dir: Path) -> str:
@@ -421,7 +445,7 @@ def epochs_section(epochs: pd.DataFrame, summary: pd.DataFrame, env: dict, run_d
     note = (f" **{len(busy)} training time(s) rest on contention**: more than {SUM_BUSY_SHARE:.0%} of each fell in "
             f"windows where other processes took more than {BUSY_THRESHOLD:.0%} of the worker's cores "
             f"(`train_busy_share`; " + ", ".join(f"{job} epoch {epoch}" for job, epoch in busy.index) + "); a training "
-            f"time is a sum, so those windows inflate it in full: do not compare them." if len(busy) else "")
+            "time is a sum, so those windows inflate it in full: do not compare them." if len(busy) else "")
     return ("## Learning curves\n\nSame initial weights and batches in every framework: the curves should "
             "overlap. `train_s` counts the training steps since the previous evaluation, the first (compile) step "
             "included in the first; "
@@ -462,8 +486,9 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, env: d
     when = f"every {int(curves['step'].min())} training steps" if fractional else "after every epoch"  # --eval-every
     return (f"## Time to {target:.1%} test accuracy\n\nEvaluated {when}; a job stops at the first "
             f"evaluation that reaches the target. `epochs_trained` and `train_s`: how far it trained and its "
-            f"training time, `compile_s` (its first step) included. `train_s_to_target` counts training only (compilation "
-            f"included), `wall_s_to_target` adds the evaluations, as MLPerf counts time to quality.{note}\n\n"
+            f"training time, `compile_s` (its first step) included. `train_s_to_target` counts training only "
+            f"(compilation included), `wall_s_to_target` adds the evaluations, as MLPerf counts time to quality."
+            f"{note}\n\n"
             f"{published(table, run_dir, 'time_to_target')}\n\n"
             f"{chart}\n")
 
@@ -519,12 +544,14 @@ def problems_section(summary: pd.DataFrame) -> str:
     if not unavailable.empty:  # a framework that is not installed: one line, not a row per job
         counts = unavailable.groupby(["framework", "error"], sort=False, dropna=False).size()
         parts.append("Not run, their framework (or a package it needs) could not be imported:\n\n" + "\n".join(
-            f"- {framework}, {jobs} job{'s' if jobs > 1 else ''}: {error}" for (framework, error), jobs in counts.items()))
+            f"- {framework}, {jobs} job{'s' if jobs > 1 else ''}: {error}"
+            for (framework, error), jobs in counts.items()))
         problems = problems[problems["status"] != "unavailable"]
     if not problems.empty:
         columns = ["job", "batch_size", "repeat", "status", "windows", "diverged_step", "error"]
         shown = problems.assign(job=label(problems))[columns]
-        shown = shown.astype({"windows": "Int64", "diverged_step": "Int64"}).astype(str).replace({"<NA>": "", "nan": ""})
+        shown = shown.astype({"windows": "Int64", "diverged_step": "Int64"}).astype(str)
+        shown = shown.replace({"<NA>": "", "nan": ""})
         parts.append(f"Jobs that did not finish (failed, skipped, diverged or interrupted), with the timed windows "
                      f"each measured before it stopped (in `steps.csv`, never ranked):\n\n{markdown(shown)}")
     if not recompiled.empty:

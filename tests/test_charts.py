@@ -13,8 +13,18 @@ import pytest
 
 import report.charts as charts
 from benchmarks.harness.results import SUMMARY_COLUMNS
-from report.charts import (FRAMEWORK_COLOURS, MIN_EPOCHS, accuracy_time_chart, chart_title, colour, compile_chart,
-                           curves_chart, marker, memory_chart, speed_chart)
+from report.charts import (
+    FRAMEWORK_COLOURS,
+    MIN_EPOCHS,
+    accuracy_time_chart,
+    chart_title,
+    colour,
+    compile_chart,
+    curves_chart,
+    marker,
+    memory_chart,
+    speed_chart,
+)
 from report.tables import curves_table, ranking_table
 
 ENV = {"cpu": "AMD EPYC", "usable_cores": 2, "gpus": []}

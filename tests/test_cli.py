@@ -296,7 +296,8 @@ def test_the_overhead_command_fails_naming_each_ratio_over_its_bound(monkeypatch
     monkeypatch.setattr(overhead, "run_worker", worker)
     assert overhead.main(["--framework", "pytorch", "--input", "prefetch,step"]) == 1
     output = capsys.readouterr().out
-    assert "over the bound: lenet pytorch:eager tuned, step input: the runner's step is 1.200x the bare loop's" in output
+    assert ("over the bound: lenet pytorch:eager tuned, step input: the runner's step is 1.200x the bare loop's"
+            in output)
     assert "prefetch input" not in output and " prefetch " in output
     assert overhead.main(["--framework", "pytorch", "--input", "prefetch"]) == 0
     assert overhead.main(["--framework", "pytorch", "--input", "prefetch", "--tuning", "both"]) == 0

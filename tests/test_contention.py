@@ -17,8 +17,7 @@ import psutil
 import pytest
 
 from benchmarks import cli, run
-from benchmarks.harness.contention import (BUSY_THRESHOLD, SUM_BUSY_SHARE, Contention, CoreMonitor, Sample,
-                                           machine_check)
+from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE, Contention, CoreMonitor, Sample, machine_check
 from benchmarks.harness.rows import Window
 from benchmarks.harness.training import TimeToAccuracy, Trainer, median_epoch_busy_share
 from tests.conftest import ROOT, faulty_env, run_folder

@@ -17,9 +17,9 @@ import pandas as pd
 import psutil
 import pytest
 
+from benchmarks.checks.verdicts import failures
 from benchmarks.harness import data as datasets
 from benchmarks.harness.jobs import Data, Job, Placement, Timing
-from benchmarks.checks.verdicts import failures
 from benchmarks.harness.spawn import _free_port, run_workers
 from benchmarks.harness.training import Feed
 from frameworks import REGISTRY

@@ -10,9 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from report.findings import (accuracy_findings, break_even_steps, compile_findings, evaluated_images,
-                             findings_section, job_key, memory_findings, parity_finding, ratio_interval,
-                             speed_findings, took_turns, tuning_gains)
+from report.findings import (
+    accuracy_findings,
+    break_even_steps,
+    compile_findings,
+    evaluated_images,
+    findings_section,
+    job_key,
+    memory_findings,
+    parity_finding,
+    ratio_interval,
+    speed_findings,
+    took_turns,
+    tuning_gains,
+)
 from report.sections import settings_section
 
 NO_EPOCHS = pd.DataFrame(columns=["run_id", "test_accuracy"])
@@ -29,7 +40,8 @@ def run_tables(jobs: list[dict], batch_size: int = 128) -> tuple[pd.DataFrame, p
                         "tuning": job.get("tuning", "tuned"), "model": "lenet", "device": job.get("device", "cpu"),
                         "precision": "fp32",
                         "batch_size": batch_size, "devices": 1, "repeat": repeat, "attempt": 1}
-            summary.append({**identity, "nodes": 1, "input": "prefetch", "status": "ok", "windows": len(windows), "settings": job.get("settings", ""),
+            summary.append({**identity, "nodes": 1, "input": "prefetch", "status": "ok", "windows": len(windows),
+                            "settings": job.get("settings", ""),
                             "step_ms_median": float(np.median(windows)), "compile_s": job.get("compile_s", 1.0),
                             "peak_rss_mb": job.get("peak_rss_mb", 1000.0), "peak_device_mb": job.get("peak_device_mb"),
                             "test_accuracy": job.get("test_accuracy"), "busy": job.get("busy", False)})

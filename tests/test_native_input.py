@@ -97,7 +97,8 @@ def test_native_alone_runs_beside_the_suite_path_and_the_job_ids_tell_them_apart
     assert input_paths("native") == ["prefetch", "native"]
     assert input_paths("resident,native") == ["resident", "native"]
     suite, native = make_job(), make_job(data=Data(input="native"))
-    assert native.job_id == suite.job_id.replace("-r1", "-native-r1") and native.label.endswith(", native input, repeat 1")
+    assert native.job_id == suite.job_id.replace("-r1", "-native-r1")
+    assert native.label.endswith(", native input, repeat 1")
 
 
 def test_a_crafted_pickle_in_the_data_dir_is_never_executed_on_the_native_path(tmp_path):

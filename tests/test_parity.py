@@ -17,15 +17,34 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
-from benchmarks.cli import Selection
 from benchmarks.checks.compare import compare
-from benchmarks.checks.definitions import (BOUND_SET_ON, MODEL_TOLERANCES, PARITY_SEED, PLANS, PRECISION_TOLERANCES,
-                                           PROOF, TOLERANCES, TRAIN_STEPS, key, model_batches, parity_params,
-                                           round_trip_state, training_config)
+from benchmarks.checks.definitions import (
+    BOUND_SET_ON,
+    MODEL_TOLERANCES,
+    PARITY_SEED,
+    PLANS,
+    PRECISION_TOLERANCES,
+    PROOF,
+    TOLERANCES,
+    TRAIN_STEPS,
+    key,
+    model_batches,
+    parity_params,
+    round_trip_state,
+    training_config,
+)
 from benchmarks.checks.outputs import compute_all, reference_outputs
 from benchmarks.checks.runner import run_parity_jobs
-from benchmarks.checks.verdicts import (CALIBRATION_TITLE, REFERENCE, calibration, failures, outliers, parity_summary,
-                                       worst_by_check)
+from benchmarks.checks.verdicts import (
+    CALIBRATION_TITLE,
+    REFERENCE,
+    calibration,
+    failures,
+    outliers,
+    parity_summary,
+    worst_by_check,
+)
+from benchmarks.cli import Selection
 from frameworks import REGISTRY
 from frameworks.base import MODELS, TrainConfig, init_params
 from tests.conftest import DEFAULT_VARIANTS, VARIANTS, import_error, require, tiered

@@ -16,9 +16,21 @@ from benchmarks.harness import data as datasets, training
 from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness.profiling import CATEGORIES, op_table
 from frameworks import REGISTRY
-from frameworks.profiles import (TF_RULES, TORCH_RULES, XLA_RULES, TorchEvent, categorise, hlo_descriptions,
-                                 hlo_sources, self_times, tensorflow_category, tensorflow_device_op, torch_category,
-                                 torch_device_time, xla_thunk_events)
+from frameworks.profiles import (
+    TF_RULES,
+    TORCH_RULES,
+    XLA_RULES,
+    TorchEvent,
+    categorise,
+    hlo_descriptions,
+    hlo_sources,
+    self_times,
+    tensorflow_category,
+    tensorflow_device_op,
+    torch_category,
+    torch_device_time,
+    xla_thunk_events,
+)
 from tests.conftest import FRAMEWORKS, ROOT, import_error, make_job, require
 
 RULES = {"pytorch": TORCH_RULES, "tensorflow": TF_RULES, "jax": XLA_RULES}

@@ -11,14 +11,23 @@ import sys
 import numpy as np
 import pytest
 
-from benchmarks.harness import data as datasets
-from benchmarks.harness import results, training
+from benchmarks.harness import data as datasets, results, training
 from benchmarks.harness.contention import Contention
 from benchmarks.harness.efficiency import Efficiency
 from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness.recording import JobRecorder
-from benchmarks.harness.rows import (ROWS, Evaluation, Identity, ProfileOp, Summary, SummaryRow, UnknownColumn, Window,
-                                     assemble, columns)
+from benchmarks.harness.rows import (
+    ROWS,
+    Evaluation,
+    Identity,
+    ProfileOp,
+    Summary,
+    SummaryRow,
+    UnknownColumn,
+    Window,
+    assemble,
+    columns,
+)
 from benchmarks.harness.stats import StepTimes
 from tests.conftest import ROOT, make_job
 

@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.harness import data as datasets
-from benchmarks.harness import recording
+from benchmarks.harness import data as datasets, recording
 from benchmarks.harness.environment import CPU_FEATURES
 from benchmarks.harness.recording import JobRecorder
 from benchmarks.harness.results import SCHEMA, append_rows, read_table
@@ -179,7 +178,8 @@ def test_env_records_each_frameworks_build_as_its_workers_read_it(framework, run
 
 
 def test_report_command_rejects_a_folder_that_is_not_a_run(tmp_path):
-    completed = subprocess.run([sys.executable, "-m", "report", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    completed = subprocess.run([sys.executable, "-m", "report", str(tmp_path)], cwd=ROOT, capture_output=True,
+                               text=True)
     assert completed.returncode == 2
     assert "holds no summary.csv: not a run folder" in completed.stderr.strip().splitlines()[-1]
 
@@ -277,8 +277,9 @@ def test_the_committed_run_renders_as_committed_from_its_csv_files_and_env_alone
 def test_a_report_that_fails_to_render_is_said_in_one_line_and_loses_nothing(tmp_path):
     """The runner renders the report in a child process; its failure names the reason and the
     folder whose tables are kept."""
-    from benchmarks.run import render_report
     from rich.console import Console
+
+    from benchmarks.run import render_report
 
     copy = tmp_path / "run"
     shutil.copytree(ROOT / "results" / "time-to-accuracy", copy)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from benchmarks import run
-from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness import training
+from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness.results import read_table
 from tests.conftest import make_job, run_folder
 from tests.faulty_framework import FaultyAdapter

@@ -8,11 +8,24 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from benchmarks.checks.definitions import (BOUND_SET_ON, COLUMNS, EXACT_CHECKS, FLIP_BOUND, MODEL_TOLERANCES, NEAR_TIE,
-                                           PLANS, PRECISION_TOLERANCES, PROOF, TOLERANCES, key, parse_key,
-                                           round_trip_state)
+from benchmarks.checks.definitions import (
+    BOUND_SET_ON,
+    COLUMNS,
+    EXACT_CHECKS,
+    FLIP_BOUND,
+    MODEL_TOLERANCES,
+    NEAR_TIE,
+    PLANS,
+    PRECISION_TOLERANCES,
+    PROOF,
+    TOLERANCES,
+    key,
+    parse_key,
+    round_trip_state,
+)
 from benchmarks.checks.verdicts import REFERENCE
 from benchmarks.harness.stats import relative_error
+
 
 def tolerance(check: str, precision: str = "fp32", model: str = "lenet") -> float:
     bounds = {**TOLERANCES, **PRECISION_TOLERANCES[precision], **MODEL_TOLERANCES.get((model, precision), {})}
@@ -46,7 +59,8 @@ def compare(outputs: dict[str, dict[str, np.ndarray]], model: str = "lenet", pre
         if parse_key(text)[0] in ("round trip", "state", "margin"):
             continue
         arrays = {name: values[text] for name, values in outputs.items() if text in values}
-        compared += [(index, (f"{name_a} vs {name_b}", *parse_key(text), relative_error(arrays[name_a], arrays[name_b])))
+        compared += [(index, (f"{name_a} vs {name_b}", *parse_key(text),
+                              relative_error(arrays[name_a], arrays[name_b])))
                      for index, (name_a, name_b) in enumerate(pairs) if name_a in arrays]
     rows += [row for _, row in sorted(compared, key=lambda item: item[0])]  # pair by pair, as before
     table = pd.DataFrame(rows, columns=COLUMNS[1:7])

@@ -9,14 +9,24 @@ import functools
 
 import numpy as np
 
-from benchmarks.checks.definitions import (PLANS, PROOF, PrecisionView, _state_arrays, _step_outputs, common_state,
-                                           key, model_batches, parity_params, round_trip_state, training_config)
+from benchmarks.checks.definitions import (
+    PLANS,
+    PROOF,
+    PrecisionView,
+    _state_arrays,
+    _step_outputs,
+    common_state,
+    key,
+    model_batches,
+    parity_params,
+    round_trip_state,
+    training_config,
+)
 from benchmarks.harness.channel import Channel
 from benchmarks.harness.jobs import Job
 from benchmarks.harness.training import tune
 from frameworks import load_adapter, reference
 from frameworks.base import SINGLE, Adapter, DataParallel, TrainingState
-
 
 # --- The float64 reference ------------------------------------------------------------------------
 
@@ -141,7 +151,8 @@ def run_parity(job: Job, channel: Channel) -> dict:
     with np.load(job.files.reference) as arrays:
         view = PrecisionView(arrays, job.training.precision)  # the common states are the same in each
         common = {name: view[name] for name in view if name.startswith("state|")}
-    outputs = compute_all(adapter_cls, job.what.model, job.placement.device, job.what.variant, job.training.precision, common)
+    outputs = compute_all(adapter_cls, job.what.model, job.placement.device, job.what.variant, job.training.precision,
+                          common)
     np.savez(job.files.output, **outputs)
     return {"status": "ok", "framework_version": adapter_cls.version(), "build": adapter_cls.build_info(), **tuned}
 
@@ -155,11 +166,12 @@ def run_parallel_parity(job: Job, channel: Channel) -> dict:
     with np.load(job.files.reference) as arrays:
         view = PrecisionView(arrays, job.training.precision)
         common = {name: view[name] for name in view if name.startswith("state|")}
+    model, device, variant = job.what.model, job.placement.device, job.what.variant
     outputs = {f"parallel/{name}": value for name, value in
-               training_outputs(adapter_cls, job.what.model, job.placement.device, job.what.variant, common, job.parallel).items()}
+               training_outputs(adapter_cls, model, device, variant, common, job.parallel).items()}
     if job.leads:
         outputs.update({f"single/{name}": value for name, value in
-                        training_outputs(adapter_cls, job.what.model, job.placement.device, job.what.variant, common).items()})
+                        training_outputs(adapter_cls, model, device, variant, common).items()})
         np.savez(job.files.output, **outputs)
     return {"status": "ok", "framework_version": adapter_cls.version(), **tuned}
 

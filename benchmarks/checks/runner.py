@@ -17,8 +17,8 @@ from rich.markup import escape
 
 from benchmarks.checks.compare import compare
 from benchmarks.checks.definitions import PARITY_SEED, PLANS, PROOF, PrecisionView
-from benchmarks.checks.verdicts import REFERENCE, failures, outliers
 from benchmarks.checks.outputs import reference_outputs
+from benchmarks.checks.verdicts import REFERENCE, failures, outliers
 from benchmarks.harness.jobs import Job, ParityFiles, Placement, Timing, Workload
 from benchmarks.harness.spawn import run_side_by_side
 from frameworks.base import TrainConfig
@@ -247,7 +247,8 @@ def run_data_parallel_parity(selection, devices: int, folder: Path, console,
                                      ParityFiles(output=str(scratch / f"{name}.npz"), reference=str(reference_file)),
                                      devices)))
         results = _side_by_side([job for *_, job in runs], [logs / f"{name}.log" for _, _, name, _ in runs],
-                                selection.job_timeout, console, f"data-parallel parity checks: {model} on {devices} devices")
+                                selection.job_timeout, console,
+                                f"data-parallel parity checks: {model} on {devices} devices")
         for (framework, label, name, _), result in zip(runs, results):
             if result["status"] == "skipped":
                 console.print(f"[yellow]{escape(label)} on {devices} devices: {escape(str(result['error']))}[/]")

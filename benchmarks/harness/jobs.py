@@ -149,8 +149,9 @@ class Job:
     @property
     def parallel(self) -> DataParallel:
         place, per_node = self.placement, self.processes_per_node
-        return DataParallel(place.devices // per_node, per_node * place.nodes, place.node_rank * per_node + place.member,
-                            place.coordinator, tuple(host for host in place.node_hosts for _ in range(per_node)))
+        return DataParallel(place.devices // per_node, per_node * place.nodes,
+                            place.node_rank * per_node + place.member, place.coordinator,
+                            tuple(host for host in place.node_hosts for _ in range(per_node)))
 
     @property
     def leads(self) -> bool:

@@ -83,7 +83,8 @@ def _unknown_flags(entry: FrameworkEntry, texts: tuple[str, ...]) -> tuple[tuple
                                    timeout=300)
         except subprocess.TimeoutExpired:
             break
-        named = {f"{variable}={flag}" for variable, flags in UNKNOWN_FLAG.findall(check.stderr) for flag in flags.split()}
+        named = {f"{variable}={flag}"
+                 for variable, flags in UNKNOWN_FLAG.findall(check.stderr) for flag in flags.split()}
         unknown = [text for text in left if text in named]
         if check.returncode == 0 or not unknown:
             break

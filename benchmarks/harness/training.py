@@ -461,7 +461,8 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     tuned = tune(adapter_cls, job)
 
     start = time.perf_counter()
-    adapter = adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(total_steps), job.parallel)
+    adapter = adapter_cls(job.what.model, job.placement.device, job.what.variant, job.train_config(total_steps),
+                          job.parallel)
     adapter.set_params(init_params(job.what.model, job.seed))
     build_s = time.perf_counter() - start
     channel.send("started", total_steps=total_steps)
@@ -471,7 +472,8 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     trainer = Trainer(adapter, job, channel)
     native = job.data.input == "native"
     if native:  # the pipeline serves the timing-only steps' epochs, then the evaluated ones
-        feed = NativeFeed(adapter, dataset, job, -(-total_steps // per_epoch) * bool(job.timing.steps) + job.timing.epochs)
+        timing_epochs = -(-total_steps // per_epoch) * bool(job.timing.steps)
+        feed = NativeFeed(adapter, dataset, job, timing_epochs + job.timing.epochs)
     else:
         feed = Feed(dataset, job)
     fed_s = 0.0  # seconds of training fed by the pipeline (each trainer.run, less the others' turns)

@@ -20,7 +20,6 @@ from benchmarks.harness.jobs import Job
 from benchmarks.harness.training import run_benchmark, run_hot_path, run_overhead, run_peak, run_probe
 from frameworks.base import DeviceUnavailable, PipelineUnavailable
 
-
 RUNNERS = {"benchmark": run_benchmark, "parity": run_parity, "parallel parity": run_parallel_parity,
            "probe": run_probe, "overhead": run_overhead, "hot path": run_hot_path, "peak": run_peak}
 
