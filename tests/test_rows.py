@@ -166,8 +166,7 @@ def test_nothing_imports_the_worker_for_its_channel():
     for its channel would close an import circle with training and the parity checks again."""
     sources = [path for folder in ("benchmarks", "frameworks", "report", "tests")
                for path in (ROOT / folder).rglob("*.py")]
-    assert {str(path.relative_to(ROOT)): worker_imports(path) for path in sources if worker_imports(path)} == {
-        "tests/test_turns.py": {"pin"}}
+    assert [str(path.relative_to(ROOT)) for path in sources if "Channel" in worker_imports(path)] == []
 
 
 @pytest.mark.parametrize("first", ["benchmarks.harness.channel", "benchmarks.harness.training",
