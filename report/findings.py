@@ -97,7 +97,10 @@ def read_parity(run_dir: Path) -> pd.DataFrame | None:
     if path is None:
         return None
     table = pd.read_csv(path, keep_default_na=False, na_values={"step": [""], "error": [""], "devices": [""]})
-    table = migrated_table(run_dir, PARITY, table)
+    # A parity table beside no env.json (`benchmarks.parity --csv`, the device check's parity steps) records no
+    # schema: it is read as written, in today's layout.
+    if (run_dir / "env.json").is_file():
+        table = migrated_table(run_dir, PARITY, table)
     devices = table["devices"].fillna(1) if "devices" in table else 1  # named by the data-parallel check only
     return table.assign(devices=devices).astype({"step": "Int64", "devices": int})
 

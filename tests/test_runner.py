@@ -140,8 +140,9 @@ def test_env_records_the_cpu_instruction_sets_the_kernels_depend_on(run):
 @pytest.mark.slow
 def test_env_lists_every_installed_distribution(run):
     env = json.loads((run[0] / "env.json").read_text())
-    assert env["distributions"] == {dist.metadata["Name"]: dist.version
-                                    for dist in reversed(list(importlib.metadata.distributions()))}
+    listed = subprocess.run([sys.executable, "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
+                            capture_output=True, text=True, check=True).stdout
+    assert env["distributions"] == {package["name"]: package["version"] for package in json.loads(listed)}
 
 
 def _cpu_build(framework: str) -> dict:

@@ -9,8 +9,10 @@ import importlib.metadata
 import os
 import platform
 import shlex
+import site
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -123,9 +125,14 @@ def gpu_line(gpu: dict) -> str:
 
 
 def distributions() -> dict[str, str]:
-    """Every installed distribution and its version, by name, as Python finds it first on its path."""
+    """Every distribution installed into this Python environment (its site-packages, what `pip list` shows)
+    and its version, by name; not whatever is on this process's path, where a test runner or setuptools may
+    have put vendored copies."""
+    paths = list(dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib")))
+    if site.ENABLE_USER_SITE:
+        paths.append(site.getusersitepackages())
     found = {}
-    for dist in importlib.metadata.distributions():
+    for dist in importlib.metadata.distributions(path=paths):
         name = dist.metadata["Name"]
         if name:
             found.setdefault(name, dist.version)
