@@ -49,7 +49,8 @@ REGISTRY: dict[str, FrameworkEntry] = {
     "tensorflow": FrameworkEntry(
         "tensorflow", "frameworks.tensorflow_keras", ("function", "eager", "xla", "fit"), ("tf",),
         profiler=True, packages=("tensorflow", "keras"),
-        env={**QUIET_TSL, "TF_FORCE_GPU_ALLOW_GROWTH": "true"},  # it would reserve all GPU memory
+        # Keras picks its backend from the shell's KERAS_BACKEND at import; it would reserve all GPU memory.
+        env={**QUIET_TSL, "KERAS_BACKEND": "tensorflow", "TF_FORCE_GPU_ALLOW_GROWTH": "true"},
         flags=("XLA_FLAGS", "TF_XLA_FLAGS"),
     ),
     "jax": FrameworkEntry(

@@ -35,6 +35,10 @@ from frameworks.base import (
 from frameworks.keras_common import MODELS, VARIABLE_NAMES, TorchSGD, learning_rate, loss_function
 from frameworks.profiles import TF_OP, hlo_sources, self_times, tensorflow_category, tensorflow_device_op
 
+if keras.backend.backend() != "tensorflow":  # workers get KERAS_BACKEND from the registry; anyone else, here
+    raise ImportError(f"Keras runs on its {keras.backend.backend()} backend: the TensorFlow adapter needs "
+                      f"KERAS_BACKEND=tensorflow before keras is imported")
+
 # Where TensorFlow's CPU kernels need a tensor's data to start (EIGEN_MAX_ALIGN_BYTES in its pip builds).
 ALIGNMENT = 64
 

@@ -5,12 +5,12 @@ import sys
 
 import pytest
 
-from benchmarks.harness.jobs import Job, Placement, Workload
-from benchmarks.harness.spawn import framework_env, job_frameworks, worker_env
+from benchmarks.harness.jobs import Data, Job, Placement, Timing, Workload
+from benchmarks.harness.spawn import framework_env, job_frameworks, run_worker, worker_env
 from frameworks import REGISTRY, UnknownFramework, resolve
 from frameworks.base import TrainConfig
 from frameworks.tuning import PROFILES
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_job
 
 
 @pytest.mark.parametrize("name, expected", [("pytorch", "pytorch"), ("torch", "pytorch"), ("tensorflow", "tensorflow"),
@@ -52,7 +52,8 @@ def test_the_report_reads_data_and_the_harness_never_imports_the_report():
 # table's environment entries (TUNED).
 WORKER_ENV = {
     "pytorch": ({}, {}),
-    "tensorflow": ({"TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}, {}),
+    "tensorflow": ({"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "TF_FORCE_GPU_ALLOW_GROWTH": "true"},
+                   {}),
     "jax": ({"TF_CPP_MIN_LOG_LEVEL": "2", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}, {"JAX_PLATFORMS": "cpu"}),
 }
 TUNED = {
@@ -93,3 +94,14 @@ def test_the_peak_worker_gets_the_environment_of_every_framework_it_may_import()
               placement=Placement(device="cuda"))
     assert [entry.name for entry in job_frameworks(job)] == ["pytorch", "jax"]
     assert worker_env(job)["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+
+
+@pytest.mark.slow  # a worker that imports its framework and trains
+def test_a_foreign_keras_backend_in_the_shell_changes_nothing_a_worker_runs(framework, monkeypatch, tmp_path):
+    """A Keras user's shell exports KERAS_BACKEND; each framework's workers train as they would without it."""
+    own = REGISTRY[framework].env.get("KERAS_BACKEND")
+    monkeypatch.setenv("KERAS_BACKEND", "torch" if own == "jax" else "jax")
+    job = make_job(framework, REGISTRY[framework].default_variant, 8, timing=Timing(steps=2, warmup_steps=0, window=2),
+                   data=Data(train_size=64, test_size=16), placement=Placement(threads=1))
+    result = run_worker(job, tmp_path / "worker.log", 300.0, lambda message: None)
+    assert result["status"] == "ok", result
