@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -68,6 +69,9 @@ REGISTRY: dict[str, FrameworkEntry] = {
 # "+device_matmul" say that its adapter offers those hooks.
 EXTRA_ENV = "BENCHMARKS_EXTRA_FRAMEWORKS"
 EXTRA_FEATURES = ("profiler", "device_matmul")
+# A name that reads as one word in --framework and --variant lists ("name:variant,..."), in job ids and file names.
+NAME = re.compile(r"[a-z][a-z0-9_]*")
+RESERVED = ("all", "default")  # --framework and --variant words
 
 
 def _extra_entries() -> dict[str, FrameworkEntry]:
@@ -76,6 +80,10 @@ def _extra_entries() -> dict[str, FrameworkEntry]:
         name, _, rest = spec.partition("=")
         rest, *features = rest.split("+")
         module, _, variants = rest.partition(":")
+        taken = {*REGISTRY, *(alias for entry in REGISTRY.values() for alias in entry.aliases), *RESERVED, *entries}
+        if not NAME.fullmatch(name) or name in taken:
+            raise ValueError(f"{EXTRA_ENV}: {name!r} cannot name a framework (lower-case letters, digits and _, "
+                             f"and none of: {', '.join(sorted(taken))})")
         unknown = set(features) - set(EXTRA_FEATURES)
         if unknown:
             raise ValueError(f"{EXTRA_ENV}: {name} asks for {', '.join(sorted(unknown))} "

@@ -7,7 +7,7 @@ import pytest
 
 from benchmarks.harness.jobs import Data, Job, Placement, Timing, Workload
 from benchmarks.harness.spawn import framework_env, job_frameworks, run_worker, worker_env
-from frameworks import REGISTRY, UnknownFramework, resolve
+from frameworks import EXTRA_ENV, REGISTRY, UnknownFramework, registry, resolve
 from frameworks.base import TrainConfig
 from frameworks.tuning import PROFILES
 from tests.conftest import ROOT, make_job
@@ -23,6 +23,13 @@ def test_unknown_framework_is_a_clear_error_naming_the_accepted_ones():
     with pytest.raises(UnknownFramework, match=r"unknown framework 'mxnet' \(choose from: all, jax, pytorch, "
                                                r"tensorflow, tf, torch\)"):
         resolve("mxnet")
+
+
+@pytest.mark.parametrize("name", ["", "all", "Mx-Net", "tf", "jax"], ids=repr)
+def test_an_extra_framework_needs_a_name_of_its_own(name, monkeypatch):
+    monkeypatch.setenv(EXTRA_ENV, f"{name}=tests.standin_framework:numpy")
+    with pytest.raises(ValueError, match=rf"{EXTRA_ENV}: '{name}' cannot name a framework"):
+        registry()
 
 
 def test_every_framework_has_a_default_variant_first():
