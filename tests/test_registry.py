@@ -38,18 +38,34 @@ def test_every_framework_has_a_default_variant_first():
         "pytorch": "eager", "tensorflow": "function", "jax": "jit"}
 
 
+def test_every_framework_carries_what_the_report_shows_of_it():
+    colours = [entry.colour for entry in REGISTRY.values()]
+    assert all(colours) and len(set(colours)) == len(colours), "a colour of its own"
+    markers: dict[str, str] = {}
+    for entry in REGISTRY.values():
+        assert set(entry.markers) == set(entry.variants), entry.name
+        assert bool(entry.trace_viewer) == entry.profiler, entry.name
+        assert set(entry.compilers) <= set(entry.variants), entry.name
+        for variant, marker in entry.markers.items():
+            assert markers.setdefault(variant, marker) == marker, f"{entry.name}:{variant}: another variant's marker"
+    assert len(set(markers.values())) == len(markers), "one marker per variant name"
+
+
 def test_importing_the_harness_imports_no_framework():
-    code = ("import sys, benchmarks.run, benchmarks.parity, report.render; "
-            "print(sorted({'torch', 'tensorflow', 'jax'} & set(sys.modules)))")
+    packages = sorted({package for entry in REGISTRY.values() for package in entry.packages})
+    code = (f"import sys, benchmarks.run, benchmarks.parity, report.render; "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(packages)!r}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+    assert all(entry.packages for entry in REGISTRY.values()), "each entry names the packages its adapter imports"
 
 
-def test_the_report_reads_data_and_the_harness_never_imports_the_report():
+def test_the_report_reads_data_and_the_registry_and_the_harness_never_imports_the_report():
     code = ("import sys, report.render, report.readme, report.compare, report.merge, report.noise; "
             "print(sorted(m for m in sys.modules if m.startswith('frameworks')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", "the report reads CSV files and env.json, never a framework or the float64 model"
+    assert out.stdout.strip() == "['frameworks']", \
+        "the report reads CSV files, env.json and the registry's entries, never an adapter or the float64 model"
     code = "import sys, benchmarks.run; print(sorted(m for m in sys.modules if m.split('.')[0] == 'report'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", "the runner renders the report in a process of its own"
