@@ -13,6 +13,7 @@ from frameworks.base import BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, RESNET9_LOGIT
 
 
 def one_replica() -> int:
+    """On one device, a step's batch is the whole batch."""
     return 1
 
 

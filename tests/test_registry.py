@@ -107,6 +107,14 @@ def test_a_worker_gets_its_frameworks_environment_and_its_profiles(framework, de
     assert not ((settings | tuned) - set(expected)) & set(env), "another framework's or profile's settings"
 
 
+def test_a_workers_keras_backend_is_its_entrys_whatever_the_shell_exports(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "numpy")
+    keras_entries = [entry for entry in REGISTRY.values() if "KERAS_BACKEND" in entry.env]
+    assert keras_entries, "the Keras adapter's entry names its backend"
+    for entry in keras_entries:
+        assert framework_env([entry], "cpu", 1)["KERAS_BACKEND"] == entry.env["KERAS_BACKEND"], entry.name
+
+
 def test_a_tuned_flag_list_keeps_the_users_flags(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/dump")
     env = framework_env([resolve("jax")], "cpu", 1, "tuned")
