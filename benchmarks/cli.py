@@ -156,7 +156,7 @@ def _frameworks(parser, names: list[str]) -> list[FrameworkEntry]:
                      f"(give one or the other)")
     try:
         entries = [resolve(name) for name in names]
-    except UnknownFramework as error:
+    except ValueError as error:  # UnknownFramework, or an extra framework the registry refuses
         parser.error(f"argument --framework: {error}")
     if len({entry.name for entry in entries}) != len(entries):
         parser.error(f"argument --framework: {','.join(names)} names a framework twice (through an alias)")

@@ -1,16 +1,20 @@
-"""Registry of framework adapters: CLI names, aliases and variants, and what the parent process
-must know of a framework without importing it (its profiler, device peak, packages and workers'
-environment for isolation), importing a framework only when a job asks for it (so `--framework jax` never pays
-for importing TensorFlow)."""
+"""Registry of framework adapters: CLI names, aliases and variants, and what the rest of the code
+must know of a framework without importing it (its profiler, device peak, packages, workers'
+environment for isolation, and the report's colour, markers, trace viewer and compiler families),
+importing a framework only when a job asks for it (so `--framework jax` never pays for importing
+TensorFlow, and the report imports none)."""
 
 from __future__ import annotations
 
 import importlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from frameworks.base import Adapter
+if TYPE_CHECKING:
+    from frameworks.base import Adapter
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,14 @@ class FrameworkEntry:
     # before the tuning table's flags reach a worker: XLA ends a process at a flag it does not know
     # (flags come and go between versions), so each one it names is left out and reported instead.
     flag_check: str = ""
+    # What the report shows of it: its colour in every chart ("": one drawn from its name), each
+    # variant's marker (absent: one drawn from the variant's name), where its profiler writes traces
+    # and what opens them, and each variant's compiler family where one compiles the step ("xla",
+    # "inductor"), for what the report says of that compiler's profiles.
+    colour: str = ""
+    markers: Mapping[str, str] = field(default_factory=dict, hash=False)
+    trace_viewer: str = ""
+    compilers: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     @property
     def default_variant(self) -> str:
@@ -44,13 +56,24 @@ class FrameworkEntry:
 QUIET_TSL = {"TF_CPP_MIN_LOG_LEVEL": "2"}  # TensorFlow's and XLA's info and warning logs; errors still show
 
 REGISTRY: dict[str, FrameworkEntry] = {
-    "pytorch": FrameworkEntry("pytorch", "frameworks.pytorch", ("eager", "compile"), ("torch",),
-                              process_per_device=True, profiler=True, device_matmul=True, packages=("torch",)),
+    "pytorch": FrameworkEntry(
+        "pytorch", "frameworks.pytorch", ("eager", "compile"), ("torch",),
+        process_per_device=True, profiler=True, device_matmul=True, packages=("torch",),
+        colour="#d62728", markers={"eager": "o", "compile": "s"},  # matplotlib's red
+        trace_viewer="`trace.json`: chrome://tracing or ui.perfetto.dev",
+        compilers={"compile": "inductor"},
+    ),
     "tensorflow": FrameworkEntry(
         "tensorflow", "frameworks.tensorflow_keras", ("function", "eager", "xla", "fit"), ("tf",),
         profiler=True, packages=("tensorflow", "keras"),
-        env={**QUIET_TSL, "TF_FORCE_GPU_ALLOW_GROWTH": "true"},  # it would reserve all GPU memory
+        # Keras takes its backend from KERAS_BACKEND at import, which a user's shell may set to another;
+        # without memory growth, TensorFlow would reserve all GPU memory.
+        env={**QUIET_TSL, "KERAS_BACKEND": "tensorflow", "TF_FORCE_GPU_ALLOW_GROWTH": "true"},
         flags=("XLA_FLAGS", "TF_XLA_FLAGS"),
+        colour="#ff7f0e", markers={"function": "D", "eager": "o", "xla": "^", "fit": "v"},  # matplotlib's orange
+        trace_viewer="`plugins/profile/*/*.xplane.pb`: TensorBoard's profile plugin or xprof; "
+                     "`train_step.hlo.txt` (tensorflow:xla): the compiled step",
+        compilers={"xla": "xla"},
     ),
     "jax": FrameworkEntry(
         "jax", "frameworks.jax_flax", ("jit",), profiler=True, device_matmul=True,
@@ -58,6 +81,10 @@ REGISTRY: dict[str, FrameworkEntry] = {
         env={**QUIET_TSL, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"},  # it would reserve 75% of GPU memory
         cpu_env={"JAX_PLATFORMS": "cpu"},  # starts on the CPU without probing for a GPU
         flags=("XLA_FLAGS",), flag_check="import jax; jax.devices()",
+        colour="#1f77b4", markers={"jit": "P"},  # matplotlib's blue
+        trace_viewer="`plugins/profile/*/perfetto_trace.json.gz`: ui.perfetto.dev; `*.xplane.pb`: TensorBoard or "
+                     "xprof; `train_step.hlo.txt`: the compiled step the op names refer to",
+        compilers={"jit": "xla"},
     ),
 }
 
@@ -67,6 +94,9 @@ REGISTRY: dict[str, FrameworkEntry] = {
 # "+device_matmul" say that its adapter offers those hooks.
 EXTRA_ENV = "BENCHMARKS_EXTRA_FRAMEWORKS"
 EXTRA_FEATURES = ("profiler", "device_matmul")
+# A name that reads as one word in --framework and --variant lists ("name:variant,..."), in job ids and file names.
+NAME = re.compile(r"[a-z][a-z0-9_]*")
+RESERVED = ("all", "default")  # --framework and --variant words
 
 
 def _extra_entries() -> dict[str, FrameworkEntry]:
@@ -75,6 +105,10 @@ def _extra_entries() -> dict[str, FrameworkEntry]:
         name, _, rest = spec.partition("=")
         rest, *features = rest.split("+")
         module, _, variants = rest.partition(":")
+        taken = {*REGISTRY, *(alias for entry in REGISTRY.values() for alias in entry.aliases), *RESERVED, *entries}
+        if not NAME.fullmatch(name) or name in taken:
+            raise ValueError(f"{EXTRA_ENV}: {name!r} cannot name a framework (lower-case letters, digits and _, "
+                             f"and none of: {', '.join(sorted(taken))})")
         unknown = set(features) - set(EXTRA_FEATURES)
         if unknown:
             raise ValueError(f"{EXTRA_ENV}: {name} asks for {', '.join(sorted(unknown))} "
@@ -86,6 +120,13 @@ def _extra_entries() -> dict[str, FrameworkEntry]:
 
 def registry() -> dict[str, FrameworkEntry]:
     return {**REGISTRY, **_extra_entries()}
+
+
+def compiler_family(framework: str, variant: str) -> str:
+    """The compiler family that compiles `framework:variant`'s step ("xla", "inductor"); "" where
+    none does, or for a framework registered from outside, which states none."""
+    entry = REGISTRY.get(framework)
+    return entry.compilers.get(variant, "") if entry else ""
 
 
 def profiled() -> list[str]:

@@ -40,7 +40,7 @@ from frameworks.base import (
     to_nhwc,
     variable_paths,
 )
-from frameworks.profiles import hlo_descriptions, xla_category, xla_thunk_events
+from frameworks.profiles import flax_category, hlo_descriptions, xla_thunk_events
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -530,7 +530,7 @@ class FlaxAdapter(Adapter):
                          for row in xla_thunk_events(json.load(f), "train_step", device=self.device == "cuda")]
         return rows
 
-    op_category = staticmethod(xla_category)
+    op_category = staticmethod(flax_category)
 
 
 ADAPTER = FlaxAdapter

@@ -46,18 +46,29 @@ TF_RULES = [  # on "op_name:OpType"; oneDNN kernels carry an _Mkl/_MklNative pre
 # XLA thunks, each an HLO instruction described by `hlo_descriptions` as "opcode [opcodes a fusion
 # calls] shape op_name functions", the functions being the Python call stack that built it.
 XLA_MOVES = r"^(copy|transpose|bitcast|copy-start|copy-done)\b|^fusion (copy|transpose)-only\b"  # layout changes
-XLA_RULES = [
-    (r"\bconvolution\b.*(transpose\(|\(no op_name\))", "convolution backward"),
-    (r"\bconvolution\b", "convolution forward"),
-    (r"\bdot\b", "matmul"),
+
+
+def xla_rules(modules: Iterable[tuple[str, str]] = ()) -> Rules:
+    """XLA's rules, with a front end's own rules for its modules' names (found in an instruction's
+    call stack) after the compute opcodes' and before pooling's, moves' and elementwise ones."""
+    return [
+        (r"\bconvolution\b.*(transpose\(|\(no op_name\))", "convolution backward"),
+        (r"\bconvolution\b", "convolution forward"),
+        (r"\bdot\b", "matmul"),
+        *modules,
+        (r"reduce-window|select-and-scatter|select_and_scatter|reduce_window|\bmax_pool\b", "pooling"),
+        (XLA_MOVES, "data transfer"),
+        (r"^(fusion|reduce|broadcast|iota|scatter|gather|select|add|subtract|multiply|divide|maximum|minimum|"
+         r"compare|exponential|log|negate|rsqrt|sqrt|concatenate|pad|slice|dynamic-slice|dynamic-update-slice|"
+         r"convert|reshape)\b", "elementwise"),
+    ]
+
+
+XLA_RULES = xla_rules()  # TensorFlow's XLA: its instructions name TensorFlow ops, not Python functions
+FLAX_RULES = xla_rules([  # JAX's, under Flax NNX's modules and optimizer
     (r"\bOptimizer\.update\b", "optimizer"),
     (r"BatchNorm\.__call__", "normalization"),
-    (r"reduce-window|select-and-scatter|select_and_scatter|reduce_window|\bmax_pool\b", "pooling"),
-    (XLA_MOVES, "data transfer"),
-    (r"^(fusion|reduce|broadcast|iota|scatter|gather|select|add|subtract|multiply|divide|maximum|minimum|compare|"
-     r"exponential|log|negate|rsqrt|sqrt|concatenate|pad|slice|dynamic-slice|dynamic-update-slice|convert|reshape)\b",
-     "elementwise"),
-]
+])
 
 TF_OP = re.compile(r"^[^:]+:_?[A-Z]\w*$")  # TensorFlow names a kernel's event "op_name:OpType"
 
@@ -102,10 +113,10 @@ def tensorflow_device_op(stats: dict[str, str], compiled: dict[str, tuple[str, s
     return None
 
 
-def xla_category(op: str, detail: str) -> str:
-    """An XLA thunk: its names say little, so the rules read its instruction's description (see
-    `hlo_descriptions`) where there is one."""
-    return categorise(XLA_RULES, detail or op)
+def flax_category(op: str, detail: str) -> str:
+    """An XLA thunk of a Flax model: its names say little, so the rules read its instruction's
+    description (see `hlo_descriptions`) where there is one."""
+    return categorise(FLAX_RULES, detail or op)
 
 
 # --- What the profilers write --------------------------------------------------------------------
@@ -272,7 +283,7 @@ def hlo_sources(hlo_text: str) -> dict[str, tuple[str, str]]:
 
 
 def hlo_descriptions(hlo_text: str) -> dict[str, str]:
-    """Each instruction of an optimised HLO module described for `XLA_RULES`: its opcode, the
+    """Each instruction of an optimised HLO module described for `xla_rules`: its opcode, the
     opcodes a fusion calls, its result shape, the op_name it came from and the Python functions
     that built it (innermost first); see `hlo_sources`."""
     return {name: description for name, (description, _) in hlo_sources(hlo_text).items()}

@@ -14,11 +14,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from frameworks import REGISTRY  # noqa: E402
 from report.findings import break_even_steps  # noqa: E402
 
-FRAMEWORK_COLOURS = {"pytorch": "#d62728", "tensorflow": "#ff7f0e", "jax": "#1f77b4"}  # matplotlib's red, orange, blue
+# Each registered framework's colour and its variants' markers, as its registry entry gives them.
+FRAMEWORK_COLOURS = {name: entry.colour for name, entry in REGISTRY.items() if entry.colour}
 OTHER_COLOURS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]  # frameworks added from outside, by name
-VARIANT_MARKERS = {"eager": "o", "compile": "s", "function": "D", "xla": "^", "fit": "v", "jit": "P"}
+VARIANT_MARKERS = {variant: marker for entry in REGISTRY.values() for variant, marker in entry.markers.items()}
 OTHER_MARKERS = ["X", "*", "h", "<", ">", "p"]
 MIN_EPOCHS = 4  # fewer evaluations per job draw no learning curve: two points make a line, not a curve
 

@@ -22,6 +22,7 @@ from benchmarks.checks.verdicts import (
 from benchmarks.harness.contention import BUSY_THRESHOLD, SUM_BUSY_SHARE
 from benchmarks.harness.profiling import CATEGORIES, STEPS as PROFILED_STEPS
 from benchmarks.harness.results import SETTING
+from frameworks import REGISTRY, compiler_family
 from report.charts import (
     MIN_EPOCHS,
     accuracy_time_chart,
@@ -493,13 +494,6 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, env: d
             f"{chart}\n")
 
 
-TRACE_VIEWERS = {"pytorch": "`trace.json`: chrome://tracing or ui.perfetto.dev",
-                 "tensorflow": "`plugins/profile/*/*.xplane.pb`: TensorBoard's profile plugin or xprof; "
-                               "`train_step.hlo.txt` (tensorflow:xla): the compiled step",
-                 "jax": "`plugins/profile/*/perfetto_trace.json.gz`: ui.perfetto.dev; `*.xplane.pb`: TensorBoard or "
-                        "xprof; `train_step.hlo.txt`: the compiled step the op names refer to"}
-
-
 def profile_section(run_dir: Path, summary: pd.DataFrame, top: int = 8) -> str:
     """With --profile: per job, the share of self time in each category, and its largest operations."""
     ops = latest(read_table(run_dir, "profile"), summary)
@@ -515,12 +509,14 @@ def profile_section(run_dir: Path, summary: pd.DataFrame, top: int = 8) -> str:
     largest = ops.sort_values(["job", "self_ms"], ascending=[True, False]).groupby("job", observed=True).head(top)
     largest = largest.assign(share_pct=(100 * largest["share"]).round(1), self_ms=largest["self_ms"].round(2),
                              detail=largest["detail"].fillna("").str.slice(0, 90))
-    xla = summary["framework"].eq("jax") | summary["variant"].eq("xla")
+    xla = pd.Series([compiler_family(framework, variant) == "xla"
+                     for framework, variant in zip(summary["framework"], summary["variant"])], summary.index, bool)
     threads = summary.loc[xla & summary["threads"].gt(1), "job_id"]
     caveat = (" XLA runs its own convolutions asynchronously when it has more than one thread, and their events end "
               "at dispatch: the XLA rows under-count them (profile with `--threads 1` to attribute them)."
               if ops["job_id"].isin(threads).any() else "")
-    viewers = "; ".join(f"{name}: {text}" for name, text in TRACE_VIEWERS.items() if name in set(ops["framework"]))
+    viewers = "; ".join(f"{name}: {entry.trace_viewer}" for name, entry in REGISTRY.items()
+                        if entry.trace_viewer and name in set(ops["framework"]))
     return (f"## Where the time goes (profile)\n\nEach job ran {PROFILED_STEPS} more training steps after its timed "
             f"ones, under its framework's own profiler. Self time is the time spent in an operation itself, not in "
             f"the operations it called, summed over the threads that ran it; `profiled_ms` is its sum per step. It "

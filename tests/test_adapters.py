@@ -104,7 +104,7 @@ def test_a_batch_that_cannot_be_taken_as_it_is_is_placed_as_a_copy(framework):
     np.testing.assert_array_equal(np.from_dlpack(placed[1]).astype(labels.dtype), labels)
 
 
-@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
+@pytest.mark.parametrize("framework", FRAMEWORKS, ids=str)
 def test_evaluate_counts_correct_predictions_from_the_logits(framework):
     adapter_cls = require(framework)
     adapter = adapter_cls("lenet", "cpu", REGISTRY[framework].default_variant, TrainConfig())
@@ -120,7 +120,7 @@ def test_evaluate_counts_correct_predictions_from_the_logits(framework):
     assert loss_sum == pytest.approx(expected, rel=1e-5)
 
 
-@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
+@pytest.mark.parametrize("framework", FRAMEWORKS, ids=str)
 def test_bf16_computes_the_same_function_in_lower_precision(framework):
     adapter_cls = require(framework)
     variant = REGISTRY[framework].default_variant
@@ -159,7 +159,7 @@ def test_pytorch_sets_tf32_so_that_both_of_its_apis_agree(precision):
         adapter_cls("lenet", "cpu", "eager", TrainConfig())  # the fp32 state every other test's adapter sets
 
 
-@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
+@pytest.mark.parametrize("framework", FRAMEWORKS, ids=str)
 def test_the_registry_entry_says_which_hooks_the_adapter_offers(framework):
     """The parent process trusts the entry (it never imports the framework): --profile and the GPU
     peak must find the hooks the entry promises, and its first package must be the one whose
@@ -172,7 +172,7 @@ def test_the_registry_entry_says_which_hooks_the_adapter_offers(framework):
     assert adapter_cls.version().split("+")[0] == importlib.metadata.version(entry.packages[0])
 
 
-@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
+@pytest.mark.parametrize("framework", FRAMEWORKS, ids=str)
 def test_each_side_of_a_builtin_equivalent_runs_on_a_placed_batch_and_can_be_waited_for(framework):
     adapter = require(framework)("lenet", "cpu", REGISTRY[framework].default_variant, TrainConfig())
     adapter.set_params(init_params("lenet", seed=0))

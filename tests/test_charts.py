@@ -13,6 +13,7 @@ import pytest
 
 import report.charts as charts
 from benchmarks.harness.results import SUMMARY_COLUMNS
+from frameworks import REGISTRY
 from report.charts import (
     FRAMEWORK_COLOURS,
     MIN_EPOCHS,
@@ -67,10 +68,12 @@ def test_charts_are_titled_with_model_device_machine_precision_and_data():
         "lenet · cuda · NVIDIA H200 · fp32 · CIFAR-10"
 
 
-def test_a_framework_keeps_one_colour_and_a_variant_one_marker():
-    assert len(set(FRAMEWORK_COLOURS.values())) == len(FRAMEWORK_COLOURS)
+def test_a_framework_keeps_its_registry_colour_and_a_variant_one_marker():
+    assert {name: colour(name) for name in REGISTRY} == {name: entry.colour for name, entry in REGISTRY.items()}
+    assert len(set(FRAMEWORK_COLOURS.values())) == len(REGISTRY)
     assert colour("standin") == colour("standin") and colour("standin") not in FRAMEWORK_COLOURS.values()
-    assert len({marker(variant) for variant in ("eager", "compile", "function", "xla", "fit", "jit")}) == 6
+    variants = {variant for entry in REGISTRY.values() for variant in entry.variants}
+    assert len({marker(variant) for variant in variants}) == len(variants)
 
 
 def test_ratios_are_dots_with_an_interval_bar_only_where_there_is_one(drawn, tmp_path):

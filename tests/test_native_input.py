@@ -16,17 +16,16 @@ from scipy import stats
 from benchmarks.harness import data as datasets
 from benchmarks.harness.jobs import Data
 from benchmarks.run import input_paths
+from frameworks import REGISTRY
 from frameworks.base import NativeInput, PipelineUnavailable, TrainConfig
 from tests.conftest import ROOT, make_job, require
 from tests.test_data import _WritesAFile, fake_cifar10
-
-DEFAULT_VARIANT = {"pytorch": "eager", "tensorflow": "function", "jax": "jit"}
 
 
 def pipeline_batches(framework: str, images: np.ndarray, *, augment: bool, batch_size: int, epochs: int,
                      seed: int = 0) -> list[np.ndarray]:
     """Every batch the framework's native pipeline serves, as NHWC float32 NumPy images."""
-    adapter = require(framework)("lenet", "cpu", DEFAULT_VARIANT[framework], TrainConfig())
+    adapter = require(framework)("lenet", "cpu", REGISTRY[framework].default_variant, TrainConfig())
     source = NativeInput(images, np.zeros(len(images), np.int32), tuple(map(float, datasets.MEAN)),
                          tuple(map(float, datasets.STD)), 255.0, augment, datasets.PAD, batch_size, epochs, seed, 0)
     batches = [np.asarray(images) for images, _ in adapter.native_input(source).batches]
@@ -84,7 +83,7 @@ def test_crop_offsets_and_flips_follow_the_recipe(framework):
 
 @pytest.mark.parametrize("framework, package", [("pytorch", "torchvision"), ("jax", "grain")], ids=str)
 def test_a_missing_pipeline_package_is_named(framework, package, monkeypatch):
-    adapter = require(framework)("lenet", "cpu", DEFAULT_VARIANT[framework], TrainConfig())
+    adapter = require(framework)("lenet", "cpu", REGISTRY[framework].default_variant, TrainConfig())
     monkeypatch.setitem(sys.modules, package, None)  # what `import` then finds: as if not installed
     if package == "torchvision":
         monkeypatch.setitem(sys.modules, "torchvision.transforms", None)

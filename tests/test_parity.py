@@ -47,7 +47,7 @@ from benchmarks.checks.verdicts import (
 from benchmarks.cli import Selection
 from frameworks import REGISTRY
 from frameworks.base import MODELS, TrainConfig, init_params
-from tests.conftest import DEFAULT_VARIANTS, VARIANTS, import_error, require, tiered
+from tests.conftest import DEFAULT_VARIANTS, FRAMEWORKS, VARIANTS, import_error, require, tiered
 from tests.faulty_framework import RAISE_MESSAGE
 
 PRECISIONS = ["fp32", PROOF]
@@ -124,7 +124,7 @@ def test_training_state_survives_a_round_trip_exactly(table, variant, model):
 
 
 @pytest.mark.parametrize("model", list(MODELS), ids=str)
-@pytest.mark.parametrize("framework", ["pytorch", "tensorflow", "jax"], ids=str)
+@pytest.mark.parametrize("framework", FRAMEWORKS, ids=str)
 def test_exported_state_has_canonical_names_shapes_and_dtypes(framework, model):
     adapter_cls = require(framework)
     adapter = adapter_cls(model, "cpu", REGISTRY[framework].default_variant, TrainConfig())

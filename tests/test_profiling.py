@@ -15,11 +15,11 @@ from benchmarks import run
 from benchmarks.harness import data as datasets, training
 from benchmarks.harness.jobs import Data, Timing
 from benchmarks.harness.profiling import CATEGORIES, op_table
-from frameworks import REGISTRY
+from frameworks import REGISTRY, profiled
 from frameworks.profiles import (
+    FLAX_RULES,
     TF_RULES,
     TORCH_RULES,
-    XLA_RULES,
     TorchEvent,
     categorise,
     hlo_descriptions,
@@ -33,7 +33,7 @@ from frameworks.profiles import (
 )
 from tests.conftest import FRAMEWORKS, ROOT, import_error, make_job, require
 
-RULES = {"pytorch": TORCH_RULES, "tensorflow": TF_RULES, "jax": XLA_RULES}
+RULES = {"pytorch": TORCH_RULES, "tensorflow": TF_RULES, "jax": FLAX_RULES}
 
 # (framework, the framework's own name for an operation, its category)
 NAMES = [
@@ -154,7 +154,7 @@ def test_hlo_instructions_are_described_by_opcode_source_and_call_stack():
     }
     for name, (description, category) in expected.items():
         assert described[name] == description
-        assert categorise(XLA_RULES, described[name]) == category, name
+        assert categorise(FLAX_RULES, described[name]) == category, name
 
 
 TF_HLO = '''HloModule a_inference__step_563__.26, is_scheduled=true
@@ -307,8 +307,8 @@ def test_tensorflow_gpu_kernels_take_the_op_or_instruction_their_launch_was_anno
 
 # --- A profiled run, end to end -----------------------------------------------------------------
 
-TRACES = {"pytorch": "trace.json", "tensorflow": "plugins/profile/*/*.xplane.pb",
-          "jax": "plugins/profile/*/perfetto_trace.json.gz"}
+# The trace file each framework's registry entry tells the report's readers to open: the first it names.
+TRACES = {name: entry.trace_viewer.split("`")[1] for name, entry in REGISTRY.items() if entry.profiler}
 STEPS, WINDOW = 4, 2
 
 
@@ -386,7 +386,7 @@ def test_a_failing_profiler_costs_the_job_its_profile_not_its_timings():
     (message,) = channel
     shutil.rmtree(message["folder"])  # the parent would have moved it into the run folder
     assert message["type"] == "profile" and message["rows"] == []
-    assert message["error"] == "ValueError: no profiler for faulty (profiles: pytorch, tensorflow, jax)"
+    assert message["error"] == f"ValueError: no profiler for faulty (profiles: {', '.join(profiled())})"
 
 
 # --- What --profile cannot serve ----------------------------------------------------------------
@@ -415,5 +415,5 @@ def test_profile_of_a_resumed_run_exits_2(capsys, tmp_path):
 
 def test_profile_of_a_framework_without_profiler_exits_2(capsys, faulty, tmp_path):
     line = error_line(capsys, ["--framework", "faulty", "--profile", "--data", "synthetic", "--out", str(tmp_path)])
-    assert "argument --profile: no profiler for faulty (profiles: pytorch, tensorflow, jax)" in line
+    assert f"argument --profile: no profiler for faulty (profiles: {', '.join(profiled())})" in line
     assert not any(tmp_path.iterdir()), "nothing was started"

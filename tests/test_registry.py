@@ -5,24 +5,32 @@ import sys
 
 import pytest
 
-from benchmarks.harness.jobs import Job, Placement, Workload
-from benchmarks.harness.spawn import framework_env, job_frameworks, worker_env
-from frameworks import REGISTRY, UnknownFramework, resolve
+from benchmarks.harness.jobs import Data, Job, Placement, Timing, Workload
+from benchmarks.harness.spawn import framework_env, job_frameworks, run_worker, worker_env
+from frameworks import EXTRA_ENV, REGISTRY, UnknownFramework, registry, resolve
 from frameworks.base import TrainConfig
 from frameworks.tuning import PROFILES
-from tests.conftest import ROOT
+from tests.conftest import ROOT, make_job
 
 
-@pytest.mark.parametrize("name, expected", [("pytorch", "pytorch"), ("torch", "pytorch"), ("tensorflow", "tensorflow"),
-                                            ("tf", "tensorflow"), ("jax", "jax")], ids=str)
+@pytest.mark.parametrize("name, expected", [(name, entry.name) for entry in REGISTRY.values()
+                                            for name in (entry.name, *entry.aliases)], ids=str)
 def test_resolve_accepts_names_and_aliases(name, expected):
     assert resolve(name).name == expected
 
 
 def test_unknown_framework_is_a_clear_error_naming_the_accepted_ones():
-    with pytest.raises(UnknownFramework, match=r"unknown framework 'mxnet' \(choose from: all, jax, pytorch, "
-                                               r"tensorflow, tf, torch\)"):
+    names = sorted([*REGISTRY, *(alias for entry in REGISTRY.values() for alias in entry.aliases)])
+    with pytest.raises(UnknownFramework) as error:
         resolve("mxnet")
+    assert str(error.value) == f"unknown framework 'mxnet' (choose from: all, {', '.join(names)})"
+
+
+@pytest.mark.parametrize("name", ["", "all", "Mx-Net", "tf", "jax"], ids=repr)
+def test_an_extra_framework_needs_a_name_of_its_own(name, monkeypatch):
+    monkeypatch.setenv(EXTRA_ENV, f"{name}=tests.standin_framework:numpy")
+    with pytest.raises(ValueError, match=rf"{EXTRA_ENV}: '{name}' cannot name a framework"):
+        registry()
 
 
 def test_every_framework_has_a_default_variant_first():
@@ -30,18 +38,34 @@ def test_every_framework_has_a_default_variant_first():
         "pytorch": "eager", "tensorflow": "function", "jax": "jit"}
 
 
+def test_every_framework_carries_what_the_report_shows_of_it():
+    colours = [entry.colour for entry in REGISTRY.values()]
+    assert all(colours) and len(set(colours)) == len(colours), "a colour of its own"
+    markers: dict[str, str] = {}
+    for entry in REGISTRY.values():
+        assert set(entry.markers) == set(entry.variants), entry.name
+        assert bool(entry.trace_viewer) == entry.profiler, entry.name
+        assert set(entry.compilers) <= set(entry.variants), entry.name
+        for variant, marker in entry.markers.items():
+            assert markers.setdefault(variant, marker) == marker, f"{entry.name}:{variant}: another variant's marker"
+    assert len(set(markers.values())) == len(markers), "one marker per variant name"
+
+
 def test_importing_the_harness_imports_no_framework():
-    code = ("import sys, benchmarks.run, benchmarks.parity, report.render; "
-            "print(sorted({'torch', 'tensorflow', 'jax'} & set(sys.modules)))")
+    packages = sorted({package for entry in REGISTRY.values() for package in entry.packages})
+    code = (f"import sys, benchmarks.run, benchmarks.parity, report.render; "
+            f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {set(packages)!r}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+    assert all(entry.packages for entry in REGISTRY.values()), "each entry names the packages its adapter imports"
 
 
-def test_the_report_reads_data_and_the_harness_never_imports_the_report():
+def test_the_report_reads_data_and_the_registry_and_the_harness_never_imports_the_report():
     code = ("import sys, report.render, report.readme, report.compare, report.merge, report.noise; "
             "print(sorted(m for m in sys.modules if m.startswith('frameworks')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", "the report reads CSV files and env.json, never a framework or the float64 model"
+    assert out.stdout.strip() == "['frameworks']", \
+        "the report reads CSV files, env.json and the registry's entries, never an adapter or the float64 model"
     code = "import sys, benchmarks.run; print(sorted(m for m in sys.modules if m.split('.')[0] == 'report'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", "the runner renders the report in a process of its own"
@@ -52,7 +76,8 @@ def test_the_report_reads_data_and_the_harness_never_imports_the_report():
 # table's environment entries (TUNED).
 WORKER_ENV = {
     "pytorch": ({}, {}),
-    "tensorflow": ({"TF_CPP_MIN_LOG_LEVEL": "2", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}, {}),
+    "tensorflow": ({"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow", "TF_FORCE_GPU_ALLOW_GROWTH": "true"},
+                   {}),
     "jax": ({"TF_CPP_MIN_LOG_LEVEL": "2", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}, {"JAX_PLATFORMS": "cpu"}),
 }
 TUNED = {
@@ -82,6 +107,14 @@ def test_a_worker_gets_its_frameworks_environment_and_its_profiles(framework, de
     assert not ((settings | tuned) - set(expected)) & set(env), "another framework's or profile's settings"
 
 
+def test_a_workers_keras_backend_is_its_entrys_whatever_the_shell_exports(monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "numpy")
+    keras_entries = [entry for entry in REGISTRY.values() if "KERAS_BACKEND" in entry.env]
+    assert keras_entries, "the Keras adapter's entry names its backend"
+    for entry in keras_entries:
+        assert framework_env([entry], "cpu", 1)["KERAS_BACKEND"] == entry.env["KERAS_BACKEND"], entry.name
+
+
 def test_a_tuned_flag_list_keeps_the_users_flags(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/dump")
     env = framework_env([resolve("jax")], "cpu", 1, "tuned")
@@ -93,3 +126,14 @@ def test_the_peak_worker_gets_the_environment_of_every_framework_it_may_import()
               placement=Placement(device="cuda"))
     assert [entry.name for entry in job_frameworks(job)] == ["pytorch", "jax"]
     assert worker_env(job)["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+
+
+@pytest.mark.slow  # a worker that imports its framework and trains
+def test_a_foreign_keras_backend_in_the_shell_changes_nothing_a_worker_runs(framework, monkeypatch, tmp_path):
+    """A Keras user's shell exports KERAS_BACKEND; each framework's workers train as they would without it."""
+    own = REGISTRY[framework].env.get("KERAS_BACKEND")
+    monkeypatch.setenv("KERAS_BACKEND", "torch" if own == "jax" else "jax")
+    job = make_job(framework, REGISTRY[framework].default_variant, 8, timing=Timing(steps=2, warmup_steps=0, window=2),
+                   data=Data(train_size=64, test_size=16), placement=Placement(threads=1))
+    result = run_worker(job, tmp_path / "worker.log", 300.0, lambda message: None)
+    assert result["status"] == "ok", result

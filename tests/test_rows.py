@@ -29,6 +29,7 @@ from benchmarks.harness.rows import (
     columns,
 )
 from benchmarks.harness.stats import StepTimes
+from frameworks import profiled
 from tests.conftest import ROOT, make_job
 
 PARTS = [StepTimes, Contention, Efficiency, training.Throughput, training.TargetRace, training.InputCost]
@@ -128,7 +129,7 @@ def test_a_failed_profile_reaches_summary_csv(tmp_path):
         recorder.on_message(message)
     recorder.finish({"status": "ok", "windows": 2, "step_ms_median": 5.0, "images_per_s": 6400.0})
     row = results.read_table(tmp_path, "summary").iloc[0]
-    assert row["profile_error"] == "ValueError: no profiler for faulty (profiles: pytorch, tensorflow, jax)"
+    assert row["profile_error"] == f"ValueError: no profiler for faulty (profiles: {', '.join(profiled())})"
     assert row["step_ms_median"] == 5.0
     assert (tmp_path / "profiles" / job.job_id).is_dir() and not (tmp_path / "profile.csv").exists()
 
