@@ -47,13 +47,27 @@ class FrameworkEntry:
     markers: Mapping[str, str] = field(default_factory=dict, hash=False)
     trace_viewer: str = ""
     compilers: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # The variants that train through a front end over the framework (Keras 3 on one of its backends),
+    # which the report draws as a family apart from the native ones: the front end's name ("keras"), and
+    # each such variant's native counterpart, the "framework:variant" that computes the same step without
+    # the front end (what the report's cost of that front end compares against; "" where none does).
+    front_end: str = ""
+    counterparts: Mapping[str, str] = field(default_factory=dict, hash=False)
+    # Why its float64 ("fp64", parity's proof) computes part of the step in float32 ("" where it is all
+    # float64): parity then holds its fp64 comparisons to float32's bounds and says why.
+    float64_caveat: str = ""
 
     @property
     def default_variant(self) -> str:
         return self.variants[0]
 
 
-QUIET_TSL = {"TF_CPP_MIN_LOG_LEVEL": "2"}  # TensorFlow's and XLA's info and warning logs; errors still show
+QUIET_TSL = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+# Keras's type promotion (keras.backend.result_type) gives 32-bit types for 64-bit ones on every backend but
+# TensorFlow ("to be aligned with JAX's default behavior": keras/src/backend/common/dtypes.py,
+# BIT64_TO_BIT32_DTYPE), so ops that promote through it run a float64 model's step partly in float32.
+KERAS_FLOAT64 = ("Keras's type promotion gives float32 for float64 on this backend (keras.backend.result_type; "
+                 "keras-team/keras#23704)")  # TensorFlow's and XLA's info and warning logs; errors still show
 
 REGISTRY: dict[str, FrameworkEntry] = {
     "pytorch": FrameworkEntry(
@@ -74,6 +88,7 @@ REGISTRY: dict[str, FrameworkEntry] = {
         trace_viewer="`plugins/profile/*/*.xplane.pb`: TensorBoard's profile plugin or xprof; "
                      "`train_step.hlo.txt` (tensorflow:xla): the compiled step",
         compilers={"xla": "xla"},
+        front_end="keras", counterparts={"fit": "tensorflow:function"},  # Keras's step against a tf.function
     ),
     "jax": FrameworkEntry(
         "jax", "frameworks.jax_flax", ("jit",), profiler=True, device_matmul=True,
@@ -85,6 +100,28 @@ REGISTRY: dict[str, FrameworkEntry] = {
         trace_viewer="`plugins/profile/*/perfetto_trace.json.gz`: ui.perfetto.dev; `*.xplane.pb`: TensorBoard or "
                      "xprof; `train_step.hlo.txt`: the compiled step the op names refer to",
         compilers={"jit": "xla"},
+    ),
+    # Keras 3 on its other backends: the model, optimizer and loss of frameworks.keras_common, trained by
+    # Keras's own step; `fit` is Keras's own default (jit_compile="auto"), the second variant the other setting.
+    "keras_jax": FrameworkEntry(
+        "keras_jax", "frameworks.keras_jax", ("fit", "eager"),
+        packages=("keras", "jax", "jaxlib"),
+        env={**QUIET_TSL, "KERAS_BACKEND": "jax", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
+        cpu_env={"JAX_PLATFORMS": "cpu"},
+        flags=("XLA_FLAGS",), flag_check="import jax; jax.devices()",
+        colour="#17becf", markers={"fit": "X", "eager": "x"},  # matplotlib's cyan, beside JAX's blue
+        compilers={"fit": "xla"}, front_end="keras", counterparts={"fit": "jax:jit", "eager": ""},
+        float64_caveat=f"{KERAS_FLOAT64}: the cosine schedule's rate",
+    ),
+    "keras_torch": FrameworkEntry(
+        "keras_torch", "frameworks.keras_torch", ("fit", "compile"),
+        packages=("keras", "torch"),
+        env={"KERAS_BACKEND": "torch"},
+        cpu_env={"KERAS_TORCH_DEVICE": "cpu"},  # Keras puts its tensors on a GPU wherever it sees one
+        colour="#e377c2", markers={"fit": "p", "compile": "*"},  # matplotlib's pink, beside PyTorch's red
+        compilers={"compile": "inductor"}, front_end="keras",
+        counterparts={"fit": "pytorch:eager", "compile": "pytorch:compile"},
+        float64_caveat=f"{KERAS_FLOAT64}: every matmul, the dense layers'",
     ),
 }
 
@@ -127,6 +164,25 @@ def compiler_family(framework: str, variant: str) -> str:
     none does, or for a framework registered from outside, which states none."""
     entry = REGISTRY.get(framework)
     return entry.compilers.get(variant, "") if entry else ""
+
+
+def front_end(framework: str, variant: str) -> str:
+    """The front end `framework:variant` trains through ("keras"), "" for a native step."""
+    entry = REGISTRY.get(framework)
+    return entry.front_end if entry and variant in entry.counterparts else ""
+
+
+def counterpart(framework: str, variant: str) -> str:
+    """The native "framework:variant" computing the same step as a front end's `framework:variant`; ""
+    where none does or the step is native."""
+    entry = REGISTRY.get(framework)
+    return entry.counterparts.get(variant, "") if entry else ""
+
+
+def float64_caveat(framework: str) -> str:
+    """Why `framework`'s float64 computes part of the step in float32 ("" where it does not)."""
+    entry = REGISTRY.get(framework)
+    return entry.float64_caveat if entry else ""
 
 
 def profiled() -> list[str]:

@@ -305,6 +305,9 @@ class Adapter(abc.ABC):
     registry entry says."""
 
     framework: str
+    # Where Keras compiles the step (a Keras `fit`-style variant): its `jit_compile`, as the installed
+    # Keras resolved it once the model was compiled; None where the adapter writes its own step.
+    jit_compile: bool | None = None
 
     # --- Runtime, before a model is built -------------------------------------------------------
 

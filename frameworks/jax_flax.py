@@ -265,6 +265,27 @@ def native_dataset(source: NativeInput):
     return dataset.map(Normalise(source.scale, source.mean, source.std)).batch(source.batch_size, drop_remainder=True)
 
 
+def native_pipeline(source: NativeInput, device) -> NativePipeline:
+    """`native_dataset` run by Grain's worker processes (`mp_prefetch`; none with 0 workers: then
+    in this process), and placed on `device` ahead of the step by `grain.experimental.device_put`.
+    By default a worker per core this process may use."""
+    try:
+        import grain
+        from absl import flags
+    except ImportError as error:
+        raise PipelineUnavailable(f"grain is not installed ({error})") from None
+    if not flags.FLAGS.is_parsed():  # Grain reads its absl flags, which a program outside `absl.app` never parses
+        flags.FLAGS.mark_as_parsed()
+    workers = len(os.sched_getaffinity(0)) if source.workers is None else source.workers
+    how = (f"{workers} (num_workers: the cores this process may use)" if source.workers is None
+           else f"{workers} (num_workers)")
+    dataset = native_dataset(source).to_iter_dataset()
+    if workers:
+        dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    dataset = grain.experimental.device_put(dataset, device)
+    return NativePipeline(iter(dataset), how)
+
+
 # --- Adapter ------------------------------------------------------------------------------------
 
 
@@ -422,24 +443,7 @@ class FlaxAdapter(Adapter):
         jax.block_until_ready(placed)
 
     def native_input(self, source: NativeInput) -> NativePipeline:
-        """`native_dataset` run by Grain's worker processes (`mp_prefetch`; none with 0 workers: then
-        in this process), and placed on the device ahead of the step by `grain.experimental.device_put`.
-        By default a worker per core this process may use."""
-        try:
-            import grain
-            from absl import flags
-        except ImportError as error:
-            raise PipelineUnavailable(f"grain is not installed ({error})") from None
-        if not flags.FLAGS.is_parsed():  # Grain reads its absl flags, which a program outside `absl.app` never parses
-            flags.FLAGS.mark_as_parsed()
-        workers = len(os.sched_getaffinity(0)) if source.workers is None else source.workers
-        how = (f"{workers} (num_workers: the cores this process may use)" if source.workers is None
-               else f"{workers} (num_workers)")
-        dataset = native_dataset(source).to_iter_dataset()
-        if workers:
-            dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
-        dataset = grain.experimental.device_put(dataset, self.jax_device)
-        return NativePipeline(iter(dataset), how)
+        return native_pipeline(source, self.jax_device)
 
     def train_step(self, images, labels):
         if self.mesh is not None and isinstance(images, np.ndarray):

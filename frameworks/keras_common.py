@@ -1,15 +1,30 @@
 """The Keras 3 model, BatchNorm, optimizer, learning-rate schedule and loss, written with `keras` and
 `keras.ops` only, so that they run on whichever backend `KERAS_BACKEND` chose; what a backend must
-supply (how many replicas share a batch's statistics) its adapter passes in."""
+supply (how many replicas share a batch's statistics) its adapter passes in. And what the adapters of
+the Keras backends share (`KerasAdapter`): the model built and its canonical state read and written
+through Keras variables, and Keras's own training step as `Model.fit` runs it."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import keras
+import numpy as np
 from keras import layers, ops
 
-from frameworks.base import BATCHNORM_EPSILON, BATCHNORM_MOMENTUM, RESNET9_LOGIT_SCALE, TrainConfig
+from frameworks.base import (
+    BATCHNORM_EPSILON,
+    BATCHNORM_MOMENTUM,
+    MODELS as SPECS,
+    RESNET9_LOGIT_SCALE,
+    Adapter,
+    TrainConfig,
+    TrainingState,
+    from_nhwc,
+    to_nhwc,
+    variable_paths,
+)
 
 
 def one_replica() -> int:
@@ -29,9 +44,9 @@ class LeNet(keras.Model):
         self.fc2 = layers.Dense(84, dtype=dtype)
         self.fc3 = layers.Dense(10, dtype=dtype)
 
-    def call(self, x):
-        x = ops.max_pool(ops.relu(self.conv1(x)), 2)
-        x = ops.max_pool(ops.relu(self.conv2(x)), 2)
+    def call(self, x, training=False):  # the same in training: no BatchNorm
+        x = ops.max_pool(ops.relu(self.conv1(x)), 2, strides=2)
+        x = ops.max_pool(ops.relu(self.conv2(x)), 2, strides=2)
         x = ops.reshape(x, (ops.shape(x)[0], -1))  # NHWC flatten: fc1's inputs are (row, column, channel)
         x = ops.relu(self.fc1(x))
         x = ops.relu(self.fc2(x))
@@ -98,9 +113,9 @@ class ResNet9(keras.Model):
 
     def call(self, x, training=False):
         x = self.prep(x, training=training)
-        x = self.res1(ops.max_pool(self.layer1(x, training=training), 2), training=training)
-        x = ops.max_pool(self.layer2(x, training=training), 2)
-        x = self.res3(ops.max_pool(self.layer3(x, training=training), 2), training=training)
+        x = self.res1(ops.max_pool(self.layer1(x, training=training), 2, strides=2), training=training)
+        x = ops.max_pool(self.layer2(x, training=training), 2, strides=2)
+        x = self.res3(ops.max_pool(self.layer3(x, training=training), 2, strides=2), training=training)
         x = ops.max(x, axis=(1, 2))  # global max-pool
         return ops.cast(self.fc(x), self.variable_dtype) * RESNET9_LOGIT_SCALE
 
@@ -199,3 +214,124 @@ def loss_function(config: TrainConfig, dtype: str) -> keras.losses.Loss:
     if config.label_smoothing:
         return SmoothedCrossentropy(config.label_smoothing, dtype=dtype)
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
+
+
+# --- What the Keras backends' adapters share ---------------------------------------------------
+
+FIT = "fit"  # the variant that trains as `Model.fit` does, `jit_compile` as Keras resolves "auto"
+
+
+def require_backend(backend: str, framework: str) -> None:
+    """Refuse, at import, a Keras that runs on another backend than `framework`'s: its workers get
+    KERAS_BACKEND from the registry; anyone importing the adapter elsewhere gets this one message."""
+    if keras.backend.backend() != backend:
+        raise ImportError(f"Keras runs on its {keras.backend.backend()} backend: the {framework} adapter needs "
+                          f"KERAS_BACKEND={backend} before keras is imported")
+
+
+class KerasAdapter(Adapter):
+    """A model of this module on the backend Keras runs on. `fit_step` is Keras's own training step
+    as `Model.fit` runs it: the model compiled with the suite's optimizer and loss, and its train
+    function called on one batch. Each subclass says how its variants compile that step
+    (`JIT_COMPILE`: variant -> `jit_compile`, "auto" for Keras's own choice, which `jit_compile` then
+    holds as the installed Keras resolved it for this model and device)."""
+
+    JIT_COMPILE: dict[str, bool | str] = {FIT: "auto"}
+
+    def build_model(self, replicas: Callable[[], int] = one_replica) -> None:
+        """The model in the configured precision, its loss, and a fresh optimizer (`build_optimizer`).
+        Before it, the adapter sets what its backend needs for float64 (Keras's floatx follows here)."""
+        config = self.config
+        if config.precision == "fp64":  # float64 learning rates too; process-wide, so parity computes fp64 last
+            keras.config.set_floatx("float64")
+        policy = {"bf16": "mixed_bfloat16", "fp64": "float64"}.get(config.precision, "float32")
+        self.model = MODELS[self.model_name](policy, replicas)
+        self.loss_fn = loss_function(config, self.model.variable_dtype)
+        self.model(np.zeros((1, 32, 32, 3), np.float32))  # creates the weights
+        self.paths = variable_paths(self.model_name, self.model, VARIABLE_NAMES)
+
+    def new_optimizer(self) -> None:
+        """A fresh optimizer (`self.optimizer`) over the model's weights."""
+        self.optimizer = TorchSGD(learning_rate(self.config), self.config.momentum, self.config.weight_decay,
+                                  self.config.nesterov)
+        self.optimizer.build(self.model.trainable_variables)
+
+    def compile_fit(self, optimizer: keras.optimizers.Optimizer | None = None,
+                    loss: keras.losses.Loss | None = None) -> None:
+        """Compile the model as a Keras user does before `fit`, with this variant's `jit_compile`: with
+        the suite's optimizer and loss, or those given."""
+        self.model.compile(optimizer=optimizer or self.optimizer, loss=loss or self.loss_fn,
+                           jit_compile=self.JIT_COMPILE[self.variant])
+        self.jit_compile = bool(self.model.jit_compile)  # "auto" resolved, for this model and device
+        self.model.make_train_function()
+        self.step_built = False  # Keras builds its compiled loss and metrics on a first batch
+
+    def fit_step(self, images, labels):
+        """One batch through the model's train function, as `fit` feeds it one at a time; the loss
+        of that batch (Keras's loss tracker, reset as `train_on_batch` resets it), without a host
+        sync: `fit` reads it back only where a callback asks. The first batch goes through
+        `train_on_batch`, which builds the compiled loss and metrics on it as `fit` does before its
+        first step (torch.compile cannot trace that build) and returns the loss on the host."""
+        if not self.step_built:
+            self.step_built = True
+            return np.asarray(self.model.train_on_batch(images, labels), self.model.variable_dtype)
+        self.model.reset_metrics()
+        return self.model.train_function([(images, labels, None)])["loss"]  # (x, y, sample_weight)
+
+    def builtin_equivalents(self):
+        """The suite's step against Keras's own on a copy of this model: compiled with
+        `keras.optimizers.SGD` (Keras's form of momentum, the same schedule) and a plain
+        `SparseCategoricalCrossentropy`, trained by the same kind of train function."""
+        plain = type(self)(self.model_name, self.device, self.variant, self.config, self.parallel)
+        plain.model.set_weights(self.model.get_weights())
+        sgd = keras.optimizers.SGD(learning_rate(self.config), momentum=self.config.momentum,
+                                   nesterov=self.config.nesterov)
+        plain.compile_fit(sgd, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return {"step": (self.train_step, plain.train_step)}
+
+    # --- State ----------------------------------------------------------------------------------
+
+    def _variables(self) -> dict:
+        """Canonical name -> Keras variable."""
+        return {name: functools.reduce(getattr, path, self.model) for name, path in self.paths.items()}
+
+    def set_state(self, state: TrainingState) -> None:
+        params, momentum = to_nhwc(self.model_name, state.params), to_nhwc(self.model_name, state.momentum)
+        for name, variable in self._variables().items():
+            variable.assign(params[name])
+            if name in momentum:
+                self.optimizer.momentum_of(variable).assign(momentum[name])
+        self.optimizer.iterations.assign(state.step)  # the schedule reads it
+
+    def get_state(self) -> TrainingState:
+        spec, variables = SPECS[self.model_name], self._variables()
+        step = int(ops.convert_to_numpy(self.optimizer.iterations.value))
+        params = {name: ops.convert_to_numpy(variables[name].value) if name in variables
+                  else np.int64(step) for name in spec.shapes}  # batches tracked: steps
+        momentum = {name: ops.convert_to_numpy(self.optimizer.momentum_of(variables[name]).value)
+                    for name in spec.trainable}
+        return TrainingState(from_nhwc(self.model_name, params), from_nhwc(self.model_name, momentum), step)
+
+    def trainable(self) -> dict:
+        """Canonical name -> trainable Keras variable, in canonical order."""
+        variables = self._variables()
+        return {name: variables[name] for name in SPECS[self.model_name].trainable}
+
+    def losses_to_numpy(self, losses):
+        return np.array([ops.convert_to_numpy(loss) for loss in losses])  # in the weights' dtype
+
+    # --- Evaluation -----------------------------------------------------------------------------
+
+    def forward(self, images):
+        """The model in evaluation mode, on the backend's tensors."""
+        return self.model(images, training=False)
+
+    def logits(self, images):
+        return ops.convert_to_numpy(self.forward(images))
+
+    def evaluate(self, images, labels):
+        logits = self.forward(images)
+        loss = ops.sum(ops.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+        correct = ops.sum(ops.cast(ops.argmax(logits, axis=1) == ops.convert_to_tensor(labels), "int32"))
+        return float(ops.convert_to_numpy(loss)), int(ops.convert_to_numpy(correct))
+

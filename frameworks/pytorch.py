@@ -33,6 +33,7 @@ from frameworks.base import (
     TrainingState,
 )
 from frameworks.profiles import TorchEvent, torch_category, torch_device_time
+from frameworks.tuning import Setting
 
 # --- Model --------------------------------------------------------------------------------------
 
@@ -125,6 +126,38 @@ def native_transform(source: NativeInput):
                        v2.Normalize(list(source.mean), list(source.std))])
 
 
+def native_pipeline(source: NativeInput, device: torch.device, dtype: torch.dtype,
+                    channels_first: bool) -> NativePipeline:
+    """A `DataLoader` as PyTorch's Performance Tuning Guide has it: worker processes kept across
+    epochs, pinned host memory on a GPU, a few batches prefetched per worker; each batch copied
+    to `device` in `dtype` without blocking, NCHW (`channels_first`, as torchvision's transforms
+    give it) or NHWC. By default a worker per core this process may use, the ceiling past which
+    the `DataLoader` itself warns."""
+    try:
+        transform = native_transform(source)
+    except ImportError as error:
+        raise PipelineUnavailable(f"torchvision is not installed ({error})") from None
+    workers = len(os.sched_getaffinity(0)) if source.workers is None else source.workers
+    how = (f"{workers} (num_workers: the cores this process may use)" if source.workers is None
+           else f"{workers} (num_workers)")
+    generator = torch.Generator().manual_seed(source.seed)  # the shuffle, and each worker's base seed
+    if workers == 0:  # the transforms then draw from the global generator, in this process
+        torch.manual_seed(source.seed)
+    loader = torch.utils.data.DataLoader(
+        ArrayDataset(source.images, source.labels, transform), batch_size=source.batch_size, shuffle=True,
+        drop_last=True, num_workers=workers, persistent_workers=workers > 0,
+        pin_memory=device.type == "cuda", prefetch_factor=2 if workers > 0 else None,
+        generator=generator)
+
+    def batches():
+        for _ in range(source.epochs):
+            for images, labels in loader:
+                images = images if channels_first else images.permute(0, 2, 3, 1)
+                yield images.to(device, dtype, non_blocking=True), labels.to(device, non_blocking=True)
+
+    return NativePipeline(batches(), how)
+
+
 # --- Adapter ------------------------------------------------------------------------------------
 
 
@@ -214,6 +247,28 @@ def _attribute_path(path: str):
     return owner if path.split(".")[0] == "torch" else None
 
 
+def apply_state(setting: Setting) -> str:
+    """Set a state setting, an attribute path under torch (e.g. torch.backends.cudnn.benchmark); why
+    this torch cannot ("" when it did)."""
+    owner, _, attribute = setting.name.rpartition(".")
+    module = _attribute_path(owner)
+    if module is None or not hasattr(module, attribute):
+        return f"torch {torch.__version__} has no {setting.name}"
+    setattr(module, attribute, setting.value == "True" if setting.value in ("True", "False") else setting.value)
+    return ""
+
+
+def held_state(settings) -> dict[str, str | None]:
+    """The value torch holds for each state setting of `settings` (None where it has no such thing)."""
+    held = {}
+    for setting in settings:
+        if setting.kind == "state":
+            owner, _, attribute = setting.name.rpartition(".")
+            module = _attribute_path(owner)
+            held[setting.name] = str(getattr(module, attribute)) if hasattr(module, attribute) else None
+    return held
+
+
 def _unbuildable(name: str, value: str) -> str:
     """Why this torch cannot build the structural setting `name`=`value` ("" when it can)."""
     if name == "torch.compile mode":
@@ -283,14 +338,10 @@ class PyTorchAdapter(Adapter):
     def apply_tuning(cls, settings):
         refused, structure = {}, dict(cls.structure)
         for setting in settings:
-            if setting.kind == "state":  # an attribute path under torch, e.g. torch.backends.cudnn.benchmark
-                owner, _, attribute = setting.name.rpartition(".")
-                module = _attribute_path(owner)
-                if module is None or not hasattr(module, attribute):
-                    refused[setting.name] = f"torch {torch.__version__} has no {setting.name}"
-                else:
-                    setattr(module, attribute, setting.value == "True" if setting.value in ("True", "False")
-                            else setting.value)
+            if setting.kind == "state":
+                reason = apply_state(setting)
+                if reason:
+                    refused[setting.name] = reason
             elif setting.kind == "build":
                 reason = _unbuildable(setting.name, setting.value)
                 if reason:
@@ -303,12 +354,7 @@ class PyTorchAdapter(Adapter):
     @classmethod
     def tuning_state(cls, settings):
         state = super().tuning_state(settings)
-        for setting in settings:
-            if setting.kind == "state":
-                owner, _, attribute = setting.name.rpartition(".")
-                module = _attribute_path(owner)
-                state[setting.name] = str(getattr(module, attribute)) if hasattr(module, attribute) else None
-        return state
+        return {**state, **held_state(settings)}
 
     @classmethod
     def device_matmul(cls, precision, size):
@@ -381,33 +427,8 @@ class PyTorchAdapter(Adapter):
         return self._to_device(images, labels)
 
     def native_input(self, source: NativeInput) -> NativePipeline:
-        """A `DataLoader` as PyTorch's Performance Tuning Guide has it: worker processes kept across
-        epochs, pinned host memory on a GPU, a few batches prefetched per worker; each batch copied
-        to the device without blocking. By default a worker per core this process may use, the
-        ceiling past which the `DataLoader` itself warns."""
-        try:
-            transform = native_transform(source)
-        except ImportError as error:
-            raise PipelineUnavailable(f"torchvision is not installed ({error})") from None
-        workers = len(os.sched_getaffinity(0)) if source.workers is None else source.workers
-        how = (f"{workers} (num_workers: the cores this process may use)" if source.workers is None
-               else f"{workers} (num_workers)")
-        generator = torch.Generator().manual_seed(source.seed)  # the shuffle, and each worker's base seed
-        if workers == 0:  # the transforms then draw from the global generator, in this process
-            torch.manual_seed(source.seed)
-        loader = torch.utils.data.DataLoader(
-            ArrayDataset(source.images, source.labels, transform), batch_size=source.batch_size, shuffle=True,
-            drop_last=True, num_workers=workers, persistent_workers=workers > 0,
-            pin_memory=self.torch_device.type == "cuda", prefetch_factor=2 if workers > 0 else None,
-            generator=generator)
-
-        def batches():
-            for _ in range(source.epochs):
-                for images, labels in loader:
-                    yield (images.to(self.torch_device, self.dtype, non_blocking=True),
-                           labels.to(self.torch_device, non_blocking=True))
-
-        return NativePipeline(batches(), how)
+        """`native_pipeline`: NCHW batches, as the model takes them."""
+        return native_pipeline(source, self.torch_device, self.dtype, channels_first=True)
 
     # --- State ----------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """TensorFlow adapter: Keras 3 model on the TensorFlow backend, trained eagerly, in a
-`tf.function`, XLA-compiled, or through Keras's own `train_on_batch`; over several devices, under
+`tf.function`, XLA-compiled, or by Keras's own training step as `Model.fit` runs it; over several devices, under
 `tf.distribute` (`MirroredStrategy` in one process, `MultiWorkerMirroredStrategy` across several). Its
 native input: a `tf.data` pipeline."""
 
@@ -19,25 +19,18 @@ from keras import ops
 from tensorflow.python.util import _pywrap_util_port
 
 from frameworks.base import (
-    MODELS as SPECS,
     SINGLE,
-    Adapter,
     DataParallel,
     DeviceUnavailable,
     NativeInput,
     NativePipeline,
     TrainConfig,
-    TrainingState,
     from_nhwc,
-    to_nhwc,
-    variable_paths,
 )
-from frameworks.keras_common import MODELS, VARIABLE_NAMES, TorchSGD, learning_rate, loss_function
+from frameworks.keras_common import FIT, KerasAdapter, learning_rate, require_backend
 from frameworks.profiles import TF_OP, hlo_sources, self_times, tensorflow_category, tensorflow_device_op
 
-if keras.backend.backend() != "tensorflow":  # workers get KERAS_BACKEND from the registry; anyone else, here
-    raise ImportError(f"Keras runs on its {keras.backend.backend()} backend: the TensorFlow adapter needs "
-                      f"KERAS_BACKEND=tensorflow before keras is imported")
+require_backend("tensorflow", "TensorFlow")
 
 # Where TensorFlow's CPU kernels need a tensor's data to start (EIGEN_MAX_ALIGN_BYTES in its pip builds).
 ALIGNMENT = 64
@@ -131,7 +124,7 @@ def _string_stats(plane, event) -> dict[str, str]:
     return stats
 
 
-class KerasAdapter(Adapter):
+class TensorFlowAdapter(KerasAdapter):
     framework = "tensorflow"
 
     # --- Runtime, before a model is built -------------------------------------------------------
@@ -175,10 +168,11 @@ class KerasAdapter(Adapter):
         refused = {}
         for setting in settings:
             if setting.name == "steps_per_execution":
-                # Keras reads it in the loops of fit/evaluate/predict only; train_on_batch hands its compiled
-                # function one batch per call, whatever the setting says.
-                refused[setting.name] = (f"Keras {keras.__version__} runs one batch per train_on_batch call: "
-                                         f"steps_per_execution applies to Model.fit's own loop only")
+                # Keras reads it in the loops of fit/evaluate/predict only; the suite hands the train function
+                # one batch per call, as train_on_batch does, whatever the setting says.
+                refused[setting.name] = (f"Keras {keras.__version__} trains one batch per call of its train function "
+                                         f"as the suite times it (train_on_batch's way): steps_per_execution applies "
+                                         f"to Model.fit's own loop only")
             elif setting.kind != "env":
                 refused[setting.name] = f"the TensorFlow adapter applies no {setting.kind} setting {setting.name!r}"
         return refused
@@ -195,50 +189,20 @@ class KerasAdapter(Adapter):
                                     f"{' or '.join(DATA_PARALLEL_VARIANTS)}")
         self.strategy = _strategy(parallel, device) if parallel.active else tf.distribute.get_strategy()
         tf.config.experimental.enable_tensor_float_32_execution(config.precision == "tf32")
-        if config.precision == "fp64":  # float64 learning rates too; process-wide, so parity computes fp64 last
-            keras.config.set_floatx("float64")
-        policy = {"bf16": "mixed_bfloat16", "fp64": "float64"}.get(config.precision, "float32")
         with self.strategy.scope():  # variables mirrored on every replica
-            self.model = MODELS[model](policy, replicas_in_sync)
-            self.loss_fn = loss_function(config, self.model.variable_dtype)
-            self.model(np.zeros((1, 32, 32, 3), np.float32))  # creates the weights
+            self.build_model(replicas_in_sync)
             self._build_optimizer()
 
     def _build_optimizer(self) -> None:
         """A fresh optimizer, and the step that closes over its variables."""
-        self.optimizer = TorchSGD(learning_rate(self.config), self.config.momentum, self.config.weight_decay,
-                                  self.config.nesterov)
-        self.optimizer.build(self.model.trainable_variables)
+        self.new_optimizer()
         step = self._distributed_step if self.parallel.active else self._step
-        if self.variant == "fit":
-            self.model.compile(optimizer=self.optimizer, loss=self.loss_fn)
+        if self.variant == FIT:
+            self.compile_fit()
         elif self.variant == "eager":
             self._compiled_step = step
         else:
             self._compiled_step = tf.function(step, jit_compile=self.variant == "xla")
-
-    # --- State ----------------------------------------------------------------------------------
-
-    def _variables(self) -> dict:
-        """Canonical name -> Keras variable."""
-        return {name: functools.reduce(getattr, path, self.model)
-                for name, path in variable_paths(self.model_name, self.model, VARIABLE_NAMES).items()}
-
-    def set_state(self, state: TrainingState) -> None:
-        params, momentum = to_nhwc(self.model_name, state.params), to_nhwc(self.model_name, state.momentum)
-        for name, variable in self._variables().items():
-            variable.assign(params[name])
-            if name in momentum:
-                self.optimizer.momentum_of(variable).assign(momentum[name])
-        self.optimizer.iterations.assign(state.step)  # the schedule reads it
-
-    def get_state(self) -> TrainingState:
-        spec, variables = SPECS[self.model_name], self._variables()
-        step = int(self.optimizer.iterations.numpy())
-        params = {name: variables[name].numpy() if name in variables else np.int64(step)  # batches tracked: steps
-                  for name in spec.shapes}
-        momentum = {name: self.optimizer.momentum_of(variables[name]).numpy() for name in spec.trainable}
-        return TrainingState(from_nhwc(self.model_name, params), from_nhwc(self.model_name, momentum), step)
 
     # --- Training -------------------------------------------------------------------------------
 
@@ -293,22 +257,18 @@ class KerasAdapter(Adapter):
                 tf.reshape(tensor, [-1])[0].numpy()
 
     def train_step(self, images, labels):
-        if self.variant == "fit":
-            return self.model.train_on_batch(images, labels)
         if isinstance(images, np.ndarray):  # as `place` takes them: on a CPU, without a copy
             images, labels = self.place(images, labels)
+        if self.variant == FIT:
+            return self.fit_step(images, labels)
         return self._compiled_step(images, labels)
 
     def synchronize(self) -> None:
         # Reading a value back waits for everything queued before it on the device.
         self.optimizer.iterations.numpy()
 
-    def losses_to_numpy(self, losses):
-        return np.array([np.asarray(loss) for loss in losses])  # in the weights' dtype
-
     def loss_and_grads(self, images, labels):
-        trainable = {name: variable for name, variable in self._variables().items()
-                     if name in SPECS[self.model_name].trainable}
+        trainable = self.trainable()
         statistics = [variable.numpy() for variable in self.model.non_trainable_variables]
         with tf.GradientTape() as tape:
             loss = self.loss_fn(labels, self.model(images, training=True))
@@ -316,17 +276,6 @@ class KerasAdapter(Adapter):
         for variable, value in zip(self.model.non_trainable_variables, statistics):
             variable.assign(value)  # the forward pass moved BatchNorm's statistics
         return float(loss), from_nhwc(self.model_name, {name: g.numpy() for name, g in zip(trainable, grads)})
-
-    # --- Evaluation -----------------------------------------------------------------------------
-
-    def logits(self, images):
-        return self.model(images, training=False).numpy()
-
-    def evaluate(self, images, labels):
-        logits = self.model(images, training=False)
-        loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-        correct = tf.reduce_sum(tf.cast(tf.argmax(logits, 1, output_type=tf.int32) == labels, tf.int32))
-        return float(loss), int(correct)
 
     # --- Built-in equivalents ------------------------------------------------------------------
 
@@ -431,4 +380,4 @@ class KerasAdapter(Adapter):
     op_category = staticmethod(tensorflow_category)
 
 
-ADAPTER = KerasAdapter
+ADAPTER = TensorFlowAdapter

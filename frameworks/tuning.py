@@ -8,7 +8,7 @@ Framework-free: the parent plans with it, workers apply it (environment entries 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 PROFILES = ("stock", "tuned")
 DEFAULT_PROFILE = "tuned"  # docs/tuning.md: why
@@ -93,6 +93,15 @@ TABLE: tuple[Setting, ...] = (
             "performance tips, https://docs.jax.dev/en/latest/gpu_performance_tips.html", "XLA overlaps the "
             "gradient exchange of several devices with computation", False),
 )
+
+# Keras on a backend runs that backend's runtime, so the backend's environment and state settings apply
+# to it as well (its structural settings build the native model and step, which Keras builds its own way):
+# prescribed for Keras by the same documents, not measured through Keras.
+KERAS_BACKENDS = {"keras_jax": "jax", "keras_torch": "pytorch"}
+TABLE += tuple(replace(setting, framework=keras, variants=(), measured=False,
+                       source=f"{setting.source} (the {native} runtime Keras runs on)")
+               for keras, native in KERAS_BACKENDS.items() for setting in TABLE
+               if setting.framework == native and setting.kind != "build")
 
 
 def settings_for(framework: str, device: str, precision: str, variant: str,

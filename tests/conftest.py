@@ -49,8 +49,36 @@ def _torch_compiler_first() -> None:
         import torch._dynamo  # noqa: F401
 
 
+# Keras loads one backend per process, the one KERAS_BACKEND names at its import: this process's
+# (TensorFlow's unless the shell says otherwise). A framework on another Keras backend is imported,
+# and its in-process tests run, only in a process of its own: `KERAS_BACKEND=<backend> pytest -m
+# <framework>` runs them (the marker is added below); its workers (parity, the runner) run anywhere.
+IN_PROCESS_KERAS = os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def keras_backend(framework: str) -> str | None:
+    """The Keras backend `framework` runs on (its workers' KERAS_BACKEND), None for a native one."""
+    entry = REGISTRY.get(framework)
+    return entry.env.get("KERAS_BACKEND") if entry else None
+
+
+def foreign(framework: str) -> bool:
+    """Whether `framework` needs another Keras backend than this process holds."""
+    return keras_backend(framework) not in (None, IN_PROCESS_KERAS)
+
+
+# The frameworks whose in-process tests the default run (Keras's default backend) cannot run.
+APART = [name for name in FRAMEWORKS if keras_backend(name) not in (None, "tensorflow")]
+
+
 @functools.cache
 def import_error(framework: str) -> str | None:
+    if foreign(framework):  # asked of a process with its workers' environment
+        entry = REGISTRY[framework]
+        done = subprocess.run([sys.executable, "-c", f"import {entry.module}"], cwd=ROOT, capture_output=True,
+                              text=True, env={**os.environ, **entry.env, **entry.cpu_env}, timeout=300)
+        lines = done.stderr.strip().splitlines()
+        return f"{framework} is not installed: {lines[-1] if lines else done.returncode}" if done.returncode else None
     _torch_compiler_first()
     try:
         load_adapter(framework)
@@ -59,12 +87,41 @@ def import_error(framework: str) -> str | None:
     return None
 
 
-def require(framework: str):
-    """The adapter class of `framework`, or skip the test with the import error."""
+def require_installed(framework: str) -> None:
+    """Skip the test unless `framework` can be imported (in a process of its own, if need be)."""
     reason = import_error(framework)
     if reason:
         pytest.skip(reason)
+
+
+def require(framework: str):
+    """The adapter class of `framework`, or skip the test with the import error, or where the
+    framework needs a process of its own (another Keras backend) with the command that runs it."""
+    require_installed(framework)
+    if foreign(framework):
+        backend = keras_backend(framework)
+        pytest.skip(f"{framework} runs on Keras's {backend} backend, which this process (KERAS_BACKEND="
+                    f"{IN_PROCESS_KERAS}) cannot load: `KERAS_BACKEND={backend} pytest -m {framework}` runs it")
     return load_adapter(framework)
+
+
+def pytest_configure(config):
+    for name in APART:
+        config.addinivalue_line("markers", f"{name}: the in-process tests of {name}, which need Keras's "
+                                           f"{keras_backend(name)} backend (run with: KERAS_BACKEND="
+                                           f"{keras_backend(name)} pytest -m {name})")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks each test parametrized with a framework of another Keras backend than the default with
+    that framework's name, unless it reads a parity table (computed by workers, so in any process)."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        values = callspec.params.values() if callspec else ()
+        named = {value.split(":")[0] for value in values if isinstance(value, str)}
+        for name in sorted(named & set(APART)):
+            if "table" not in item.fixturenames and not item.get_closest_marker("benchmarks"):
+                item.add_marker(name)
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ from benchmarks.checks.verdicts import (
 from benchmarks.cli import Selection
 from frameworks import REGISTRY
 from frameworks.base import MODELS, TrainConfig, init_params
-from tests.conftest import DEFAULT_VARIANTS, FRAMEWORKS, VARIANTS, import_error, require, tiered
+from tests.conftest import DEFAULT_VARIANTS, FRAMEWORKS, VARIANTS, import_error, require, require_installed, tiered
 from tests.faulty_framework import RAISE_MESSAGE
 
 PRECISIONS = ["fp32", PROOF]
@@ -94,7 +94,7 @@ def comparison(table, a: str, b: str, model: str, precision: str, *checks: str,
                setting: str | None = None) -> pd.DataFrame:
     for variant in (a, b):
         if variant != REFERENCE:
-            require(variant.split(":")[0])
+            require_installed(variant.split(":")[0])
     rows = table(model)
     rows = rows[rows["pair"].eq(f"{a} vs {b}") & rows["check"].isin(checks) & rows["precision"].eq(precision)]
     if setting is not None:
@@ -114,7 +114,7 @@ def assert_agree(table, a, b, model, precision, *checks, setting=None) -> None:
 @pytest.mark.parametrize("variant, model", [tiered(variant, model, id=f"{variant}-{model}")
                                             for variant in VARIANTS for model in MODELS])
 def test_training_state_survives_a_round_trip_exactly(table, variant, model):
-    require(variant.split(":")[0])
+    require_installed(variant.split(":")[0])
     rows = table(model)
     rows = rows[(rows["pair"] == f"{variant} vs canonical") & (rows["check"] == "round trip")]
     given = round_trip_state(model)

@@ -90,7 +90,9 @@ class Summary:
     gflop_per_step: training GFLOPs of one step on the global batch (benchmarks.harness.efficiency's
     convention); gflops: that over the median step time; of_peak: gflops over the machine's measured
     peak (env.json's peak_gflops, once per GPU), empty where the peak was not measured.
-    profile_error: why --profile recorded no profile of the job (its timings stand)."""
+    profile_error: why --profile recorded no profile of the job (its timings stand).
+    jit_compile: the `jit_compile` of a step Keras trains (its `fit`-style variants), as the installed
+    Keras resolved it for the job's model and device; empty for a step the suite writes itself."""
 
     threads: int | None = None
     global_batch: int | None = None
@@ -100,6 +102,7 @@ class Summary:
     status: str | None = None
     error: str | None = None
     framework_version: str | None = None
+    jit_compile: bool | None = None
     import_s: float | None = None
     build_s: float | None = None
     compile_s: float | None = None

@@ -477,7 +477,8 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
     else:
         feed = Feed(dataset, job)
     fed_s = 0.0  # seconds of training fed by the pipeline (each trainer.run, less the others' turns)
-    result = {"framework_version": adapter_cls.version(), "import_s": import_s, "build_s": build_s,
+    result = {"framework_version": adapter_cls.version(), "jit_compile": adapter.jit_compile,
+              "import_s": import_s, "build_s": build_s,
               "warmup_steps": job.timing.warmup_steps, "epochs": job.timing.epochs, "baseline_rss_mb": baseline_rss,
               "threads": (adapter.applied_threads() or len(os.sched_getaffinity(0))) * job.processes_per_node,
               "global_batch": job.global_batch, "nodes": job.placement.nodes, "input": job.data.input,
