@@ -26,6 +26,7 @@ class FrameworkEntry:
     # Data parallelism: one process per device (PyTorch DDP), or one process per machine driving
     # all its devices (tf.distribute, JAX sharding).
     process_per_device: bool = False
+    no_data_parallel: str = ""  # why it trains on one device only ("" where it has a data-parallel path)
     profiler: bool = False  # offers `Adapter.profile` (--profile is refused up front otherwise)
     device_matmul: bool = False  # offers `Adapter.device_matmul`, for the machine's GPU peak
     packages: tuple[str, ...] = ()  # distributions whose versions env.json records
@@ -104,21 +105,28 @@ REGISTRY: dict[str, FrameworkEntry] = {
     # Keras 3 on its other backends: the model, optimizer and loss of frameworks.keras_common, trained by
     # Keras's own step; `fit` is Keras's own default (jit_compile="auto"), the second variant the other setting.
     "keras_jax": FrameworkEntry(
-        "keras_jax", "frameworks.keras_jax", ("fit", "eager"),
+        "keras_jax", "frameworks.keras_jax", ("fit", "eager"), profiler=True,
+        no_data_parallel="the keras_jax adapter trains on one device: keras.distribution's DataParallel is not "
+                         "built into it",
         packages=("keras", "jax", "jaxlib"),
         env={**QUIET_TSL, "KERAS_BACKEND": "jax", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
         cpu_env={"JAX_PLATFORMS": "cpu"},
         flags=("XLA_FLAGS",), flag_check="import jax; jax.devices()",
         colour="#17becf", markers={"fit": "X", "eager": "x"},  # matplotlib's cyan, beside JAX's blue
+        trace_viewer="`plugins/profile/*/perfetto_trace.json.gz`: ui.perfetto.dev; `train_step.hlo.txt`: the "
+                     "compiled step the op names refer to",
         compilers={"fit": "xla"}, front_end="keras", counterparts={"fit": "jax:jit", "eager": ""},
         float64_caveat=f"{KERAS_FLOAT64}: the cosine schedule's rate",
     ),
     "keras_torch": FrameworkEntry(
-        "keras_torch", "frameworks.keras_torch", ("fit", "compile"),
+        "keras_torch", "frameworks.keras_torch", ("fit", "compile"), profiler=True,
+        no_data_parallel="Keras 3 distributes training through keras.distribution, which its torch backend "
+                         "does not implement",
         packages=("keras", "torch"),
         env={"KERAS_BACKEND": "torch"},
         cpu_env={"KERAS_TORCH_DEVICE": "cpu"},  # Keras puts its tensors on a GPU wherever it sees one
         colour="#e377c2", markers={"fit": "p", "compile": "*"},  # matplotlib's pink, beside PyTorch's red
+        trace_viewer="`trace.json`: chrome://tracing or ui.perfetto.dev",
         compilers={"compile": "inductor"}, front_end="keras",
         counterparts={"fit": "pytorch:eager", "compile": "pytorch:compile"},
         float64_caveat=f"{KERAS_FLOAT64}: every matmul, the dense layers'",

@@ -6,13 +6,19 @@ native input: JAX's (Grain), as `frameworks.jax_flax` builds it."""
 
 from __future__ import annotations
 
+import gzip
+import json
+from pathlib import Path
+
 import jax
 import keras
 import numpy as np
 
+from frameworks import REGISTRY
 from frameworks.base import SINGLE, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, TrainConfig, from_nhwc
 from frameworks.jax_flax import FlaxAdapter, native_pipeline
 from frameworks.keras_common import FIT, KerasAdapter, require_backend
+from frameworks.profiles import hlo_descriptions, keras_category, xla_thunk_events
 
 require_backend("jax", "keras_jax")
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # jax._src.dispatch's name for it
@@ -69,7 +75,7 @@ class KerasJaxAdapter(KerasAdapter):
                  parallel: DataParallel = SINGLE):
         super().__init__(model, device, variant, config, parallel)
         if parallel.active:
-            raise DeviceUnavailable("keras_jax trains on one device here")
+            raise DeviceUnavailable(REGISTRY["keras_jax"].no_data_parallel)
         if device == "cuda" and jax.default_backend() != "gpu":
             raise DeviceUnavailable(f"JAX {jax.__version__} sees no GPU (backend {jax.default_backend()!r})")
         self.jax_device = jax.local_devices(backend="gpu" if device == "cuda" else "cpu")[0]
@@ -197,6 +203,14 @@ class KerasJaxAdapter(KerasAdapter):
     def compile_count(self) -> int:
         return _compiles["train_step"]
 
+    def _compiled_step(self):
+        """The train function's step as XLA compiled it for the last batch trained on: compiled again
+        to be read, which is not the step recompiling."""
+        counted = _compiles["train_step"]
+        compiled = _jitted(self.model.train_function).lower(self._carried(), self._stepped).compile()
+        _compiles["train_step"] = counted
+        return compiled
+
     def peak_device_memory(self):
         """The train function's peak as XLA compiled it (`memory_analysis()`), as for the JAX adapter:
         the device's own peak cannot be reset in JAX and holds what the autotuner allocated."""
@@ -205,12 +219,34 @@ class KerasJaxAdapter(KerasAdapter):
             return None
         shapes = tuple(array.shape for array in self._stepped)
         if shapes not in self._step_peaks:
-            compiled = jitted.lower(self._carried(), self._stepped).compile()
+            compiled = self._compiled_step()
             try:
                 self._step_peaks[shapes] = int(compiled.memory_analysis().peak_memory_in_bytes) or None
             except NotImplementedError:
                 self._step_peaks[shapes] = None
         return self._step_peaks[shapes]
+
+    # --- Profiling ------------------------------------------------------------------------------
+
+    def profile(self, batches, folder: Path) -> list[dict]:
+        """jax.profiler, as for the JAX adapter (`FlaxAdapter.profile`): a TensorBoard profile and a
+        Perfetto trace, each XLA thunk of Keras's jitted `train_step` named by its HLO instruction,
+        looked up in the step's optimised HLO module (saved beside it as `train_step.hlo.txt`)."""
+        if _jitted(self.model.train_function) is None:
+            raise ValueError(f"keras_jax:{self.variant} runs op by op: no compiled step to profile")
+        with jax.profiler.trace(str(folder), create_perfetto_trace=True):
+            self.run_steps(batches)
+        hlo = self._compiled_step().as_text()
+        (folder / "train_step.hlo.txt").write_text(hlo)
+        described = hlo_descriptions(hlo)
+        rows = []
+        for path in folder.glob("plugins/profile/*/*.trace.json.gz"):
+            with gzip.open(path) as f:
+                rows += [{**row, "detail": described.get(row["op"], "")}
+                         for row in xla_thunk_events(json.load(f), "train_step", device=self.device == "cuda")]
+        return rows
+
+    op_category = staticmethod(keras_category)
 
 
 ADAPTER = KerasJaxAdapter

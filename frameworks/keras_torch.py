@@ -9,8 +9,10 @@ from __future__ import annotations
 import keras
 import torch
 
+from frameworks import REGISTRY
 from frameworks.base import SINGLE, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, TrainConfig, from_nhwc
 from frameworks.keras_common import FIT, KerasAdapter, require_backend
+from frameworks.profiles import torch_category
 from frameworks.pytorch import PyTorchAdapter, _configure_numerics, apply_state, held_state, native_pipeline
 
 require_backend("torch", "keras_torch")
@@ -56,7 +58,7 @@ class KerasTorchAdapter(KerasAdapter):
                  parallel: DataParallel = SINGLE):
         super().__init__(model, device, variant, config, parallel)
         if parallel.active:
-            raise DeviceUnavailable("keras_torch trains on one device here")
+            raise DeviceUnavailable(REGISTRY["keras_torch"].no_data_parallel)
         if device == "cuda" and not torch.cuda.is_available():
             raise DeviceUnavailable(f"PyTorch {torch.__version__} sees no CUDA device")
         self.torch_device = torch.device(device)
@@ -141,6 +143,11 @@ class KerasTorchAdapter(KerasAdapter):
 
     def applied_threads(self):
         return torch.get_num_threads()
+
+    # --- Profiling ------------------------------------------------------------------------------
+
+    profile = PyTorchAdapter.profile  # torch.profiler over the steps: Keras's ops are aten's
+    op_category = staticmethod(torch_category)
 
 
 ADAPTER = KerasTorchAdapter

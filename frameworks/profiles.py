@@ -70,6 +70,11 @@ FLAX_RULES = xla_rules([  # JAX's, under Flax NNX's modules and optimizer
     (r"BatchNorm\.__call__", "normalization"),
 ])
 
+KERAS_RULES = xla_rules([  # JAX's, under the Keras model's layers and optimizer (frameworks.keras_common)
+    (r"\btorch_sgd\b", "optimizer"),
+    (r"\btorch_batch_norm\b", "normalization"),
+])
+
 TF_OP = re.compile(r"^[^:]+:_?[A-Z]\w*$")  # TensorFlow names a kernel's event "op_name:OpType"
 
 
@@ -117,6 +122,11 @@ def flax_category(op: str, detail: str) -> str:
     """An XLA thunk of a Flax model: its names say little, so the rules read its instruction's
     description (see `hlo_descriptions`) where there is one."""
     return categorise(FLAX_RULES, detail or op)
+
+
+def keras_category(op: str, detail: str) -> str:
+    """An XLA thunk of a Keras model on JAX, by its instruction's description, as for Flax."""
+    return categorise(KERAS_RULES, detail or op)
 
 
 # --- What the profilers write --------------------------------------------------------------------

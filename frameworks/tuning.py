@@ -118,8 +118,11 @@ def environment(settings: Iterable[Setting], shell: Mapping[str, str]) -> dict[s
         if setting.kind != "env":
             continue
         if setting.name in FLAG_LISTS:
-            env[setting.name] = " ".join(filter(None, [env.get(setting.name, shell.get(setting.name, "")),
-                                                       setting.value]))
+            flags = env.get(setting.name, shell.get(setting.name, ""))
+            if setting.value not in flags.split():  # one flag asked for twice (a backend and Keras on it) is set once
+                env[setting.name] = " ".join(filter(None, [flags, setting.value]))
+            else:
+                env[setting.name] = flags
         else:
             env[setting.name] = setting.value
     return env

@@ -113,15 +113,16 @@ def pytest_configure(config):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Marks each test parametrized with a framework of another Keras backend than the default with
-    that framework's name, unless it reads a parity table (computed by workers, so in any process)."""
+    """Marks each in-process test (marked `in_process`: it builds adapters in the test's own process)
+    parametrized with a framework of another Keras backend than the default with that framework's
+    name; tests that start workers run in any process."""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        values = callspec.params.values() if callspec else ()
-        named = {value.split(":")[0] for value in values if isinstance(value, str)}
+        if callspec is None or not item.get_closest_marker("in_process"):
+            continue
+        named = {value.split(":")[0] for value in callspec.params.values() if isinstance(value, str)}
         for name in sorted(named & set(APART)):
-            if "table" not in item.fixturenames and not item.get_closest_marker("benchmarks"):
-                item.add_marker(name)
+            item.add_marker(name)
 
 
 @pytest.fixture
@@ -195,7 +196,7 @@ def make_job(framework: str = "faulty", variant: str = "ok", batch_size: int = 3
 
 @pytest.fixture(params=FRAMEWORKS, ids=str)
 def framework(request) -> str:
-    require(request.param)
+    require_installed(request.param)
     return request.param
 
 

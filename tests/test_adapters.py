@@ -13,6 +13,8 @@ from frameworks import REGISTRY
 from frameworks.base import Adapter, TrainConfig, init_params
 from tests.conftest import FRAMEWORKS, VARIANTS, require, tiered
 
+pytestmark = pytest.mark.in_process  # adapters built here (conftest: a Keras backend apart runs them apart)
+
 
 @pytest.mark.parametrize("variant", [tiered(variant, id=variant) for variant in VARIANTS])
 def test_training_steps_lower_the_loss_on_a_fixed_batch(variant):

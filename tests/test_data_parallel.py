@@ -23,7 +23,7 @@ from benchmarks.harness.jobs import Data, Job, Placement, Timing
 from benchmarks.harness.spawn import _free_port, run_workers
 from benchmarks.harness.training import Feed
 from frameworks import REGISTRY
-from tests.conftest import ROOT, import_error, make_job, require
+from tests.conftest import ROOT, import_error, make_job, require, require_installed
 
 pytestmark = pytest.mark.slow  # worker processes
 DEVICES = 2
@@ -82,7 +82,7 @@ def rows_of(parallel_parity, model: str, pair: str) -> pd.DataFrame:
 @pytest.mark.parametrize("model", ["lenet", "resnet9"])
 @pytest.mark.parametrize("variant", DEFAULTS)
 def test_two_devices_take_the_steps_one_device_takes_on_the_global_batch(parallel_parity, variant, model):
-    require(variant.split(":")[0])
+    require_installed(variant.split(":")[0])
     rows = rows_of(parallel_parity, model, f"{variant} x{DEVICES} vs {variant}")
     assert not failures(rows), "\n".join(failures(rows))
     assert rows["asserted"].any()
@@ -91,7 +91,7 @@ def test_two_devices_take_the_steps_one_device_takes_on_the_global_batch(paralle
 @pytest.mark.parametrize("model", ["lenet", "resnet9"])
 @pytest.mark.parametrize("variant", DEFAULTS)
 def test_two_devices_agree_with_the_other_frameworks_and_float64(parallel_parity, variant, model):
-    require(variant.split(":")[0])
+    require_installed(variant.split(":")[0])
     table = parallel_parity[0]
     rows_of(parallel_parity, model, f"{variant} x{DEVICES} vs float64")
     mine = table[(table["model"] == model) & table["pair"].str.contains(f"{variant} x{DEVICES}", regex=False)]
@@ -173,7 +173,9 @@ def test_one_and_two_devices_for_every_framework_with_a_scaling_table(tmp_path):
 
 @pytest.mark.parametrize("framework", list(REGISTRY))
 def test_two_processes_on_this_machine_run_one_job_as_two_nodes(tmp_path, framework):
-    require(framework)
+    require_installed(framework)
+    if REGISTRY[framework].no_data_parallel:
+        pytest.skip(f"{framework}: {REGISTRY[framework].no_data_parallel}")
     coordinator = f"127.0.0.1:{_free_port()}"
     nodes = [subprocess.Popen(runner(tmp_path / f"node{rank}", "--framework", framework, "--nodes", "2",
                                      "--node-rank", str(rank), "--coordinator", coordinator),

@@ -21,6 +21,8 @@ from frameworks.base import NativeInput, PipelineUnavailable, TrainConfig
 from tests.conftest import ROOT, make_job, require
 from tests.test_data import _WritesAFile, fake_cifar10
 
+pytestmark = pytest.mark.in_process  # adapters built here (conftest: a Keras backend apart runs them apart)
+
 
 def pipeline_batches(framework: str, images: np.ndarray, *, augment: bool, batch_size: int, epochs: int,
                      seed: int = 0) -> list[np.ndarray]:

@@ -123,6 +123,7 @@ def test_training_state_survives_a_round_trip_exactly(table, variant, model):
     assert not problems, "\n".join(problems)
 
 
+@pytest.mark.in_process
 @pytest.mark.parametrize("model", list(MODELS), ids=str)
 @pytest.mark.parametrize("framework", FRAMEWORKS, ids=str)
 def test_exported_state_has_canonical_names_shapes_and_dtypes(framework, model):

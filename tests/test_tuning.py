@@ -15,7 +15,7 @@ from benchmarks.settings import markdown
 from frameworks import REGISTRY
 from frameworks.base import TrainConfig
 from frameworks.tuning import KINDS, TABLE, Setting, observe, settings_for, summary_fields
-from tests.conftest import ROOT, VARIANTS, require, tiered
+from tests.conftest import ROOT, VARIANTS, require, require_installed, tiered
 
 
 def test_every_setting_names_its_framework_device_and_source_document():
@@ -43,7 +43,7 @@ def probe(name: str, profile: str, tmp_path) -> dict:
 
 @pytest.mark.parametrize("name", [tiered(name, id=name) for name in VARIANTS])
 def test_a_stock_worker_sets_nothing_of_the_table(name, tmp_path, untuned):
-    require(name.split(":")[0])
+    require_installed(name.split(":")[0])
     # the framework's build is recorded beside, not a setting (tests/test_runner.py checks it)
     recorded = {key: value for key, value in probe(name, "stock", tmp_path).items() if key != "build"}
     assert recorded | {"framework_version": ""} == {
@@ -52,7 +52,7 @@ def test_a_stock_worker_sets_nothing_of_the_table(name, tmp_path, untuned):
 
 @pytest.mark.parametrize("name", [tiered(name, id=name) for name in VARIANTS])
 def test_a_tuned_worker_sets_exactly_its_entries_or_says_why_not(name, tmp_path, untuned):
-    require(name.split(":")[0])
+    require_installed(name.split(":")[0])
     framework, variant = name.split(":")
     expected = settings_for(framework, "cpu", "fp32", variant)
     result = probe(name, "tuned", tmp_path)
