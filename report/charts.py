@@ -1,7 +1,9 @@
 """The report's PNG charts: step-time ratios with their intervals, compile pay-off, throughput and
 memory against batch size, learning curves and accuracy against wall-clock time. Every chart gives
-a framework the same colour and a variant the same marker, draws measured values as dots or lines
-(never bars, so a log axis cannot mislead), and names the model, device and machine in its title."""
+a framework the same colour and each of its variants the same marker, draws a step trained through a
+front end (Keras) with half-filled markers and dash-dotted lines, apart from the native ones, draws
+measured values as dots or lines (never bars, so a log axis cannot mislead), and names the model,
+device and machine in its title."""
 
 from __future__ import annotations
 
@@ -14,14 +16,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from frameworks import REGISTRY  # noqa: E402
+from frameworks import REGISTRY, front_end  # noqa: E402
 from report.findings import break_even_steps  # noqa: E402
 
 # Each registered framework's colour and its variants' markers, as its registry entry gives them.
 FRAMEWORK_COLOURS = {name: entry.colour for name, entry in REGISTRY.items() if entry.colour}
-OTHER_COLOURS = ["#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]  # frameworks added from outside, by name
-VARIANT_MARKERS = {variant: marker for entry in REGISTRY.values() for variant, marker in entry.markers.items()}
+# Frameworks added from outside, by name, in a colour no registered framework has.
+OTHER_COLOURS = [hue for hue in ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
+                 if hue not in FRAMEWORK_COLOURS.values()]
 OTHER_MARKERS = ["X", "*", "h", "<", ">", "p"]
+# A front end's steps (frameworks.front_end): the marker's right half white, lines dash-dotted (dashed: busy).
+FRONT_END_MARKER = {"fillstyle": "left", "markerfacecoloralt": "white"}
+FRONT_END_LINE = "-."
 MIN_EPOCHS = 4  # fewer evaluations per job draw no learning curve: two points make a line, not a curve
 
 
@@ -32,15 +38,23 @@ def colour(framework: str) -> str:
     return OTHER_COLOURS[sum(map(ord, framework)) % len(OTHER_COLOURS)]
 
 
-def marker(variant: str) -> str:
-    """A variant's marker, the same in every chart of every report."""
-    if variant in VARIANT_MARKERS:
-        return VARIANT_MARKERS[variant]
+def marker(framework: str, variant: str) -> str:
+    """A variant's marker as its framework's registry entry gives it, the same in every chart of every report."""
+    markers = REGISTRY[framework].markers if framework in REGISTRY else {}
+    if variant in markers:
+        return markers[variant]
     return OTHER_MARKERS[sum(map(ord, variant)) % len(OTHER_MARKERS)]
 
 
 def style(framework: str, variant: str) -> dict:
-    return {"color": colour(framework), "marker": marker(variant)}
+    """Colour and marker, the marker half-filled for a step trained through a front end."""
+    return {"color": colour(framework), "marker": marker(framework, variant),
+            **(FRONT_END_MARKER if front_end(framework, variant) else {})}
+
+
+def line_style(framework: str, variant: str, busy: bool = False) -> str:
+    """A job's line style: dashed where it was measured on a busy machine, dash-dotted for a front end's step."""
+    return "--" if busy else FRONT_END_LINE if front_end(framework, variant) else "-"
 
 
 def save(fig, path: Path, alt: str) -> str:
@@ -183,7 +197,8 @@ def _against_batch_size(ax, ranking: pd.DataFrame, column: str) -> None:
     rows = _jobs(ranking)
     for job, group in rows.groupby("job", sort=False):
         first = group.iloc[0]
-        ax.plot(group["batch_size"], group[column], label=job, linestyle="--" if job.endswith(" (busy)") else "-",
+        ax.plot(group["batch_size"], group[column], label=job,
+                linestyle=line_style(first["framework"], first["variant"], job.endswith(" (busy)")),
                 **style(first["framework"], first["variant"]))
     sizes = sorted(rows["batch_size"].unique())
     ax.set_xscale("log", base=2)
@@ -239,8 +254,10 @@ def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, run_dir: Path, env
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(11, 4))
     for job, curve in jobs.groupby("job", sort=False):
         first = curve.iloc[0]
-        loss_ax.plot(curve["epoch"], curve["test_loss"], label=job, **style(first["framework"], first["variant"]))
-        acc_ax.plot(curve["epoch"], curve["test_accuracy"], label=job, **style(first["framework"], first["variant"]))
+        drawn = {"label": job, "linestyle": line_style(first["framework"], first["variant"]),
+                 **style(first["framework"], first["variant"])}
+        loss_ax.plot(curve["epoch"], curve["test_loss"], **drawn)
+        acc_ax.plot(curve["epoch"], curve["test_accuracy"], **drawn)
         low, high = binomial_band(curve["test_accuracy"], test_images, z)
         acc_ax.fill_between(curve["epoch"], low, high, color=colour(first["framework"]), alpha=0.15, linewidth=0)
     for ax, ylabel in ((loss_ax, "test loss"), (acc_ax, "test accuracy")):
@@ -259,7 +276,8 @@ def accuracy_time_chart(curves: pd.DataFrame, target: float, jobs: pd.DataFrame,
     fig, ax = plt.subplots(figsize=(9, 4.5))
     for (job, framework, variant), curve in curves.groupby(["job", "framework", "variant"], sort=False):
         seconds = (curve["train_s"] + curve["eval_s"].fillna(0)).cumsum()
-        ax.plot(seconds, curve["test_accuracy"], label=job, markersize=5, **style(framework, variant))
+        ax.plot(seconds, curve["test_accuracy"], label=job, markersize=5, linestyle=line_style(framework, variant),
+                **style(framework, variant))
         low, high = binomial_band(curve["test_accuracy"], test_images, z)
         ax.fill_between(seconds, low, high, color=colour(framework), alpha=0.12, linewidth=0)
     ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.0%}")

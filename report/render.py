@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from report.findings import best_per_framework, comparisons, findings_section, read_parity, tuning_gains, turns
+from report.front_end import CSV as FRONT_END_CSV, cost_sentences, front_end_costs, front_end_section
 from report.sections import (
     answer_section,
     compile_section,
@@ -32,7 +33,7 @@ from report.tables import ranking_table
 # Written beside report.md when their section has something to show: charts and the CSV files of tables.
 RENDERED = ["speed.png", "compile.png", "throughput.png", "memory.png", "curves.png", "accuracy_time.png",
             "frameworks.csv", "ranking.csv", "gains.csv", "input.csv", "scaling.csv", "curves.csv",
-            "time_to_target.csv", "profile_shares.csv", "profile_ops.csv"]
+            "time_to_target.csv", "profile_shares.csv", "profile_ops.csv", FRONT_END_CSV]
 
 
 def write_report(run_dir: Path) -> Path:
@@ -55,11 +56,14 @@ def write_report(run_dir: Path) -> Path:
     ranking = ranking_table(summary, compared)
     best.drop(columns="label").to_csv(run_dir / "frameworks.csv", index=False)
     ranking.to_csv(run_dir / "ranking.csv", index=False)
+    costs = front_end_costs(summary, steps, interleave=interleave)
+    if not costs.empty:
+        costs.to_csv(run_dir / FRONT_END_CSV, index=False)
     run_id = summary["run_id"].iloc[0] if len(summary) else run_dir.name
     runs = runs or {run_id: run_dir}
     findings = findings_section(summary, steps, epochs, {run: read_parity(folder) for run, folder in runs.items()},
                                 interleave)
-    answer = answer_section(best, compared, summary, env)
+    answer = answer_section(best, compared, summary, env, also=cost_sentences(costs, summary))
     if envs:
         machines = [f"### Run {run}\n\n{machine_section(envs[run], summary[summary['run_id'] == run])}"
                     for run in runs]
@@ -69,7 +73,8 @@ def write_report(run_dir: Path) -> Path:
     else:
         sections = [f"# Framework comparison: run {run_id}\n", answer, "## Run\n", machine_section(env, summary),
                     findings, "## Parity\n", parity_section(run_dir, run_dir)]
-    sections += [speed_section(ranking, summary, env, run_dir), compile_section(ranking, summary, env, run_dir),
+    sections += [speed_section(ranking, summary, env, run_dir), front_end_section(costs),
+                 compile_section(ranking, summary, env, run_dir),
                  input_section(summary, run_dir),
                  gains_section(tuning_gains(summary, steps, interleave=interleave), run_dir),
                  time_to_accuracy_section(summary, epochs, env, run_dir),

@@ -63,11 +63,12 @@ RATIO_CONVENTION = ("`ratio`: a row's median step time over the fastest's at the
 
 
 def answer_section(best: pd.DataFrame, compared: pd.DataFrame, summary: pd.DataFrame, env: dict,
-                   convention: bool = True) -> str:
+                   convention: bool = True, also: list[str] | None = None) -> str:
     """The report's first screen: per model and batch size, each framework's fastest variant, its
     speed and its ratio to the fastest framework (`best`: findings.best_per_framework), then one
-    sentence per model and batch size. `convention`: say what `ratio` means (a page that shows
-    several answers says it once itself)."""
+    sentence per model and batch size, and the sentences of `also` (what a front end costs,
+    `front_end.cost_sentences`). `convention`: say what `ratio` means (a page that shows several
+    answers says it once itself)."""
     data = "CIFAR-10" if env.get("data") == "cifar10" else "synthetic data"
     if best.empty:
         return (f"No job measured its steps on a quiet machine ({machine_name(env, summary)}, {data}): nothing is "
@@ -78,7 +79,7 @@ def answer_section(best: pd.DataFrame, compared: pd.DataFrame, summary: pd.DataF
     jobs = identified(summary)
     sentences = [f"- {answer_sentence(key, rows, varies)}"
                  f"{absent_frameworks(rows, jobs[(jobs[SETTING] == key).all(axis='columns')])}"
-                 for key, rows in best.groupby(SETTING, sort=False)]
+                 for key, rows in best.groupby(SETTING, sort=False)] + [f"- {sentence}" for sentence in also or []]
     return (f"Each framework's fastest variant per model and batch size, on {machine_name(env, summary)} "
             f"({'+'.join(summary['device'].unique())}), {data}.{' ' + RATIO_CONVENTION if convention else ''}\n\n"
             f"{markdown(table)}\n\n"

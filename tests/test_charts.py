@@ -13,7 +13,7 @@ import pytest
 
 import report.charts as charts
 from benchmarks.harness.results import SUMMARY_COLUMNS
-from frameworks import REGISTRY
+from frameworks import REGISTRY, front_end
 from report.charts import (
     FRAMEWORK_COLOURS,
     MIN_EPOCHS,
@@ -25,6 +25,7 @@ from report.charts import (
     marker,
     memory_chart,
     speed_chart,
+    throughput_chart,
 )
 from report.tables import curves_table, ranking_table
 
@@ -72,8 +73,9 @@ def test_a_framework_keeps_its_registry_colour_and_a_variant_one_marker():
     assert {name: colour(name) for name in REGISTRY} == {name: entry.colour for name, entry in REGISTRY.items()}
     assert len(set(FRAMEWORK_COLOURS.values())) == len(REGISTRY)
     assert colour("standin") == colour("standin") and colour("standin") not in FRAMEWORK_COLOURS.values()
-    variants = {variant for entry in REGISTRY.values() for variant in entry.variants}
-    assert len({marker(variant) for variant in variants}) == len(variants)
+    for name, entry in REGISTRY.items():  # its own markers, though another framework names a variant alike
+        assert {variant: marker(name, variant) for variant in entry.variants} == dict(entry.markers), name
+        assert len({marker(name, variant) for variant in entry.variants}) == len(entry.variants), name
 
 
 def test_ratios_are_dots_with_an_interval_bar_only_where_there_is_one(drawn, tmp_path):
@@ -86,8 +88,8 @@ def test_ratios_are_dots_with_an_interval_bar_only_where_there_is_one(drawn, tmp
     assert list(segment[:, 0]) == [pytest.approx(1.1), pytest.approx(1.3)]
     assert not ax.patches, "no bars"
     dots = {line.get_marker(): line for line in ax.lines if line.get_marker() not in ("None", "|")}
-    assert matplotlib.colors.to_hex(dots[marker("jit")].get_color()) == FRAMEWORK_COLOURS["jax"]
-    assert dots[marker("jit")].get_markerfacecolor() == "none", "undecided: hollow, no bar"
+    assert matplotlib.colors.to_hex(dots[marker("jax", "jit")].get_color()) == FRAMEWORK_COLOURS["jax"]
+    assert dots[marker("jax", "jit")].get_markerfacecolor() == "none", "undecided: hollow, no bar"
     assert "AMD EPYC, 2 cores" in fig.texts[0].get_text()
 
 
@@ -97,7 +99,7 @@ def test_a_busy_row_is_placed_by_its_step_time_as_a_hollow_dot_without_a_bar(dra
     (fig,) = drawn
     (ax,) = fig.axes
     assert len(ax.containers) == 1, "a busy row gets no interval"
-    (busy,) = [line for line in ax.lines if line.get_marker() == marker("function")]
+    (busy,) = [line for line in ax.lines if line.get_marker() == marker("tensorflow", "function")]
     assert busy.get_xdata()[0] == pytest.approx(1.5) and busy.get_markerfacecolor() == "none"
 
 
@@ -121,6 +123,33 @@ def test_memory_is_drawn_against_batch_size(drawn, tmp_path):
     assert list(lines["jax:jit"].get_xdata()) == [32, 128]
     assert np.allclose(lines["jax:jit"].get_ydata(), [100.0 * 32 ** 0.5, 100.0 * 128 ** 0.5])
     assert matplotlib.colors.to_hex(lines["jax:jit"].get_color()) == FRAMEWORK_COLOURS["jax"]
+
+
+@pytest.mark.parametrize("draw", [memory_chart, throughput_chart], ids=lambda draw: draw.__name__)
+def test_a_front_ends_steps_are_drawn_as_a_family_apart_from_the_native_ones(drawn, tmp_path, draw):
+    through = [f"{name}:{variant}" for name, entry in REGISTRY.items() for variant in entry.variants
+               if front_end(name, variant)]
+    native = [f"{name}:{variant}" for name, entry in REGISTRY.items() for variant in entry.variants
+              if not front_end(name, variant)]
+    assert through and native, "the registry names steps of both kinds"
+    summary = summary_rows([(job, batch, 10.0, 1.0) for job in (*through, *native) for batch in (32, 128)])
+    draw(ranking_table(summary), summary, tmp_path, ENV)
+    (fig,) = drawn
+    lines = {line.get_label(): line for line in fig.axes[0].lines}
+    assert {job: (lines[job].get_linestyle(), lines[job].get_fillstyle()) for job in (*through, *native)} == \
+        {**{job: ("-.", "left") for job in through}, **{job: ("-", "full") for job in native}}
+
+
+def test_a_front_ends_dot_is_half_filled_in_the_speed_chart(drawn, tmp_path):
+    (job,) = [f"{name}:{variant}" for name, entry in REGISTRY.items() for variant in entry.variants[:1]
+              if front_end(name, variant)][:1]
+    framework, variant = job.split(":")
+    summary = pd.concat([SUMMARY, summary_rows([(job, 128, 11.0, 1.0)])])
+    speed_chart(ranking_table(summary, RATIOS), summary, tmp_path, ENV)
+    (fig,) = drawn
+    fills = {line.get_marker(): line.get_fillstyle() for line in fig.axes[0].lines
+             if line.get_marker() not in ("None", "|")}
+    assert fills[marker(framework, variant)] == "left" and fills[marker("pytorch", "eager")] == "full"
 
 
 def epochs_rows(epochs: int) -> pd.DataFrame:
