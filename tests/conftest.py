@@ -52,7 +52,8 @@ def _torch_compiler_first() -> None:
 # Keras loads one backend per process, the one KERAS_BACKEND names at its import: this process's
 # (TensorFlow's unless the shell says otherwise). A framework on another Keras backend is imported,
 # and its in-process tests run, only in a process of its own: `KERAS_BACKEND=<backend> pytest -m
-# <framework>` runs them (the marker is added below); its workers (parity, the runner) run anywhere.
+# <framework>` runs them (the marker is added below; `python -m tests.apart` runs them all); its workers
+# (parity, the runner) run anywhere.
 IN_PROCESS_KERAS = os.environ.get("KERAS_BACKEND", "tensorflow")
 
 

@@ -186,3 +186,17 @@ def test_each_side_of_a_builtin_equivalent_runs_on_a_placed_batch_and_can_be_wai
             results = [side(*placed) for _ in range(2)]
             adapter.wait(tuple(results[-1:]))
             assert results[-1] is not None, f"{part}: nothing to wait for"
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS, ids=str)
+def test_keras_trained_variants_record_the_jit_compile_keras_resolved(framework):
+    """A Keras-trained variant records its `jit_compile` as Keras resolved it (`fit`: Keras's own
+    "auto"), and a framework's Keras-trained variants differ in it; a step the suite writes records none."""
+    adapter_cls, entry = require(framework), REGISTRY[framework]
+    settings = {variant: adapter_cls("lenet", "cpu", variant, TrainConfig()).jit_compile for variant in entry.variants}
+    keras_trained = {variant: value for variant, value in settings.items() if variant in entry.counterparts}
+    assert all(isinstance(value, bool) for value in keras_trained.values()), keras_trained
+    assert len(set(keras_trained.values())) == len(keras_trained), f"two variants of one setting: {keras_trained}"
+    assert all(value is None for variant, value in settings.items() if variant not in entry.counterparts), settings
+    if "fit" in keras_trained:
+        assert adapter_cls.JIT_COMPILE["fit"] == "auto", "fit is Keras's own default"

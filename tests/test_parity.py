@@ -459,3 +459,21 @@ def test_a_pytorch_compile_worker_compiles_every_adapter_it_builds(monkeypatch):
         assert counter.frame_count > compiled, f"adapter {built + 1} ran its step eagerly"
     finally:
         torch.compiler.reset()  # no graph of the counting backend outlives the test
+
+
+def test_a_float64_caveat_holds_only_its_frameworks_float64_pairs_to_float32s_bounds(table):
+    """Where a registry entry says its float64 runs partly in float32, its float64 pairs are held to
+    float32's bounds and say why; every other float64 pair keeps float64's."""
+    caveated = [name for name, entry in REGISTRY.items() if entry.float64_caveat and import_error(name) is None]
+    if not caveated:
+        pytest.skip("no framework with a float64 caveat is installed")
+    rows = table("lenet")
+    rows = rows[(rows["precision"] == PROOF) & ~rows["check"].isin(["round trip", "step count"])]
+    frameworks = rows["pair"].str.split(" vs ").map(lambda sides: {side.split(":")[0] for side in sides})
+    lowered = frameworks.map(lambda names: bool(names & set(caveated)))
+    assert lowered.any() and (~lowered).any(), "both kinds of float64 pair are compared"
+    fp32 = rows["check"].map(lambda check: PRECISION_TOLERANCES["fp32"].get(check, TOLERANCES[check]))
+    assert (rows.loc[lowered, "tolerance"] == fp32[lowered]).all()
+    assert rows.loc[lowered, "bound set on"].str.contains("keras.backend.result_type", regex=False).all()
+    assert (rows.loc[~lowered, "tolerance"] == rows.loc[~lowered, "check"].map(
+        lambda check: PRECISION_TOLERANCES[PROOF][check])).all()

@@ -1,5 +1,6 @@
 """The framework registry: names, aliases, variants, and lazy imports."""
 
+import os
 import subprocess
 import sys
 
@@ -137,3 +138,17 @@ def test_a_foreign_keras_backend_in_the_shell_changes_nothing_a_worker_runs(fram
                    data=Data(train_size=64, test_size=16), placement=Placement(threads=1))
     result = run_worker(job, tmp_path / "worker.log", 300.0, lambda message: None)
     assert result["status"] == "ok", result
+
+
+@pytest.mark.parametrize("framework", [name for name, entry in REGISTRY.items() if "KERAS_BACKEND" in entry.env],
+                         ids=str)
+def test_a_float64_caveat_is_stated_exactly_where_keras_promotes_float64_to_float32(framework):
+    """The caveat holds parity's float64 comparisons of a framework to float32's bounds: it must be
+    there while the installed Keras computes float64 in float32 on the entry's backend, and go when
+    Keras stops doing so."""
+    entry = REGISTRY[framework]
+    promoted = subprocess.run([sys.executable, "-c", "import keras; print(keras.backend.result_type('float64', "
+                               "'float64'))"], env={**os.environ, **entry.env, **entry.cpu_env}, capture_output=True,
+                              text=True, timeout=300, cwd=ROOT)
+    assert promoted.returncode == 0, promoted.stderr
+    assert (promoted.stdout.strip() == "float32") == bool(entry.float64_caveat), promoted.stdout
