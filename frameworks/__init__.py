@@ -112,7 +112,7 @@ REGISTRY: dict[str, FrameworkEntry] = {
         env={**QUIET_TSL, "KERAS_BACKEND": "jax", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
         cpu_env={"JAX_PLATFORMS": "cpu"},
         flags=("XLA_FLAGS",), flag_check="import jax; jax.devices()",
-        colour="#17becf", markers={"fit": "X", "eager": "x"},  # matplotlib's cyan, beside JAX's blue
+        colour="#17becf", markers={"fit": "v", "eager": "o"},  # matplotlib's cyan, beside JAX's blue
         trace_viewer="`plugins/profile/*/perfetto_trace.json.gz`: ui.perfetto.dev; `train_step.hlo.txt`: the "
                      "compiled step the op names refer to",
         compilers={"fit": "xla"}, front_end="keras", counterparts={"fit": "jax:jit", "eager": ""},
@@ -125,7 +125,7 @@ REGISTRY: dict[str, FrameworkEntry] = {
         packages=("keras", "torch"),
         env={"KERAS_BACKEND": "torch"},
         cpu_env={"KERAS_TORCH_DEVICE": "cpu"},  # Keras puts its tensors on a GPU wherever it sees one
-        colour="#e377c2", markers={"fit": "p", "compile": "*"},  # matplotlib's pink, beside PyTorch's red
+        colour="#e377c2", markers={"fit": "v", "compile": "s"},  # matplotlib's pink, beside PyTorch's red
         trace_viewer="`trace.json`: chrome://tracing or ui.perfetto.dev",
         compilers={"compile": "inductor"}, front_end="keras",
         counterparts={"fit": "pytorch:eager", "compile": "pytorch:compile"},

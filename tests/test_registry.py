@@ -36,7 +36,7 @@ def test_an_extra_framework_needs_a_name_of_its_own(name, monkeypatch):
 
 def test_every_framework_has_a_default_variant_first():
     assert {name: entry.default_variant for name, entry in REGISTRY.items()} == {
-        "pytorch": "eager", "tensorflow": "function", "jax": "jit"}
+        "pytorch": "eager", "tensorflow": "function", "jax": "jit", "keras_jax": "fit", "keras_torch": "fit"}
 
 
 def test_every_framework_carries_what_the_report_shows_of_it():
