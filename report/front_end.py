@@ -131,9 +131,6 @@ def front_end_section(costs: pd.DataFrame) -> str:
         return ""
     names = " and ".join(_title(name) for name in costs["front_end"].unique())
     defaults = ", ".join(costs.loc[costs["front_end_default"], "job"].unique())
-    constant = [column for column in [*NAMED_WHEN_VARYING, "tuning", "front_end"] if costs[column].nunique() == 1]
-    shown = costs.drop(columns=[*constant, "processes", "native_processes"])
-    shown = shown.dropna(axis="columns", how="all")  # e.g. device memory on a CPU
     own = (f" Each front end's own default step, as its users get it (`front_end_default`; its jit_compile as "
            f"the front end resolves \"auto\"): {defaults}."
            if defaults else "")
@@ -143,4 +140,12 @@ def front_end_section(costs: pd.DataFrame) -> str:
             f"`cost_low` to `cost_high`, resampled as `ratio` is and paired by round where the two took turns; "
             f"`verdict` tied where the interval covers 1. `compile_s` (the first step, compilation included) and "
             f"memory in MiB for each side, the native one's under `native_`; `jit_compile`: what the front end "
-            f"resolved for the step (docs/method.md).{own} The table is `{CSV}`.\n\n{markdown(shown)}\n")
+            f"resolved for the step (docs/method.md).{own} The table is `{CSV}`.\n\n{front_end_table(costs)}\n")
+
+
+def front_end_table(costs: pd.DataFrame) -> str:
+    """`front_end_costs` in Markdown, without the columns that hold one value in the whole table and the
+    process counts."""
+    constant = [column for column in [*NAMED_WHEN_VARYING, "tuning", "front_end"] if costs[column].nunique() == 1]
+    shown = costs.drop(columns=[*constant, "processes", "native_processes"])
+    return markdown(shown.dropna(axis="columns", how="all"))  # e.g. device memory on a CPU

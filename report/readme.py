@@ -34,6 +34,7 @@ from report.findings import (
     tuning_gains,
     turns,
 )
+from report.front_end import cost_sentences, front_end_costs, front_end_table
 from report.migrate import PARITY_FILES
 from report.noise import noise_markdown, pairing_markdown
 from report.sections import answer_section
@@ -200,6 +201,17 @@ def noise(folder: Path) -> str:
     return noise_markdown(runs_in(folder))
 
 
+def front_end_cost(run_dir: Path) -> str:
+    """What a front end (Keras) costs against each native step of the run (`report.front_end`): one sentence
+    per pair, as the report's answer gives them, then the table of front_end_cost.csv."""
+    summary = _summary(run_dir)
+    costs = front_end_costs(summary, read_table(run_dir, "steps"), interleave=turns(read_env(run_dir)))
+    if costs.empty:
+        raise ValueError(f"generated front-end-cost table: {run_dir} holds no front-end step beside its counterpart")
+    sentences = "\n".join(f"- {sentence}" for sentence in cost_sentences(costs, summary))
+    return f"{sentences}\n\n{front_end_table(costs)}"
+
+
 def pairing(folder: Path) -> str:
     """Per run in `folder` whose jobs took turns: what pairing their windows by round does to the width
     of the ranking's intervals (`report.noise.pairing_table`)."""
@@ -210,7 +222,8 @@ TABLES: dict[str, Callable[[Path], str]] = {"answer": answer, "throughput": thro
                                             "findings": findings, "noise": noise, "pairing": pairing, "gains": gains,
                                             "parity": parity, "time-to-target": time_to_target, "input": input_paths,
                                             "hotpath": hot_path, "overhead": overhead, "copy": copy_times,
-                                            "profile-shares": profile_shares, "profile-ops": profile_ops}
+                                            "profile-shares": profile_shares, "profile-ops": profile_ops,
+                                            "front-end-cost": front_end_cost}
 FOLDERS_OF_RUNS = {"noise", "pairing"}
 FILTERED = {"profile-shares", "profile-ops"}  # the kinds that take a third word: a pattern of job labels
 # the files of which a kind's run folder must hold one, summary.csv by default (`benchmarks.parity --csv`

@@ -14,7 +14,8 @@ import pytest
 from benchmarks.harness.results import JOB, SCHEMA, SETTING, STEPS_COLUMNS, SUMMARY_COLUMNS
 from frameworks import counterpart, front_end, registry
 from report.findings import SEED, ratio_interval
-from report.front_end import CSV, front_end_costs, front_end_default
+from report.front_end import CSV, front_end_costs, front_end_default, front_end_table
+from report.readme import render
 from report.render import write_report
 from tests.test_report_csv import NUMBER, half_unit, markdown_tables
 
@@ -205,3 +206,24 @@ def test_a_run_without_a_front_end_pair_has_no_section_csv_or_sentence(tmp_path)
     text = write_report(run).read_text()
     assert " costs " not in text and not (run / CSV).exists()
     assert "## Speed" in text  # the report itself was rendered
+
+
+def test_a_generated_readme_block_gives_the_runs_sentences_and_table(tmp_path):
+    through, native = PAIRS[0]
+    (tmp_path / "results").mkdir()
+    summary, steps = crafted([job(through, 12.0, jit_compile=False), job(native, 10.0)], tmp_path / "results" / "run")
+    page = "<!-- generated: front-end-cost results/run -->\nstale\n<!-- end generated -->\n"
+    text, changed = render(page, tmp_path)
+    assert changed == ["front-end-cost results/run"]
+    body = text.split("-->\n", 1)[1].split("<!-- end generated -->")[0]
+    (sentence,) = [line for line in body.splitlines() if line.startswith("- ")]
+    assert f"against {native} ({through}" in sentence
+    assert front_end_table(front_end_costs(summary, steps, interleave="jobs")) in body
+
+
+def test_a_generated_block_of_a_run_without_a_pair_is_refused(tmp_path):
+    through, native = PAIRS[0]
+    (tmp_path / "results").mkdir()
+    crafted([job(native, 10.0)], tmp_path / "results" / "run")
+    with pytest.raises(ValueError, match="no front-end step"):
+        render("<!-- generated: front-end-cost results/run -->\n\n<!-- end generated -->\n", tmp_path)
