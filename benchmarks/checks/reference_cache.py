@@ -105,10 +105,25 @@ def compute(inputs: ReferenceInputs) -> dict[str, np.ndarray]:
 SOURCES = (sys.modules[__name__], reference, definitions, frameworks.base)
 
 
+def source_digest() -> str:
+    """A SHA-256 of the files of `SOURCES` as they are on disk now."""
+    digest = hashlib.sha256()
+    for module in SOURCES:
+        data = Path(module.__file__).read_bytes()
+        digest.update(f"{module.__name__}\0{len(data)}\0".encode())
+        digest.update(data)
+    return digest.hexdigest()
+
+
+# Read once, as the modules are imported: a file edited while this process runs is not the code it
+# runs, and its outputs must not be kept under the edited file's key.
+SOURCE_DIGEST = source_digest()
+
+
 def _numerics() -> str:
-    """What NumPy's float64 results depend on besides the code: its version, the BLAS it calls
-    (OpenBLAS picks its kernels by CPU) and the SIMD kernels it dispatches to on this CPU (they set
-    the order of a sum's terms)."""
+    """What NumPy's float64 results depend on besides the code: Python's and NumPy's versions, the
+    BLAS NumPy calls (OpenBLAS picks its kernels by CPU), the CPU, and the SIMD kernels NumPy
+    dispatches to on it (they set the order of a sum's terms)."""
     config = np.show_config(mode="dicts")
     blas = config.get("Build Dependencies", {}).get("blas", {})
     return repr((platform.python_version(), np.__version__, platform.machine(), cpu_model(),
@@ -117,8 +132,8 @@ def _numerics() -> str:
 
 
 def reference_key(inputs: ReferenceInputs) -> str:
-    """A SHA-256 of everything `compute(inputs)` depends on: the source of the modules it runs,
-    NumPy and the CPU (`_numerics`), and every input's value (weights and batches by their bytes,
+    """A SHA-256 of everything `compute(inputs)` depends on: the source of the modules it runs
+    (`SOURCE_DIGEST`), NumPy and the CPU (`_numerics`), and every input's value (weights and batches by their bytes,
     dtype and shape; each setting's optimizer, which `TRAINING_CONFIGS` and `PLANS` give, by its
     fields), never by a name alone."""
     digest = hashlib.sha256()
@@ -131,8 +146,7 @@ def reference_key(inputs: ReferenceInputs) -> str:
         value = np.ascontiguousarray(value)
         add(f"{label} {value.dtype.str} {value.shape}", value.tobytes())
 
-    for module in SOURCES:
-        add(f"source {module.__name__}", Path(module.__file__).read_bytes())
+    add("sources", SOURCE_DIGEST.encode())
     add("numerics", _numerics().encode())
     add("model", inputs.model.encode())
     add("precision", inputs.precision.encode())
