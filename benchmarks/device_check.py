@@ -135,7 +135,7 @@ DRY_RUN = Scale(
     recipe=(*TINY, "--epochs", "1"),
     parallel=(*TINY, "--model", "lenet", "--steps", "2", "--window", "2"),
     profile=(*TINY, "--model", "lenet", "--steps", "2", "--window", "2"),
-    # The parity steps compute the float64 reference in NumPy, which no option shrinks.
+    # A parity step computes the float64 reference in NumPy where its cache is cold, which no option shrinks.
     limits={**dict.fromkeys(GPU.limits, 240), "parity-fp32": 360, "parity-tf32": 360, "parity-bf16": 360},
     limits_are="the dry run's bounds for a busy 2-core CPU",
 )

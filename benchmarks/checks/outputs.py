@@ -1,11 +1,8 @@
-"""What each side of a parity check computes, in a worker process: the float64 reference's
-answers and common states (`reference_outputs`), one framework variant's outputs
-(`compute_outputs`), the training checks on several devices (`training_outputs`), and the worker
-entry points of parity jobs."""
+"""What a framework's side of a parity check computes, in a worker process: one framework variant's
+outputs (`compute_outputs`), the training checks on several devices (`training_outputs`), and the
+worker entry points of parity jobs. The float64 reference's side is `checks.reference_cache`."""
 
 from __future__ import annotations
-
-import functools
 
 import numpy as np
 
@@ -13,7 +10,6 @@ from benchmarks.checks.definitions import (
     PLANS,
     PROOF,
     PrecisionView,
-    _state_arrays,
     _step_outputs,
     common_state,
     key,
@@ -22,49 +18,12 @@ from benchmarks.checks.definitions import (
     round_trip_state,
     training_config,
 )
+from benchmarks.checks.reference_cache import reference_outputs
 from benchmarks.harness.channel import Channel
 from benchmarks.harness.jobs import Job
 from benchmarks.harness.training import tune
-from frameworks import load_adapter, reference
-from frameworks.base import SINGLE, Adapter, DataParallel, TrainingState
-
-# --- The float64 reference ------------------------------------------------------------------------
-
-
-@functools.cache
-def reference_outputs(model: str, precision: str = "fp32") -> dict[str, np.ndarray]:
-    """The reference's answers to every check in `precision`, and the common states of the
-    per-step check.
-
-    The common states are float64 steps rounded to float32 between steps: states every framework
-    can hold exactly, in any precision. For float32 comparisons each step's outputs are the
-    correctly rounded float32 answer from that state (an update is new weights rounded, minus the
-    old ones), so a framework's error against it is its own error beyond float32's last rounding;
-    for float64 comparisons they are not rounded, and the free-running trajectory never is."""
-    params = parity_params(model)
-    batches = model_batches(model)
-    images, labels = batches[0]
-    first = training_config(model, PLANS[model].settings[0])  # the untrained checks' loss is its
-    loss, grads = reference.loss_and_grads(model, params, images, labels, first.label_smoothing)
-    outputs = {key("forward", "logits"): reference.logits(model, params, images), key("loss", "loss"): np.float64(loss)}
-    outputs.update({key("gradients", name): grad for name, grad in grads.items()})
-    rounded = precision != PROOF
-    for setting in PLANS[model].settings:
-        config = training_config(model, setting)
-        state = free = TrainingState.fresh(params)
-        for step, (x, y) in enumerate(batches):
-            outputs.update(_state_arrays(setting, step, state))
-            margin = reference.decision_margin(model, state.params, x)
-            outputs[key("margin", "decision", setting, step)] = np.float64(margin)
-            loss, after = reference.train_step(model, state, x, y, config)
-            outputs.update(_step_outputs(setting, step, state, loss, after.astype(np.float32) if rounded else after))
-            state = after.astype(np.float32)
-            loss, free = reference.train_step(model, free, x, y, config)
-            free = free.astype(np.float32) if rounded else free
-            outputs[key("free-running", "loss", setting, step)] = np.float64(loss)
-        outputs.update({key("free-running", name, setting, len(batches)): value for name, value in free.params.items()})
-    return outputs
-
+from frameworks import load_adapter
+from frameworks.base import SINGLE, Adapter, DataParallel
 
 # --- One framework's outputs ----------------------------------------------------------------------
 

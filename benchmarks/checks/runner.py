@@ -1,7 +1,8 @@
 """Running the parity checks in worker processes, one framework variant under one tuning profile
-each (a group of them for DDP): the float64 reference computed once here and handed to every
-worker as a file, the outputs read back and compared, the verdict printed. With both profiles
-every variant runs under each, named "framework:variant [profile]", and is compared with all."""
+each (a group of them for DDP): the float64 reference computed once here (or read from its cache,
+`checks.reference_cache`) and its common states handed to every worker as a file, the outputs read
+back and compared, the verdict printed. With both profiles every variant runs under each, named
+"framework:variant [profile]", and is compared with all."""
 
 from __future__ import annotations
 
@@ -157,9 +158,10 @@ class _Run:
 
 
 class _ModelParity:
-    """One model's checks: the float64 reference computed once, here, and handed to every worker
-    as a file; each variant's outputs read back lazily, compared, then deleted (they are large).
-    Workers' logs go to `logs`, the files they exchange to `scratch`."""
+    """One model's checks: the float64 reference computed once, here (or read from its cache), and
+    its common states handed to every worker as a file; each variant's outputs read back lazily,
+    compared, then deleted (they are large). Workers' logs go to `logs`, the files they exchange to
+    `scratch`."""
 
     def __init__(self, selection, model: str, logs: Path, scratch: Path, console, precision: str):
         self.model, self.console, self.device = model, console, selection.device
@@ -167,8 +169,10 @@ class _ModelParity:
         self.reference_file = scratch / f"parity-{model}-reference.npz"
         with console.status(f"float64 reference: {model}"):
             self.references = {each: reference_outputs.__wrapped__(model, each) for each in self.precisions}  # not kept
-            np.savez(self.reference_file, **{f"{each}/{name}": value for each, arrays in self.references.items()
-                                             for name, value in arrays.items()})
+            # a worker reads the common states alone, in its job's precision (they are the same in each)
+            np.savez(self.reference_file, **{f"{precision}/{name}": value
+                                             for name, value in self.references[precision].items()
+                                             if name.startswith("state|")})
         self.runs = []
         for (framework, variant), profile in itertools.product(selection.pairs, selection.profiles):
             stem = f"parity-{model}-{framework}-{variant}-{profile}"
