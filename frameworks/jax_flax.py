@@ -9,6 +9,7 @@ import importlib.metadata
 import json
 import os
 import re
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -203,6 +204,25 @@ def evaluate(graphdef, state, images, labels):
     logits = forward(graphdef, state, images)
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).sum()
     return loss, (logits.argmax(1) == labels).sum()
+
+
+def profile_jitted_step(run: Callable[[], None], compiled_hlo: Callable[[], str], folder: Path,
+                        device: bool) -> list[dict]:
+    """`run` under jax.profiler (a TensorBoard profile and a Perfetto trace in `folder`), then each XLA
+    thunk of the jitted function named `train_step` as a row, its instruction described from the step's
+    optimised HLO module (`compiled_hlo()`, saved beside the trace as `train_step.hlo.txt`); on a GPU
+    (`device`), the device's own events (`xla_thunk_events`)."""
+    with jax.profiler.trace(str(folder), create_perfetto_trace=True):
+        run()
+    hlo = compiled_hlo()
+    (folder / "train_step.hlo.txt").write_text(hlo)
+    described = hlo_descriptions(hlo)
+    rows = []
+    for path in folder.glob("plugins/profile/*/*.trace.json.gz"):
+        with gzip.open(path) as f:
+            rows += [{**row, "detail": described.get(row["op"], "")}
+                     for row in xla_thunk_events(json.load(f), "train_step", device=device)]
+    return rows
 
 
 # --- Native input -------------------------------------------------------------------------------
@@ -520,19 +540,11 @@ class FlaxAdapter(Adapter):
         (saved beside it as `train_step.hlo.txt`).
         On more than one thread XLA's own convolutions run asynchronously on its intra-op pool and
         their events end when they are dispatched: only a one-thread profile counts them whole."""
-        with jax.profiler.trace(str(folder), create_perfetto_trace=True):
-            self.run_steps(batches)
-        images, labels = self.place(*batches[0])
-        hlo = train_step.lower(self.graphdef, self.state, images, labels,
-                               self.config.label_smoothing).compile().as_text()
-        (folder / "train_step.hlo.txt").write_text(hlo)
-        described = hlo_descriptions(hlo)
-        rows = []
-        for path in folder.glob("plugins/profile/*/*.trace.json.gz"):
-            with gzip.open(path) as f:
-                rows += [{**row, "detail": described.get(row["op"], "")}
-                         for row in xla_thunk_events(json.load(f), "train_step", device=self.device == "cuda")]
-        return rows
+        def compiled_hlo() -> str:
+            images, labels = self.place(*batches[0])
+            return train_step.lower(self.graphdef, self.state, images, labels,
+                                    self.config.label_smoothing).compile().as_text()
+        return profile_jitted_step(lambda: self.run_steps(batches), compiled_hlo, folder, self.device == "cuda")
 
     op_category = staticmethod(flax_category)
 

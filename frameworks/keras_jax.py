@@ -6,8 +6,6 @@ native input: JAX's (Grain), as `frameworks.jax_flax` builds it."""
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 import jax
@@ -16,9 +14,9 @@ import numpy as np
 
 from frameworks import REGISTRY
 from frameworks.base import SINGLE, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, TrainConfig, from_nhwc
-from frameworks.jax_flax import FlaxAdapter, native_pipeline
+from frameworks.jax_flax import FlaxAdapter, native_pipeline, profile_jitted_step
 from frameworks.keras_common import FIT, KerasAdapter, require_backend
-from frameworks.profiles import hlo_descriptions, keras_category, xla_thunk_events
+from frameworks.profiles import keras_category
 
 require_backend("jax", "keras_jax")
 BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"  # jax._src.dispatch's name for it
@@ -94,6 +92,9 @@ class KerasJaxAdapter(KerasAdapter):
 
     def compile_fit(self, optimizer=None, loss=None) -> None:
         super().compile_fit(optimizer, loss)
+        # Keras's metric variables as `reset_metrics` leaves them (uncommitted zeros), passed to every step so
+        # that it reports its own batch's loss: NumPy arrays, copied in by each call, never donated away.
+        self._zero_metrics = [np.zeros(variable.shape, variable.dtype) for variable in self.model.metrics_variables]
         self._commit()
         self._state = None  # the training state while it travels through the step; None: in the variables
         self._stepped = None  # the last batch trained on: its shapes are the compiled step's
@@ -106,16 +107,11 @@ class KerasJaxAdapter(KerasAdapter):
         return model.trainable_variables, model.non_trainable_variables, model.optimizer.variables, \
             model.metrics_variables
 
-    def _zero_metrics(self) -> list[np.ndarray]:
-        """Keras's metric variables as `reset_metrics` leaves them (uncommitted zeros), for a step that
-        reports its own batch's loss."""
-        return [np.zeros(variable.shape, variable.dtype) for variable in self.model.metrics_variables]
-
     def _carried(self) -> tuple:
         if self._state is None:  # `fit` takes the values out of the variables before its first step
             trainable, non_trainable, optimizer, _ = self._groups()
             self._state = ([v.value for v in trainable], [v.value for v in non_trainable],
-                           [v.value for v in optimizer], self._zero_metrics())
+                           [v.value for v in optimizer], self._zero_metrics)
         return self._state
 
     def _commit(self) -> None:
@@ -167,7 +163,7 @@ class KerasJaxAdapter(KerasAdapter):
             self._stepped = images, labels
             return self.fit_step(images, labels)
         trainable, non_trainable, optimizer, _ = self._carried()
-        state = (trainable, non_trainable, optimizer, self._zero_metrics())
+        state = (trainable, non_trainable, optimizer, self._zero_metrics)
         logs, self._state = self.model.train_function(state, iter([(images, labels, None)]))
         self._stepped = images, labels
         return logs["loss"]
@@ -234,17 +230,8 @@ class KerasJaxAdapter(KerasAdapter):
         looked up in the step's optimised HLO module (saved beside it as `train_step.hlo.txt`)."""
         if _jitted(self.model.train_function) is None:
             raise ValueError(f"keras_jax:{self.variant} runs op by op: no compiled step to profile")
-        with jax.profiler.trace(str(folder), create_perfetto_trace=True):
-            self.run_steps(batches)
-        hlo = self._compiled_step().as_text()
-        (folder / "train_step.hlo.txt").write_text(hlo)
-        described = hlo_descriptions(hlo)
-        rows = []
-        for path in folder.glob("plugins/profile/*/*.trace.json.gz"):
-            with gzip.open(path) as f:
-                rows += [{**row, "detail": described.get(row["op"], "")}
-                         for row in xla_thunk_events(json.load(f), "train_step", device=self.device == "cuda")]
-        return rows
+        return profile_jitted_step(lambda: self.run_steps(batches), lambda: self._compiled_step().as_text(), folder,
+                                   self.device == "cuda")
 
     op_category = staticmethod(keras_category)
 
