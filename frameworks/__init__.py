@@ -27,6 +27,7 @@ class FrameworkEntry:
     # all its devices (tf.distribute, JAX sharding).
     process_per_device: bool = False
     no_data_parallel: str = ""  # why it trains on one device only ("" where it has a data-parallel path)
+    no_multi_node: str = ""  # why it trains on one machine's devices only, where it has a data-parallel path
     profiler: bool = False  # offers `Adapter.profile` (--profile is refused up front otherwise)
     device_matmul: bool = False  # offers `Adapter.device_matmul`, for the machine's GPU peak
     packages: tuple[str, ...] = ()  # distributions whose versions env.json records
@@ -106,8 +107,9 @@ REGISTRY: dict[str, FrameworkEntry] = {
     # Keras's own step; `fit` is Keras's own default (jit_compile="auto"), the second variant the other setting.
     "keras_jax": FrameworkEntry(
         "keras_jax", "frameworks.keras_jax", ("fit", "eager"), profiler=True,
-        no_data_parallel="the keras_jax adapter trains on one device: keras.distribution's DataParallel is not "
-                         "built into it",
+        no_multi_node="keras_jax trains data-parallel on one machine's devices: across processes, Keras 3's JAX "
+                      "backend fails to build the model's variables under keras.distribution (its symbolic build "
+                      "finds them 'already initialized')",
         packages=("keras", "jax", "jaxlib"),
         env={**QUIET_TSL, "KERAS_BACKEND": "jax", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"},
         cpu_env={"JAX_PLATFORMS": "cpu"},

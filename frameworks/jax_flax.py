@@ -309,7 +309,7 @@ def native_pipeline(source: NativeInput, device) -> NativePipeline:
 # --- Adapter ------------------------------------------------------------------------------------
 
 
-def _mesh(parallel: DataParallel, device: str) -> Mesh:
+def data_parallel_mesh(parallel: DataParallel, device: str) -> Mesh:
     """The data-parallel mesh: `parallel.devices` devices of each process, in process order. Must
     run before JAX starts its runtime: CPUs become that many host devices, and several processes
     meet at the coordinator (their CPU collectives through gloo)."""
@@ -381,7 +381,7 @@ class FlaxAdapter(Adapter):
     def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
                  parallel: DataParallel = SINGLE):
         super().__init__(model, device, variant, config, parallel)
-        self.mesh = _mesh(parallel, device) if parallel.active else None
+        self.mesh = data_parallel_mesh(parallel, device) if parallel.active else None
         self._stepped = None  # the last batch trained on: its shapes are the compiled step's (peak_device_memory)
         self._step_peaks: dict[tuple, int | None] = {}  # the compiled step's peak bytes, by its batch's shapes
         if device == "cuda" and jax.default_backend() != "gpu":

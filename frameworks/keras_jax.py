@@ -1,11 +1,14 @@
 """Keras 3 on its JAX backend: the model of `frameworks.keras_common` trained by Keras's own training
 step as `Model.fit` runs it, jit-compiled (`fit`, Keras's choice for this backend) or run op by op
 (`eager`, `jit_compile=False`). As in `fit`, the variables' values travel through the compiled step
-as one state, donated to it, and return to the Keras variables only when something reads them. Its
-native input: JAX's (Grain), as `frameworks.jax_flax` builds it."""
+as one state, donated to it, and return to the Keras variables only when something reads them. Over
+several devices, Keras's own data parallelism (`keras.distribution.DataParallel`: the variables
+replicated, each batch split along its first axis, one program for the mesh). Its native input:
+JAX's (Grain), as `frameworks.jax_flax` builds it."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import jax
@@ -14,7 +17,7 @@ import numpy as np
 
 from frameworks import REGISTRY
 from frameworks.base import SINGLE, DataParallel, DeviceUnavailable, NativeInput, NativePipeline, TrainConfig, from_nhwc
-from frameworks.jax_flax import FlaxAdapter, native_pipeline, profile_jitted_step
+from frameworks.jax_flax import FlaxAdapter, data_parallel_mesh, native_pipeline, profile_jitted_step
 from frameworks.keras_common import FIT, KerasAdapter, require_backend
 from frameworks.profiles import keras_category
 
@@ -72,16 +75,22 @@ class KerasJaxAdapter(KerasAdapter):
     def __init__(self, model: str, device: str, variant: str, config: TrainConfig,
                  parallel: DataParallel = SINGLE):
         super().__init__(model, device, variant, config, parallel)
-        if parallel.active:
-            raise DeviceUnavailable(REGISTRY["keras_jax"].no_data_parallel)
+        self.distribution = None  # Keras's data parallelism, over several devices
+        if parallel.processes > 1:
+            raise DeviceUnavailable(REGISTRY["keras_jax"].no_multi_node)
+        if parallel.active:  # the mesh of the JAX adapter, in Keras's terms: its one axis splits the batch
+            mesh = data_parallel_mesh(parallel, device)
+            self.distribution = keras.distribution.DataParallel(
+                keras.distribution.DeviceMesh((parallel.replicas,), list(mesh.axis_names), mesh.devices))
         if device == "cuda" and jax.default_backend() != "gpu":
             raise DeviceUnavailable(f"JAX {jax.__version__} sees no GPU (backend {jax.default_backend()!r})")
         self.jax_device = jax.local_devices(backend="gpu" if device == "cuda" else "cpu")[0]
         jax.config.update("jax_default_matmul_precision", "tensorfloat32" if config.precision == "tf32" else "highest")
         if config.precision == "fp64":  # process-wide, so parity computes fp64 last
             jax.config.update("jax_enable_x64", True)
-        self.build_model()
-        self._build_optimizer()
+        with self._scope():  # over several devices, every variable replicated on each
+            self.build_model()
+            self._build_optimizer()
         self._forward = jax.jit(lambda trainable, non_trainable, images: self.model.stateless_call(
             trainable, non_trainable, images, training=False)[0])
         self._step_peaks: dict[tuple, int | None] = {}
@@ -90,8 +99,15 @@ class KerasJaxAdapter(KerasAdapter):
         self.new_optimizer()
         self.compile_fit()
 
+    def _scope(self):
+        """Keras's distribution, where the adapter trains on several devices: Keras reads it as it
+        creates variables, builds the train function and places `train_on_batch`'s batch. Scoped,
+        not set for the process: parity trains on one device after several in the same process."""
+        return self.distribution.scope() if self.distribution is not None else contextlib.nullcontext()
+
     def compile_fit(self, optimizer=None, loss=None) -> None:
-        super().compile_fit(optimizer, loss)
+        with self._scope():  # the train function's output shardings: the variables' own
+            super().compile_fit(optimizer, loss)
         # Keras's metric variables as `reset_metrics` leaves them (uncommitted zeros), passed to every step so
         # that it reports its own batch's loss: NumPy arrays, copied in by each call, never donated away.
         self._zero_metrics = [np.zeros(variable.shape, variable.dtype) for variable in self.model.metrics_variables]
@@ -119,6 +135,8 @@ class KerasJaxAdapter(KerasAdapter):
         uncommitted, while the step's outputs are committed: `fit` compiles its step a second time
         at its second step (the same program, for other argument placements). Committed first, the
         step compiles once, at the first step, where the suite times compilation."""
+        if self.distribution is not None:  # Keras placed them on the mesh, committed
+            return
         for variables in self._groups()[:3]:  # the metrics are reset to uncommitted zeros before every step
             for variable in variables:
                 variable.assign(jax.device_put(variable.value, self.jax_device))
@@ -146,7 +164,12 @@ class KerasJaxAdapter(KerasAdapter):
     # --- Training -------------------------------------------------------------------------------
 
     def place(self, images, labels):
-        return jax.device_put((images, labels), self.jax_device)
+        if self.distribution is None:
+            return jax.device_put((images, labels), self.jax_device)
+        # This process's part of the global batch, split over its devices as Keras's data adapter splits it.
+        layout = self.distribution.get_data_layout
+        return tuple(jax.make_array_from_process_local_data(layout(part.shape).backend_layout, part)
+                     for part in (images, labels))
 
     def wait(self, placed):
         jax.block_until_ready(placed)
@@ -161,7 +184,8 @@ class KerasJaxAdapter(KerasAdapter):
         if not self.step_built:  # through `train_on_batch`, which carries the variables' own values
             self._sync()
             self._stepped = images, labels
-            return self.fit_step(images, labels)
+            with self._scope():  # it places the batch on the mesh itself
+                return self.fit_step(images, labels)
         trainable, non_trainable, optimizer, _ = self._carried()
         state = (trainable, non_trainable, optimizer, self._zero_metrics)
         logs, self._state = self.model.train_function(state, iter([(images, labels, None)]))

@@ -179,8 +179,9 @@ def test_one_and_two_devices_for_every_framework_with_a_scaling_table(tmp_path):
 @pytest.mark.parametrize("framework", list(REGISTRY))
 def test_two_processes_on_this_machine_run_one_job_as_two_nodes(tmp_path, framework):
     require_installed(framework)
-    if REGISTRY[framework].no_data_parallel:
-        pytest.skip(f"{framework}: {REGISTRY[framework].no_data_parallel}")
+    entry = REGISTRY[framework]
+    if entry.no_data_parallel or entry.no_multi_node:
+        pytest.skip(f"{framework}: {entry.no_data_parallel or entry.no_multi_node}")
     coordinator = f"127.0.0.1:{_free_port()}"
     nodes = [subprocess.Popen(runner(tmp_path / f"node{rank}", "--framework", framework, "--nodes", "2",
                                      "--node-rank", str(rank), "--coordinator", coordinator),
