@@ -32,7 +32,8 @@ from report.charts import (
     speed_chart,
     throughput_chart,
 )
-from report.findings import NAMED_WHEN_VARYING, evaluated_images, group_name, process_note, read_parity, varying
+from report.findings import NAMED_WHEN_VARYING, group_name, process_note, read_parity, varying
+from report.predictions import image_count
 from report.source import latest, read_table
 from report.tables import (
     busy_sum,
@@ -433,8 +434,9 @@ def sweep_section(table: pd.DataFrame, summary: pd.DataFrame, env: dict, run_dir
 
 
 def test_images(summary: pd.DataFrame, epochs: pd.DataFrame) -> int | None:
-    """The test set's size, read off every accuracy the run recorded (findings.evaluated_images)."""
-    return evaluated_images(pd.concat([summary["test_accuracy"], epochs["test_accuracy"]]))
+    """The images each evaluation scored, as the run recorded them, else read off its accuracies
+    (`predictions.image_count`)."""
+    return image_count(epochs, summary["test_accuracy"]).evaluated
 
 
 def epochs_section(epochs: pd.DataFrame, summary: pd.DataFrame, env: dict, run_dir: Path) -> str:
