@@ -493,6 +493,10 @@ def target_findings(summary: pd.DataFrame) -> list[str]:
         if len(busy):
             text += ("; **not ranked, measured on a busy machine**: " + ", ".join(
                 f"{name} ({times[name]:.1f} s, {share:.0%} of it in busy windows)" for name, share in busy.items()))
+        seeds = seed_of(group).nunique()
+        if seeds > 1:
+            text += (f" (medians over the processes of {seeds} seeds; their ranking with intervals over seeds, and "
+                     f"the seeds that missed the target, under *Time to {target:.1%} across seeds*)")
         sentences.append(text + ".")
     return sentences
 

@@ -448,6 +448,7 @@ class Seeds:
     mcnemar: pd.DataFrame
     tests: ImageCount
     predictions: int
+    unfinished: int
 
 
 def analyse(summary: pd.DataFrame, epochs: pd.DataFrame, predictions: dict) -> Seeds | None:
@@ -460,7 +461,10 @@ def analyse(summary: pd.DataFrame, epochs: pd.DataFrame, predictions: dict) -> S
     tests = image_count(epochs, summary["test_accuracy"])
     pairs, verdicts, mcnemar = convergence(seeds, evaluations(epochs, runs), _first_process(runs), predictions,
                                            tests)
-    return Seeds(runs, time_to_target(seeds), pairs, verdicts, mcnemar, tests, len(predictions))
+    unfinished = summary["target_accuracy"].notna() & ~summary["status"].isin(["ok", "diverged", "unavailable",
+                                                                                "skipped"])
+    return Seeds(runs, time_to_target(seeds), pairs, verdicts, mcnemar, tests, len(predictions),
+                 int(unfinished.sum()))
 
 
 def method_note(found: Seeds) -> str:
@@ -476,6 +480,9 @@ def method_note(found: Seeds) -> str:
             f"one is *not reached* and shown as a lower bound. Intervals: {CONFIDENCE:.0%} bootstrap over seeds "
             f"({RESAMPLES} resamples; none below {MIN_SEEDS} seeds; the ratio's resamples draw the same seeds on both "
             f"sides). Accuracies rest on {found.tests.note()}.")
+    if found.unfinished:
+        text += (f" {found.unfinished} process(es) that failed or were interrupted before their end count in no seed "
+                 f"(see the failed jobs).")
     if found.predictions == 0:
         text += (" **No per-image predictions in this run** (`predictions/`): McNemar's paired test on the same "
                  "test images cannot run; one seed's accuracies are compared by the independent-samples bound.")

@@ -13,13 +13,22 @@ import pandas as pd
 import pytest
 
 from benchmarks.harness.results import EPOCHS_COLUMNS, SUMMARY_COLUMNS
+from report.__main__ import main as report_main
 from report.compare import compare
-from report.findings import accuracy_findings
+from report.findings import accuracy_findings, target_findings
 from report.paired import gehan_permutation, holm, mcnemar, paired_t, smallest_permutation_p, t_two_sided
 from report.predictions import Predictions, all_predictions, image_count, paired_accuracy, predictions_path, seed_of
 from report.readme import render
 from report.render import write_report
-from report.seeds import analyse, bands, censored_median, processes, time_to_target_markdown, verdict_sentences
+from report.seeds import (
+    analyse,
+    bands,
+    censored_median,
+    method_note,
+    processes,
+    time_to_target_markdown,
+    verdict_sentences,
+)
 from tests.conftest import ROOT
 
 FRAMEWORKS = {"pytorch": "eager", "tensorflow": "function", "jax": "jit"}
@@ -283,3 +292,27 @@ def test_the_readme_kind_renders_the_seeds_table_and_verdicts():
     rendered, changed = render(text, ROOT)
     assert changed == ["seeds results/time-to-accuracy"]
     assert "| pytorch:eager" in rendered and "converges like" in rendered
+
+
+def test_a_failed_process_counts_in_no_seed_and_is_said_so():
+    summary, epochs, predictions = seeds_run()
+    failed = summary["job_id"].eq(summary["job_id"].iloc[0])
+    found = analyse(summary.assign(status=summary["status"].mask(failed, "failed")), epochs, predictions)
+    assert found.unfinished == 1 and found.table.set_index("label").loc["pytorch:eager", "seeds"] == 5
+    assert "1 process(es) that failed or were interrupted" in method_note(found)
+
+
+def test_the_time_to_target_finding_says_its_medians_pool_seeds():
+    summary, _, _ = seeds_run()
+    (sentence,) = target_findings(summary.assign(busy=False))
+    assert "medians over the processes of 6 seeds" in sentence and "across seeds" in sentence
+
+
+def test_a_predictions_file_that_is_not_one_stops_the_report_with_one_line(tmp_path, capsys):
+    summary, epochs, predictions = seeds_run(seeds=3)
+    write_folder(tmp_path / "run", summary, epochs, predictions)
+    job_id = summary["job_id"].iloc[0]
+    np.savez(predictions_path(tmp_path / "run", job_id, 1), steps=np.arange(3), labels=np.zeros(5))
+    assert report_main([str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert f"{job_id}-a1.npz is not a predictions file" in error and "Traceback" not in error
