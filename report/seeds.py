@@ -16,14 +16,22 @@ import pandas as pd
 
 from benchmarks.harness.results import SETTING
 from report.charts import accuracy_time_chart
-from report.findings import CONFIDENCE, SEED, _labelled, group_name
-from report.paired import ALPHA, POWER, gehan_permutation, holm, paired_t, smallest_permutation_p
+from report.findings import CONFIDENCE, SEED, group_name
+from report.paired import (
+    ALPHA,
+    POWER,
+    gehan_permutation,
+    holm,
+    mcnemar_detectable,
+    paired_t,
+    smallest_permutation_p,
+)
 from report.predictions import ImageCount, PairedAccuracy, Predictions, image_count, paired_accuracy, seed_of
-from report.tables import markdown, published, target_busy
+from report.tables import identified, markdown, published, target_busy
 
 RESAMPLES = 2000
 MIN_SEEDS = 3  # fewer seeds on a side: no bootstrap interval (a resample of two seeds has three outcomes)
-MEASURES = {"train_s": "seconds", "steps": "steps", "epochs": "epochs"}  # per seed, to the target
+MEASURES = ("train_s", "steps", "epochs")  # per seed, to the target (or to the last evaluation, censored)
 LABEL = [*SETTING, "label", "framework", "variant"]
 CSV = ["time_to_target_seeds.csv", "convergence.csv", "convergence_pairs.csv", "mcnemar.csv"]  # what the section writes
 
@@ -40,7 +48,8 @@ def processes(summary: pd.DataFrame, epochs: pd.DataFrame) -> pd.DataFrame:
     if jobs.empty:
         return pd.DataFrame(columns=[*LABEL, "job_id", "attempt", "seed", "repeat", "reached", "busy", *MEASURES])
     reached = jobs["target_reached"].astype(str).eq("True")
-    jobs = _labelled(jobs).assign(seed=seed_of(jobs), reached=reached, busy=target_busy(jobs) & reached)
+    jobs = identified(jobs).assign(label=jobs["framework"] + ":" + jobs["variant"], seed=seed_of(jobs),
+                                   reached=reached, busy=target_busy(jobs) & reached)
     trained = epochs.groupby(["job_id", "attempt"]).agg(last_step=("step", "max"), last_epoch=("epoch", "max"),
                                                         trained_s=("train_s", "sum"))
     jobs = jobs.join(trained, on=["job_id", "attempt"])
@@ -289,9 +298,10 @@ def compare_accuracy(first: str, second: str, accuracy: pd.DataFrame, owners: di
                           mcnemars)
     if mcnemars:
         paired = mcnemars[0][2]
-        detectable = paired.detectable * (normal.inv_cdf(1 - level / 2) + normal.inv_cdf(POWER)) / \
-            (normal.inv_cdf(1 - ALPHA / 2) + normal.inv_cdf(POWER))
-        return Accuracies(f"McNemar on {paired.images:,} images", differences[0], paired.p, detectable, mcnemars)
+        detectable = mcnemar_detectable(max(paired.only_first + paired.only_second, 1) / paired.images,
+                                        paired.images, alpha=level)
+        return Accuracies(f"McNemar on {paired.images:,} images", paired.first - paired.second, paired.p, detectable,
+                          mcnemars)
     if not tests.evaluated:
         return Accuracies("none (test-set size unknown)", differences[0], np.nan, np.nan, [])
     error = np.sqrt(2 * means[0] * (1 - means[0]) / tests.evaluated)

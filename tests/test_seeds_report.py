@@ -316,3 +316,14 @@ def test_a_predictions_file_that_is_not_one_stops_the_report_with_one_line(tmp_p
     assert report_main([str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err
     assert f"{job_id}-a1.npz is not a predictions file" in error and "Traceback" not in error
+
+
+def test_on_one_seed_the_verdict_rests_on_mcnemars_test_of_the_same_images():
+    summary, epochs, predictions = seeds_run({"jax": -0.04}, seeds=1)
+    found = analyse(summary, epochs, predictions)
+    assert found.pairs["accuracy_test"].eq("McNemar on 2,000 images").all()
+    assert found.pairs["steps_p"].isna().all()  # one seed a side: no distribution of steps to compare
+    assert found.verdicts.set_index("label")["flagged"].to_dict() == {"pytorch:eager": False,
+                                                                      "tensorflow:function": False, "jax:jit": True}
+    unpaired = analyse(summary, epochs, {})
+    assert unpaired.pairs["accuracy_test"].eq("independent-samples bound, 2,000 images").all()
