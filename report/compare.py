@@ -43,7 +43,7 @@ from report.findings import (
 from report.paired import ALPHA
 from report.predictions import PairedAccuracy, all_predictions, image_count, paired_accuracy, seed_of
 from report.source import SchemaError, final_summary, read_env, read_table
-from report.tables import identified
+from report.tables import identified, process_of
 
 # A smaller change of step time is not one to act on: separate processes of one job on a shared machine differ by
 # as much (docs/noise.md), so two runs can differ by it without anything having changed.
@@ -77,8 +77,8 @@ def job_table(summary: pd.DataFrame, memory: str = "peak_rss_mb") -> pd.DataFram
     median step times, their count, each one's peak `memory` (a list), the median accuracy, and
     whether any was measured on a busy machine."""
     jobs = identified(measured(summary))
-    grouped = jobs.groupby(JOB)
-    return grouped.agg(step_ms_median=("step_ms_median", "median"), processes=("repeat", "nunique"),
+    grouped = jobs.assign(process=process_of(jobs)).groupby(JOB)
+    return grouped.agg(step_ms_median=("step_ms_median", "median"), processes=("process", "nunique"),
                        memory_mb=(memory, lambda peaks: peaks.dropna().to_list()),
                        accuracy=("test_accuracy", "median"),
                        busy=("busy", lambda values: bool(values.astype(str).eq("True").any())))

@@ -22,7 +22,7 @@ from benchmarks.harness.results import JOB, SETTING, measured
 from report.migrate import PARITY, migrated_table, parity_file
 from report.paired import ALPHA
 from report.predictions import image_count, paired_accuracy, seed_of
-from report.tables import identified, number, target_busy
+from report.tables import identified, number, process_of, target_busy
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -55,10 +55,10 @@ def _labelled(jobs: pd.DataFrame) -> pd.DataFrame:
 def window_times(jobs: pd.DataFrame, steps: pd.DataFrame) -> dict[tuple, list[np.ndarray]]:
     """Per job (its JOB values, `job_key`): one array of window step times (ms) per process, in the
     order the windows were timed (the k-th window of every process that took turns ran in round k)."""
-    windows = steps.drop(columns=JOB, errors="ignore").merge(jobs[["job_id", "attempt", *JOB]],
-                                                             on=["job_id", "attempt"])
+    windows = steps[["job_id", "attempt", "window", "step_ms"]].merge(
+        jobs[["job_id", "attempt", *JOB]].assign(process=process_of(jobs)), on=["job_id", "attempt"])
     windows = windows.sort_values("window", kind="stable")
-    return {key: [group["step_ms"].to_numpy(float) for _, group in rows.groupby("repeat")]
+    return {key: [group["step_ms"].to_numpy(float) for _, group in rows.groupby("process")]
             for key, rows in windows.groupby(JOB, dropna=False)}
 
 
@@ -230,10 +230,10 @@ def comparisons(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED,
     times = window_times(jobs, steps)
     rng = np.random.default_rng(seed)
     rows = []
-    for key, group in jobs.groupby(SETTING):
+    for key, group in jobs.assign(process=process_of(jobs)).groupby(SETTING):
         per_label = group.groupby("label").agg(framework=("framework", "first"), variant=("variant", "first"),
                                                step_ms_median=("step_ms_median", "median"),
-                                               processes=("repeat", "nunique"))
+                                               processes=("process", "nunique"))
         per_label = per_label.sort_values("step_ms_median", kind="stable")
         fastest = per_label.index[0]
         fastest_key = job_key(key, *per_label.loc[fastest, ["framework", "variant"]])

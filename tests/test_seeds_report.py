@@ -15,7 +15,7 @@ import pytest
 from benchmarks.harness.results import EPOCHS_COLUMNS, SUMMARY_COLUMNS
 from report.__main__ import main as report_main
 from report.compare import compare
-from report.findings import accuracy_findings, target_findings
+from report.findings import accuracy_findings, comparisons, target_findings, timed_jobs, window_times
 from report.paired import gehan_permutation, holm, mcnemar, paired_t, smallest_permutation_p, t_two_sided
 from report.predictions import Predictions, all_predictions, image_count, paired_accuracy, predictions_path, seed_of
 from report.readme import render
@@ -30,6 +30,7 @@ from report.seeds import (
     verdict_sentences,
 )
 from tests.conftest import ROOT
+from tests.test_findings import run_tables, windows
 
 FRAMEWORKS = {"pytorch": "eager", "tensorflow": "function", "jax": "jit"}
 CURVE = [0.35, 0.40, 0.45, 0.50, 0.55, 0.60]  # every framework's accuracy per evaluation, before a seed's luck
@@ -327,3 +328,18 @@ def test_on_one_seed_the_verdict_rests_on_mcnemars_test_of_the_same_images():
                                                                       "tensorflow:function": False, "jax:jit": True}
     unpaired = analyse(summary, epochs, {})
     assert unpaired.pairs["accuracy_test"].eq("independent-samples bound, 2,000 images").all()
+
+
+def test_speed_pools_a_jobs_seeds_as_processes_of_their_own():
+    """Two seeds of one job, each run once (repeat 1): two processes, never one whose windows are merged."""
+    summary, steps = run_tables([
+        {"framework": "pytorch", "variant": "eager", "processes": [windows(10.0, 0.2, seed=1),
+                                                                   windows(11.0, 0.2, seed=2)]},
+        {"framework": "jax", "variant": "jit", "processes": [windows(12.0, 0.2, seed=3), windows(12.5, 0.2, seed=4)]},
+    ])
+    seeds = summary["job_id"].str.endswith("r2").astype(int)
+    summary = summary.assign(seed=seeds, repeat=1)
+    steps = steps.assign(seed=steps["job_id"].str.endswith("r2").astype(int), repeat=1)
+    compared = comparisons(summary, steps)
+    assert compared["processes"].eq(2).all()
+    assert all(len(processes) == 2 for processes in window_times(timed_jobs(summary), steps).values())
