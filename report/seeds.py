@@ -184,6 +184,9 @@ def _varies(table: pd.DataFrame) -> set[str]:
 
 
 def _span(low: float, high: float, digits: str) -> str:
+    """An interval in words, a bound that is a median not reached (infinite) said so."""
+    if np.isinf(low):
+        return "not reached"
     return f"{low:{digits}}-" + ("not reached" if np.isinf(high) else f"{high:{digits}}")
 
 
@@ -220,6 +223,9 @@ def ranking_sentences(table: pd.DataFrame) -> list[str]:
                              f"seeds.")
             continue
         fastest = ranked.iloc[0]
+        if len(group) == 1:
+            sentences.append(f"{group_name(key, varies)}: {fastest['label']} alone, nothing to rank it against.")
+            continue
         text = f"{group_name(key, varies)}: **{fastest['label']}** is fastest to the target at the median"
         parts = []
         for _, row in ranked.iloc[1:].iterrows():

@@ -26,6 +26,7 @@ from report.seeds import (
     censored_median,
     method_note,
     processes,
+    ranking_sentences,
     time_to_target_markdown,
     verdict_sentences,
 )
@@ -343,3 +344,13 @@ def test_speed_pools_a_jobs_seeds_as_processes_of_their_own():
     compared = comparisons(summary, steps)
     assert compared["processes"].eq(2).all()
     assert all(len(processes) == 2 for processes in window_times(timed_jobs(summary), steps).values())
+
+
+def test_a_target_no_seed_reached_is_said_not_reached_in_every_cell():
+    summary, epochs, predictions = seeds_run(seeds=3, target=0.99)
+    found = analyse(summary, epochs, predictions)
+    assert found.table["verdict"].eq("not reached").all() and found.table["reached"].eq(0).all()
+    shown = time_to_target_markdown(found.table)
+    assert "inf" not in shown and "not reached (> 3,000) (not reached)" in shown
+    assert ranking_sentences(found.table) == ["lenet, batch 32: no framework reached the target at the median of its "
+                                              "seeds."]
