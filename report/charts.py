@@ -1,5 +1,5 @@
 """The report's PNG charts: step-time ratios with their intervals, compile pay-off, throughput and
-memory against batch size, learning curves and accuracy against wall-clock time. Every chart gives
+memory against batch size, learning curves, and accuracy against wall-clock time and steps over seeds. Every chart gives
 a framework the same colour and each of its variants the same marker, draws a step trained through a
 front end (Keras) with half-filled markers and dash-dotted lines, apart from the native ones, draws
 measured values as dots or lines (never bars, so a log axis cannot mislead), and names the model,
@@ -269,20 +269,26 @@ def curves_chart(curves: pd.DataFrame, summary: pd.DataFrame, run_dir: Path, env
     return save(fig, run_dir / "curves.png", "learning curves")
 
 
-def accuracy_time_chart(curves: pd.DataFrame, target: float, jobs: pd.DataFrame, run_dir: Path,
-                        env: dict | None = None, test_images: int | None = None, z: float = 1.96) -> str:
-    """Each job's test accuracy against wall-clock seconds (training and evaluation, as MLPerf counts
-    time to quality), with its binomial band and the target."""
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    for (job, framework, variant), curve in curves.groupby(["job", "framework", "variant"], sort=False):
-        seconds = (curve["train_s"] + curve["eval_s"].fillna(0)).cumsum()
-        ax.plot(seconds, curve["test_accuracy"], label=job, markersize=5, linestyle=line_style(framework, variant),
-                **style(framework, variant))
-        low, high = binomial_band(curve["test_accuracy"], test_images, z)
-        ax.fill_between(seconds, low, high, color=colour(framework), alpha=0.12, linewidth=0)
-    ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.0%}")
-    ax.set(xlabel="wall-clock seconds (training and evaluation)", ylabel="test accuracy",
-           title=f"Accuracy against time: {chart_title(jobs, env)}")
-    ax.title.set_fontsize("medium")
-    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
-    return save(fig, run_dir / "accuracy_time.png", "accuracy against wall-clock time")
+def accuracy_time_chart(bands: pd.DataFrame, target: float, summary: pd.DataFrame, run_dir: Path,
+                        env: dict | None = None) -> str:
+    """Test accuracy against wall-clock seconds (training and evaluation, as MLPerf counts time to quality) and
+    against steps: per framework:variant the median over seeds as a line and their least to greatest accuracy as a
+    band (`bands`: seeds.bands, from the seeds still training at each evaluation), with the target."""
+    fig, (time_ax, step_ax) = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for label, curve in bands.groupby("label", sort=False):
+        framework, variant = curve["framework"].iloc[0], curve["variant"].iloc[0]
+        seeds = int(curve["seeds"].max())
+        drawn = {"label": f"{label} ({seeds} seed{'s' if seeds > 1 else ''})", "markersize": 5,
+                 "linestyle": line_style(framework, variant), **style(framework, variant)}
+        for ax, x in ((time_ax, curve["wall_s"]), (step_ax, curve["step"])):
+            ax.plot(x, curve["accuracy"], **drawn)
+            ax.fill_between(x, curve["low"], curve["high"], color=colour(framework), alpha=0.15, linewidth=0)
+    for ax in (time_ax, step_ax):
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.0%}")
+    time_ax.set(xlabel="wall-clock seconds (training and evaluation), median over seeds", ylabel="test accuracy")
+    step_ax.set(xlabel="training steps")
+    step_ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(f"Accuracy over seeds (line: median; band: least to greatest): {chart_title(summary, env)}",
+                 fontsize="medium")
+    return save(fig, run_dir / "accuracy_time.png", "accuracy against wall-clock time and steps, median and range "
+                "over seeds")

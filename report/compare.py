@@ -15,9 +15,12 @@ Verdicts:
   the per-process peaks, with its 95% interval from the same bootstrap over processes; *more* or
   *less* when the interval excludes 1 and the change exceeds MEMORY_THRESHOLD, else *unchanged*.
   With one process a side the interval is the ratio itself, and the threshold alone decides.
-- accuracy: *changed* when the two accuracies differ by more than the sampling error of two
-  accuracies on the test set (`report.findings.accuracy_bound`), else *unchanged*; judged only when
-  both runs evaluated the same number of test images (`report.findings.evaluated_images`)."""
+- accuracy: where both runs saved per-image predictions of the job (`predictions/`, on the same test
+  images, of the same seed), McNemar's test on the images one run's model alone classified correctly at its last
+  evaluation: *changed* below 5%. Otherwise *changed* when the two accuracies differ by more than the bound for
+  two independent samples of the test set (`report.findings.accuracy_bound`), judged only when both runs
+  evaluated the same number of test images (as recorded, else read off the accuracies). `accuracy_test` says
+  which."""
 
 from __future__ import annotations
 
@@ -34,12 +37,13 @@ from report.findings import (
     MIN_WINDOWS,
     SEED,
     accuracy_bound,
-    evaluated_images,
     ratio_interval,
     window_times,
 )
+from report.paired import ALPHA
+from report.predictions import PairedAccuracy, all_predictions, image_count, paired_accuracy, seed_of
 from report.source import SchemaError, final_summary, read_env, read_table
-from report.tables import identified
+from report.tables import identified, process_of
 
 # A smaller change of step time is not one to act on: separate processes of one job on a shared machine differ by
 # as much (docs/noise.md), so two runs can differ by it without anything having changed.
@@ -49,13 +53,32 @@ STEP_THRESHOLD = 0.05
 MEMORY_THRESHOLD = 0.05
 
 
+def first_processes(summary: pd.DataFrame) -> dict[tuple, tuple[int, str, int]]:
+    """Per job (JOB values), the seed, job_id and attempt of its first process of its first seed: the one whose
+    predictions stand for it."""
+    jobs = identified(measured(summary)).assign(seed=seed_of(summary))
+    first = jobs.sort_values(["seed", "repeat"]).drop_duplicates(JOB)
+    return {tuple(row[JOB]): (int(row["seed"]), row["job_id"], int(row["attempt"])) for _, row in first.iterrows()}
+
+
+def paired_change(key: tuple, old: dict, new: dict, predictions: tuple[dict, dict]) -> PairedAccuracy | None:
+    """McNemar's test between a job's final evaluations in two runs, where both saved predictions of the same
+    seed on the same images (`old`, `new`: `first_processes`); None where they did not."""
+    if key not in old or key not in new or old[key][0] != new[key][0]:
+        return None
+    saved = [found.get(process[1:]) for found, process in zip(predictions, (old[key], new[key]))]
+    if any(found is None for found in saved) or not np.array_equal(saved[0].labels, saved[1].labels):
+        return None
+    return paired_accuracy(saved[1], saved[0], int(saved[1].steps[-1]), int(saved[0].steps[-1]))
+
+
 def job_table(summary: pd.DataFrame, memory: str = "peak_rss_mb") -> pd.DataFrame:
     """One row per job that measured steps (indexed by JOB), its processes merged: the median of their
     median step times, their count, each one's peak `memory` (a list), the median accuracy, and
     whether any was measured on a busy machine."""
     jobs = identified(measured(summary))
-    grouped = jobs.groupby(JOB)
-    return grouped.agg(step_ms_median=("step_ms_median", "median"), processes=("repeat", "nunique"),
+    grouped = jobs.assign(process=process_of(jobs)).groupby(JOB)
+    return grouped.agg(step_ms_median=("step_ms_median", "median"), processes=("process", "nunique"),
                        memory_mb=(memory, lambda peaks: peaks.dropna().to_list()),
                        accuracy=("test_accuracy", "median"),
                        busy=("busy", lambda values: bool(values.astype(str).eq("True").any())))
@@ -73,10 +96,12 @@ def _verdict(ratio: float, low: float, high: float, threshold: float, words: tup
 
 
 def compare(old: pd.DataFrame, new: pd.DataFrame, old_steps: pd.DataFrame, new_steps: pd.DataFrame,
-            test_images: int | None = None, seed: int = SEED) -> pd.DataFrame:
+            test_images: int | None = None, seed: int = SEED,
+            predictions: tuple[dict, dict] | None = None) -> pd.DataFrame:
     """Jobs in both runs (summary and steps tables) with their new/old ratios, intervals and verdicts
     (the module docstring says how each is decided); `changed` names what moved: slower or faster,
-    memory, accuracy, and busy where the speed was not judged."""
+    memory, accuracy, and busy where the speed was not judged. `test_images`: the images each run's evaluations
+    scored, where both scored as many; `predictions`: each run's per-image predictions by job_id and attempt."""
     device = all(len(jobs) and jobs["peak_device_mb"].notna().all() for jobs in (measured(old), measured(new)))
     memory = "peak_device_mb" if device else "peak_rss_mb"
     both = job_table(old, memory).merge(job_table(new, memory), left_index=True, right_index=True,
@@ -84,6 +109,7 @@ def compare(old: pd.DataFrame, new: pd.DataFrame, old_steps: pd.DataFrame, new_s
     before, after = _windows(old, old_steps), _windows(new, new_steps)
     rng = np.random.default_rng(seed)
     ratio_name = "device_mb_ratio" if device else "rss_ratio"  # says which memory was compared
+    firsts = (first_processes(old), first_processes(new))
     rows = []
     for key, job in both.iterrows():
         row = {"step_ms_median_old": job["step_ms_median_old"], "step_ms_median_new": job["step_ms_median_new"]}
@@ -106,7 +132,12 @@ def compare(old: pd.DataFrame, new: pd.DataFrame, old_steps: pd.DataFrame, new_s
         accuracy_old, accuracy_new = job["accuracy_old"], job["accuracy_new"]
         if pd.notna(accuracy_old) and pd.notna(accuracy_new):
             row["accuracy_ratio"] = accuracy_new / accuracy_old
-            if test_images:
+            paired = paired_change(key, *firsts, predictions) if predictions else None
+            if paired is not None:
+                row["accuracy"] = "changed" if paired.p < ALPHA else "unchanged"
+                row["accuracy_test"] = f"paired on {paired.images:,} images, McNemar p = {paired.p:.2g}"
+            elif test_images:
+                row["accuracy_test"] = f"independent-samples bound, {test_images:,} images"
                 apart = abs(accuracy_new - accuracy_old) > accuracy_bound((accuracy_old + accuracy_new) / 2,
                                                                           test_images)
                 row["accuracy"] = "changed" if apart else "unchanged"
@@ -115,7 +146,8 @@ def compare(old: pd.DataFrame, new: pd.DataFrame, old_steps: pd.DataFrame, new_s
         changed += ["accuracy"] * (row.get("accuracy") == "changed")
         rows.append({**dict(zip(JOB, key)), **row, "changed": ", ".join(changed)})
     columns = [*JOB, "step_ms_median_old", "step_ms_median_new", "step_ratio", "step_low", "step_high", "step",
-               ratio_name, "memory_low", "memory_high", "memory", "accuracy_ratio", "accuracy", "changed"]
+               ratio_name, "memory_low", "memory_high", "memory", "accuracy_ratio", "accuracy", "accuracy_test",
+               "changed"]
     table = pd.DataFrame(rows, columns=columns)
     # a measure neither run has (e.g. accuracy of timing-only runs) is left out; the identity always stays
     return table.drop(columns=[column for column in columns[len(JOB):] if table[column].isna().all()])
@@ -146,10 +178,11 @@ def comparison_markdown(old_dir: Path, new_dir: Path) -> str:
     `report.source.SchemaError` when either was written under a later one."""
     read_env(old_dir), read_env(new_dir)
     old, new = final_summary(old_dir), final_summary(new_dir)
-    images = {evaluated_images(pd.concat([read_table(run_dir, "epochs")["test_accuracy"], summary["test_accuracy"]]))
+    images = {image_count(read_table(run_dir, "epochs"), summary["test_accuracy"]).evaluated
               for run_dir, summary in ((old_dir, old), (new_dir, new))}
     table = compare(old, new, read_table(old_dir, "steps"), read_table(new_dir, "steps"),
-                    images.pop() if len(images) == 1 else None)
+                    images.pop() if len(images) == 1 else None,
+                    predictions=(all_predictions(old_dir, old), all_predictions(new_dir, new)))
     table.insert(0, "job", table.pop("framework") + ":" + table.pop("variant"))
     # the setting's columns that hold one value in both runs say nothing about any row
     table = table.drop(columns=[column for column in SETTING if column not in ("model", "batch_size")

@@ -11,7 +11,6 @@ does. An interval that contains 1 means the two variants are tied within the mea
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 from pathlib import Path
 from statistics import NormalDist
 
@@ -21,7 +20,9 @@ import pandas as pd
 from benchmarks.checks.verdicts import failures
 from benchmarks.harness.results import JOB, SETTING, measured
 from report.migrate import PARITY, migrated_table, parity_file
-from report.tables import identified, number, target_busy
+from report.paired import ALPHA
+from report.predictions import image_count, paired_accuracy, seed_of
+from report.tables import identified, number, process_of, target_busy
 
 RESAMPLES = 2000
 CONFIDENCE = 0.95
@@ -54,10 +55,10 @@ def _labelled(jobs: pd.DataFrame) -> pd.DataFrame:
 def window_times(jobs: pd.DataFrame, steps: pd.DataFrame) -> dict[tuple, list[np.ndarray]]:
     """Per job (its JOB values, `job_key`): one array of window step times (ms) per process, in the
     order the windows were timed (the k-th window of every process that took turns ran in round k)."""
-    windows = steps.drop(columns=JOB, errors="ignore").merge(jobs[["job_id", "attempt", *JOB]],
-                                                             on=["job_id", "attempt"])
+    windows = steps[["job_id", "attempt", "window", "step_ms"]].merge(
+        jobs[["job_id", "attempt", *JOB]].assign(process=process_of(jobs)), on=["job_id", "attempt"])
     windows = windows.sort_values("window", kind="stable")
-    return {key: [group["step_ms"].to_numpy(float) for _, group in rows.groupby("repeat")]
+    return {key: [group["step_ms"].to_numpy(float) for _, group in rows.groupby("process")]
             for key, rows in windows.groupby(JOB, dropna=False)}
 
 
@@ -103,17 +104,6 @@ def read_parity(run_dir: Path) -> pd.DataFrame | None:
         table = migrated_table(run_dir, PARITY, table)
     devices = table["devices"].fillna(1) if "devices" in table else 1  # named by the data-parallel check only
     return table.assign(devices=devices).astype({"step": "Int64", "devices": int})
-
-
-def evaluated_images(accuracies: pd.Series) -> int | None:
-    """The number of test images behind a run's accuracies, read off the accuracies themselves:
-    each is correct / n, so n is a multiple of every reduced denominator, and their least common
-    multiple is the smallest n consistent with all of them (exact unless every count shares a
-    factor with n, which a handful of evaluations makes unlikely)."""
-    values = accuracies.dropna()
-    if values.empty:
-        return None
-    return math.lcm(*(Fraction(float(value)).limit_denominator(10**7).denominator for value in values))
 
 
 # --- Statistics ---------------------------------------------------------------------------------
@@ -240,10 +230,10 @@ def comparisons(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED,
     times = window_times(jobs, steps)
     rng = np.random.default_rng(seed)
     rows = []
-    for key, group in jobs.groupby(SETTING):
+    for key, group in jobs.assign(process=process_of(jobs)).groupby(SETTING):
         per_label = group.groupby("label").agg(framework=("framework", "first"), variant=("variant", "first"),
                                                step_ms_median=("step_ms_median", "median"),
-                                               processes=("repeat", "nunique"))
+                                               processes=("process", "nunique"))
         per_label = per_label.sort_values("step_ms_median", kind="stable")
         fastest = per_label.index[0]
         fastest_key = job_key(key, *per_label.loc[fastest, ["framework", "variant"]])
@@ -417,13 +407,15 @@ def parity_finding(tables: dict[str, pd.DataFrame | None]) -> str:
     return f"Parity {verdict} (see Parity below).{failed}"
 
 
-def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
-    """Per model and batch size of a run that trained: whether the final test accuracies agree
-    within the sampling error of the test set, whose size every evaluation of the run reveals."""
-    recorded = pd.concat([summary[["run_id", "test_accuracy"]], epochs[["run_id", "test_accuracy"]]])
-    images = {run: evaluated_images(rows["test_accuracy"]) for run, rows in recorded.groupby("run_id")}
+def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame, predictions: dict | None = None) -> list[str]:
+    """Per model and batch size of a run that trained: whether the lowest and highest final test accuracy
+    agree. Where both saved per-image predictions (`predictions`, by job_id and attempt) for a seed they share,
+    McNemar's test on the images one of them alone classified correctly; else the bound for two independent
+    samples of the run's test-set size (recorded, or read off the accuracies where the run did not record it)."""
+    tests = {run: image_count(epochs[epochs["run_id"] == run] if "run_id" in epochs else epochs, rows["test_accuracy"])
+             for run, rows in summary.groupby("run_id")}
     jobs = summary[summary["status"].eq("ok") & summary["test_accuracy"].notna()]
-    jobs = _labelled(jobs)
+    jobs = _labelled(jobs).assign(seed=seed_of(jobs))
     varies = varying(summary)
     sentences = []
     for key, group in jobs.groupby(SETTING):
@@ -431,8 +423,8 @@ def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
         if len(accuracy) < 2:
             continue
         runs = group["run_id"].unique()
-        test_images = images.get(runs[0]) if len(runs) == 1 else None
-        what = "Final test accuracy"
+        tested = tests.get(runs[0]) if len(runs) == 1 else None
+        what, step = "Final test accuracy", None
         evaluated = epochs[epochs["job_id"].isin(group["job_id"])] if {"job_id", "step"} <= set(epochs) else None
         if evaluated is not None and len(evaluated) and evaluated.groupby("job_id")["step"].max().nunique() > 1:
             # Jobs that stopped at a target stopped at different steps: compare them where all were evaluated.
@@ -448,13 +440,34 @@ def accuracy_findings(summary: pd.DataFrame, epochs: pd.DataFrame) -> list[str]:
         text = (f"{what}, {group_name(key, varies)}: from {accuracy.iloc[0]:.2%} "
                 f"({accuracy.index[0]}) to {accuracy.iloc[-1]:.2%} ({accuracy.index[-1]}), "
                 f"{spread * 100:.2f} points apart")
-        if test_images:
-            bound = accuracy_bound(accuracy.mean(), test_images)
+        paired = _paired_extremes(group, accuracy.index[0], accuracy.index[-1], step, predictions or {})
+        if paired is not None:
+            seed, result = paired
+            agree = "they agree" if result.p >= ALPHA else "**they differ**"
+            text += (f"; paired on the same {result.images:,} test images (seed {seed}): {result.only_first:,} right "
+                     f"by {accuracy.index[0]} alone, {result.only_second:,} by {accuracy.index[-1]} alone, McNemar "
+                     f"p = {result.p:.2g}: {agree} at {ALPHA:.0%}")
+        elif tested is not None and tested.evaluated:
+            bound = accuracy_bound(accuracy.mean(), tested.evaluated)
             agree = "they agree within" if spread <= bound else "**more than**"
-            text += (f"; {agree} the {bound * 100:.2f} points that sampling {test_images:,} test images "
-                     f"allows at {CONFIDENCE:.0%}")
+            inferred = "" if tested.recorded else ", their number inferred from the accuracies' denominators"
+            text += (f"; {agree} the {bound * 100:.2f} points that sampling {tested.evaluated:,} test images "
+                     f"allows at {CONFIDENCE:.0%} (the bound for two independent samples{inferred})")
         sentences.append(text + ".")
     return sentences
+
+
+def _paired_extremes(group: pd.DataFrame, low: str, high: str, step, predictions: dict):
+    """(seed, PairedAccuracy) of the two labels on the first seed they share where both saved predictions, at
+    `step` or else at each one's last evaluation; None where they did not."""
+    first = group.sort_values("repeat").drop_duplicates(["label", "seed"]).set_index(["label", "seed"])
+    for seed in sorted(set(first.loc[low].index) & set(first.loc[high].index)):
+        saved = [predictions.get((first.loc[(label, seed), "job_id"], int(first.loc[(label, seed), "attempt"])))
+                 for label in (low, high)]
+        if all(found is not None for found in saved):
+            steps = [step if step is not None else int(found.steps[-1]) for found in saved]
+            return seed, paired_accuracy(saved[0], saved[1], *steps)
+    return None
 
 
 def target_findings(summary: pd.DataFrame) -> list[str]:
@@ -480,19 +493,27 @@ def target_findings(summary: pd.DataFrame) -> list[str]:
         if len(busy):
             text += ("; **not ranked, measured on a busy machine**: " + ", ".join(
                 f"{name} ({times[name]:.1f} s, {share:.0%} of it in busy windows)" for name, share in busy.items()))
+        seeds = seed_of(group).nunique()
+        if seeds > 1:
+            text += (f" (medians over the processes of {seeds} seeds; their ranking with intervals over seeds, and "
+                     f"the seeds that missed the target, under *Time to {target:.1%} across seeds*)")
         sentences.append(text + ".")
     return sentences
 
 
 def findings(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,
-             parity: dict[str, pd.DataFrame | None], interleave: str | None = None) -> list[str]:
-    """Every finding, in the order the report lists them (`interleave`: the run's, as `comparisons` takes it)."""
+             parity: dict[str, pd.DataFrame | None], interleave: str | None = None,
+             predictions: dict | None = None) -> list[str]:
+    """Every finding, in the order the report lists them (`interleave`: the run's, as `comparisons` takes it;
+    `predictions`: the run's per-image predictions by job_id and attempt, for `accuracy_findings`)."""
     return [*speed_findings(summary, steps, interleave=interleave), *compile_findings(summary),
-            *memory_findings(summary), parity_finding(parity), *accuracy_findings(summary, epochs),
+            *memory_findings(summary), parity_finding(parity), *accuracy_findings(summary, epochs, predictions),
             *target_findings(summary)]
 
 
 def findings_section(summary: pd.DataFrame, steps: pd.DataFrame, epochs: pd.DataFrame,
-                     parity: dict[str, pd.DataFrame | None], interleave: str | None = None) -> str:
-    lines = "\n".join(f"- {sentence}" for sentence in findings(summary, steps, epochs, parity, interleave))
+                     parity: dict[str, pd.DataFrame | None], interleave: str | None = None,
+                     predictions: dict | None = None) -> str:
+    lines = "\n".join(f"- {sentence}" for sentence in findings(summary, steps, epochs, parity, interleave,
+                                                                predictions))
     return f"## Findings\n\n{lines}\n"

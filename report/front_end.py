@@ -23,7 +23,7 @@ from report.findings import (
     varying,
     window_times,
 )
-from report.tables import markdown
+from report.tables import markdown, process_of
 
 # Per side of a pair, as the ranking shows them (tables.ranking_table): the native side's under "native_" + name.
 MEASURES = ["step_ms_median", "compile_s", "peak_rss_mb", "framework_rss_mb", "peak_device_mb"]
@@ -58,11 +58,11 @@ def front_end_costs(summary: pd.DataFrame, steps: pd.DataFrame, seed: int = SEED
     jobs = timed_jobs(summary)
     jobs = jobs[jobs["input"].ne("native")]  # a framework's own pipeline times more than the step
     times = window_times(jobs, steps)
-    grouped = jobs.assign(framework_rss_mb=jobs["baseline_rss_mb"]).groupby(JOB, sort=False)
+    grouped = jobs.assign(framework_rss_mb=jobs["baseline_rss_mb"], process=process_of(jobs)).groupby(JOB, sort=False)
     sides = grouped.agg(step_ms_median=("step_ms_median", "median"), compile_s=("compile_s", "median"),
                         peak_rss_mb=("peak_rss_mb", "max"), framework_rss_mb=("framework_rss_mb", "max"),
                         peak_device_mb=("peak_device_mb", "max"), jit_compile=("jit_compile", _jit_compile),
-                        processes=("repeat", "nunique"))
+                        processes=("process", "nunique"))
     sides["framework_rss_mb"] = sides["peak_rss_mb"] - sides["framework_rss_mb"]
     rng = np.random.default_rng(seed)
     rows = []

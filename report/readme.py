@@ -37,7 +37,9 @@ from report.findings import (
 from report.front_end import cost_sentences, front_end_costs, front_end_table
 from report.migrate import PARITY_FILES
 from report.noise import noise_markdown, pairing_markdown
+from report.predictions import all_predictions
 from report.sections import answer_section
+from report.seeds import analyse, ranking_sentences, time_to_target_markdown, verdict_sentences
 from report.source import final_summary, latest, read_env, read_table
 from report.tables import curves_table, input_table, markdown, ranking_table, throughput_markdown, throughput_table
 
@@ -117,6 +119,17 @@ def time_to_target(run_dir: Path) -> str:
     target, the epochs it trained, its compile and training seconds, its time to the target, and
     the best test accuracy it reached."""
     return markdown(pd.read_csv(run_dir / "time_to_target.csv"))
+
+
+def seeds(run_dir: Path) -> str:
+    """Time to the target across seeds (the report's table: per framework:variant the median, its interval and
+    how many seeds reached it), the ranking and one convergence verdict per framework (`report.seeds`)."""
+    summary = _summary(run_dir)
+    found = analyse(summary, latest(read_table(run_dir, "epochs"), summary), all_predictions(run_dir, summary))
+    if found is None:
+        raise ValueError(f"generated seeds table: {run_dir} trained to no target accuracy")
+    sentences = [*ranking_sentences(found.table), *verdict_sentences(found.verdicts, found.pairs)]
+    return time_to_target_markdown(found.table) + "\n\n" + "\n".join(f"- {sentence}" for sentence in sentences)
 
 
 def input_paths(run_dir: Path) -> str:
@@ -220,7 +233,8 @@ def pairing(folder: Path) -> str:
 
 TABLES: dict[str, Callable[[Path], str]] = {"answer": answer, "throughput": throughput, "curves": curves,
                                             "findings": findings, "noise": noise, "pairing": pairing, "gains": gains,
-                                            "parity": parity, "time-to-target": time_to_target, "input": input_paths,
+                                            "parity": parity, "time-to-target": time_to_target, "seeds": seeds,
+                                            "input": input_paths,
                                             "hotpath": hot_path, "overhead": overhead, "copy": copy_times,
                                             "profile-shares": profile_shares, "profile-ops": profile_ops,
                                             "front-end-cost": front_end_cost}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from report.findings import best_per_framework, comparisons, findings_section, read_parity, tuning_gains, turns
 from report.front_end import CSV as FRONT_END_CSV, cost_sentences, front_end_costs, front_end_section
+from report.predictions import all_predictions
 from report.sections import (
     answer_section,
     compile_section,
@@ -27,13 +28,14 @@ from report.sections import (
     sweep_section,
     time_to_accuracy_section,
 )
+from report.seeds import CSV as SEEDS_CSV, seeds_section
 from report.source import final_summary, latest, read_env, read_table
 from report.tables import ranking_table
 
 # Written beside report.md when their section has something to show: charts and the CSV files of tables.
 RENDERED = ["speed.png", "compile.png", "throughput.png", "memory.png", "curves.png", "accuracy_time.png",
             "frameworks.csv", "ranking.csv", "gains.csv", "input.csv", "scaling.csv", "curves.csv",
-            "time_to_target.csv", "profile_shares.csv", "profile_ops.csv", FRONT_END_CSV]
+            "time_to_target.csv", *SEEDS_CSV, "profile_shares.csv", "profile_ops.csv", FRONT_END_CSV]
 
 
 def write_report(run_dir: Path) -> Path:
@@ -61,8 +63,10 @@ def write_report(run_dir: Path) -> Path:
         costs.to_csv(run_dir / FRONT_END_CSV, index=False)
     run_id = summary["run_id"].iloc[0] if len(summary) else run_dir.name
     runs = runs or {run_id: run_dir}
+    predictions = {key: found for run, folder in runs.items()
+                   for key, found in all_predictions(folder, summary[summary["run_id"] == run]).items()}
     findings = findings_section(summary, steps, epochs, {run: read_parity(folder) for run, folder in runs.items()},
-                                interleave)
+                                interleave, predictions)
     answer = answer_section(best, compared, summary, env, also=cost_sentences(costs, summary))
     if envs:
         machines = [f"### Run {run}\n\n{machine_section(envs[run], summary[summary['run_id'] == run])}"
@@ -77,7 +81,8 @@ def write_report(run_dir: Path) -> Path:
                  compile_section(ranking, summary, env, run_dir),
                  input_section(summary, run_dir),
                  gains_section(tuning_gains(summary, steps, interleave=interleave), run_dir),
-                 time_to_accuracy_section(summary, epochs, env, run_dir),
+                 time_to_accuracy_section(summary, epochs, run_dir),
+                 seeds_section(summary, epochs, predictions, env, run_dir),
                  scaling_section(ranking, summary, env, run_dir) if not ranking.empty else "",
                  sweep_section(ranking, summary, env, run_dir) if not ranking.empty else "",
                  epochs_section(epochs, summary, env, run_dir),

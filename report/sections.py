@@ -25,14 +25,14 @@ from benchmarks.harness.results import SETTING
 from frameworks import REGISTRY, compiler_family
 from report.charts import (
     MIN_EPOCHS,
-    accuracy_time_chart,
     compile_chart,
     curves_chart,
     memory_chart,
     speed_chart,
     throughput_chart,
 )
-from report.findings import NAMED_WHEN_VARYING, evaluated_images, group_name, process_note, read_parity, varying
+from report.findings import NAMED_WHEN_VARYING, group_name, process_note, read_parity, varying
+from report.predictions import image_count, seed_of
 from report.source import latest, read_table
 from report.tables import (
     busy_sum,
@@ -433,8 +433,9 @@ def sweep_section(table: pd.DataFrame, summary: pd.DataFrame, env: dict, run_dir
 
 
 def test_images(summary: pd.DataFrame, epochs: pd.DataFrame) -> int | None:
-    """The test set's size, read off every accuracy the run recorded (findings.evaluated_images)."""
-    return evaluated_images(pd.concat([summary["test_accuracy"], epochs["test_accuracy"]]))
+    """The images each evaluation scored, as the run recorded them, else read off its accuracies
+    (`predictions.image_count`)."""
+    return image_count(epochs, summary["test_accuracy"]).evaluated
 
 
 def epochs_section(epochs: pd.DataFrame, summary: pd.DataFrame, env: dict, run_dir: Path) -> str:
@@ -455,13 +456,15 @@ def epochs_section(epochs: pd.DataFrame, summary: pd.DataFrame, env: dict, run_d
             f"{note}\n\n{published(curves.reset_index(), run_dir, 'curves')}\n\n{chart}\n")
 
 
-def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, env: dict, run_dir: Path) -> str:
+def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, run_dir: Path) -> str:
     """Jobs ranked by training time to the target accuracy (those that missed it last, with their
-    best), and every job's test accuracy against its wall-clock time in one chart."""
+    best), one row per process; across seeds, and in a chart, in `report.seeds`."""
     if summary["target_accuracy"].isna().all():
         return ""
     jobs = summary[summary["target_accuracy"].notna()].copy()
-    jobs["job"] = label(jobs) + " bs" + jobs["batch_size"].astype(str) + " r" + jobs["repeat"].astype(str)
+    seeds = seed_of(jobs)
+    seed = " s" + seeds.astype(str) if seeds.nunique() > 1 else ""
+    jobs["job"] = label(jobs) + " bs" + jobs["batch_size"].astype(str) + seed + " r" + jobs["repeat"].astype(str)
     jobs["reached"] = jobs["target_reached"].astype(str).eq("True")
     jobs["busy"] = target_busy(jobs)
     jobs["job"] = jobs["job"] + jobs["busy"].map({True: " (busy)", False: ""})
@@ -483,7 +486,6 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, env: d
             if len(busy) else "")
     target = jobs["target_accuracy"].iloc[0]
     curves = epochs.merge(jobs[["job_id", "attempt", "job"]], on=["job_id", "attempt"]).sort_values("epoch")
-    chart = accuracy_time_chart(curves, target, jobs, run_dir, env, test_images(summary, epochs))
     fractional = not curves["epoch"].astype(float).apply(float.is_integer).all()
     when = f"every {int(curves['step'].min())} training steps" if fractional else "after every epoch"  # --eval-every
     return (f"## Time to {target:.1%} test accuracy\n\nEvaluated {when}; a job stops at the first "
@@ -491,8 +493,7 @@ def time_to_accuracy_section(summary: pd.DataFrame, epochs: pd.DataFrame, env: d
             f"training time, `compile_s` (its first step) included. `train_s_to_target` counts training only "
             f"(compilation included), `wall_s_to_target` adds the evaluations, as MLPerf counts time to quality."
             f"{note}\n\n"
-            f"{published(table, run_dir, 'time_to_target')}\n\n"
-            f"{chart}\n")
+            f"{published(table, run_dir, 'time_to_target')}\n")
 
 
 def profile_section(run_dir: Path, summary: pd.DataFrame, top: int = 8) -> str:

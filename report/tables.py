@@ -10,6 +10,7 @@ import pandas as pd
 
 from benchmarks.harness.contention import SUM_BUSY_SHARE
 from benchmarks.harness.results import JOB, SETTING, measured
+from report.predictions import seed_of
 
 
 def number(value: float) -> str:
@@ -46,6 +47,12 @@ def identified(table: pd.DataFrame) -> pd.DataFrame:
     counts = {column: table[column].fillna(1).astype(int) for column in ("devices", "nodes")}
     texts = {column: table[column].fillna("") for column in JOB if column not in counts and column != "batch_size"}
     return table.assign(**counts, **texts)
+
+
+def process_of(table: pd.DataFrame) -> pd.Series:
+    """Which process of its job each row came from: its seed and repeat. Speed pools a job's seeds as it pools
+    its repeats, each (seed, repeat) a process of its own."""
+    return seed_of(table).astype(str) + "/" + table["repeat"].astype(str)
 
 
 def label(table: pd.DataFrame) -> pd.Series:
@@ -110,13 +117,13 @@ def ranking_table(summary: pd.DataFrame, compared: pd.DataFrame | None = None) -
     if ok.empty:
         return ok
     ok["job"] = label(ok)
-    ok = identified(ok)
+    ok = identified(ok).assign(process=process_of(ok))
     grouped = ok.groupby(JOB, sort=False)
     table = grouped.agg(
         job=("job", "first"),
         step_ms_median=("step_ms_median", "median"), step_ms_iqr=("step_ms_iqr", "median"),
         step_ms_p5=("step_ms_p5", "median"), step_ms_p95=("step_ms_p95", "median"),
-        windows=("windows", "sum"), repeats=("repeat", "nunique"),
+        windows=("windows", "sum"), repeats=("process", "nunique"),
         images_per_s=("images_per_s", "median"), gflops=("gflops", "median"), of_peak=("of_peak", "median"),
         compile_s=("compile_s", "median"),
         recompiles=("recompiles", "max"), peak_rss_mb=("peak_rss_mb", "max"),

@@ -2,7 +2,7 @@
 framework keeps one colour and a variant one marker in every chart; ratios are dots with their 95%
 interval (none where there is no interval); compile pay-off is cumulative time against steps;
 learning curves need enough epochs and carry the test set's binomial band; accuracy is drawn against
-wall-clock seconds."""
+wall-clock seconds and steps, a band over seeds per framework:variant."""
 
 from __future__ import annotations
 
@@ -171,10 +171,19 @@ def test_learning_curves_need_enough_epochs_and_carry_the_binomial_band(drawn, t
     assert band.max() == pytest.approx(0.4 + half) and band.min() == pytest.approx(0.1 - 1.96 * np.sqrt(0.09 / 10_000))
 
 
-def test_accuracy_is_drawn_against_wall_clock_seconds(drawn, tmp_path):
-    curves = epochs_rows(3).assign(job=lambda rows: rows["framework"] + ":" + rows["variant"] + " bs32 r1")
-    accuracy_time_chart(curves, 0.25, SUMMARY, tmp_path, ENV, 10_000)
+def test_accuracy_is_drawn_against_wall_clock_seconds_and_steps_as_a_band_over_seeds(drawn, tmp_path):
+    bands = pd.DataFrame([{"label": f"{framework}:{variant}", "framework": framework, "variant": variant,
+                           "step": 500 * k, "wall_s": 6.0 * k, "accuracy": 0.1 * k, "low": 0.1 * k - 0.01,
+                           "high": 0.1 * k + 0.02, "seeds": 5}
+                          for framework, variant in (("pytorch", "eager"), ("jax", "jit")) for k in (1, 2, 3)])
+    accuracy_time_chart(bands, 0.25, SUMMARY, tmp_path, ENV)
     (fig,) = drawn
-    lines = {line.get_label(): line for line in fig.axes[0].lines}
-    assert list(lines["jax:jit bs32 r1"].get_xdata()) == [6.0, 12.0, 18.0]  # train_s + eval_s, summed
-    assert "wall-clock" in fig.axes[0].get_xlabel()
+    time_ax, step_ax = fig.axes
+    lines = {line.get_label(): line for line in time_ax.lines}
+    assert list(lines["jax:jit (5 seeds)"].get_xdata()) == [6.0, 12.0, 18.0]
+    assert list({line.get_label(): line for line in step_ax.lines}["jax:jit (5 seeds)"].get_xdata()) == [500, 1000,
+                                                                                                          1500]
+    assert lines["jax:jit (5 seeds)"].get_color() == colour("jax")
+    band = time_ax.collections[1].get_paths()[0].vertices[:, 1]  # jax's: least to greatest over the seeds
+    assert band.min() == pytest.approx(0.09) and band.max() == pytest.approx(0.32)
+    assert "wall-clock" in time_ax.get_xlabel() and "steps" in step_ax.get_xlabel()

@@ -14,7 +14,6 @@ from report.findings import (
     accuracy_findings,
     break_even_steps,
     compile_findings,
-    evaluated_images,
     findings_section,
     job_key,
     memory_findings,
@@ -24,6 +23,7 @@ from report.findings import (
     took_turns,
     tuning_gains,
 )
+from report.predictions import evaluated_images
 from report.sections import settings_section
 
 NO_EPOCHS = pd.DataFrame(columns=["run_id", "test_accuracy"])
