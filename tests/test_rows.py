@@ -78,7 +78,7 @@ def test_a_worker_result_with_a_misspelled_key_is_refused_at_the_parent(tmp_path
 
 
 def test_a_summary_row_is_its_identity_then_its_parts_the_later_replacing_the_earlier():
-    identity = Identity("run", "job", "faulty", "ok", "tuned", "lenet", "cpu", "fp32", 32, 1, 1, 1)
+    identity = Identity("run", "job", "faulty", "ok", "tuned", "lenet", "cpu", "fp32", 32, 1, 0, 1, 1)
     row = assemble(SummaryRow, identity, {"threads": 4, "status": "error"}, StepTimes(windows=3, step_ms_median=2.0),
                    {"threads": 2, "status": "ok"})
     assert (row.job_id, row.threads, row.status, row.windows, row.step_ms_median, row.test_accuracy) == (

@@ -30,7 +30,7 @@ class JobRecorder:
         self.identity = Identity(run_id=run_id, job_id=job.job_id, framework=what.framework, variant=what.variant,
                                  tuning=what.tuning, model=what.model, device=job.placement.device,
                                  precision=job.training.precision, batch_size=what.batch_size, devices=job.replicas,
-                                 repeat=job.repeat, attempt=attempt)
+                                 seed=job.seed, repeat=job.repeat, attempt=attempt)
         self.profile: dict | None = None
         self.evaluated_steps: list[int] = []
         self.predictions: list[np.ndarray] = []

@@ -29,7 +29,8 @@ class Identity:
     precision: str
     batch_size: int  # per device
     devices: int  # all nodes'
-    repeat: int
+    seed: int  # initial weights, batch order and augmentation (--seeds)
+    repeat: int  # the process, of --repeats, that ran this seed
     attempt: int  # 1, or the resumed invocation
 
 
