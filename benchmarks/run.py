@@ -325,7 +325,7 @@ def most_at_once() -> int:
 
 def turn_groups(jobs: list[Job], interleave: str, most: int | None = None) -> list[list[Job]]:
     """The jobs in plan order, gathered into the groups whose processes run at once, taking turns:
-    with "jobs", every job of one comparison (model, batch size and the rest, all but framework,
+    with "jobs", every job of one comparison (model, batch size, seed and the rest, all but framework,
     variant, tuning profile and repeat); with "repeats", the repeats of one job under every profile
     (so that the gain from tuning compares processes that ran at once). Data-parallel jobs group by
     repeats alone: a group's non-leading processes wait for their leader inside the engine's
@@ -450,7 +450,8 @@ def warn_if_busy_sums(rows: list[SummaryRow], console) -> None:
         shares = {name: getattr(row, column) for name, column in SUMS.items()}
         busy = [f"{name} {share:.0%}" for name, share in shares.items() if share is not None and share > SUM_BUSY_SHARE]
         if busy:
-            flagged.append(f"{row.model} {row.framework}:{row.variant} bs{row.batch_size} r{row.repeat} "
+            seed = f" s{row.seed}" if row.seed else ""
+            flagged.append(f"{row.model} {row.framework}:{row.variant} bs{row.batch_size}{seed} r{row.repeat} "
                            f"({', '.join(busy)})")
     if flagged:
         console.print(f"[bold yellow]WARNING: {len(flagged)} job(s) have a time (an epoch, or to the target) of which "
