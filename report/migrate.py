@@ -17,7 +17,7 @@ import pandas as pd
 from benchmarks.harness.results import IMPLIED, SCHEMA, TABLES, fill, read_written
 
 PARITY = "parity"  # parity.csv: not one of the run tables, but migrated with them
-PLAN = "plan"  # plan.json's jobs, a row each, for the steps that read the plan: never written back
+PLAN = "plan"  # the seeds of plan.json's jobs, for the step that reads them (`planned`): never written back
 PARITY_FILES = ("parity.csv", "parity.csv.xz")
 REWRITTEN = ("env.json", *(f"{table}.csv" for table in TABLES), *PARITY_FILES)  # what a rewrite backs up
 
