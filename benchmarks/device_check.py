@@ -1,7 +1,7 @@
 """`python -m benchmarks.device_check`: the one prepared check of what only a GPU exercises
 (pinned-memory prefetch, the GPU matmul and bf16 peaks, device memory counters, bf16 autocast,
-ResNet-9's BatchNorm and time to 94%, NCCL data parallelism with synced BatchNorm, JAX sharding,
-the profiler), each step one of the suite's own commands in a child process with its own time
+ResNet-9's BatchNorm and time to 94%, over several seeds too, NCCL data parallelism with synced
+BatchNorm, JAX sharding, the profiler), each step one of the suite's own commands in a child process with its own time
 limit, in priority order within one time budget. A failed or stopped step is a finding: whatever
 it got to write is summarised, and the next step runs. `--dry-run` runs the same steps scaled down
 on the CPU.
@@ -33,7 +33,7 @@ from benchmarks.harness import data as datasets
 from benchmarks.harness.jobs import Job
 from benchmarks.harness.results import latest_attempts, read_table
 from benchmarks.harness.spawn import PROJECT_ROOT
-from frameworks import registry
+from frameworks import REGISTRY, registry
 
 BUDGET_S = 540.0  # a lent device machine gives one check 9 minutes
 DRY_RUN_BUDGET_S = 1500.0  # a busy 2-core CPU: the float64 parity reference alone can take minutes there
@@ -54,6 +54,8 @@ JAX_CACHE = "jax-cache"  # the default compilation cache: a folder of the check'
 # Time to 94% runs one framework per step, in this order, so that a slow framework cannot take
 # another's time; the timing step runs these first, then every other registered framework.
 PRIORITY = ("pytorch", "jax")
+# Time to 94% over several seeds, last, one framework per step: PRIORITY's, then every other built-in one.
+SEEDED = tuple(dict.fromkeys([*PRIORITY, *REGISTRY]))
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class Scale:
     parity: tuple[str, ...]
     timing: tuple[str, ...]
     recipe: tuple[str, ...]  # besides the framework, the recipe's own settings and the data
+    seeds: tuple[str, ...]  # the same, over several seeds (--seeds)
     parallel: tuple[str, ...]
     profile: tuple[str, ...]
     limits: dict[str, float]
@@ -110,6 +113,9 @@ GPU = Scale(
     timing=("--variant", "default", "--model", "lenet,resnet9", "--repeats", "3", "--steps", "60", "--window", "20",
             "--interleave", "repeats"),
     recipe=(),  # the recipe's batch 512 and 24 epochs, stopped at the target
+    # Three seeds, one after the other (each its own turn group), so that a step stopped at its limit keeps
+    # the seeds that reached the target or ended before it.
+    seeds=("--seeds", "3"),
     parallel=("--model", "lenet,resnet9", "--steps", "40", "--window", "20"),  # synced BatchNorm
     profile=("--model", "resnet9", "--steps", "20", "--window", "10"),
     # Estimates from FLOP counts, not measurements: set them from the first GPU run (--limits-from its
@@ -121,7 +127,8 @@ GPU = Scale(
     # earlier ones leave unused goes (see `run_check`). A step that outgrows its limit is stopped and
     # recorded as a timeout, with what it had measured kept.
     limits={"parity-fp32": 120, "parity-bf16": 75, "recipe-bf16-pytorch": 60, "recipe-bf16-jax": 60, "timing": 110,
-            "recipe-fp32-pytorch": 140, "recipe-fp32-jax": 140, "parity-tf32": 35, "devices-2": 60, "profile": 30},
+            "recipe-fp32-pytorch": 140, "recipe-fp32-jax": 140, "parity-tf32": 35, "devices-2": 60, "profile": 30,
+            **{f"seeds-{framework}": 3 * 60 for framework in SEEDED}},  # three runs of a bf16 recipe step each
     limits_are="estimates from FLOP counts, not measured (--limits-from sets them from a GPU run's summary.csv)",
 )
 # The dry run tests the check, not the frameworks: the steps that run several frameworks run JAX
@@ -133,6 +140,7 @@ DRY_RUN = Scale(
     parity=("--variant", "default", "--model", "lenet"),
     timing=(*TINY, "--model", "lenet", "--repeats", "2", "--steps", "4", "--window", "2", "--interleave", "repeats"),
     recipe=(*TINY, "--epochs", "1"),
+    seeds=(*TINY, "--epochs", "1", "--model", "lenet", "--seeds", "2"),
     parallel=(*TINY, "--model", "lenet", "--steps", "2", "--window", "2"),
     profile=(*TINY, "--model", "lenet", "--steps", "2", "--window", "2"),
     # A parity step computes the float64 reference in NumPy where its cache is cold, which no option shrinks.
@@ -145,7 +153,8 @@ def plan(machine: Machine, limits: Mapping[str, float] | None = None) -> list[St
     """Every step, in priority order, with the reason it is skipped on this machine, if any: first
     what a GPU reference needs (parity in fp32 and bf16, time to 94% in bf16 for each framework of
     PRIORITY, throughput with repeats), then what adds to it (time to 94% in fp32, TF32 parity, two
-    devices, profiles). `limits`: each step's limit by name where it is not the scale's own."""
+    devices, profiles, time to 94% in bf16 over several seeds for each framework of SEEDED). `limits`:
+    each step's limit by name where it is not the scale's own."""
     scale, device = (DRY_RUN, "cpu") if machine.dry_run else (GPU, "cuda")
     limits = {**scale.limits, **(limits or {})}
     every = ("--framework", scale.frameworks or "all")
@@ -163,10 +172,10 @@ def plan(machine: Machine, limits: Mapping[str, float] | None = None) -> list[St
                     limits[name], "tf32 is fp32 on a CPU (no TF32 units): parity-fp32 covers it"
                     if machine.dry_run and precision == "tf32" else None)
 
-    def recipe(precision: str, framework: str) -> Step:
-        name = f"recipe-{precision}-{framework}"
+    def recipe(precision: str, framework: str, name: str = "", options: tuple[str, ...] = scale.recipe) -> Step:
+        name = name or f"recipe-{precision}-{framework}"
         return Step(name, "benchmarks.run",
-                    ("--device", device, "--framework", framework, *scale.recipe, "--recipe", "resnet9-94",
+                    ("--device", device, "--framework", framework, *options, "--recipe", "resnet9-94",
                      "--target-accuracy", "0.94", "--precision", precision, *data, "--no-parity"), limits[name],
                     no_data or (f"{framework} is not installed" if framework in machine.absent else None))
 
@@ -181,7 +190,8 @@ def plan(machine: Machine, limits: Mapping[str, float] | None = None) -> list[St
     profile = Step("profile", "benchmarks.run", ("--device", device, *every, "--profile", *scale.profile, *synthetic,
                                                  "--no-parity"), limits["profile"])
     return [parity("fp32"), parity("bf16"), *(recipe("bf16", framework) for framework in PRIORITY), timing,
-            *(recipe("fp32", framework) for framework in PRIORITY), parity("tf32"), devices, profile]
+            *(recipe("fp32", framework) for framework in PRIORITY), parity("tf32"), devices, profile,
+            *(recipe("bf16", framework, f"seeds-{framework}", scale.seeds) for framework in SEEDED)]
 
 
 def round_up(seconds: float) -> float:

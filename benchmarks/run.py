@@ -71,6 +71,18 @@ def input_paths(text: str) -> list[str]:
     return ["prefetch", *paths] if paths == ["native"] else paths
 
 
+def seed_choice(text: str) -> int | list[int]:
+    """--seeds: a count N (N seeds from --seed on), or, where it holds a comma, the distinct seeds themselves."""
+    if "," in text:
+        return [cli.non_negative_int(item) for item in cli.unique_list(text)]
+    return cli.positive_int(text)
+
+
+def seeds_of(args: argparse.Namespace) -> list[int]:
+    """The seeds every job runs from, in order."""
+    return list(range(args.seed, args.seed + args.seeds)) if isinstance(args.seeds, int) else args.seeds
+
+
 # Published training settings, applied as defaults that explicit options override.
 RECIPES = {
     # Myrtle.ai's DAWNBench ResNet-9 (D. Page, "How to train your ResNet", 2018), as the DAWNBench
@@ -148,7 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "of one model, batch size and device count, so a slow spell of the machine falls on "
                              "every framework alike; repeats = only the repeats of one job (fewer processes held "
                              "in memory at once). Data-parallel jobs (--devices N) interleave repeats only")
-    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="initial weights and batch order")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="the first of --seeds N")
+    parser.add_argument("--seeds", type=seed_choice, default=1, metavar="N|S,S,...",
+                        help="seeds to train every job from, each setting its initial weights, batch order and "
+                             "augmentation: N seeds from --seed on, or a comma-separated list of seeds (such as "
+                             "3,7,11); each seed runs --repeats processes, and its job ids end in -s<seed>-r<repeat> "
+                             "(seed 0's in -r<repeat>)")
     parser.add_argument("--lr", type=cli.positive_float, default=0.01, help="SGD learning rate")
     parser.add_argument("--momentum", type=fraction, default=0.9, help="SGD momentum (PyTorch's form)")
     parser.add_argument("--weight-decay", type=fraction, default=0.0, help="L2 added to the gradient")
@@ -257,13 +274,14 @@ def plan_jobs(args: argparse.Namespace, selection: cli.Selection, data: str, dat
             data=feed, placement=Placement(device=selection.device, threads=selection.threads, devices=devices,
                                            nodes=args.nodes, node_rank=args.node_rank, coordinator=args.coordinator,
                                            node_hosts=tuple(args.node_hosts or ())),
-            repeat=repeat, seed=args.seed)
+            repeat=repeat, seed=seed)
         for model in selection.models
         for framework, variant in selection.pairs
         for profile in selection.profiles
         for batch_size in args.batch_size
         for devices in args.devices
         for feed in feeds
+        for seed in seeds_of(args)
         for repeat in range(1, args.repeats + 1)
     ]
 
@@ -307,7 +325,7 @@ def most_at_once() -> int:
 
 def turn_groups(jobs: list[Job], interleave: str, most: int | None = None) -> list[list[Job]]:
     """The jobs in plan order, gathered into the groups whose processes run at once, taking turns:
-    with "jobs", every job of one comparison (model, batch size and the rest, all but framework,
+    with "jobs", every job of one comparison (model, batch size, seed and the rest, all but framework,
     variant, tuning profile and repeat); with "repeats", the repeats of one job under every profile
     (so that the gain from tuning compares processes that ran at once). Data-parallel jobs group by
     repeats alone: a group's non-leading processes wait for their leader inside the engine's
@@ -432,7 +450,8 @@ def warn_if_busy_sums(rows: list[SummaryRow], console) -> None:
         shares = {name: getattr(row, column) for name, column in SUMS.items()}
         busy = [f"{name} {share:.0%}" for name, share in shares.items() if share is not None and share > SUM_BUSY_SHARE]
         if busy:
-            flagged.append(f"{row.model} {row.framework}:{row.variant} bs{row.batch_size} r{row.repeat} "
+            seed = f" s{row.seed}" if row.seed else ""
+            flagged.append(f"{row.model} {row.framework}:{row.variant} bs{row.batch_size}{seed} r{row.repeat} "
                            f"({', '.join(busy)})")
     if flagged:
         console.print(f"[bold yellow]WARNING: {len(flagged)} job(s) have a time (an epoch, or to the target) of which "
@@ -576,6 +595,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("argument --epochs: with --epochs 0, give --steps N (a run needs something to time)")
     if args.eval_every and (args.epochs == 0 or (args.epochs is None and args.steps)):
         parser.error("argument --eval-every: needs epochs to evaluate in (give --epochs N)")
+    if isinstance(args.seeds, list) and args.seed:
+        parser.error("argument --seeds: a list names every seed itself: drop --seed (the first of --seeds N)")
     if args.nesterov and args.momentum == 0:
         parser.error("argument --nesterov: needs a momentum above 0 (give --momentum)")
     if args.target_accuracy is not None and (args.epochs == 0 or (args.epochs is None and args.steps)):

@@ -423,8 +423,10 @@ class Adapter(abc.ABC):
         """Forward pass in evaluation mode (BatchNorm normalises by its running statistics)."""
 
     @abc.abstractmethod
-    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
-        """Summed cross-entropy and number of correct predictions on a batch."""
+    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        """Summed cross-entropy on a batch, and each image's predicted class (the arg max of its
+        logits) as a NumPy integer array: only the class indices leave the device, and the harness
+        scores them against the labels."""
 
     def builtin_equivalents(self) -> dict[str, tuple[Callable, Callable]]:
         """Where the suite's own code sits on the training step's hot path, the same work written

@@ -17,6 +17,7 @@ import pandas as pd
 from benchmarks.harness.results import IMPLIED, SCHEMA, TABLES, fill, read_written
 
 PARITY = "parity"  # parity.csv: not one of the run tables, but migrated with them
+PLAN = "plan"  # the seeds of plan.json's jobs, for the step that reads them (`planned`): never written back
 PARITY_FILES = ("parity.csv", "parity.csv.xz")
 REWRITTEN = ("env.json", *(f"{table}.csv" for table in TABLES), *PARITY_FILES)  # what a rewrite backs up
 
@@ -101,7 +102,18 @@ def schema_5_to_6(env: dict, tables: dict[str, pd.DataFrame]) -> tuple[dict, dic
     return env, tables
 
 
-MIGRATIONS = {1: schema_1_to_2, 2: schema_2_to_3, 3: schema_3_to_4, 4: schema_4_to_5, 5: schema_5_to_6}
+def schema_6_to_7(env: dict, tables: dict[str, pd.DataFrame]) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """Schema 7 puts the seed in every table's identity (--seeds) and records epochs.csv's test_size and evaluated.
+    Before it a run had one seed, --seed, which every job of its plan.json holds: the rows get it (0, the default,
+    where the folder has no plan.json). The test set's size and the images scored were not recorded: they stay
+    empty."""
+    plan = tables.get(PLAN)
+    seed = int(plan["seed"].iloc[0]) if plan is not None and len(plan) else 0
+    return env, {name: frame.assign(seed=seed) if name in TABLES else frame for name, frame in tables.items()}
+
+
+MIGRATIONS = {1: schema_1_to_2, 2: schema_2_to_3, 3: schema_3_to_4, 4: schema_4_to_5, 5: schema_5_to_6,
+              6: schema_6_to_7}
 
 
 def migrate(env: dict, tables: dict[str, pd.DataFrame]) -> tuple[dict, dict[str, pd.DataFrame]]:
@@ -126,12 +138,21 @@ def migrated_env(run_dir: Path) -> dict:
     return {**migrated, "migrated": {"from": env.get("schema", 1), "empty": list(dict.fromkeys(empty))}}
 
 
+def planned(run_dir: Path) -> dict[str, pd.DataFrame]:
+    """plan.json's jobs' seeds as the PLAN table, where the folder has a plan.json whose jobs record them."""
+    path = run_dir / "plan.json"
+    jobs = json.loads(path.read_text()).get("jobs", []) if path.is_file() else []
+    seeds = [job["seed"] for job in jobs if "seed" in job]
+    return {PLAN: pd.DataFrame({"seed": seeds})} if seeds else {}
+
+
 def migrated_table(run_dir: Path, name: str, frame: pd.DataFrame) -> pd.DataFrame:
     """`frame`, the table `name` of `run_dir` as written, at the current schema."""
     env = written_env(run_dir)
     if env.get("schema", 1) == SCHEMA:
         return frame
-    tables = {name: frame, **({"summary": read_written(run_dir, "summary")} if name == PARITY else {})}
+    tables = {name: frame, **({"summary": read_written(run_dir, "summary")} if name == PARITY else {}),
+              **planned(run_dir)}
     return migrate(env, tables)[1][name]
 
 
@@ -163,14 +184,14 @@ def rewrite(run_dir: Path) -> str:
     if backup.exists():
         raise SchemaError(f"{backup} already exists: move it away to migrate {run_dir} again")
     written = {table: read_written(run_dir, table) for table in TABLES if (run_dir / f"{table}.csv").exists()}
-    tables, migrated = migrate(env, written)[1], migrated_env(run_dir)
+    tables, migrated = migrate(env, {**written, **planned(run_dir)})[1], migrated_env(run_dir)
     parity, parity_path = migrated_parity(run_dir), parity_file(run_dir)
     backup.mkdir()
     for name in REWRITTEN:
         if (run_dir / name).exists():
             shutil.copy2(run_dir / name, backup / name)
-    for name, frame in tables.items():
-        fill(frame, name).to_csv(run_dir / f"{name}.csv", index=False)
+    for name in written:
+        fill(tables[name], name).to_csv(run_dir / f"{name}.csv", index=False)
     if parity is not None:
         parity.to_csv(parity_path, index=False)
     (run_dir / "env.json").write_text(json.dumps(migrated, indent=2) + "\n")

@@ -97,8 +97,8 @@ class FaultyAdapter(Adapter):
     def logits(self, images: np.ndarray) -> np.ndarray:
         return np.zeros((len(images), 10), np.float32)
 
-    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, int]:
-        return self._loss(self.steps) * len(labels), int(np.sum(labels == 0))
+    def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+        return self._loss(self.steps) * len(labels), np.zeros(len(labels), np.int64)  # class 0 for every image
 
     def compile_count(self) -> int:
         return 1

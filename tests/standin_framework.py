@@ -120,7 +120,7 @@ class StandinAdapter(Adapter):
         logits = reference.logits(self.model_name, self.state.params, images)
         shifted = logits - logits.max(axis=1, keepdims=True)
         log_softmax = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-        return float(-log_softmax[np.arange(len(labels)), labels].sum()), int((logits.argmax(1) == labels).sum())
+        return float(-log_softmax[np.arange(len(labels)), labels].sum()), logits.argmax(1)
 
     # --- Introspection --------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
 """Each adapter on its own: training lowers the loss without recompiling after warm-up,
-evaluation counts and sums what its logits say, and its registry entry tells the truth about its hooks."""
+evaluation predicts and sums what its logits say, and its registry entry tells the truth about its hooks."""
 
 import importlib.metadata
 
@@ -102,12 +102,14 @@ def test_a_batch_that_cannot_be_taken_as_it_is_is_placed_as_a_copy(framework):
     readonly.flags.writeable = False
     placed = adapter.place(offset, readonly)
     adapter.wait(placed)
-    assert adapter.evaluate(*placed) == adapter.evaluate(images, labels)
+    (placed_loss, placed_predicted), (loss, predicted) = adapter.evaluate(*placed), adapter.evaluate(images, labels)
+    assert placed_loss == loss
+    np.testing.assert_array_equal(placed_predicted, predicted)
     np.testing.assert_array_equal(np.from_dlpack(placed[1]).astype(labels.dtype), labels)
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS, ids=str)
-def test_evaluate_counts_correct_predictions_from_the_logits(framework):
+def test_evaluate_predicts_the_class_of_the_largest_logit_and_sums_the_loss(framework):
     adapter_cls = require(framework)
     adapter = adapter_cls("lenet", "cpu", REGISTRY[framework].default_variant, TrainConfig())
     adapter.set_params(init_params("lenet", seed=1))
@@ -115,8 +117,10 @@ def test_evaluate_counts_correct_predictions_from_the_logits(framework):
     logits = adapter.logits(images)
     labels = logits.argmax(1).astype(np.int32)  # every prediction right...
     labels[:5] = (labels[:5] + 1) % 10  # ...but five
-    loss_sum, correct = adapter.evaluate(images, labels)
-    assert correct == len(labels) - 5
+    loss_sum, predicted = adapter.evaluate(images, labels)
+    assert isinstance(predicted, np.ndarray) and np.issubdtype(predicted.dtype, np.integer)
+    np.testing.assert_array_equal(predicted, logits.argmax(1))
+    assert (predicted == labels).sum() == len(labels) - 5
     shifted = logits - logits.max(1, keepdims=True)
     expected = -(shifted[np.arange(len(labels)), labels] - np.log(np.exp(shifted).sum(1))).sum()
     assert loss_sum == pytest.approx(expected, rel=1e-5)

@@ -131,6 +131,13 @@ BAD_INPUT = [
      ["argument --input-workers:", "give --input native"]),
     ("native input over several devices", ["--input", "native", "--devices", "2"],
      ["argument --input:", "native pipelines feed one device"]),
+    ("no seeds", ["--seeds", "0"], ["argument --seeds:", "'0'", "must be a positive integer (1 or more)"]),
+    ("seeds not a number", ["--seeds", "five"], ["argument --seeds:", "'five'", "is not an integer"]),
+    ("negative seed in a list", ["--seeds", "3,-1"], ["argument --seeds:", "'-1'", "must be 0 or more"]),
+    ("seed listed twice", ["--seeds", "3,7,3"], ["argument --seeds:", "'3,7,3'", "lists 3 more than once"]),
+    ("empty seed list entry", ["--seeds", "3,"], ["argument --seeds:", "'3,'", "has an empty entry"]),
+    ("a list of seeds and a first seed", ["--seeds", "3,7", "--seed", "5"],
+     ["argument --seeds:", "a list names every seed itself: drop --seed"]),
 ]
 
 
@@ -256,6 +263,21 @@ def test_a_model_list_plans_every_job_for_each_model():
     assert [(job.what.model, job.what.batch_size) for job in jobs] == [
         ("resnet9", 8), ("resnet9", 16), ("lenet", 8), ("lenet", 16)]
     assert len({job.job_id for job in jobs}) == len(jobs), "job ids must differ between models"
+
+
+@pytest.mark.parametrize("argv, seeds", [([], [0]), (["--seeds", "3", "--seed", "5"], [5, 6, 7]),
+                                         (["--seeds", "7,0"], [7, 0]), (["--seeds", "11"], list(range(11)))],
+                         ids=["one seed, 0", "a count from --seed", "a list", "a count of 11 (no comma)"])
+def test_every_seed_runs_its_repeats_as_jobs_of_their_own_and_seed_0_keeps_its_ids(argv, seeds):
+    parser = run.build_parser()
+    args = parser.parse_args(["--framework", "pytorch", "--repeats", "2", *argv])
+    jobs = run.plan_jobs(args, run.cli.selection_from_args(parser, args), "synthetic", None)
+    assert [(job.seed, job.repeat) for job in jobs] == [(seed, repeat) for seed in seeds for repeat in (1, 2)]
+    for job in jobs:
+        seeded = f"-s{job.seed}" if job.seed else ""
+        assert job.job_id == f"lenet-pytorch-eager-tuned-bs128{seeded}-r{job.repeat}"
+        assert job.label.endswith(f"{f', seed {job.seed}' if job.seed else ''}, repeat {job.repeat}")
+    assert len({job.job_id for job in jobs}) == len(jobs)
 
 
 @pytest.mark.parametrize("argv, augment", [([], "none"), (["--augment", "crop-flip"], "crop-flip")],

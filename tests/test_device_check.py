@@ -24,6 +24,7 @@ import pytest
 from benchmarks import cli, device_check, run
 from benchmarks.device_check import Machine, Step, plan
 from benchmarks.harness.results import append_rows
+from frameworks import REGISTRY
 from frameworks.tuning import DEFAULT_PROFILE
 from report import readme
 from tests.conftest import ROOT
@@ -47,6 +48,9 @@ GPU_STEPS = {
                     "--precision tf32"],
     "devices-2": ["-m benchmarks.run", "--device cuda", "--framework all", "--devices 2", "resnet9"],
     "profile": ["-m benchmarks.run", "--device cuda", "--framework all", "--profile", "--model resnet9"],
+    # time to 94% over three seeds, PyTorch and JAX first, then every other framework: the Keras backends
+    **{f"seeds-{framework}": [*RECIPE, f"--framework {framework} ", "--precision bf16", "--seeds 3"]
+       for framework in dict.fromkeys(["pytorch", "jax", *REGISTRY])},
 }
 REFERENCE = ["parity-fp32", "parity-bf16", "recipe-bf16-pytorch", "recipe-bf16-jax", "timing"]  # what it needs
 
@@ -83,10 +87,21 @@ def test_the_timing_step_plans_six_jobs_a_framework_whole_ones_first_in_priority
     assert [group[0].what.framework for group in groups[:2]] == ["pytorch", "jax"]
 
 
+def test_the_seeds_steps_plan_each_seed_of_one_framework_after_the_other():
+    """Each seed its own turn group, in order: a step stopped at its limit keeps the seeds before."""
+    seeds = next(step for step in plan(Machine(dry_run=False, gpus=1, data_dir=Path("/data")))
+                 if step.name == "seeds-jax")
+    jobs = planned_jobs(seeds)
+    assert [(job.what.framework, job.what.model, job.seed, job.repeat) for job in jobs] == [
+        ("jax", "resnet9", seed, 1) for seed in range(3)]
+    assert [[job.seed for job in group] for group in run.turn_groups(jobs, "jobs")] == [[0], [1], [2]]
+
+
 def test_on_one_gpu_without_data_the_plan_says_why_it_skips_steps():
     steps = {step.name: step for step in plan(Machine(dry_run=False, gpus=1, data_dir=None))}
-    recipes = [name for name in steps if name.startswith("recipe-")]
-    assert len(recipes) == 4 and {steps[name].skip for name in recipes} == {"no CIFAR-10 copy (give --data-dir)"}
+    recipes = [name for name in steps if name.startswith(("recipe-", "seeds-"))]
+    assert len(recipes) == 4 + len(REGISTRY)
+    assert {steps[name].skip for name in recipes} == {"no CIFAR-10 copy (give --data-dir)"}
     assert steps["devices-2"].skip == "1 GPU listed by nvidia-smi -L, 2 needed"
     with_data = {step.name: step for step in plan(Machine(dry_run=False, gpus=1, data_dir=Path("/data"),
                                                           absent=("jax",)))}
@@ -426,6 +441,8 @@ def test_the_dry_run_runs_every_step_and_bundles_what_comes_back(tmp_path):
         assert findings[f"recipe-{precision}-pytorch"] == "pytorch: ok x1"
         assert findings[f"recipe-{precision}-jax"] == "jax: ok x1"
     assert findings["timing"] == "jax: ok x2"
+    for framework in REGISTRY:  # two seeds each, each framework its own step
+        assert findings[f"seeds-{framework}"] == f"{framework}: ok x2"
     assert re.search(r"\| parity-fp32 +\|", (out / "device-check.md").read_text())
     cache = out / device_check.JAX_CACHE
     assert [path for path in cache.rglob("*") if path.is_file()], "the steps' JAX workers compile into the cache"

@@ -34,7 +34,8 @@ def pair_tables(column: str, run_id: str = "run") -> tuple[pd.DataFrame, pd.Data
     for index, (value, step_ms) in enumerate(zip((BASE[column], OTHER[column]), STEP_MS)):
         job = {**BASE, column: value}
         for repeat in (1, 2):
-            identity = {**job, "run_id": run_id, "job_id": f"job{index}-r{repeat}", "repeat": repeat, "attempt": 1}
+            identity = {**job, "run_id": run_id, "job_id": f"job{index}-r{repeat}", "seed": 0, "repeat": repeat,
+                        "attempt": 1}
             windows = step_ms * (1 + 0.01 * rng.standard_normal(WINDOWS))
             summary.append({**identity, "status": "ok", "windows": WINDOWS, "step_ms_median": float(np.median(windows)),
                             "step_ms_iqr": 0.1, "images_per_s": 1000.0, "compile_s": 1.0, "peak_rss_mb": 1000.0,
@@ -93,6 +94,17 @@ def test_compare_keeps_them_apart(column):
     summary, steps = pair_tables(column)
     table = compare(summary, summary, steps, steps)
     assert apart(table["step_ms_median_old"]) and table["step"].eq("unchanged").all()
+
+
+def test_a_jobs_seeds_are_one_job_in_the_ranking_as_its_repeats_are():
+    """The seed is in every row (results.IDENTITY) but not in results.JOB: speed pools a job's seeds as it
+    pools its repeats; what compares seeds groups by the column itself."""
+    def one_job_two_seeds(frame: pd.DataFrame) -> pd.DataFrame:  # the second job made the first's seed 7
+        return frame.assign(framework=BASE["framework"], seed=frame["job_id"].str.startswith("job1") * 7)
+
+    summary, steps = map(one_job_two_seeds, pair_tables("framework"))
+    assert "seed" not in JOB and summary["seed"].nunique() == 2
+    assert len(comparisons(summary, steps)) == 1
 
 
 @differing

@@ -82,6 +82,26 @@ def test_the_first_schema_reads_with_the_values_its_columns_implied_and_says_wha
     assert parity["asserted"].all() and not parity["outlier"].any() and parity["step"].isna().all()
 
 
+@pytest.mark.parametrize("plan", [None, 3], ids=["without plan.json", "with plan.json"])
+def test_rows_before_the_seed_was_in_the_identity_get_the_seed_their_plan_ran(tmp_path, plan):
+    """Before schema 7 a run had one seed (--seed), in every job of its plan.json; 0 where the folder has none.
+    The test set's size and the images scored were not recorded: empty, and listed as such."""
+    folder = copy_of(6, tmp_path)
+    if plan is not None:
+        (folder / "plan.json").write_text(json.dumps({"jobs": [{"kind": "benchmark", "seed": plan}] * 3}))
+    for table in ("summary", "steps", "epochs"):
+        assert read_table(folder, table)["seed"].tolist() == [plan or 0] * len(read_written(folder, table)), table
+    epochs = read_table(folder, "epochs")
+    assert epochs[["test_size", "evaluated"]].isna().all().all()
+    assert {"test_size", "evaluated"} <= set(read_env(folder)["migrated"]["empty"])
+    assert "seed" not in read_env(folder)["migrated"]["empty"]
+    completed = subprocess.run([sys.executable, "-m", "report.migrate", str(folder)], cwd=ROOT, capture_output=True,
+                               text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert read_written(folder, "summary")["seed"].tolist() == [plan or 0] * 3
+    assert not (folder / "plan.csv").exists(), "the plan is read, never written as a table"
+
+
 def test_a_run_from_before_the_tuning_profiles_has_the_settings_its_env_json_recorded():
     summary = read_table(FIXTURES / "3", "summary")
     assert (summary["tuning"] == "custom").all()

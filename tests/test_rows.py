@@ -1,10 +1,12 @@
 """Typed rows: each table's columns are its row's fields, a summary row is assembled from its
 producers' parts, a field a table lacks is an error naming both, `profile_error` reaches
-summary.csv, and the worker's pipe (`channel`) stands apart from the modules that use it."""
+summary.csv, each evaluation's predictions reach the run folder as they arrive, and the worker's
+pipe (`channel`) stands apart from the modules that use it."""
 
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 
@@ -76,7 +78,7 @@ def test_a_worker_result_with_a_misspelled_key_is_refused_at_the_parent(tmp_path
 
 
 def test_a_summary_row_is_its_identity_then_its_parts_the_later_replacing_the_earlier():
-    identity = Identity("run", "job", "faulty", "ok", "tuned", "lenet", "cpu", "fp32", 32, 1, 1, 1)
+    identity = Identity("run", "job", "faulty", "ok", "tuned", "lenet", "cpu", "fp32", 32, 1, 0, 1, 1)
     row = assemble(SummaryRow, identity, {"threads": 4, "status": "error"}, StepTimes(windows=3, step_ms_median=2.0),
                    {"threads": 2, "status": "ok"})
     assert (row.job_id, row.threads, row.status, row.windows, row.step_ms_median, row.test_accuracy) == (
@@ -102,6 +104,50 @@ def test_the_benchmark_result_a_worker_sends_is_summary_columns(faulty, tmp_path
     assert result["target_reached"] is False and result["steps_to_target"] is None
     row = assemble(SummaryRow, JobRecorder(tmp_path, "run", job, 1).identity, result)
     assert row.images_per_s == pytest.approx(32 / (row.step_ms_median / 1000))
+
+
+class Relay:
+    """A worker's channel that hands each message, through JSON as the pipe carries it, straight to the
+    job's recorder; it stops the job (as Ctrl-C would) at message number `stop_at` of the kind `stop_on`."""
+
+    waited_s = 0.0
+
+    def __init__(self, recorder: JobRecorder, stop_on: str = "", stop_at: int = 0):
+        self.recorder, self.stop_on, self.stop_at, self.seen = recorder, stop_on, stop_at, 0
+
+    def send(self, kind, **fields):
+        self.seen += kind == self.stop_on
+        if self.seen and self.seen == self.stop_at:
+            raise KeyboardInterrupt
+        self.recorder.on_message(json.loads(json.dumps({"type": kind, **fields}, default=float)))
+
+    def hand_on_turn(self):
+        pass
+
+
+def test_every_evaluations_predictions_are_in_the_run_folder_as_each_ends(faulty, tmp_path):
+    """The faulty framework predicts class 0 for every image: its predictions file holds that for each of the
+    three evaluations, beside the test labels, and epochs.csv's accuracy is their share of 0s over the images
+    scored. A job stopped after its second evaluation keeps a whole file of two."""
+    job = make_job(timing=Timing(epochs=3, warmup_steps=1, window=2), data=Data(train_size=128, test_size=48))
+    labels = datasets.synthetic().subset(128, 48).test_labels
+    recorder = JobRecorder(tmp_path, "run", job, 1)
+    assert training.run_benchmark(job, Relay(recorder))["status"] == "ok"
+    with np.load(tmp_path / "predictions" / f"{job.job_id}-a1.npz") as saved:
+        epochs = results.read_table(tmp_path, "epochs")
+        np.testing.assert_array_equal(saved["steps"], epochs["step"])
+        assert saved["steps"].dtype == np.int64 and saved["predictions"].dtype == saved["labels"].dtype == np.uint8
+        np.testing.assert_array_equal(saved["predictions"], np.zeros((3, 48)))
+        np.testing.assert_array_equal(saved["labels"], labels)
+    assert epochs["test_accuracy"].tolist() == [np.mean(labels == 0)] * 3
+    assert epochs[["test_size", "evaluated"]].values.tolist() == [[48, 48]] * 3
+    stopped = JobRecorder(tmp_path, "run", job, 2)
+    with pytest.raises(KeyboardInterrupt):
+        training.run_benchmark(job, Relay(stopped, stop_on="epoch", stop_at=3))
+    with np.load(tmp_path / "predictions" / f"{job.job_id}-a2.npz") as saved:
+        assert saved["predictions"].shape == (2, 48) and len(saved["steps"]) == 2
+    assert sorted(path.name for path in (tmp_path / "predictions").iterdir()) == [
+        f"{job.job_id}-a1.npz", f"{job.job_id}-a2.npz"], "no partial file left behind"
 
 
 def test_a_failed_profile_reaches_summary_csv(tmp_path):

@@ -103,8 +103,8 @@ class Job:
     timing: Timing = Timing()
     data: Data = Data()
     placement: Placement = Placement()
-    repeat: int = 1  # 1..--repeats, each in its own process
-    seed: int = 0  # initial weights, batch order and augmentation
+    repeat: int = 1  # 1..--repeats, each in its own process, of one seed
+    seed: int = 0  # initial weights, batch order and augmentation (one of --seeds)
     files: ParityFiles | None = None
 
     def __post_init__(self):
@@ -116,7 +116,9 @@ class Job:
         what = self.what
         on = f"-x{self.replicas}" if self.replicas > 1 else ""
         fed = "" if self.data.input == "prefetch" else f"-{self.data.input}"  # one run may compare input paths
-        return f"{what.model}-{what.framework}-{what.variant}-{what.tuning}-bs{what.batch_size}{on}{fed}-r{self.repeat}"
+        seeded = f"-s{self.seed}" if self.seed else ""  # seed 0's ids are those of runs before --seeds
+        return (f"{what.model}-{what.framework}-{what.variant}-{what.tuning}-bs{what.batch_size}{on}{fed}{seeded}"
+                f"-r{self.repeat}")
 
     @property
     def label(self) -> str:
@@ -124,7 +126,8 @@ class Job:
         on = f" on {self.replicas} devices" if self.replicas > 1 else ""
         profile = "" if what.tuning == DEFAULT_PROFILE else f" {what.tuning}"
         fed = "" if self.data.input == "prefetch" else f", {self.data.input} input"
-        return (f"{what.model} {what.framework}:{what.variant}{profile} batch {what.batch_size}{on}{fed}, "
+        seeded = f", seed {self.seed}" if self.seed else ""
+        return (f"{what.model} {what.framework}:{what.variant}{profile} batch {what.batch_size}{on}{fed}{seeded}, "
                 f"repeat {self.repeat}")
 
     @property

@@ -5,9 +5,11 @@ open, what a resumed run keeps and reruns)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from benchmarks.harness.efficiency import efficiency
@@ -19,7 +21,8 @@ from benchmarks.harness.rows import EvaluationRow, Identity, ProfileRow, Summary
 class JobRecorder:
     """Appends one job's timed windows and evaluations to the tables as they arrive (an interrupted
     job keeps what it measured) and its summary row when it ends. Rows come from the worker as
-    dicts and become typed rows here: a field the table lacks is an error (rows.UnknownColumn)."""
+    dicts and become typed rows here: a field the table lacks is an error (rows.UnknownColumn).
+    Each evaluation's per-image predictions go to `predictions_path`, rewritten whole after each."""
 
     def __init__(self, run_dir: Path, run_id: str, job: Job, attempt: int, peak_gflops: float | None = None):
         self.run_dir, self.job, self.peak_gflops = run_dir, job, peak_gflops
@@ -27,16 +30,41 @@ class JobRecorder:
         self.identity = Identity(run_id=run_id, job_id=job.job_id, framework=what.framework, variant=what.variant,
                                  tuning=what.tuning, model=what.model, device=job.placement.device,
                                  precision=job.training.precision, batch_size=what.batch_size, devices=job.replicas,
-                                 repeat=job.repeat, attempt=attempt)
+                                 seed=job.seed, repeat=job.repeat, attempt=attempt)
         self.profile: dict | None = None
+        self.evaluated_steps: list[int] = []
+        self.predictions: list[np.ndarray] = []
 
     def on_message(self, message: dict) -> None:
         if message["type"] == "epoch":
             append_rows(self.run_dir, "epochs", [assemble(EvaluationRow, self.identity, message["row"])])
         elif message["type"] == "window":
             append_rows(self.run_dir, "steps", [assemble(WindowRow, self.identity, message["row"])])
+        elif message["type"] == "predictions":
+            self._keep_predictions(message)
         elif message["type"] == "profile":
             self.profile = message
+
+    @property
+    def predictions_path(self) -> Path:
+        return self.run_dir / "predictions" / f"{self.job.job_id}-a{self.identity.attempt}.npz"
+
+    def _keep_predictions(self, message: dict) -> None:
+        """Every evaluation's predictions so far, as arrays: `steps` (int64, E: each evaluation's step, as
+        epochs.csv's `step`), `predictions` (uint8, E x evaluated: each test image's predicted class, in test-set
+        order) and `labels` (uint8, evaluated). Written beside the file and renamed over it, so a job stopped at
+        any moment leaves the file of its last evaluation whole."""
+        self.evaluated_steps.append(message["step"])
+        self.predictions.append(np.asarray(message["predictions"], np.uint8))
+        path = self.predictions_path
+        path.parent.mkdir(exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "wb") as f:
+            np.savez(f, steps=np.asarray(self.evaluated_steps, np.int64), predictions=np.stack(self.predictions),
+                     labels=np.asarray(message["labels"], np.uint8))
+            f.flush()
+            os.fsync(f.fileno())
+        partial.replace(path)
 
     def interrupted(self, error: str) -> SummaryRow:
         """The summary row of a job stopped part-way, counting its windows in steps.csv. They are

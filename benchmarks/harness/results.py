@@ -18,11 +18,12 @@ from benchmarks.harness.rows import ROWS, EvaluationRow, Identity, ProfileRow, S
 # new version: reading fills it (IMPLIED, else empty) in folders written before it. Raise it with any
 # change of meaning a reader of an earlier folder would get wrong, and add that step's migration to
 # report/migrate.py, which the report applies as it reads an older folder.
-SCHEMA = 6  # 2: summary rows store gflop_per_step, gflops and of_peak (the report computed them before);
+SCHEMA = 7  # 2: summary rows store gflop_per_step, gflops and of_peak (the report computed them before);
 # 3: busy shares of sums; 4: the tuning profile in every table's identity, the settings a worker saw;
 # 5: native input pipelines (input_workers, epoch_images_per_s, input_stall_s, input_stall_share, input_cpu_s,
 # input_cpu_how); 6: epochs.csv's training time since the previous evaluation is `train_s` (was `epoch_s`, which
-# summary.csv uses for the median whole epoch), its busy share `train_busy_share`
+# summary.csv uses for the median whole epoch), its busy share `train_busy_share`; 7: the seed in every table's
+# identity (--seeds), epochs.csv's test_size and evaluated (and predictions/ beside the tables)
 
 # Each table's columns are the fields of its row (benchmarks.harness.rows), which says what each means.
 IDENTITY = columns(Identity)
@@ -34,7 +35,8 @@ PROFILE_COLUMNS = columns(ProfileRow)
 # A job's identity: every column that makes two rows different jobs. Every grouping of jobs, in report/ and
 # benchmarks/, uses it: never a hand-written subset, so two jobs that differ in one of these are never pooled.
 # input: the input path (jobs.INPUTS); nodes: machines of a multi-node run. The steps, epochs and profile tables
-# carry the columns of IDENTITY only and reach the rest through job_id and attempt.
+# carry the columns of IDENTITY only and reach the rest through job_id and attempt. The seed is in IDENTITY, not
+# here: a comparison of speed pools a job's seeds as it pools its repeats, and what compares seeds groups by it.
 JOB = ["framework", "variant", "model", "device", "devices", "nodes", "precision", "tuning", "batch_size", "input"]
 # The setting within which variants are compared (a ranking, a finding): the identity less what is compared.
 SETTING = [column for column in JOB if column not in ("framework", "variant")]

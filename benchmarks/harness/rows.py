@@ -29,7 +29,8 @@ class Identity:
     precision: str
     batch_size: int  # per device
     devices: int  # all nodes'
-    repeat: int
+    seed: int  # initial weights, batch order and augmentation (--seeds)
+    repeat: int  # the process, of --repeats, that ran this seed
     attempt: int  # 1, or the resumed invocation
 
 
@@ -56,17 +57,21 @@ class Window:
 @dataclass(frozen=True)
 class Evaluation:
     """One evaluation (epochs.csv): after each epoch, or every --eval-every steps (`epoch` then
-    fractional). `train_s`: the training time since the previous evaluation (the first includes
-    the compile step). Each sum of times (`train_s`, summary.csv's `epoch_s`, `train_s_to_target`,
-    `wall_s_to_target`) comes with the share of it that fell in busy windows (`train_busy_share`,
-    `epoch_busy_share`, ...; contention.SUM_BUSY_SHARE flags it); empty in runs written before it
-    was measured."""
+    fractional). `test_size`: the images the test set holds; `evaluated`: those the evaluation
+    scored, the denominator of `test_accuracy` (each image's prediction is in
+    predictions/<job_id>-a<attempt>.npz). `train_s`: the training time since the previous
+    evaluation (the first includes the compile step). Each sum of times (`train_s`, summary.csv's
+    `epoch_s`, `train_s_to_target`, `wall_s_to_target`) comes with the share of it that fell in
+    busy windows (`train_busy_share`, `epoch_busy_share`, ...; contention.SUM_BUSY_SHARE flags it);
+    empty in runs written before it was measured."""
 
     epoch: float
     step: int
     train_loss: float
     test_loss: float
     test_accuracy: float
+    test_size: int
+    evaluated: int
     train_s: float
     eval_s: float
     train_busy_share: float

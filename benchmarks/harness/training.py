@@ -437,13 +437,17 @@ def copy_ms(adapter: Adapter, images: np.ndarray, labels: np.ndarray, repeats: i
     return 1000 * float(np.median(seconds))
 
 
-def evaluate(adapter: Adapter, dataset: datasets.Dataset, batch_size: int) -> tuple[float, float]:
-    loss_sum, correct = 0.0, 0
-    for images, labels in datasets.test_batches(dataset, batch_size):
-        batch_loss, batch_correct = adapter.evaluate(images, labels)
-        loss_sum, correct = loss_sum + batch_loss, correct + batch_correct
-    n = len(dataset.test_labels)
-    return loss_sum / n, correct / n
+def evaluate(adapter: Adapter, dataset: datasets.Dataset, batch_size: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """The mean test loss, the class predicted for each test image scored, and the labels it was
+    scored against, in test-set order."""
+    loss_sum, predicted, labels = 0.0, [], []
+    for images, batch_labels in datasets.test_batches(dataset, batch_size):
+        batch_loss, batch_predicted = adapter.evaluate(images, batch_labels)
+        loss_sum += batch_loss
+        predicted.append(batch_predicted)
+        labels.append(batch_labels)
+    labels = np.concatenate(labels)
+    return loss_sum / len(labels), np.concatenate(predicted), labels
 
 
 def run_benchmark(job: Job, channel: Channel) -> dict:
@@ -513,15 +517,20 @@ def run_benchmark(job: Job, channel: Channel) -> dict:
                 with trainer.outside_device_peak():
                     before = trainer.monitor.sample()
                     start = time.perf_counter()
-                    test_loss, test_accuracy = evaluate(adapter, dataset, job.data.eval_batch_size)
+                    test_loss, predicted, labels = evaluate(adapter, dataset, job.data.eval_batch_size)
                     eval_s = time.perf_counter() - start
+                test_accuracy = float(np.mean(predicted == labels))
                 eval_busy_s = trainer.count_busy(eval_s, trainer.monitor.between(before, trainer.monitor.sample()))
                 done = trainer.step / per_epoch  # epochs, fractional between epochs' ends
                 row = Evaluation(epoch=int(done) if done.is_integer() else round(done, 4), step=trainer.step,
                                  train_loss=float(np.mean(pending_losses)), test_loss=test_loss,
-                                 test_accuracy=test_accuracy, train_s=pending_s, eval_s=eval_s,
+                                 test_accuracy=test_accuracy, test_size=len(dataset.test_labels),
+                                 evaluated=len(labels), train_s=pending_s, eval_s=eval_s,
                                  train_busy_share=_share(pending_busy_s, pending_s))
                 channel.send("epoch", row=asdict(row))
+                # class indices (0-9) as JSON integers: the parent keeps every evaluation's (recording.py)
+                channel.send("predictions", step=trainer.step, predictions=predicted.astype(np.uint8).tolist(),
+                             labels=labels.astype(np.uint8).tolist())
                 result.update(train_loss=row.train_loss, test_loss=test_loss, test_accuracy=test_accuracy)
                 stop = race.record(row.epoch, trainer.step, pending_s, eval_s, test_accuracy, pending_busy_s,
                                    eval_busy_s)
