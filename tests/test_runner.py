@@ -261,12 +261,14 @@ def test_a_run_folder_of_a_schema_this_report_cannot_read_is_refused_in_one_line
 
 
 def test_the_committed_run_renders_as_committed_from_its_csv_files_and_env_alone(tmp_path):
-    """The current schema needs nothing but the tables and env.json (no plan, no float64 model)."""
-    source = ROOT / "results" / "time-to-accuracy"
+    """The current schema needs nothing but the tables, env.json and the per-image predictions (no plan, no
+    float64 model)."""
+    source = ROOT / "results" / "seeds"
     copy = tmp_path / source.name
     copy.mkdir()
-    for name in ("summary.csv", "steps.csv", "epochs.csv", "parity.csv", "env.json"):
+    for name in ("summary.csv", "steps.csv", "epochs.csv", "parity.csv.xz", "env.json"):
         shutil.copy(source / name, copy / name)
+    shutil.copytree(source / "predictions", copy / "predictions")
     assert json.loads((copy / "env.json").read_text())["schema"] == SCHEMA
     report = write_report(copy).read_text()
     assert report == (source / "report.md").read_text()

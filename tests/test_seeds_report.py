@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks.harness.results import EPOCHS_COLUMNS, SUMMARY_COLUMNS
+from benchmarks.harness.results import EPOCHS_COLUMNS, SCHEMA, SUMMARY_COLUMNS
 from report.__main__ import main as report_main
 from report.compare import compare
 from report.findings import accuracy_findings, comparisons, target_findings, timed_jobs, window_times
@@ -256,7 +256,7 @@ def write_folder(folder, summary, epochs, predictions):
     """A run folder of the current layout: tables with their seed and test-set columns, and predictions."""
     folder.mkdir()
     env = json.loads((ROOT / "results" / "time-to-accuracy" / "env.json").read_text())
-    (folder / "env.json").write_text(json.dumps(env))
+    (folder / "env.json").write_text(json.dumps({**env, "schema": SCHEMA}))  # its tables are of the current one
     pd.DataFrame(summary).reindex(columns=[*SUMMARY_COLUMNS, "seed"]).to_csv(folder / "summary.csv", index=False)
     epochs.reindex(columns=[*EPOCHS_COLUMNS, "seed", "test_size", "evaluated"]).to_csv(folder / "epochs.csv",
                                                                                        index=False)
