@@ -97,12 +97,13 @@ def test_report_states_the_data_parity_and_ranks_every_framework(run):
 
 
 @pytest.mark.slow
-def test_report_renders_from_the_csv_files_alone(run, tmp_path):
+def test_report_renders_from_the_csv_files_and_predictions_alone(run, tmp_path):
     run_dir, _ = run
     copy = tmp_path / run_dir.name
     copy.mkdir()
     for name in ("summary.csv", "steps.csv", "epochs.csv", "parity.csv", "env.json"):
         shutil.copy(run_dir / name, copy / name)
+    shutil.copytree(run_dir / "predictions", copy / "predictions")  # the paired accuracy tests read them
     completed = subprocess.run([sys.executable, "-m", "report", str(copy)], cwd=ROOT, capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
     assert (copy / "report.md").read_text() == (run_dir / "report.md").read_text()
