@@ -187,6 +187,18 @@ def run_folder(out: Path) -> Path:
     return folder
 
 
+class QuietChannel:
+    """A worker's channel to a parent that is not there: a job run in the test's own process sends
+    nothing and takes no turns."""
+    waited_s = 0.0
+
+    def send(self, *args, **fields):
+        pass
+
+    def hand_on_turn(self):
+        pass
+
+
 def make_job(framework: str = "faulty", variant: str = "ok", batch_size: int = 32, *, timing: Timing = Timing(),
              data: Data = Data(), placement: Placement = Placement(), repeat: int = 1) -> Job:
     """A LeNet training job for tests that start a worker or a trainer themselves, by default of

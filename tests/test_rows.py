@@ -32,7 +32,7 @@ from benchmarks.harness.rows import (
 )
 from benchmarks.harness.stats import StepTimes
 from frameworks import profiled
-from tests.conftest import ROOT, make_job
+from tests.conftest import ROOT, QuietChannel, make_job
 
 PARTS = [StepTimes, Contention, Efficiency, training.Throughput, training.TargetRace, training.InputCost]
 
@@ -88,18 +88,9 @@ def test_a_summary_row_is_its_identity_then_its_parts_the_later_replacing_the_ea
 def test_the_benchmark_result_a_worker_sends_is_summary_columns(faulty, tmp_path):
     """The faulty framework's whole benchmark, in process: the worker checks its result before it
     sends it, and the parent makes a typed row of it."""
-    class Quiet:
-        waited_s = 0.0
-
-        def send(self, *args, **fields):
-            pass
-
-        def hand_on_turn(self):
-            pass
-
     job = make_job(timing=Timing(epochs=1, warmup_steps=1, window=2, target_accuracy=0.99),
                    data=Data(train_size=128, test_size=32))
-    result = training.run_benchmark(job, Quiet())
+    result = training.run_benchmark(job, QuietChannel())
     assert result["status"] == "ok" and result["windows"] > 0
     assert result["target_reached"] is False and result["steps_to_target"] is None
     row = assemble(SummaryRow, JobRecorder(tmp_path, "run", job, 1).identity, result)

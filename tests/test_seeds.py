@@ -13,7 +13,7 @@ from benchmarks.harness import data as datasets, training
 from benchmarks.harness.jobs import Data, Timing
 from frameworks import REGISTRY
 from frameworks.base import TrainConfig, TrainingState, init_params
-from tests.conftest import FRAMEWORKS, make_job, require
+from tests.conftest import FRAMEWORKS, QuietChannel, make_job, require
 from tests.faulty_framework import FaultyAdapter
 from tests.test_native_input import numbered_images, numbers
 
@@ -112,16 +112,6 @@ class Recording(FaultyAdapter):
         return super().train_step(images, labels)
 
 
-class Quiet:
-    waited_s = 0.0
-
-    def send(self, *args, **fields):
-        pass
-
-    def hand_on_turn(self):
-        pass
-
-
 @pytest.mark.parametrize("augment", ["none", "crop-flip-cutout"])
 def test_a_jobs_seed_sets_the_weights_it_starts_from_and_the_suites_batches(monkeypatch, augment):
     """A job run in the worker's code (`run_benchmark`) on the suite's pipeline, which feeds every framework the
@@ -134,7 +124,7 @@ def test_a_jobs_seed_sets_the_weights_it_starts_from_and_the_suites_batches(monk
     job = make_job(timing=Timing(epochs=2, warmup_steps=1, window=2), data=Data(augment=augment, input="step"))
     runs = []
     for seed in (SAME, SAME, OTHER):
-        result = training.run_benchmark(seeded(job, seed), Quiet())
+        result = training.run_benchmark(seeded(job, seed), QuietChannel())
         assert result["status"] == "ok"
         runs.append((Recording.made[-1], result["data_digest"]))
     (first, digest), (again, digest_again), (other, other_digest) = runs
