@@ -65,6 +65,19 @@ def test_side_by_side_jobs_overlap_and_a_crash_or_timeout_leaves_the_others_runn
     assert sorted(order[:2]) == [0, 1] and order[2:] == [3, 2]
 
 
+def test_a_side_by_side_slot_is_refilled_before_the_ended_jobs_result_is_handled(tmp_path):
+    """A parity table is compared in the runner's process as its model's last worker ends: the next
+    worker must already be running meanwhile, so that no core waits for the comparison."""
+    logs = [tmp_path / f"{i}.log" for i in range(3)]
+    started_when_handled = {}
+
+    def handled(index: int, result: dict) -> None:
+        started_when_handled[index] = [log.exists() for log in logs]
+
+    run_side_by_side([job("ok"), job("ok"), job("ok")], logs, 60.0, 1, handled)
+    assert started_when_handled == {0: [True, True, False], 1: [True, True, True], 2: [True, True, True]}
+
+
 def test_a_side_by_side_job_is_pinned_to_its_own_cores():
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:

@@ -24,7 +24,7 @@ from benchmarks.checks.definitions import (
     round_trip_state,
 )
 from benchmarks.checks.verdicts import REFERENCE
-from benchmarks.harness.stats import relative_error
+from benchmarks.harness.stats import relative_errors
 from frameworks import float64_caveat
 
 
@@ -62,9 +62,10 @@ def compare(outputs: dict[str, dict[str, np.ndarray]], model: str = "lenet", pre
         if parse_key(text)[0] in ("round trip", "state", "margin"):
             continue
         arrays = {name: values[text] for name, values in outputs.items() if text in values}
-        compared += [(index, (f"{name_a} vs {name_b}", *parse_key(text),
-                              relative_error(arrays[name_a], arrays[name_b])))
-                     for index, (name_a, name_b) in enumerate(pairs) if name_a in arrays]
+        present = [(index, pair) for index, pair in enumerate(pairs) if pair[0] in arrays]
+        errors = relative_errors(arrays, [pair for _, pair in present])
+        compared += [(index, (f"{name_a} vs {name_b}", *parse_key(text), error))
+                     for (index, (name_a, name_b)), error in zip(present, errors)]
     rows += [row for _, row in sorted(compared, key=lambda item: item[0])]  # pair by pair, as before
     table = pd.DataFrame(rows, columns=COLUMNS[1:7])
     table.insert(0, "precision", precision)

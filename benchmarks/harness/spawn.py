@@ -329,11 +329,14 @@ def run_side_by_side(jobs: list[Job], log_paths: list[Path], timeout: float, at_
     (slot k of `at_once` from core k * threads) and free to run from its start to its end: for jobs
     that time nothing (the parity checks), whose overlap cannot change what they compute.
     `on_result(i, result)` gets job i's result as soon as it ends; a job running past `timeout`
-    seconds yields a timeout result. Ctrl-C stops every worker and propagates."""
+    seconds yields a timeout result. Ctrl-C stops every worker and propagates. A job's slot is
+    given to the next job before `on_result` runs, so that a slow `on_result` (a parity table
+    compared in this process) leaves no core idle."""
     waiting, running = list(range(len(jobs))), {}  # job index -> (its group, when it started, its slot)
+    ended: list[tuple[int, dict]] = []  # results whose slots are refilled before on_result sees them
     try:
         with selectors.DefaultSelector() as selector:
-            while waiting or running:
+            while waiting or running or ended:
                 while waiting and len(running) < at_once:
                     index = waiting.pop(0)
                     slot = min(set(range(at_once)) - {slot for *_, slot in running.values()})
@@ -345,6 +348,8 @@ def run_side_by_side(jobs: list[Job], log_paths: list[Path], timeout: float, at_
                         selector.register(worker.messages, selectors.EVENT_READ, (index, member))
                     group.give_turn()
                     running[index] = (group, time.monotonic(), slot)
+                while ended:
+                    on_result(*ended.pop(0))
                 for index, (group, started, _) in list(running.items()):
                     if time.monotonic() - started > timeout:
                         for member in range(len(group.workers)):
@@ -352,7 +357,10 @@ def run_side_by_side(jobs: list[Job], log_paths: list[Path], timeout: float, at_
                                 selector.unregister(group.workers[member].messages)
                         group.stop()
                         del running[index]
-                        on_result(index, {"status": "timeout", "error": f"stopped after --job-timeout {timeout:g} s"})
+                        ended.append((index, {"status": "timeout",
+                                              "error": f"stopped after --job-timeout {timeout:g} s"}))
+                if ended:
+                    continue  # refill the freed slots first
                 for selected, _ in selector.select(timeout=1.0):
                     index, member = selected.data
                     group = running[index][0]
@@ -361,7 +369,7 @@ def run_side_by_side(jobs: list[Job], log_paths: list[Path], timeout: float, at_
                         group.give_turn()
                     elif state == "ended":
                         del running[index]
-                        on_result(index, group.outcome())
+                        ended.append((index, group.outcome()))
     except BaseException:
         for group, *_ in running.values():
             group.stop()

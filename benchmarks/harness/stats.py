@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +33,17 @@ def step_time_summary(step_ms: np.ndarray) -> StepTimes:
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     """||a - b|| / max(||a||, ||b||) over the whole tensor; 0 when both are zero."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return float(np.linalg.norm(a - b) / scale) if scale else 0.0
+    return relative_errors({"a": a, "b": b}, [("a", "b")])[0]
+
+
+def relative_errors(arrays: Mapping[str, np.ndarray], pairs: Iterable[tuple[str, str]]) -> list[float]:
+    """`relative_error` of each pair of named tensors, each tensor widened to float64 and its norm
+    taken once however many pairs it is in (a parity table compares a dozen variants pairwise)."""
+    pairs = list(pairs)
+    wide = {name: np.asarray(arrays[name], np.float64) for name in dict.fromkeys(itertools.chain(*pairs))}
+    norms = {name: np.linalg.norm(value) for name, value in wide.items()}
+    errors = []
+    for a, b in pairs:
+        scale = max(norms[a], norms[b])
+        errors.append(float(np.linalg.norm(wide[a] - wide[b]) / scale) if scale else 0.0)
+    return errors
